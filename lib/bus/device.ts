@@ -1,0 +1,48 @@
+// The contract between a bus and the devices on it (DESIGN §5). Numbers in, numbers out:
+// no buffers and no allocation per access, because every guest I/O exit goes through here.
+
+/**
+ * A device window on the PIO or MMIO bus. `offset` is relative to the base the device was
+ * registered at, `size` is the access width in bytes (1, 2, 4 or 8). Values wider than 32 bits
+ * (8-byte MMIO) are passed as two calls by the bus, low dword first, so devices only see
+ * numbers that fit in 32 bits.
+ */
+export interface BusDevice {
+  read(offset: number, size: number): number;
+  write(offset: number, size: number, value: number): void;
+}
+
+/** An interrupt line a device drives; the machine wires it to KVM_IRQ_LINE. */
+export interface IrqLine {
+  /** Assert the (level-triggered) line. */
+  raise(): void;
+  /** Deassert the line. */
+  lower(): void;
+  /** Edge: raise then lower. */
+  pulse(): void;
+}
+
+/** Guest RAM as devices see it: bounds-checked DMA (implemented by GuestMemory). */
+export interface DmaMemory {
+  /** True when [gpa, gpa+length) lies entirely inside one RAM region. */
+  contains(gpa: number, length: number): boolean;
+  /** Copy out of guest RAM (throws GuestMemoryError outside RAM). */
+  read(gpa: number, length: number): Uint8Array;
+  /** Zero-copy view of guest RAM (throws GuestMemoryError outside RAM). Do not keep it. */
+  view(gpa: number, length: number): Uint8Array;
+  write(gpa: number, bytes: Uint8Array): void;
+  readU8(gpa: number): number;
+  readU16(gpa: number): number;
+  readU32(gpa: number): number;
+  readU64(gpa: number): bigint;
+  writeU8(gpa: number, value: number): void;
+  writeU16(gpa: number, value: number): void;
+  writeU32(gpa: number, value: number): void;
+  writeU64(gpa: number, value: bigint): void;
+}
+
+/** A monotonic clock devices are given (injected so unit tests can drive time). */
+export interface Clock {
+  /** Nanoseconds, monotonic. */
+  nowNs(): bigint;
+}

@@ -1,0 +1,39 @@
+import type { IrqLine } from './device.js';
+
+/** The one operation an IrqLine needs from the VM (Vm.irqLine satisfies it). */
+export interface IrqSink {
+  irqLine(irq: number, level: boolean): void;
+}
+
+/** An IrqLine on GSI `irq` of the in-kernel irqchip. Tracks level to skip redundant ioctls. */
+export class KvmIrqLine implements IrqLine {
+  private level = false;
+  constructor(private readonly sink: IrqSink, readonly irq: number) {}
+  raise(): void {
+    if (this.level) return;
+    this.level = true;
+    this.sink.irqLine(this.irq, true);
+  }
+  lower(): void {
+    if (!this.level) return;
+    this.level = false;
+    this.sink.irqLine(this.irq, false);
+  }
+  pulse(): void {
+    this.sink.irqLine(this.irq, true);
+    this.sink.irqLine(this.irq, false);
+    this.level = false;
+  }
+  get asserted(): boolean {
+    return this.level;
+  }
+}
+
+/** An IrqLine that only records, for unit tests and unwired devices. */
+export class RecordingIrqLine implements IrqLine {
+  level = false;
+  pulses = 0;
+  raise(): void { this.level = true; }
+  lower(): void { this.level = false; }
+  pulse(): void { this.pulses++; }
+}
