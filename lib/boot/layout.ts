@@ -1,0 +1,96 @@
+// Every fixed guest-physical address and I/O port of the node-kvm PC, in one place
+// (Firecracker's arch/x86_64/layout.rs is the model). Nothing else in lib/ hard-codes one.
+//
+// Low memory map (below 1 MiB):
+//   0x00000-0x003ff  real-mode IVT (left zero; page 0 holds no boot data on purpose)
+//   0x00500          GDT used for protected/long-mode entry
+//   0x00520          IDT (empty, limit 0: any exception during early boot triple-faults loudly)
+//   0x06000          multiboot info / PVH hvm_start_info (+ their mmap and module lists)
+//   0x07000          Linux zero page (struct boot_params)
+//   0x08000          stack top for flat and multiboot guests (grows down)
+//   0x09000-0x0efff  identity-mapping page tables: PML4, PDPT, 4 x PD (first 4 GiB, 2 MiB pages)
+//   0x20000          kernel command line (up to CMDLINE_MAX bytes)
+//   0x9fc00          MP floating pointer + MP config table (EBDA, where Linux scans)
+//   0xe0000          ACPI RSDP and tables (Linux scans 0xe0000-0xfffff for the RSDP)
+//   0x100000         HIMEM_START: protected-mode kernels load here (or at their pref_address)
+
+export const ZERO_PAGE_START = 0x7000;
+export const GDT_START = 0x500;
+export const IDT_START = 0x520;
+export const BOOT_INFO_START = 0x6000; // multiboot info or PVH start_info
+export const BOOT_INFO_END = 0x7000;
+export const BOOT_STACK_TOP = 0x8000;
+export const PML4_START = 0x9000;
+export const PDPT_START = 0xa000;
+export const PD_START = 0xb000; // 4 pages: 0xb000-0xefff
+export const CMDLINE_START = 0x20000;
+export const CMDLINE_MAX = 0x10000;
+export const MPTABLE_START = 0x9fc00;
+export const EBDA_START = 0x9fc00;
+export const ACPI_START = 0xe0000;
+export const ACPI_END = 0x100000;
+export const BIOS_ROM_START = 0xf0000;
+export const HIMEM_START = 0x100000;
+/** Top of conventional memory reported in e820 (EBDA and the BIOS area above are reserved). */
+export const LOW_RAM_END = EBDA_START;
+
+// The 32-bit PCI hole: RAM stops at MMIO_HOLE_START and resumes at 4 GiB.
+export const MMIO_HOLE_START = 0xc000_0000;
+export const FOUR_GIB = 0x1_0000_0000;
+/** Window handed out to 32-bit PCI memory BARs. */
+export const PCI_MMIO_START = 0xc000_0000;
+export const PCI_MMIO_END = 0xfe00_0000;
+/** Window handed out to PCI I/O BARs. */
+export const PCI_IO_START = 0xc000;
+export const PCI_IO_END = 0x10000;
+export const IOAPIC_START = 0xfec0_0000;
+export const LAPIC_START = 0xfee0_0000;
+/** KVM_SET_IDENTITY_MAP_ADDR (one page) and KVM_SET_TSS_ADDR (three pages), inside the hole. */
+export const IDENTITY_MAP_ADDR = 0xfffb_c000;
+export const TSS_ADDR = 0xfffb_d000;
+
+/** Guest RAM limits we accept. */
+export const MIN_MEMORY = 16 * 1024 * 1024;
+/** Node caps one external ArrayBuffer at 4 GiB: RAM above 4 GiB is split into chunks this size. */
+export const MAX_REGION_SIZE = 2 * 1024 * 1024 * 1024;
+
+// I/O ports.
+export const PORT_PIT = 0x40;
+export const PORT_I8042_DATA = 0x60;
+export const PORT_SYSTEM_CONTROL_B = 0x61;
+export const PORT_I8042_CMD = 0x64;
+export const PORT_CMOS_INDEX = 0x70;
+export const PORT_CMOS_DATA = 0x71;
+export const PORT_POST = 0x80;
+export const PORT_DEBUG_EXIT = 0xf4;
+export const PORT_COM = [0x3f8, 0x2f8, 0x3e8, 0x2e8] as const;
+export const IRQ_COM = [4, 3, 4, 3] as const;
+export const PORT_FW_CFG = 0x510; // selector (16-bit); data at +1
+export const PORT_FW_CFG_DATA = 0x511;
+export const PORT_PCI_CONFIG_ADDRESS = 0xcf8;
+export const PORT_PCI_CONFIG_DATA = 0xcfc;
+/** ACPI PM register block (PM1a_EVT_BLK 4 bytes, PM1a_CNT_BLK 2 bytes, PM_TMR_BLK 4 bytes, GPE0 4 bytes). */
+export const PORT_ACPI_PM1A_EVT = 0x600;
+export const PORT_ACPI_PM1A_CNT = 0x604;
+export const PORT_ACPI_PM_TMR = 0x608;
+export const PORT_ACPI_GPE0 = 0x620;
+export const PORT_ACPI_GPE0_LEN = 4;
+/** ACPI reset register (FADT RESET_REG, system I/O): writing RESET_VALUE reboots. */
+export const PORT_ACPI_RESET = 0xcf9;
+export const ACPI_RESET_VALUE = 0x06;
+
+// Interrupts (GSIs on the in-kernel IOAPIC; 0-15 also reach the in-kernel PIC).
+export const IRQ_SCI = 9;
+export const IRQ_I8042_KBD = 1;
+export const IRQ_RTC = 8;
+/**
+ * PCI INTx routing: device on slot `s` pin `p` (1=INTA#) uses PCI_INTX_GSI[(s + p - 1) % 4].
+ * GSIs 16-23 are IOAPIC-only, level-triggered, active-low as PCI INTx must be, so they never
+ * collide with an ISA edge-triggered line.
+ */
+export const PCI_INTX_GSI = [16, 17, 18, 19] as const;
+export const IOAPIC_PINS = 24;
+
+export function pciIntxGsi(slot: number, pin: number): number {
+  return PCI_INTX_GSI[(slot + pin - 1) % 4]!;
+}
