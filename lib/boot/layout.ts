@@ -31,6 +31,11 @@ export const ACPI_START = 0xe0000;
 export const ACPI_END = 0x100000;
 export const BIOS_ROM_START = 0xf0000;
 export const HIMEM_START = 0x100000;
+/**
+ * Default load address of flat binaries (tests, tiny guests): above the boot structures
+ * (GDT..page tables end at 0xefff) and a multiple of 16 so real-mode CS:IP = 0x1000:0.
+ */
+export const FLAT_LOAD_START = 0x10000;
 /** Top of conventional memory reported in e820 (EBDA and the BIOS area above are reserved). */
 export const LOW_RAM_END = EBDA_START;
 
