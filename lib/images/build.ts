@@ -1,0 +1,169 @@
+// buildImage(): Debian kernel (via apt, or given files) + busybox initramfs -> a cached image
+// directory with bzImage, vmlinux, initramfs.cpio.gz and manifest.json.
+import { mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { extractVmlinux } from './bzimage.js';
+import { writeAtomically, imageDir, cachedImageNames, cacheRoot } from './cache.js';
+import { ImageError, rethrowDiskFull } from './errors.js';
+import { guestInit, GUEST_MODULES, GUEST_OPTIONAL_MODULES, UDHCPC_SCRIPT } from './guest-init.js';
+import { downloadKernel } from './kernel-package.js';
+import { IMAGE_FILES, MANIFEST_FORMAT, sha256, verifyImage, type Image, type ImageManifest } from './manifest.js';
+import { ModuleTree, assertModulesMatch } from './modules.js';
+import { addBusybox, addHostFile, addModules, baseRootFs } from './rootfs.js';
+
+export const DEFAULT_KERNEL_PACKAGE = 'linux-image-amd64';
+export const DEFAULT_BUSYBOX = '/bin/busybox';
+
+export interface BuildImageOptions {
+  /** Image name in the cache (default "default"). */
+  name?: string;
+  /** Write the image here instead of the cache. */
+  out?: string;
+  /** apt package providing kernel + modules (default linux-image-amd64). */
+  kernelPackage?: string;
+  /** Use this bzImage instead of downloading (then `modules` or /lib/modules/<release>). */
+  kernel?: string;
+  /** /lib/modules/<release> directory matching `kernel`. */
+  modules?: string;
+  /** Static busybox (default /bin/busybox from busybox-static). */
+  busybox?: string;
+  /** HOSTPATH:GUESTPATH files to include (ELF executables bring their libraries). */
+  add?: string[];
+  /** Progress lines. */
+  log?: (line: string) => void;
+  /** Image profile: modules to load (with dependencies), the /init text, extra files. */
+  profile?: ImageProfile;
+}
+
+export interface ImageProfile {
+  modules: string[];
+  optionalModules?: string[];
+  init: string;
+  files?: Record<string, { data: string; perm?: number }>;
+}
+
+export const GUEST_PROFILE: ImageProfile = {
+  modules: GUEST_MODULES,
+  optionalModules: GUEST_OPTIONAL_MODULES,
+  init: guestInit(),
+  files: { 'etc/nkvm/udhcpc.sh': { data: UDHCPC_SCRIPT, perm: 0o755 } },
+};
+
+export async function buildImage(opts: BuildImageOptions = {}): Promise<Image> {
+  const log = opts.log ?? ((): void => undefined);
+  const name = opts.name ?? 'default';
+  const target = opts.out ?? imageDir(name);
+  const profile = opts.profile ?? GUEST_PROFILE;
+  const work = mkdtempSync(join(tmpdir(), 'node-kvm-image-'));
+  try {
+    let bzPath: string;
+    let modulesDir: string | undefined = opts.modules;
+    let kernelMeta: Pick<ImageManifest['kernel'], 'source' | 'package' | 'packageVersion'>;
+    if (opts.kernel) {
+      bzPath = opts.kernel;
+      kernelMeta = { source: 'file' };
+    } else {
+      const pkg = opts.kernelPackage ?? DEFAULT_KERNEL_PACKAGE;
+      log(`downloading ${pkg} with apt-get`);
+      const k = downloadKernel(pkg, work);
+      log(`got ${k.packageName} ${k.packageVersion}`);
+      bzPath = k.bzImage;
+      modulesDir ??= k.modulesDir;
+      kernelMeta = { source: 'apt', package: k.packageName, packageVersion: k.packageVersion };
+    }
+    let bz: Buffer;
+    try {
+      bz = readFileSync(bzPath);
+    } catch (e) {
+      throw new ImageError('ERR_IMAGE_NOT_BZIMAGE', `cannot read kernel ${bzPath} (${(e as NodeJS.ErrnoException).code}); check --kernel`, { cause: e });
+    }
+    const { vmlinux, info } = extractVmlinux(bz, bzPath);
+    const release = info.version?.split(' ')[0] ?? 'unknown';
+    log(`kernel ${release}: ${info.compression} payload, vmlinux ${(vmlinux.length / 1048576).toFixed(1)} MiB`);
+    if (!modulesDir) {
+      const guess = `/lib/modules/${release}`;
+      if (!existsSync(guess)) {
+        throw new ImageError('ERR_IMAGE_MODULE_MISSING', `no modules for kernel ${release}: pass --modules /path/to/lib/modules/${release}`);
+      }
+      modulesDir = guess;
+    }
+    const tree = new ModuleTree(modulesDir);
+    assertModulesMatch(info.version, tree);
+    const mods = tree.resolve(profile.modules, profile.optionalModules);
+    log(`modules (insmod order): ${mods.map((m) => m.name).join(' ') || '(none)'}`);
+
+    const fs = baseRootFs();
+    const busyboxVersion = addBusybox(fs, opts.busybox ?? DEFAULT_BUSYBOX);
+    addModules(fs, mods);
+    for (const [p, f] of Object.entries(profile.files ?? {})) fs.file(p, f.data, f.perm ?? 0o644);
+    const added = (opts.add ?? []).flatMap((spec) => addHostFile(fs, spec));
+    fs.file('init', profile.init, 0o755);
+    const initrd = fs.toCpioGz();
+
+    const files: Record<string, Buffer> = { [IMAGE_FILES.kernel]: bz, [IMAGE_FILES.vmlinux]: vmlinux, [IMAGE_FILES.initrd]: initrd };
+    const manifest: ImageManifest = {
+      formatVersion: MANIFEST_FORMAT,
+      name,
+      createdAt: new Date().toISOString(),
+      kernel: { ...kernelMeta, release, compression: info.compression },
+      busybox: { version: busyboxVersion },
+      modules: mods.map((m) => m.name),
+      added,
+      files: Object.fromEntries(Object.entries(files).map(([f, d]) => [f, { sha256: sha256(d), size: d.length }])),
+    };
+    try {
+      await writeAtomically(target, (tmp) => {
+        for (const [f, d] of Object.entries(files)) writeFileSync(join(tmp, f), d);
+        writeFileSync(join(tmp, 'manifest.json'), JSON.stringify(manifest, null, 2) + '\n');
+      });
+    } catch (e) {
+      rethrowDiskFull(e, target);
+    }
+    const v = verifyImage(target);
+    if (!v.ok) throw new ImageError('ERR_IMAGE_CORRUPT', `image just written to ${target} does not verify (${v.reason}); check the disk`);
+    log(`image ready in ${target}`);
+    return v.image;
+  } finally {
+    rmSync(work, { recursive: true, force: true });
+  }
+}
+
+/** A cached, verified image by name; `build: true` (re)builds it when missing or corrupt. */
+export async function getImage(name: string, opts: { build?: boolean; log?: (line: string) => void; buildOptions?: BuildImageOptions } = {}): Promise<Image> {
+  const dir = imageDir(name);
+  const v = verifyImage(dir);
+  if (v.ok) return v.image;
+  if (!opts.build) {
+    throw new ImageError(existsSync(dir) ? 'ERR_IMAGE_CORRUPT' : 'ERR_IMAGE_NOT_FOUND',
+      `image "${name}" is not usable (${v.reason}); run \`node-kvm image build\` (or pass { build: true })`);
+  }
+  if (existsSync(dir)) opts.log?.(`rebuilding image "${name}": ${v.reason}`);
+  return buildImage({ ...opts.buildOptions, name, log: opts.log });
+}
+
+/** The default guest image (Debian kernel + busybox initramfs with the RTL8139 drivers). */
+export function getDefaultImage(opts: { build?: boolean; log?: (line: string) => void } = {}): Promise<Image> {
+  return getImage('default', opts);
+}
+
+export interface ImageListEntry {
+  name: string;
+  dir: string;
+  ok: boolean;
+  reason?: string;
+  image?: Image;
+}
+
+export function listImages(root = cacheRoot()): ImageListEntry[] {
+  return cachedImageNames(root).map((name) => {
+    const dir = join(root, name);
+    const v = verifyImage(dir);
+    return v.ok ? { name, dir, ok: true, image: v.image } : { name, dir, ok: false, reason: v.reason };
+  });
+}
+
+/** Path of a cached image directory (whether or not it exists yet). */
+export function imagePath(name = 'default'): string {
+  return imageDir(name);
+}

@@ -1,0 +1,70 @@
+// manifest.json: what an image directory holds and the sha256 of each file, so a partial or
+// corrupted cache is detected (and rebuilt) instead of booted.
+import { createHash } from 'node:crypto';
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+
+export const MANIFEST_FORMAT = 1;
+export const IMAGE_FILES = { kernel: 'bzImage', vmlinux: 'vmlinux', initrd: 'initramfs.cpio.gz' } as const;
+
+export interface FileRecord {
+  sha256: string;
+  size: number;
+}
+
+export interface ImageManifest {
+  formatVersion: number;
+  name: string;
+  createdAt: string; // ISO time
+  kernel: {
+    source: 'apt' | 'file';
+    package?: string; // linux-image-6.1.0-56-amd64
+    packageVersion?: string; // 6.1.192-2
+    release: string; // 6.1.0-56-amd64
+    compression: string; // payload compression of the bzImage
+  };
+  busybox: { version: string };
+  modules: string[]; // insmod order
+  added: string[]; // guest paths from --add (and their libraries)
+  files: Record<string, FileRecord>; // keyed by file name in the image dir
+}
+
+/** A verified image on disk. */
+export interface Image {
+  name: string;
+  dir: string;
+  kernel: string; // bzImage
+  vmlinux: string; // uncompressed ELF (PVH entry), faster to boot
+  initrd: string; // gzip newc initramfs
+  manifest: ImageManifest;
+}
+
+export const sha256 = (data: Uint8Array): string => createHash('sha256').update(data).digest('hex');
+
+export type VerifyResult = { ok: true; image: Image } | { ok: false; reason: string };
+
+/** Check manifest + every file's size and sha256. Never throws for a bad cache: says why. */
+export function verifyImage(dir: string): VerifyResult {
+  const mpath = join(dir, 'manifest.json');
+  if (!existsSync(mpath)) return { ok: false, reason: `${mpath} missing` };
+  let m: ImageManifest;
+  try {
+    m = JSON.parse(readFileSync(mpath, 'utf8')) as ImageManifest;
+  } catch (e) {
+    return { ok: false, reason: `${mpath} unreadable: ${(e as Error).message}` };
+  }
+  if (m.formatVersion !== MANIFEST_FORMAT) return { ok: false, reason: `manifest format ${String(m.formatVersion)} (want ${MANIFEST_FORMAT})` };
+  if (typeof m.files !== 'object' || m.files === null) return { ok: false, reason: 'manifest lists no files' };
+  for (const f of Object.values(IMAGE_FILES)) {
+    const rec = m.files[f];
+    const p = join(dir, f);
+    if (!rec) return { ok: false, reason: `manifest does not list ${f}` };
+    if (!existsSync(p)) return { ok: false, reason: `${p} missing` };
+    if (statSync(p).size !== rec.size) return { ok: false, reason: `${p} has size ${statSync(p).size}, manifest says ${rec.size}` };
+    if (sha256(readFileSync(p)) !== rec.sha256) return { ok: false, reason: `${p} sha256 mismatch` };
+  }
+  return {
+    ok: true,
+    image: { name: m.name, dir, kernel: join(dir, IMAGE_FILES.kernel), vmlinux: join(dir, IMAGE_FILES.vmlinux), initrd: join(dir, IMAGE_FILES.initrd), manifest: m },
+  };
+}
