@@ -190,3 +190,24 @@ test('handleMmio: 1/2/4-byte accesses and 8-byte accesses split low dword first'
   assert.deepEqual([...miss.data], [0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]);
   assert.equal(bus.readMisses, 2);
 });
+
+test('a Sink claims ignored ports (POST 0x80): no misses, fixed read value, last write kept', async () => {
+  const { Sink } = await import('../../lib/devices/sink.js');
+  const bus = new PioBus();
+  const post = new Sink();
+  const seen: number[] = [];
+  const zero = new Sink({ readValue: 0, onWrite: (_o, _s, v) => seen.push(v) });
+  bus.register(0x80, 1, post, 'post');
+  bus.register(0xed, 1, zero, 'io-delay');
+  bus.write(0x80, 1, 0x42);
+  assert.equal(bus.read(0x80, 1), 0xff);
+  bus.write(0xed, 1, 7);
+  assert.equal(bus.read(0xed, 1), 0);
+  assert.equal(post.lastValue, 0x42);
+  assert.equal(post.writes, 1);
+  assert.deepEqual(seen, [7]);
+  assert.equal(bus.missCount, 0);
+  post.reset();
+  assert.equal(post.lastValue, -1);
+  assert.throws(() => new Sink({ readValue: -1 }), NodeKvmError);
+});
