@@ -1,0 +1,97 @@
+// Host mappings exposed to JS as external ArrayBuffers (zero copy): guest RAM
+// (anonymous, shared so KVM and JS see the same pages) and each vCPU's kvm_run page.
+//
+// Release is explicit (munmap) and safe: the ArrayBuffer is detached first, so every JS view
+// over it becomes zero-length instead of dangling. The GC finalizer is only a safety net.
+#include <sys/mman.h>
+
+#include <mutex>
+#include <unordered_map>
+
+#include "common.h"
+
+namespace nkvm {
+namespace {
+
+struct Mapping {
+  void* addr;
+  size_t len;
+  bool mapped;
+};
+
+std::mutex g_lock;
+std::unordered_map<void*, Mapping*> g_mappings;
+
+void Finalize(Napi::Env, void*, Mapping* m) {
+  std::lock_guard<std::mutex> l(g_lock);
+  if (m->mapped) munmap(m->addr, m->len);
+  auto it = g_mappings.find(m->addr);
+  if (it != g_mappings.end() && it->second == m) g_mappings.erase(it);
+  delete m;
+}
+
+Napi::Value Wrap(Napi::Env env, void* addr, size_t len) {
+  auto* m = new Mapping{addr, len, true};
+  {
+    std::lock_guard<std::mutex> l(g_lock);
+    g_mappings[addr] = m;
+  }
+  return Napi::ArrayBuffer::New(env, addr, len, Finalize, m);
+}
+
+// mmapAnonymous(size): guest RAM. MAP_NORESERVE: pages are only committed when touched.
+Napi::Value MmapAnonymous(const Napi::CallbackInfo& info) {
+  size_t len = static_cast<size_t>(U64Arg(info, 0));
+  void* p = mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (p == MAP_FAILED) {
+    ThrowErrno(info.Env(), errno, "mmap");
+    return info.Env().Undefined();
+  }
+  return Wrap(info.Env(), p, len);
+}
+
+// mmapFd(fd, size): the vCPU's kvm_run area (KVM_GET_VCPU_MMAP_SIZE bytes at offset 0).
+Napi::Value MmapFd(const Napi::CallbackInfo& info) {
+  int fd = FdArg(info, 0);
+  size_t len = static_cast<size_t>(U64Arg(info, 1));
+  void* p = mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  if (p == MAP_FAILED) {
+    ThrowErrno(info.Env(), errno, "mmap");
+    return info.Env().Undefined();
+  }
+  return Wrap(info.Env(), p, len);
+}
+
+// munmap(arrayBuffer): detach, then unmap. Idempotent.
+Napi::Value Munmap(const Napi::CallbackInfo& info) {
+  Napi::ArrayBuffer ab = info[0].As<Napi::ArrayBuffer>();
+  if (ab.IsDetached()) return info.Env().Undefined();
+  void* addr = ab.Data();
+  {
+    std::lock_guard<std::mutex> l(g_lock);
+    auto it = g_mappings.find(addr);
+    if (it == g_mappings.end() || !it->second->mapped) return info.Env().Undefined();
+    Mapping* m = it->second;
+    m->mapped = false;
+    munmap(m->addr, m->len);
+  }
+  ab.Detach();
+  return info.Env().Undefined();
+}
+
+// Address of an ArrayBuffer's memory, for KVM_SET_USER_MEMORY_REGION (as a BigInt).
+Napi::Value Address(const Napi::CallbackInfo& info) {
+  Napi::ArrayBuffer ab = info[0].As<Napi::ArrayBuffer>();
+  return Napi::BigInt::New(info.Env(), static_cast<uint64_t>(reinterpret_cast<uintptr_t>(ab.Data())));
+}
+
+}  // namespace
+
+void InitMemory(Napi::Env env, Napi::Object exports) {
+  exports.Set("mmapAnonymous", Napi::Function::New(env, MmapAnonymous));
+  exports.Set("mmapFd", Napi::Function::New(env, MmapFd));
+  exports.Set("munmap", Napi::Function::New(env, Munmap));
+  exports.Set("address", Napi::Function::New(env, Address));
+}
+
+}  // namespace nkvm
