@@ -1,0 +1,104 @@
+// Assembles the test guests (test/guests/*.S) with the system toolchain into flat binaries,
+// cached under os.tmpdir() by a hash of the sources, so tests and benches need no prebuilt
+// blobs. `gcc -c` runs the C preprocessor (guests include guest.h), `ld --oformat=binary`
+// links the image at GUEST_LOAD_ADDR.
+import { createHash } from 'node:crypto';
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+/** Every guest is linked and loaded here, entered in real mode at CS:IP = 0:GUEST_LOAD_ADDR. */
+export const GUEST_LOAD_ADDR = 0x8000;
+
+export const GUEST_NAMES = ['real', 'pm32', 'long64', 'timer', 'smp', 'exit-loop', 'idle', 'dirty'] as const;
+export type GuestName = (typeof GUEST_NAMES)[number];
+
+/** Ports of the guests' I/O contract (see test/guests/guest.h). */
+export const PORT = {
+  CONSOLE: 0x3f8,
+  PARAM: 0xe0,
+  ECHO: 0xe1,
+  OUTS: 0xe2,
+  INS: 0xe3,
+  CSUM: 0xe4,
+  REPORT: 0xe5,
+  CREG: 0xe6,
+  TICK: 0xe7,
+  APIC_ID: 0xe8,
+  LOOP: 0xea,
+} as const;
+
+/** The repository's test/guests directory (works from test/guests and dist/test/guests). */
+export function guestSourceDir(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (let i = 0; i < 6; i++) {
+    if (existsSync(join(dir, 'package.json')) && existsSync(join(dir, 'test', 'guests', 'guest.h'))) {
+      return join(dir, 'test', 'guests');
+    }
+    dir = dirname(dir);
+  }
+  throw new Error('cannot find test/guests (guest sources) above ' + fileURLToPath(import.meta.url));
+}
+
+/** Why guests cannot be built here, or undefined when gcc and ld are available. */
+export function toolchainMissing(): string | undefined {
+  for (const tool of ['gcc', 'ld']) {
+    try {
+      execFileSync(tool, ['--version'], { stdio: 'ignore' });
+    } catch {
+      return `${tool} not found: install build-essential (gcc, binutils) to assemble the test guests`;
+    }
+  }
+  return undefined;
+}
+
+export function cacheDir(): string {
+  return join(tmpdir(), 'node-kvm-guests');
+}
+
+const memo = new Map<GuestName, Uint8Array>();
+
+/** Where the image of `name` is cached: the name of the file carries a hash of its sources. */
+export function guestImagePath(name: GuestName): string {
+  const src = guestSourceDir();
+  const key = createHash('sha256')
+    .update(readFileSync(join(src, `${name}.S`))).update('\0')
+    .update(readFileSync(join(src, 'guest.h'))).update('\0')
+    .update(String(GUEST_LOAD_ADDR))
+    .digest('hex').slice(0, 16);
+  return join(cacheDir(), `${name}-${key}.bin`);
+}
+
+/** Assemble `name` (or take it from the cache) and return the path of the flat image. */
+export function ensureGuestImage(name: GuestName): string {
+  const out = guestImagePath(name);
+  if (existsSync(out)) return out;
+  const src = guestSourceDir();
+  mkdirSync(cacheDir(), { recursive: true });
+  const work = mkdtempSync(join(cacheDir(), `${name}-build-`));
+  try {
+    const obj = join(work, `${name}.o`);
+    const bin = join(work, `${name}.bin`);
+    const opts = { stdio: ['ignore', 'ignore', 'pipe'] as ('ignore' | 'pipe')[] };
+    execFileSync('gcc', ['-c', '-I', src, '-o', obj, join(src, `${name}.S`)], opts);
+    execFileSync('ld', ['-m', 'elf_x86_64', `-Ttext=0x${GUEST_LOAD_ADDR.toString(16)}`, '--oformat=binary',
+      '-e', '_start', '-o', bin, obj], opts);
+    // Atomic publish: concurrent test files may build the same guest.
+    renameSync(bin, out);
+  } finally {
+    rmSync(work, { recursive: true, force: true });
+  }
+  return out;
+}
+
+/** The flat image of `name`, assembled on first use. */
+export function buildGuest(name: GuestName): Uint8Array {
+  let bytes = memo.get(name);
+  if (bytes === undefined) {
+    bytes = new Uint8Array(readFileSync(ensureGuestImage(name)));
+    memo.set(name, bytes);
+  }
+  return bytes;
+}
