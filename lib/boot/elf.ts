@@ -166,29 +166,38 @@ export function checkKernelRange(ramLayout: readonly RamRange[], start: number, 
 }
 
 /**
- * Copy every PT_LOAD segment to p_paddr and zero its bss tail. Every segment is checked against
- * the file and against RAM before anything is written. Returns the loaded range.
+ * Check every PT_LOAD segment against the file and against RAM (nothing is written) and
+ * return the range they will occupy.
  */
-export function loadElfSegments(
-  memory: GuestMemory, ramLayout: readonly RamRange[], image: Uint8Array, elf: ElfFile,
+export function planElfSegments(
+  ramLayout: readonly RamRange[], image: Uint8Array, elf: ElfFile,
 ): { start: number; end: number } {
   const r = new ImageReader(image, 'ELF kernel');
   const loads = elf.segments.filter((s) => s.type === PT_LOAD && s.memsz > 0);
   if (loads.length === 0) throw new InvalidArgumentError('ELF kernel has no PT_LOAD segment', 'ERR_KERNEL_FORMAT');
+  let start = Infinity;
+  let end = 0;
   for (const [i, s] of loads.entries()) {
     if (s.filesz > s.memsz) {
       throw new InvalidArgumentError(`PT_LOAD segment ${i}: p_filesz ${hex(s.filesz)} exceeds p_memsz ${hex(s.memsz)}`, 'ERR_KERNEL_FORMAT');
     }
     r.check(s.offset, s.filesz, `PT_LOAD segment ${i}`);
     checkKernelRange(ramLayout, s.paddr, s.paddr + s.memsz, `PT_LOAD segment ${i}`);
-  }
-  let start = Infinity;
-  let end = 0;
-  for (const s of loads) {
-    writeGuest(memory, s.paddr, image.subarray(s.offset, s.offset + s.filesz));
-    if (s.memsz > s.filesz) zeroGuest(memory, s.paddr + s.filesz, s.memsz - s.filesz);
     start = Math.min(start, s.paddr);
     end = Math.max(end, s.paddr + s.memsz);
   }
   return { start, end };
+}
+
+/** Copy every PT_LOAD segment to p_paddr and zero its bss tail, after planElfSegments' checks. */
+export function loadElfSegments(
+  memory: GuestMemory, ramLayout: readonly RamRange[], image: Uint8Array, elf: ElfFile,
+): { start: number; end: number } {
+  const range = planElfSegments(ramLayout, image, elf);
+  for (const s of elf.segments) {
+    if (s.type !== PT_LOAD || s.memsz === 0) continue;
+    writeGuest(memory, s.paddr, image.subarray(s.offset, s.offset + s.filesz));
+    if (s.memsz > s.filesz) zeroGuest(memory, s.paddr + s.filesz, s.memsz - s.filesz);
+  }
+  return range;
 }

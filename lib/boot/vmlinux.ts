@@ -8,7 +8,7 @@ import { BOOT_INFO_START, BOOT_STACK_TOP, ZERO_PAGE_START } from './layout.js';
 import { buildE820 } from './e820.js';
 import { linuxInitrd, placeInitrd, writeBootParams } from './boot-params.js';
 import { encodeCmdline, writeCmdline } from './cmdline.js';
-import { entryPhysical, loadElfSegments, parseElf, pvhEntry } from './elf.js';
+import { entryPhysical, loadElfSegments, parseElf, planElfSegments, pvhEntry } from './elf.js';
 import { entrySregs, writeGdt } from './gdt.js';
 import { writeIdentityPageTables } from './page-tables.js';
 import { writeGuest } from './image.js';
@@ -36,17 +36,17 @@ export function loadVmlinux(image: Uint8Array, opts: LoadOptions, usePvh: boolea
   const cmdlineText = opts.cmdline ?? '';
   encodeCmdline(cmdlineText, VMLINUX_CMDLINE_SIZE);
   const e820 = buildE820(ramLayout);
-  const kernelRange = loadElfSegments(memory, ramLayout, image, elf);
+  const kernelRange = planElfSegments(ramLayout, image, elf);
   if (entry < kernelRange.start || entry >= kernelRange.end) {
     throw new InvalidArgumentError(`entry point 0x${entry.toString(16)} is outside the loaded kernel`, 'ERR_KERNEL_FORMAT');
   }
-  const cmdline = writeCmdline(memory, cmdlineText, VMLINUX_CMDLINE_SIZE);
   const initrd = linuxInitrd(opts);
-  let initrdRange: { start: number; end: number } | undefined;
-  if (initrd !== undefined) {
-    initrdRange = placeInitrd(ramLayout, initrd.length, VMLINUX_INITRD_ADDR_MAX + 1, kernelRange);
-    writeGuest(memory, initrdRange.start, initrd);
-  }
+  const initrdRange = initrd !== undefined
+    ? placeInitrd(ramLayout, initrd.length, VMLINUX_INITRD_ADDR_MAX + 1, kernelRange) : undefined;
+  // Everything is checked: now write guest RAM.
+  loadElfSegments(memory, ramLayout, image, elf);
+  if (initrd !== undefined && initrdRange !== undefined) writeGuest(memory, initrdRange.start, initrd);
+  const cmdline = writeCmdline(memory, cmdlineText, VMLINUX_CMDLINE_SIZE);
   const common = {
     e820, kernelRange, entry, ...(initrdRange !== undefined ? { initrdRange } : {}),
   };
