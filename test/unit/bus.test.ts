@@ -211,3 +211,27 @@ test('a Sink claims ignored ports (POST 0x80): no misses, fixed read value, last
   assert.equal(post.lastValue, -1);
   assert.throws(() => new Sink({ readValue: -1 }), NodeKvmError);
 });
+
+test('the legacy platform devices register side by side at their layout ports', async () => {
+  const layout = await import('../../lib/boot/layout.js');
+  const { RecordingIrqLine } = await import('../../lib/bus/irq.js');
+  const { Uart16550, UART_IO_SIZE } = await import('../../lib/devices/uart16550.js');
+  const { I8042, I8042_IO_SIZE } = await import('../../lib/devices/i8042.js');
+  const { Cmos, CMOS_IO_SIZE } = await import('../../lib/devices/cmos.js');
+  const { DebugExit, DEBUG_EXIT_IO_SIZE } = await import('../../lib/devices/debug-exit.js');
+  const { FwCfg, FW_CFG_IO_SIZE } = await import('../../lib/devices/fw-cfg.js');
+  const { Sink } = await import('../../lib/devices/sink.js');
+  const pio = new PioBus();
+  const tx: number[] = [];
+  pio.register(layout.PORT_COM[0], UART_IO_SIZE, new Uart16550({ irq: new RecordingIrqLine(), onTransmit: (b) => tx.push(b) }), 'com1');
+  pio.register(layout.PORT_I8042_DATA, I8042_IO_SIZE, new I8042({ irq: new RecordingIrqLine(), onReset: () => {} }), 'i8042');
+  pio.register(layout.PORT_CMOS_INDEX, CMOS_IO_SIZE, new Cmos({ memoryBelow4g: 128 << 20, memoryAbove4g: 0 }), 'cmos');
+  pio.register(layout.PORT_POST, 1, new Sink(), 'post');
+  pio.register(layout.PORT_DEBUG_EXIT, DEBUG_EXIT_IO_SIZE, new DebugExit({ onExit: () => {} }), 'debug-exit');
+  pio.register(layout.PORT_FW_CFG, FW_CFG_IO_SIZE, new FwCfg({ cpus: 1 }), 'fw_cfg');
+  pio.write(layout.PORT_COM[0], 1, 0x4f);
+  assert.deepEqual(tx, [0x4f]);
+  // Linux's 8250 probe of an absent COM2 sees all-ones and gives up.
+  assert.equal(pio.read(layout.PORT_COM[1] + 1, 1) & 0x0f, 0x0f);
+  assert.equal(pio.missCount, 1);
+});
