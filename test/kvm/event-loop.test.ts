@@ -1,0 +1,56 @@
+// While the guest sits in an in-kernel HLT (irqchip, interrupts off), the Node event loop keeps
+// running: timers fire, a TCP connection to a server in this process is accepted, and an
+// AbortSignal ends the run loop.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createServer, connect, type AddressInfo } from 'node:net';
+import { once } from 'node:events';
+import { requireKvm } from '../helpers/kvm.js';
+import { PORT } from '../guests/build.js';
+import { createGuestVm, Recorder } from '../guests/run.js';
+
+test('event loop stays live while the guest is halted in the kernel', { timeout: 30_000 }, async (t) => {
+  if (!requireKvm(t)) return;
+  using g = createGuestVm({ guest: 'idle', irqchip: true });
+  const report = new Recorder();
+  g.pio.register(PORT.REPORT, 1, report);
+  const ac = new AbortController();
+  const exits: string[] = [];
+  const loop = g.vcpu.runLoop((exit) => {
+    exits.push(exit.reason);
+    if (exit.reason === 'io') g.pio.handleIo(exit);
+    return undefined;
+  }, { signal: ac.signal });
+
+  const server = createServer((sock) => sock.end('hi'));
+  try {
+    // A timer: fires while the vCPU thread (the main thread) is inside KVM_RUN.
+    const t0 = performance.now();
+    await new Promise((r) => setTimeout(r, 20));
+    const late = performance.now() - t0 - 20;
+    t.diagnostic(`setTimeout(20) fired ${late.toFixed(2)} ms late`);
+    assert.ok(late < 1000, `setTimeout(20) fired ${late.toFixed(1)} ms late`);
+    assert.deepEqual(report.values(), [1], 'guest reported before halting');
+
+    // A TCP accept + read, all in this process.
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    const port = (server.address() as AddressInfo).port;
+    const c0 = performance.now();
+    const sock = connect(port, '127.0.0.1');
+    const chunks: Buffer[] = [];
+    sock.on('data', (d: Buffer) => chunks.push(d));
+    await once(sock, 'end');
+    t.diagnostic(`TCP connect+accept+read round trip ${(performance.now() - c0).toFixed(2)} ms while the guest was halted`);
+    assert.equal(Buffer.concat(chunks).toString(), 'hi');
+
+    // Still halted: no exit other than the report reached userspace.
+    assert.ok(exits.every((r) => r === 'io'), `exits: ${exits.join(',')}`);
+  } finally {
+    server.close();
+    const a0 = performance.now();
+    ac.abort();
+    await loop;
+    t.diagnostic(`runLoop resolved ${(performance.now() - a0).toFixed(2)} ms after abort`);
+  }
+});
