@@ -1,0 +1,8 @@
+export * as regs from './regs.js';
+export { Rtl8139, parseMac, type Rtl8139Options, type Rtl8139Stats, type RxOutcome } from './rtl8139.js';
+export { Eeprom93C46, rtl8139EepromImage, EEPROM_WORDS } from './eeprom.js';
+export { Rtl8139Phy } from './mii.js';
+export { hostTimers, type DeviceTimers } from './timer.js';
+export { filterFrame, withCrc, RxRing } from './rx.js';
+export { insertChecksums, segmentTcp, insertVlanTag, stripVlanTag, parseIpv4, rxChecksumStatus } from './offload.js';
+export { CplusRxRing, CplusTxRing, CP_MAX_DESCRIPTORS, CP_MAX_TX_FRAME } from './cplus.js';

@@ -1,0 +1,163 @@
+// C+ mode offloads on whole Ethernet frames: IPv4/TCP/UDP checksum insertion, TCP segmentation
+// (LargeSend), 802.1Q tag insertion and stripping, and RX checksum verification.
+import {
+  fillIpv4HeaderChecksum, fillL4Checksum, internetChecksum, verifyL4Checksum,
+} from '../../net/checksum.js';
+import { IPFail, PID0, RxProtoIP, RxProtoTCP, RxProtoUDP, TCPFail, UDPFail } from './regs.js';
+
+const ETH_P_IP = 0x0800;
+const ETH_P_8021Q = 0x8100;
+const IPPROTO_TCP = 6;
+const IPPROTO_UDP = 17;
+
+export interface Ipv4Info {
+  /** Offset of the IPv4 header in the frame. */
+  l3: number;
+  ihl: number;
+  /** IP total length, validated against the frame. */
+  totalLength: number;
+  protocol: number;
+  /** Offset of the L4 header. */
+  l4: number;
+  /** True for any fragment (MF set or non-zero offset): no L4 header to trust. */
+  fragment: boolean;
+}
+
+/** Locate a well-formed IPv4 header (optionally behind one 802.1Q tag); undefined otherwise. */
+export function parseIpv4(frame: Uint8Array): Ipv4Info | undefined {
+  if (frame.length < 14) return undefined;
+  let l3 = 14;
+  let type = (frame[12]! << 8) | frame[13]!;
+  if (type === ETH_P_8021Q) {
+    if (frame.length < 18) return undefined;
+    type = (frame[16]! << 8) | frame[17]!;
+    l3 = 18;
+  }
+  if (type !== ETH_P_IP || frame.length < l3 + 20) return undefined;
+  const vihl = frame[l3]!;
+  const ihl = (vihl & 0x0f) * 4;
+  if (vihl >>> 4 !== 4 || ihl < 20 || frame.length < l3 + ihl) return undefined;
+  const totalLength = (frame[l3 + 2]! << 8) | frame[l3 + 3]!;
+  if (totalLength < ihl || l3 + totalLength > frame.length) return undefined;
+  const frag = ((frame[l3 + 6]! << 8) | frame[l3 + 7]!) & 0x3fff;
+  return { l3, ihl, totalLength, protocol: frame[l3 + 9]!, l4: l3 + ihl, fragment: frag !== 0 };
+}
+
+/**
+ * Fill the checksums the descriptor asked for. Returns false when the frame is not IPv4 with
+ * the requested transport (the frame is then sent unchanged, as the chip would).
+ */
+export function insertChecksums(frame: Uint8Array, ip: boolean, tcp: boolean, udp: boolean): boolean {
+  const info = parseIpv4(frame);
+  if (info === undefined) return false;
+  if (ip) fillIpv4HeaderChecksum(frame, info.l3);
+  const want = tcp ? IPPROTO_TCP : udp ? IPPROTO_UDP : 0;
+  if (want === 0) return true;
+  if (info.protocol !== want || info.fragment) return false;
+  const l4Len = info.totalLength - info.ihl;
+  if (l4Len < (want === IPPROTO_TCP ? 20 : 8)) return false;
+  fillL4Checksum(frame, info.l3, info.l4, l4Len, want);
+  return true;
+}
+
+/**
+ * TCP segmentation offload: cut an IPv4/TCP frame with a payload larger than `mss` into
+ * frames of at most `mss` payload bytes. IP id increments per segment, IP length and both
+ * checksums are recomputed, the sequence number advances, and FIN/PSH stay only on the last
+ * segment (CWR only on the first). Returns undefined when the frame is not TSO-able.
+ */
+export function segmentTcp(frame: Uint8Array, mss: number): Uint8Array[] | undefined {
+  const info = parseIpv4(frame);
+  if (info === undefined || info.protocol !== IPPROTO_TCP || info.fragment || mss <= 0) return undefined;
+  const tcpLen = info.totalLength - info.ihl;
+  if (tcpLen < 20) return undefined;
+  const doff = (frame[info.l4 + 12]! >>> 4) * 4;
+  if (doff < 20 || doff > tcpLen) return undefined;
+  const hdrEnd = info.l4 + doff;
+  const payloadEnd = info.l3 + info.totalLength;
+  const payload = payloadEnd - hdrEnd;
+  if (payload <= mss) {
+    const one = frame.slice(0, payloadEnd);
+    fillIpv4HeaderChecksum(one, info.l3);
+    fillL4Checksum(one, info.l3, info.l4, tcpLen, IPPROTO_TCP);
+    return [one];
+  }
+  const id0 = (frame[info.l3 + 4]! << 8) | frame[info.l3 + 5]!;
+  const seq0 = ((frame[info.l4 + 4]! << 24) | (frame[info.l4 + 5]! << 16) | (frame[info.l4 + 6]! << 8) | frame[info.l4 + 7]!) >>> 0;
+  const flags0 = frame[info.l4 + 13]!;
+  const out: Uint8Array[] = [];
+  for (let off = 0, i = 0; off < payload; off += mss, i++) {
+    const n = Math.min(mss, payload - off);
+    const last = off + n >= payload;
+    const seg = new Uint8Array(hdrEnd + n);
+    seg.set(frame.subarray(0, hdrEnd));
+    seg.set(frame.subarray(hdrEnd + off, hdrEnd + off + n), hdrEnd);
+    const ipLen = info.ihl + doff + n;
+    seg[info.l3 + 2] = ipLen >>> 8;
+    seg[info.l3 + 3] = ipLen & 0xff;
+    const id = (id0 + i) & 0xffff;
+    seg[info.l3 + 4] = id >>> 8;
+    seg[info.l3 + 5] = id & 0xff;
+    const seq = (seq0 + off) >>> 0;
+    seg[info.l4 + 4] = seq >>> 24;
+    seg[info.l4 + 5] = (seq >>> 16) & 0xff;
+    seg[info.l4 + 6] = (seq >>> 8) & 0xff;
+    seg[info.l4 + 7] = seq & 0xff;
+    let flags = flags0;
+    if (!last) flags &= ~(0x01 | 0x08); // FIN, PSH
+    if (i > 0) flags &= ~0x80; // CWR
+    seg[info.l4 + 13] = flags;
+    fillIpv4HeaderChecksum(seg, info.l3);
+    fillL4Checksum(seg, info.l3, info.l4, doff + n, IPPROTO_TCP);
+    out.push(seg);
+  }
+  return out;
+}
+
+/** Insert an 802.1Q tag with `tci` (host order) after the MAC addresses. */
+export function insertVlanTag(frame: Uint8Array, tci: number): Uint8Array {
+  if (frame.length < 12) return frame;
+  const out = new Uint8Array(frame.length + 4);
+  out.set(frame.subarray(0, 12));
+  out[12] = ETH_P_8021Q >>> 8;
+  out[13] = ETH_P_8021Q & 0xff;
+  out[14] = (tci >>> 8) & 0xff;
+  out[15] = tci & 0xff;
+  out.set(frame.subarray(12), 16);
+  return out;
+}
+
+/** If the frame carries an 802.1Q tag, return [untagged frame, tci]; otherwise undefined. */
+export function stripVlanTag(frame: Uint8Array): [Uint8Array, number] | undefined {
+  if (frame.length < 18 || ((frame[12]! << 8) | frame[13]!) !== ETH_P_8021Q) return undefined;
+  const tci = (frame[14]! << 8) | frame[15]!;
+  const out = new Uint8Array(frame.length - 4);
+  out.set(frame.subarray(0, 12));
+  out.set(frame.subarray(16), 12);
+  return [out, tci];
+}
+
+/**
+ * C+ RX descriptor protocol/checksum bits (PID1:PID0, IPFail/UDPFail/TCPFail) for a received
+ * frame. 8139cp trusts PID = TCP/UDP without a Fail bit as CHECKSUM_UNNECESSARY, so anything
+ * not verified here reports as plain IP or non-IP.
+ */
+export function rxChecksumStatus(frame: Uint8Array): number {
+  const info = parseIpv4(frame);
+  if (info === undefined) return 0;
+  let st = 0;
+  if (internetChecksum(frame, info.l3, info.l3 + info.ihl) !== 0) st |= IPFail;
+  const l4Len = info.totalLength - info.ihl;
+  if (!info.fragment && info.protocol === IPPROTO_TCP && l4Len >= 20) {
+    st |= RxProtoTCP * PID0;
+    if ((st & IPFail) !== 0 || !verifyL4Checksum(frame, info.l3, info.l4, l4Len, IPPROTO_TCP)) st |= TCPFail;
+    return st;
+  }
+  if (!info.fragment && info.protocol === IPPROTO_UDP && l4Len >= 8) {
+    st |= RxProtoUDP * PID0;
+    if ((st & IPFail) !== 0 || !verifyL4Checksum(frame, info.l3, info.l4, l4Len, IPPROTO_UDP)) st |= UDPFail;
+    return st;
+  }
+  return st | RxProtoIP * PID0;
+}
+

@@ -1,0 +1,600 @@
+// Realtek RTL8139C / RTL8139C+ on PCI (10ec:8139): one 256-byte register file behind I/O BAR0
+// and MMIO BAR1. Revision 0x10 is the plain 8139C Linux drives with 8139too (normal-mode RX
+// ring, four TX descriptors); revision 0x20 is the C+ chip 8139cp drives (descriptor rings,
+// checksum/TSO/VLAN offload). Both modes live in the same chip, as in the hardware.
+//
+// Everything the guest hands us (ring and buffer addresses, sizes, descriptor chains) is
+// checked where it is read; errors become ISR bits and counters, never exceptions.
+import type { BusDevice, Clock, DmaMemory } from '../../bus/device.js';
+import { InvalidArgumentError } from '../../errors.js';
+import type { NetBackend } from '../../net/backend.js';
+import { PciDevice } from '../pci/device.js';
+import { CplusRxRing, CplusTxRing } from './cplus.js';
+import { Eeprom93C46, rtl8139EepromImage } from './eeprom.js';
+import { Rtl8139Phy } from './mii.js';
+import * as R from './regs.js';
+import { filterFrame, RX_MAX_FRAME, RxRing, withCrc } from './rx.js';
+import { TxDescriptors } from './tx.js';
+import { REGISTER_SPAN, REGISTER_WIDTH } from './register-span.js';
+import { Rtl8139Timer, type DeviceTimers } from './timer.js';
+
+export type { DeviceTimers } from './timer.js';
+
+export interface Rtl8139Options {
+  mem: DmaMemory;
+  clock: Clock;
+  /** Station address; default 52:54:00:12:34:56. */
+  mac?: Uint8Array | string;
+  /** PCI revision: 0x10 (8139too) or 0x20 (8139cp, the default). */
+  revision?: number;
+  /** Schedules the TimerInt interrupt; default: unref'd setTimeout. */
+  timers?: DeviceTimers;
+  /** Frames a full RX ring holds back before counting them missed (attachBackend). Default 64. */
+  rxQueueLimit?: number;
+}
+
+export interface Rtl8139Stats {
+  txFrames: number;
+  txBytes: number;
+  txErrors: number;
+  txBadSize: number;
+  txDmaErrors: number;
+  txNoCarrier: number;
+  rxFrames: number;
+  rxBytes: number;
+  rxFiltered: number;
+  rxDisabled: number;
+  rxTooLong: number;
+  rxDmaErrors: number;
+  /** Frames dropped because the ring (or C+ descriptors) had no room; MPC counts the same. */
+  rxMissed: number;
+  rxQueued: number;
+  rxBroadcast: number;
+  rxMulticast: number;
+  rxPhysical: number;
+}
+
+export type RxOutcome = 'ok' | 'full' | 'filtered' | 'disabled' | 'dropped';
+
+export function parseMac(mac: Uint8Array | string): Uint8Array {
+  if (typeof mac !== 'string') {
+    if (mac.length !== 6) throw new InvalidArgumentError('MAC address must be 6 bytes', 'ERR_INVALID_MAC');
+    return Uint8Array.from(mac);
+  }
+  const parts = mac.split(/[:-]/);
+  if (parts.length !== 6 || parts.some((p) => !/^[0-9a-fA-F]{1,2}$/.test(p))) {
+    throw new InvalidArgumentError(`invalid MAC address '${mac}'`, 'ERR_INVALID_MAC');
+  }
+  return Uint8Array.from(parts.map((p) => parseInt(p, 16)));
+}
+
+const CONFIG_LOCKED = new Set([R.Config1, R.Config3, R.Config4]);
+const CSCR_WRITABLE = 0xf3ff;
+const CPCMD_WRITABLE = R.RxVlanOn | R.RxChkSum | R.PCIDAC | R.PCIMulRW | R.CpRxOn | R.CpTxOn;
+
+export class Rtl8139 extends PciDevice {
+  /** Register window for BAR0 (I/O) and BAR1 (MMIO): distinct objects over one register file. */
+  readonly ioBar: BusDevice;
+  readonly mmioBar: BusDevice;
+  readonly eeprom: Eeprom93C46;
+  readonly phy = new Rtl8139Phy();
+  readonly stats: Rtl8139Stats = Rtl8139.zeroStats();
+  /** Byte-addressed storage for registers without their own model. */
+  private readonly regs = new Uint8Array(R.REGS_SIZE);
+  private readonly dv = new DataView(this.regs.buffer);
+  private readonly mem: DmaMemory;
+  private readonly rx = new RxRing();
+  private readonly tx = new TxDescriptors();
+  private readonly cpTx = new CplusTxRing();
+  private readonly cpHiTx = new CplusTxRing();
+  private readonly cpRx = new CplusRxRing();
+  private readonly timer: Rtl8139Timer;
+  private readonly hwVersion: number;
+  private isr = 0;
+  private missed = 0;
+  private cscrLinkChange = false;
+  private backend: NetBackend | undefined;
+  private unsubscribe: Array<() => void> = [];
+  private readonly queue: Uint8Array[] = [];
+  private readonly queueLimit: number;
+  private readonly sink = { transmit: (f: Uint8Array): boolean => this.transmit(f) };
+
+  constructor(opts: Rtl8139Options) {
+    const revision = opts.revision ?? 0x20;
+    super({ vendorId: 0x10ec, deviceId: 0x8139, classCode: 0x020000, revision,
+      subsystemVendorId: 0x10ec, subsystemId: 0x8139, interruptPin: 1 });
+    this.mem = opts.mem;
+    this.hwVersion = revision >= 0x20 ? R.HWVER_RTL8139CP : R.HWVER_RTL8139C;
+    this.queueLimit = opts.rxQueueLimit ?? 64;
+    const mac = parseMac(opts.mac ?? '52:54:00:12:34:56');
+    this.eeprom = new Eeprom93C46(rtl8139EepromImage(mac, { vendorId: 0x10ec, deviceId: 0x8139, subsystemVendorId: 0x10ec, subsystemId: 0x8139 }));
+    this.timer = new Rtl8139Timer(opts.clock, opts.timers, () => this.raise(R.PCSTimeout));
+    this.ioBar = { read: (o, s) => this.readRegister(o, s), write: (o, s, v) => this.writeRegister(o, s, v) };
+    this.mmioBar = { read: (o, s) => this.readRegister(o, s), write: (o, s, v) => this.writeRegister(o, s, v) };
+    this.defineBar(0, { kind: 'io', size: 0x100, device: this.ioBar });
+    this.defineBar(1, { kind: 'mmio', size: 0x100, device: this.mmioBar });
+    this.reset();
+  }
+
+  static zeroStats(): Rtl8139Stats {
+    return { txFrames: 0, txBytes: 0, txErrors: 0, txBadSize: 0, txDmaErrors: 0, txNoCarrier: 0,
+      rxFrames: 0, rxBytes: 0, rxFiltered: 0, rxDisabled: 0, rxTooLong: 0, rxDmaErrors: 0,
+      rxMissed: 0, rxQueued: 0, rxBroadcast: 0, rxMulticast: 0, rxPhysical: 0 };
+  }
+
+  /** Power-on reset: station address reloaded from the EEPROM, PHY and filters cleared. */
+  reset(): void {
+    this.regs.fill(0);
+    this.loadMacFromEeprom();
+    this.phy.reset();
+    this.missed = 0;
+    this.timer.reset();
+    this.softReset();
+  }
+
+  /** ChipCmd.RST: what the datasheet resets (IDR/MAR and PCI config survive). */
+  private softReset(): void {
+    this.regs[R.ChipCmd] = 0;
+    this.dv.setUint32(R.TxConfig, 0, true);
+    this.dv.setUint32(R.RxConfig, 0, true);
+    this.dv.setUint16(R.CpCmd, 0, true);
+    this.dv.setUint16(R.IntrMask, 0, true);
+    this.regs[R.Cfg9346] = 0;
+    this.isr = 0;
+    this.cscrLinkChange = false;
+    this.rx.reset();
+    this.tx.reset();
+    this.cpTx.reset();
+    this.cpHiTx.reset();
+    this.cpRx.reset();
+    this.updateIrq();
+  }
+
+  private loadMacFromEeprom(): void {
+    for (let i = 0; i < 3; i++) {
+      const w = this.eeprom.words[7 + i]!;
+      this.regs[R.IDR0 + 2 * i] = w & 0xff;
+      this.regs[R.IDR0 + 2 * i + 1] = w >>> 8;
+    }
+  }
+
+  /** Current station address (IDR0-5). */
+  get mac(): Uint8Array {
+    return this.regs.slice(R.IDR0, R.IDR0 + 6);
+  }
+
+  get linkUp(): boolean {
+    return this.phy.linkUp;
+  }
+
+  get interruptStatus(): number {
+    return this.isr;
+  }
+
+  /** RxMissed (MPC) as the guest would read it. */
+  get missedPackets(): number {
+    return this.missed & 0xffffff;
+  }
+
+  private get cpCmd(): number {
+    return this.dv.getUint16(R.CpCmd, true);
+  }
+
+  private get rxConfig(): number {
+    return this.dv.getUint32(R.RxConfig, true);
+  }
+
+  private get chipCmd(): number {
+    return this.regs[R.ChipCmd]!;
+  }
+
+  private get unlocked(): boolean {
+    return (this.regs[R.Cfg9346]! & R.Cfg9346_EEM_MASK) === R.Cfg9346_Unlock;
+  }
+
+  private reg64(o: number): number {
+    return this.dv.getUint32(o, true) + this.dv.getUint32(o + 4, true) * 0x1_0000_0000;
+  }
+
+  // ---------------------------------------------------------------- interrupts
+
+  private raise(bits: number): void {
+    this.isr = (this.isr | bits) & R.IntrStatusBits;
+    this.updateIrq();
+  }
+
+  private updateIrq(): void {
+    this.setIrqLevel((this.isr & this.dv.getUint16(R.IntrMask, true)) !== 0);
+  }
+
+  // ---------------------------------------------------------------- register file
+
+  readRegister(offset: number, size: number): number {
+    this.timer.poll();
+    let v = 0;
+    for (let i = size - 1; i >= 0; i--) v = v * 256 + this.readByte(offset + i, true);
+    return v >>> 0;
+  }
+
+  /** One byte of the register file; `live` = a guest read (BMSR's latched link bit resets). */
+  private readByte(o: number, live: boolean): number {
+    if (o < 0 || o >= R.REGS_SIZE) return 0xff;
+    const start = REGISTER_SPAN[o]!;
+    const shift = 8 * (o - start);
+    let reg: number;
+    switch (start) {
+      case R.TxStatus0: case R.TxStatus0 + 4: case R.TxStatus0 + 8: case R.TxStatus0 + 12:
+        if (this.cplusMode) return this.regs[o]!;
+        reg = this.tx.status[(start - R.TxStatus0) >>> 2]!;
+        break;
+      case R.ChipCmd:
+        return (this.chipCmd & (R.CmdRxEnb | R.CmdTxEnb)) | (this.rx.empty ? R.RxBufEmpty : 0);
+      case R.RxBufPtr: reg = this.rx.capr; break;
+      case R.RxBufAddr: reg = this.rx.writeOffset; break;
+      case R.IntrStatus: reg = this.isr; break;
+      case R.TxConfig: reg = ((this.dv.getUint32(R.TxConfig, true) & ~R.TxHwVerMask) | this.hwVersion) >>> 0; break;
+      case R.Timer: reg = this.timer.tctr; break;
+      case R.RxMissed: reg = this.missed & 0xffffff; break;
+      case R.Cfg9346: {
+        const c = this.regs[R.Cfg9346]!;
+        if ((c & R.Cfg9346_EEM_MASK) !== R.Cfg9346_EEM_PROGRAM) return c & R.Cfg9346_EEM_MASK;
+        return (c & ~R.EE_DO) | (this.eeprom.dataOut ? R.EE_DO : 0);
+      }
+      case R.MediaStatus:
+        return (this.phy.linkUp ? 0 : R.MSRLinkFail) | (this.phy.speed100 ? 0 : R.MSRSpeed10);
+      case R.PCIRevisionID: return o === start ? this.revision : 0;
+      case R.TxSummary: reg = this.tx.summary(); break;
+      case R.BasicModeCtrl: reg = this.phy.bmcr; break;
+      case R.BasicModeStatus: reg = live && o === start ? this.phy.readBmsr() : this.phy.peekBmsr(); break;
+      case R.NWayAdvert: reg = this.phy.anar; break;
+      case R.NWayLPAR: reg = this.phy.anlpar; break;
+      case R.NWayExpansion: reg = this.phy.aner; break;
+      case R.CSCR:
+        reg = (this.dv.getUint16(R.CSCR, true) & CSCR_WRITABLE) | (this.phy.linkUp ? R.CSCR_LinkOKBit : 0) |
+          (this.cscrLinkChange ? R.CSCR_LinkChangeBit : 0);
+        break;
+      case R.TxPoll: return 0; // polls complete synchronously
+      default:
+        return this.regs[o]!;
+    }
+    return Math.floor(reg / 2 ** shift) & 0xff;
+  }
+
+  writeRegister(offset: number, size: number, value: number): void {
+    this.timer.poll();
+    const end = Math.min(offset + size, R.REGS_SIZE);
+    let o = Math.max(offset, 0);
+    while (o < end) {
+      const start = REGISTER_SPAN[o]!;
+      const width = REGISTER_WIDTH[start]!;
+      const stop = Math.min(end, start + width);
+      let v = 0;
+      let mask = 0;
+      for (let b = o; b < stop; b++) {
+        const byte = Math.floor(value / 2 ** (8 * (b - offset))) & 0xff;
+        v += byte * 2 ** (8 * (b - start));
+        mask += 0xff * 2 ** (8 * (b - start));
+      }
+      let current = 0;
+      for (let i = width - 1; i >= 0; i--) current = current * 256 + this.readByte(start + i, false);
+      const merged = ((current & ~mask) | (v & mask)) >>> 0;
+      this.writeReg(start, merged, v >>> 0, mask >>> 0);
+      o = stop;
+    }
+  }
+
+  private get cplusMode(): boolean {
+    return (this.cpCmd & (R.CpRxOn | R.CpTxOn)) !== 0;
+  }
+
+  private storeBytes(start: number, merged: number, mask: number): void {
+    for (let i = 0; i < 4 && start + i < R.REGS_SIZE; i++) {
+      if (((mask >>> (8 * i)) & 0xff) === 0) continue;
+      this.regs[start + i] = (merged >>> (8 * i)) & 0xff;
+    }
+  }
+
+  /** A write of `written` (bytes in `mask`) to the register starting at `start`. */
+  private writeReg(start: number, merged: number, written: number, mask: number): void {
+    switch (start) {
+      case R.TxStatus0: case R.TxStatus0 + 4: case R.TxStatus0 + 8: case R.TxStatus0 + 12:
+        if (this.cplusMode) {
+          this.storeBytes(start, merged, mask);
+          if (start === R.StatsAddr && (merged & R.DumpStats) !== 0) this.dumpStats();
+          return;
+        }
+        if (this.tx.write((start - R.TxStatus0) >>> 2, merged)) this.runNormalTx();
+        return;
+      case R.ChipCmd: {
+        if ((written & R.CmdReset) !== 0) {
+          this.softReset();
+          return;
+        }
+        this.regs[R.ChipCmd] = written & (R.CmdRxEnb | R.CmdTxEnb);
+        if ((written & R.CmdTxEnb) !== 0) this.runNormalTx();
+        if ((written & R.CmdRxEnb) !== 0) this.flushQueue();
+        return;
+      }
+      case R.RxBufPtr:
+        this.rx.setCapr(merged, this.rxConfig);
+        this.flushQueue();
+        return;
+      case R.RxBufAddr: case R.TxSummary: case R.BasicModeStatus: case R.NWayLPAR:
+      case R.NWayExpansion: case R.PCIRevisionID: case R.Config0: case R.MediaStatus:
+        return; // read-only
+      case R.IntrMask:
+        this.dv.setUint16(R.IntrMask, merged & R.IntrStatusBits, true);
+        this.updateIrq();
+        this.flushQueue();
+        return;
+      case R.IntrStatus:
+        // Write-1-to-clear: only bytes actually written count.
+        if ((written & mask & R.RxUnderrun) !== 0) this.cscrLinkChange = false;
+        this.isr &= ~(written & mask);
+        this.updateIrq();
+        this.flushQueue();
+        return;
+      case R.TxConfig:
+        // CLRABT would retransmit an aborted descriptor; ours were aborted for a bad address
+        // or size, so a retry could only loop. The bit is accepted and ignored.
+        this.dv.setUint32(R.TxConfig, (merged & ~(R.TxHwVerMask | R.TxClearAbt)) >>> 0, true);
+        return;
+      case R.Timer:
+        this.timer.restart();
+        return;
+      case R.TimerInt:
+        this.timer.setInterval(merged);
+        return;
+      case R.RxMissed:
+        this.missed = 0;
+        return;
+      case R.Cfg9346:
+        this.writeCfg9346(written & 0xff);
+        return;
+      case R.BasicModeCtrl:
+        if (this.unlocked) this.phy.writeBmcr(merged);
+        return;
+      case R.NWayAdvert:
+        this.phy.anar = merged & 0xffff;
+        return;
+      case R.CSCR:
+        this.dv.setUint16(R.CSCR, merged & CSCR_WRITABLE, true);
+        return;
+      case R.TxPoll:
+        if ((written & R.ForceSWInt) !== 0) this.raise(R.SWInt);
+        if ((written & R.HighTxPoll) !== 0) this.runCplusTx(this.cpHiTx, R.HiTxRingAddr);
+        if ((written & R.NormalTxPoll) !== 0) this.runCplusTx(this.cpTx, R.TxRingAddr);
+        this.flushQueue();
+        return;
+      case R.CpCmd: {
+        const old = this.cpCmd;
+        const next = merged & CPCMD_WRITABLE;
+        this.dv.setUint16(R.CpCmd, next, true);
+        if ((next & R.CpTxOn) !== 0 && (old & R.CpTxOn) === 0) { this.cpTx.reset(); this.cpHiTx.reset(); }
+        if ((next & R.CpRxOn) !== 0 && (old & R.CpRxOn) === 0) this.cpRx.reset();
+        return;
+      }
+      default:
+        if (CONFIG_LOCKED.has(start) && !this.unlocked) return;
+        this.storeBytes(start, merged, mask);
+        // A new ring base restarts the ring at its first descriptor.
+        if (start === R.TxRingAddr && (mask & 0xff) !== 0 && this.cplusMode) this.cpTx.reset();
+        if (start === R.HiTxRingAddr && (mask & 0xff) !== 0 && this.cplusMode) this.cpHiTx.reset();
+        if (start === R.RxRingAddr && (mask & 0xff) !== 0) this.cpRx.reset();
+        return;
+    }
+  }
+
+  private writeCfg9346(v: number): void {
+    const mode = v & R.Cfg9346_EEM_MASK;
+    if (mode === R.Cfg9346_EEM_AUTOLOAD) {
+      // Auto-load finishes at once: reload the station address and return to normal mode.
+      this.loadMacFromEeprom();
+      this.eeprom.setPins(false, false, false);
+      this.regs[R.Cfg9346] = 0;
+      return;
+    }
+    this.regs[R.Cfg9346] = v & (R.Cfg9346_EEM_MASK | R.EE_CS | R.EE_SK | R.EE_DI);
+    if (mode === R.Cfg9346_EEM_PROGRAM) this.eeprom.setPins((v & R.EE_CS) !== 0, (v & R.EE_SK) !== 0, (v & R.EE_DI) !== 0);
+    else this.eeprom.setPins(false, false, false);
+  }
+
+  // ---------------------------------------------------------------- transmit
+
+  private transmit(frame: Uint8Array): boolean {
+    const loop = (this.dv.getUint32(R.TxConfig, true) & R.TxLoopBack) === R.TxLoopBack;
+    if (loop) {
+      this.receive(frame);
+      return true;
+    }
+    if (!this.phy.linkUp || this.backend === undefined) {
+      this.stats.txNoCarrier++;
+      return false;
+    }
+    this.stats.txFrames++;
+    this.stats.txBytes += frame.length;
+    this.backend.send(frame);
+    return true;
+  }
+
+  private runNormalTx(): void {
+    if ((this.chipCmd & R.CmdTxEnb) === 0 || this.cplusMode) return;
+    for (const n of this.tx.takePending()) {
+      const outcome = this.tx.send(n, this.dv.getUint32(R.TxAddr0 + 4 * n, true), this.mem, this.sink, undefined);
+      if (outcome === 'sent' || outcome === 'no-carrier') this.raise(R.TxOK);
+      else {
+        this.stats.txErrors++;
+        if (outcome === 'bad-size') this.stats.txBadSize++;
+        else this.stats.txDmaErrors++;
+        this.raise(R.TxErr);
+      }
+    }
+  }
+
+  private runCplusTx(ring: CplusTxRing, reg: number): void {
+    if ((this.cpCmd & R.CpTxOn) === 0 || (this.chipCmd & R.CmdTxEnb) === 0) return;
+    const base = this.reg64(reg);
+    if (base === 0) return;
+    const r = ring.poll(this.mem, base, { send: (f) => { this.transmit(f); } });
+    let bits = 0;
+    if (r.frames > 0) bits |= R.TxOK;
+    if (r.errors > 0 || r.ringError) {
+      this.stats.txErrors += r.errors + (r.ringError ? 1 : 0);
+      if (r.ringError) this.stats.txDmaErrors++;
+      bits |= R.TxErr;
+    }
+    if (bits !== 0) this.raise(bits);
+  }
+
+  /** C+ StatsAddr.DumpStats: write the 64-byte tally block (struct cp_dma_stats). */
+  private dumpStats(): void {
+    const addr = this.reg64(R.StatsAddr) - R.DumpStats;
+    const s = this.stats;
+    if (this.mem.contains(addr, 64)) {
+      const b = new Uint8Array(64);
+      const d = new DataView(b.buffer);
+      d.setBigUint64(0, BigInt(s.txFrames), true);
+      d.setBigUint64(8, BigInt(s.rxFrames), true);
+      d.setBigUint64(16, BigInt(s.txErrors), true);
+      d.setUint32(24, (s.rxDmaErrors + s.rxTooLong) >>> 0, true);
+      d.setUint16(28, Math.min(s.rxMissed, 0xffff), true);
+      d.setBigUint64(40, BigInt(s.rxPhysical), true);
+      d.setBigUint64(48, BigInt(s.rxBroadcast), true);
+      d.setUint32(56, s.rxMulticast >>> 0, true);
+      d.setUint16(60, Math.min(s.txErrors, 0xffff), true);
+      this.mem.write(addr, b);
+    }
+    this.regs[R.StatsAddr] = this.regs[R.StatsAddr]! & ~R.DumpStats;
+  }
+
+  // ---------------------------------------------------------------- receive
+
+  /**
+   * Offer a frame from the wire without counting a miss when there is no room ('full'), so a
+   * caller can hold it back and retry. Frames are whole Ethernet frames without FCS.
+   */
+  tryReceive(frame: Uint8Array): RxOutcome {
+    if ((this.chipCmd & R.CmdRxEnb) === 0 || !this.phy.linkUp) {
+      this.stats.rxDisabled++;
+      return 'disabled';
+    }
+    const rxConfig = this.rxConfig;
+    const bits = frame.length < 14 ? -1 : filterFrame(frame, this.regs, rxConfig);
+    if (bits < 0) {
+      this.stats.rxFiltered++;
+      return 'filtered';
+    }
+    const cplusRx = (this.cpCmd & R.CpRxOn) !== 0;
+    if (!cplusRx && frame.length > RX_MAX_FRAME) {
+      this.stats.rxTooLong++;
+      return 'dropped';
+    }
+    const data = withCrc(frame);
+    if (cplusRx) {
+      const cmd = this.cpCmd;
+      const r = this.cpRx.receive(this.mem, this.reg64(R.RxRingAddr), data, bits, (cmd & R.RxVlanOn) !== 0, (cmd & R.RxChkSum) !== 0);
+      if (r === 'no-descriptor') {
+        this.raise(R.RxOverflow | R.RxFIFOOver); // RxEmpty: no free descriptor
+        return 'full';
+      }
+      if (r === 'too-long') {
+        this.stats.rxTooLong++;
+        return 'dropped';
+      }
+      if (r === 'dma-error') {
+        this.stats.rxDmaErrors++;
+        this.raise(R.RxErr);
+        return 'dropped';
+      }
+    } else {
+      let r: string;
+      try {
+        r = this.rx.store(this.mem, this.dv.getUint32(R.RxBuf, true), rxConfig, data, R.RxStatusOK | bits);
+      } catch {
+        r = 'dma-error';
+      }
+      if (r === 'full') {
+        this.raise(R.RxOverflow | R.RxFIFOOver);
+        return 'full';
+      }
+      if (r === 'dma-error') {
+        this.stats.rxDmaErrors++;
+        this.raise(R.RxErr);
+        return 'dropped';
+      }
+    }
+    this.stats.rxFrames++;
+    this.stats.rxBytes += frame.length;
+    if (bits & R.RxBroadcast) this.stats.rxBroadcast++;
+    else if (bits & R.RxMulticast) this.stats.rxMulticast++;
+    else this.stats.rxPhysical++;
+    this.raise(R.RxOK);
+    return 'ok';
+  }
+
+  /** Deliver a frame; true if it reached guest RAM. A full ring drops it and counts MPC. */
+  receive(frame: Uint8Array): boolean {
+    const r = this.tryReceive(frame);
+    if (r === 'full') this.countMissed();
+    return r === 'ok';
+  }
+
+  private countMissed(): void {
+    this.missed = (this.missed + 1) & 0xffffff;
+    this.stats.rxMissed++;
+  }
+
+  /** Retry frames held back by a full ring, oldest first. */
+  private flushQueue(): void {
+    while (this.queue.length > 0) {
+      const r = this.tryReceive(this.queue[0]!);
+      if (r === 'full') return;
+      this.queue.shift();
+    }
+  }
+
+  // ---------------------------------------------------------------- link and backend
+
+  /** Carrier change from the backend: PHY/MediaStatus bits follow and LinkChg is raised. */
+  setLink(up: boolean): void {
+    if (!this.phy.setLink(up)) return;
+    this.cscrLinkChange = true;
+    this.raise(R.RxUnderrun);
+  }
+
+  /** Connect the NIC to a backend (replacing any previous one). */
+  attachBackend(backend: NetBackend): void {
+    this.detachBackend();
+    this.backend = backend;
+    this.unsubscribe.push(backend.onReceive((frame) => this.fromBackend(frame)));
+    this.unsubscribe.push(backend.onLinkChange((up) => this.setLink(up)));
+    this.setLink(backend.linkUp);
+  }
+
+  detachBackend(): void {
+    for (const u of this.unsubscribe) u();
+    this.unsubscribe = [];
+    this.backend = undefined;
+    this.queue.length = 0;
+  }
+
+  private fromBackend(frame: Uint8Array): void {
+    if (this.queue.length === 0) {
+      const r = this.tryReceive(frame);
+      if (r !== 'full') return;
+    }
+    if (this.queue.length < this.queueLimit) {
+      this.queue.push(frame);
+      this.stats.rxQueued++;
+    } else {
+      this.countMissed();
+    }
+  }
+
+  /** Stop the timer and detach the backend. */
+  close(): void {
+    this.timer.close();
+    this.detachBackend();
+  }
+}
+

@@ -1,0 +1,121 @@
+// The NetBackend contract between a NIC model and whatever carries its frames: a TAP device
+// (native, added by the machine layer), a port of the in-process switch, a shaper or capture
+// wrapping another backend, or one end of a pipe.
+//
+// Frames are whole Ethernet frames without FCS. A frame handed to a receive listener belongs
+// to the backend: listeners must not modify it (copy first), since one frame may be delivered
+// to several listeners or ports.
+
+export type FrameListener = (frame: Uint8Array) => void;
+export type LinkListener = (up: boolean) => void;
+
+export interface NetBackend {
+  /** Transmit a frame from the NIC side. Ignored (dropped) after close() or while link is down. */
+  send(frame: Uint8Array): void;
+  /** Subscribe to frames arriving for the NIC. Returns an unsubscribe function. */
+  onReceive(listener: FrameListener): () => void;
+  /** Carrier state as the NIC's PHY should report it. */
+  readonly linkUp: boolean;
+  /** Subscribe to carrier changes. Returns an unsubscribe function. */
+  onLinkChange(listener: LinkListener): () => void;
+  /** Release resources (fds, timers). Idempotent. */
+  close(): void;
+}
+
+/** Listener bookkeeping shared by the TS backends. */
+export abstract class BackendBase implements NetBackend {
+  private readonly rx = new Set<FrameListener>();
+  private readonly link = new Set<LinkListener>();
+  private up = true;
+  protected closed = false;
+
+  abstract send(frame: Uint8Array): void;
+
+  get linkUp(): boolean {
+    return this.up && !this.closed;
+  }
+
+  onReceive(listener: FrameListener): () => void {
+    this.rx.add(listener);
+    return () => { this.rx.delete(listener); };
+  }
+
+  onLinkChange(listener: LinkListener): () => void {
+    this.link.add(listener);
+    return () => { this.link.delete(listener); };
+  }
+
+  /** Hand a frame to the receive listeners. */
+  protected deliver(frame: Uint8Array): void {
+    if (this.closed) return;
+    for (const l of this.rx) l(frame);
+  }
+
+  /** Change carrier and notify listeners if it changed. */
+  protected setLink(up: boolean): void {
+    if (up === this.up) return;
+    this.up = up;
+    if (this.closed) return;
+    for (const l of this.link) l(up);
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.rx.clear();
+    this.link.clear();
+  }
+}
+
+/** One end of a pipe: what one end sends, the other receives (synchronously). */
+class PipeEnd extends BackendBase {
+  peer: PipeEnd | undefined;
+  send(frame: Uint8Array): void {
+    if (this.closed || !this.linkUp) return;
+    this.peer?.receiveFromPeer(frame);
+  }
+  receiveFromPeer(frame: Uint8Array): void {
+    this.deliver(frame);
+  }
+  setCarrier(up: boolean): void {
+    this.setLink(up);
+  }
+  override close(): void {
+    if (this.closed) return;
+    super.close();
+    this.peer?.setCarrier(false);
+  }
+}
+
+/** A back-to-back cable between two NICs (or a NIC and a test). */
+export function createPipe(): [NetBackend, NetBackend] {
+  const a = new PipeEnd();
+  const b = new PipeEnd();
+  a.peer = b;
+  b.peer = a;
+  return [a, b];
+}
+
+/** A backend with carrier that drops everything sent (an unplugged-but-linked port). */
+export class NullBackend extends BackendBase {
+  sent = 0;
+  send(): void {
+    this.sent++;
+  }
+}
+
+/** A backend for tests: records sent frames, lets the test inject frames and flip carrier. */
+export class MemoryBackend extends BackendBase {
+  readonly sent: Uint8Array[] = [];
+  send(frame: Uint8Array): void {
+    if (this.closed) return;
+    this.sent.push(frame.slice());
+  }
+  /** Deliver `frame` to the NIC. */
+  inject(frame: Uint8Array): void {
+    this.deliver(frame);
+  }
+  setLinkUp(up: boolean): void {
+    this.setLink(up);
+  }
+}

@@ -1,0 +1,94 @@
+// Checksums the network code needs: the Ethernet FCS (CRC-32, also the RTL8139 multicast hash)
+// and the Internet one's-complement checksum (RFC 1071) for IPv4, TCP and UDP offload.
+
+const CRC_TABLE = (() => {
+  const t = new Uint32Array(256);
+  for (let n = 0; n < 256; n++) {
+    let c = n;
+    for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
+    t[n] = c >>> 0;
+  }
+  return t;
+})();
+
+/** IEEE 802.3 CRC-32 of bytes[start, end) as transmitted (the FCS value, reflected). */
+export function crc32(bytes: Uint8Array, start = 0, end = bytes.length): number {
+  let c = 0xffffffff;
+  for (let i = start; i < end; i++) c = CRC_TABLE[(c ^ bytes[i]!) & 0xff]! ^ (c >>> 8);
+  return (c ^ 0xffffffff) >>> 0;
+}
+
+/**
+ * The multicast hash bit (0..63) the RTL8139 and Linux's `ether_crc(6, addr) >> 26` agree on:
+ * the top 6 bits of the big-endian (non-reflected) CRC-32 of the destination MAC.
+ */
+export function multicastHashBit(mac: Uint8Array, offset = 0): number {
+  let crc = 0xffffffff;
+  for (let i = 0; i < 6; i++) {
+    let octet = mac[offset + i]!;
+    for (let bit = 0; bit < 8; bit++, octet >>>= 1) {
+      const top = (crc >>> 31) ^ (octet & 1);
+      crc = (crc << 1) >>> 0;
+      if (top) crc = (crc ^ 0x04c11db7) >>> 0;
+    }
+  }
+  return crc >>> 26;
+}
+
+/** 32-bit running sum of 16-bit big-endian words over bytes[start, end) (odd tail padded). */
+export function sum16(bytes: Uint8Array, start: number, end: number, initial = 0): number {
+  let s = initial;
+  let i = start;
+  for (; i + 1 < end; i += 2) s += (bytes[i]! << 8) | bytes[i + 1]!;
+  if (i < end) s += bytes[i]! << 8;
+  return s;
+}
+
+/** Fold a running sum into the final one's-complement checksum (16 bits). */
+export function foldChecksum(sum: number): number {
+  let s = sum;
+  while (s > 0xffff) s = (s & 0xffff) + Math.floor(s / 0x10000);
+  return ~s & 0xffff;
+}
+
+/** Internet checksum of bytes[start, end). */
+export function internetChecksum(bytes: Uint8Array, start = 0, end = bytes.length): number {
+  return foldChecksum(sum16(bytes, start, end));
+}
+
+/** Sum of the IPv4 pseudo-header for a TCP/UDP segment of `l4Length` bytes. */
+export function ipv4PseudoHeaderSum(frame: Uint8Array, ipOffset: number, protocol: number, l4Length: number): number {
+  return sum16(frame, ipOffset + 12, ipOffset + 20) + protocol + l4Length;
+}
+
+/** Compute and store the IPv4 header checksum of the header at `ipOffset` (IHL from the header). */
+export function fillIpv4HeaderChecksum(frame: Uint8Array, ipOffset: number): void {
+  const ihl = (frame[ipOffset]! & 0x0f) * 4;
+  frame[ipOffset + 10] = 0;
+  frame[ipOffset + 11] = 0;
+  const c = internetChecksum(frame, ipOffset, ipOffset + ihl);
+  frame[ipOffset + 10] = c >>> 8;
+  frame[ipOffset + 11] = c & 0xff;
+}
+
+/**
+ * Compute and store a TCP (protocol 6) or UDP (17) checksum over frame[l4Offset, l4Offset+l4Length)
+ * with the IPv4 pseudo-header. `csumField` is the checksum's offset inside the L4 header
+ * (16 for TCP, 6 for UDP). A UDP checksum of 0 is sent as 0xffff (RFC 768).
+ */
+export function fillL4Checksum(frame: Uint8Array, ipOffset: number, l4Offset: number, l4Length: number, protocol: number): void {
+  const field = l4Offset + (protocol === 6 ? 16 : 6);
+  frame[field] = 0;
+  frame[field + 1] = 0;
+  let c = foldChecksum(sum16(frame, l4Offset, l4Offset + l4Length, ipv4PseudoHeaderSum(frame, ipOffset, protocol, l4Length)));
+  if (protocol === 17 && c === 0) c = 0xffff;
+  frame[field] = c >>> 8;
+  frame[field + 1] = c & 0xff;
+}
+
+/** True when the L4 checksum of a received TCP/UDP segment verifies (UDP 0 = "no checksum"). */
+export function verifyL4Checksum(frame: Uint8Array, ipOffset: number, l4Offset: number, l4Length: number, protocol: number): boolean {
+  if (protocol === 17 && frame[l4Offset + 6] === 0 && frame[l4Offset + 7] === 0) return true;
+  const s = sum16(frame, l4Offset, l4Offset + l4Length, ipv4PseudoHeaderSum(frame, ipOffset, protocol, l4Length));
+  return foldChecksum(s) === 0;
+}
