@@ -13,7 +13,7 @@
 import type { BusDevice, Clock, IrqLine } from '../bus/device.js';
 import { InvalidArgumentError } from '../errors.js';
 import {
-  ACPI_RESET_VALUE, PORT_ACPI_GPE0, PORT_ACPI_GPE0_LEN, PORT_ACPI_PM1A_CNT, PORT_ACPI_PM1A_EVT, PORT_ACPI_PM_TMR,
+  PORT_ACPI_GPE0, PORT_ACPI_GPE0_LEN, PORT_ACPI_PM1A_CNT, PORT_ACPI_PM1A_EVT, PORT_ACPI_PM_TMR,
 } from '../boot/layout.js';
 
 // PM1_STS / PM1_EN bits (Tables 4.16-4.19).
@@ -36,6 +36,11 @@ export const GBL_RLS = 1 << 2;
 export const SLP_TYP_SHIFT = 10;
 export const SLP_TYP_MASK = 0x7 << SLP_TYP_SHIFT;
 export const SLP_EN = 1 << 13;
+
+// Reset Control Register bits (Intel ICH/PIIX 0xCF9); RESET_VALUE 0x06 = SYS_RST | RST_CPU.
+export const SYS_RST = 1 << 1;
+export const RST_CPU = 1 << 2;
+export const FULL_RST = 1 << 3;
 
 /** The PM timer frequency every ACPI platform uses (ACPI 6.5 §4.8.2.1). */
 export const PM_TIMER_HZ = 3_579_545;
@@ -71,7 +76,7 @@ export interface AcpiPmOptions {
    * the machine powers off on 'S5'; the other states are never advertised and are only reported.
    */
   onSleep(state: AcpiSleepState, slpTyp: number): void;
-  /** Called when the guest writes ACPI_RESET_VALUE to the FADT reset register. */
+  /** Called when the guest writes the FADT RESET_VALUE (or any value with RST_CPU) to the reset register. */
   onReset(): void;
 }
 
@@ -103,6 +108,7 @@ export class AcpiPm implements BusDevice {
   private pm1Cnt = 0;
   private gpe0Sts = 0;
   private gpe0En = 0;
+  private resetControl = 0;
   /** Clock reading at which PM_TMR was 0. */
   private timerEpochNs = 0n;
 
@@ -117,11 +123,16 @@ export class AcpiPm implements BusDevice {
     this.sci = o.sci;
     this.onSleep = o.onSleep;
     this.onReset = o.onReset;
+    // Modelled on the Intel chipset Reset Control Register: SYS_RST and FULL_RST are kept and
+    // read back, and any write with RST_CPU set resets. That covers the FADT's RESET_VALUE
+    // (0x06) and Linux's reboot=pci sequence (0x02 then 0x06 or 0x0E); a write without RST_CPU,
+    // such as the 0x02 staging write, only updates the kept bits.
     this.resetRegister = {
-      // Reads as 0: nothing of the Reset Control Register's state is worth reporting.
-      read: () => 0,
-      write: (offset, size, value) => {
-        if (offset === 0 && (value & 0xff) === ACPI_RESET_VALUE) this.onReset();
+      read: (offset) => (offset === 0 ? this.resetControl : 0xff),
+      write: (offset, _size, value) => {
+        if (offset !== 0) return;
+        this.resetControl = value & (SYS_RST | FULL_RST);
+        if ((value & RST_CPU) !== 0) this.onReset();
       },
     };
     this.reset();
@@ -134,6 +145,7 @@ export class AcpiPm implements BusDevice {
     this.pm1Cnt = 0;
     this.gpe0Sts = 0;
     this.gpe0En = 0;
+    this.resetControl = 0;
     this.timerEpochNs = this.clock.nowNs();
     this.updateIrq();
   }

@@ -144,13 +144,19 @@ test('gaps read all-ones and ignore writes; odd sizes never throw', () => {
   assert.equal(pm.read(PM1_CNT, 4), (0xffff0000 | SCI_EN) >>> 0);
 });
 
-test('reset register: ACPI_RESET_VALUE resets, anything else is ignored', () => {
+test('reset register: RESET_VALUE (and any RST_CPU write) resets; 0x02 staging does not', () => {
   const { pm, resets } = setup();
   pm.resetRegister.write(0, 1, 0x02);
-  pm.resetRegister.write(0, 1, 0x04);
+  pm.resetRegister.write(0, 1, 0x01);
   assert.deepEqual(resets, []);
+  assert.equal(pm.resetRegister.read(0, 1), 0x00, 'only SYS_RST/FULL_RST are kept, 0x01 cleared them');
+  pm.resetRegister.write(0, 1, 0x02);
+  assert.equal(pm.resetRegister.read(0, 1), 0x02);
   pm.resetRegister.write(0, 1, ACPI_RESET_VALUE);
   assert.deepEqual(resets, [1]);
+  pm.resetRegister.write(0, 1, 0x0e); // Linux reboot=pci cold reset
+  assert.deepEqual(resets, [1, 1]);
+  pm.reset();
   assert.equal(pm.resetRegister.read(0, 1), 0);
 });
 
