@@ -9,7 +9,8 @@ import { buildDsdtAml, type PciIrqRoute } from './dsdt.js';
 import { buildDsdt, buildFacs, buildFadt, buildMadt, buildRsdp, buildRsdt, buildXsdt } from './tables.js';
 
 export { acpiChecksum } from './tables.js';
-export type { PciIrqRoute } from './dsdt.js';
+export { buildDsdtAml, SLP_TYP_S5 } from './dsdt.js';
+export type { PciIrqRoute, DsdtOptions } from './dsdt.js';
 
 /**
  * Most vCPUs the MADT can describe: Processor Local APIC entries carry 8-bit APIC ids, the
