@@ -1,0 +1,271 @@
+// RTL8139C+ mode (what 8139cp drives): descriptor rings, offloads, hostile descriptors.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { RecordingIrqLine } from '../../lib/bus/irq.js';
+import { fakeGuestMemory, type GuestMemory } from '../../lib/kvm/memory.js';
+import { internetChecksum, sum16, foldChecksum, ipv4PseudoHeaderSum } from '../../lib/net/checksum.js';
+import { MemoryBackend } from '../../lib/net/backend.js';
+import { Rtl8139, regs as R, segmentTcp, insertChecksums } from '../../lib/devices/rtl8139/index.js';
+
+const RAM = 0x100000;
+const RX_RING = 0x1000;
+const TX_RING = 0x2000;
+const MAC = [0x52, 0x54, 0x00, 0x12, 0x34, 0x56];
+
+function makeNic() {
+  const mem = fakeGuestMemory([{ guestPhysAddr: 0, size: RAM }]);
+  const nic = new Rtl8139({ mem, clock: { nowNs: () => 0n }, timers: { schedule: () => () => {} } });
+  const irq = new RecordingIrqLine();
+  nic.attach({ map: () => {}, unmap: () => {} }, irq);
+  const backend = new MemoryBackend();
+  nic.attachBackend(backend);
+  const r = (o: number, s: number) => nic.mmioBar.read(o, s);
+  const w = (o: number, s: number, v: number) => nic.mmioBar.write(o, s, v);
+  // cp_init_hw order: reset, unlock, CpCmd, ring addresses, Cmd, RxConfig, lock.
+  w(R.ChipCmd, 1, R.CmdReset);
+  w(R.Cfg9346, 1, R.Cfg9346_Unlock);
+  w(R.CpCmd, 2, R.PCIMulRW | R.RxChkSum | R.CpRxOn | R.CpTxOn);
+  w(R.RxRingAddr, 4, RX_RING);
+  w(R.RxRingAddr + 4, 4, 0);
+  w(R.TxRingAddr, 4, TX_RING);
+  w(R.TxRingAddr + 4, 4, 0);
+  w(R.ChipCmd, 1, R.CmdRxEnb | R.CmdTxEnb);
+  w(R.RxConfig, 4, R.AcceptBroadcast | R.AcceptMyPhys);
+  w(R.Cfg9346, 1, R.Cfg9346_Lock);
+  w(R.IntrMask, 2, 0xffff);
+  return { mem, nic, irq, backend, r, w };
+}
+
+function rxDesc(mem: GuestMemory, i: number, buf: number, size: number, eor = false): void {
+  mem.writeU32(RX_RING + 16 * i + 4, 0);
+  mem.writeU32(RX_RING + 16 * i + 8, buf);
+  mem.writeU32(RX_RING + 16 * i + 12, 0);
+  mem.writeU32(RX_RING + 16 * i, (R.DescOwn | (eor ? R.RingEnd : 0) | size) >>> 0);
+}
+
+function txDesc(mem: GuestMemory, i: number, buf: number, len: number, flags: number, opts2 = 0): void {
+  mem.writeU32(TX_RING + 16 * i + 4, opts2 >>> 0);
+  mem.writeU32(TX_RING + 16 * i + 8, buf);
+  mem.writeU32(TX_RING + 16 * i + 12, 0);
+  mem.writeU32(TX_RING + 16 * i, (R.DescOwn | flags | len) >>> 0);
+}
+
+/** Ethernet + IPv4 + TCP (or UDP) frame with `payload` bytes and zeroed checksums. */
+function ipFrame(proto: 6 | 17, payload: number, dst = MAC): Uint8Array {
+  const l4h = proto === 6 ? 20 : 8;
+  const f = new Uint8Array(14 + 20 + l4h + payload);
+  f.set(dst, 0);
+  f.set([0x02, 0, 0, 0, 0, 9], 6);
+  f[12] = 0x08;
+  const ip = 14;
+  f[ip] = 0x45;
+  const tot = 20 + l4h + payload;
+  f[ip + 2] = tot >> 8; f[ip + 3] = tot & 0xff;
+  f[ip + 4] = 0x12; f[ip + 5] = 0x34;
+  f[ip + 6] = 0x40; // DF
+  f[ip + 8] = 64; f[ip + 9] = proto;
+  f.set([10, 0, 0, 1, 10, 0, 0, 2], ip + 12);
+  const l4 = ip + 20;
+  f[l4] = 0x30; f[l4 + 1] = 0x39; f[l4 + 2] = 0x00; f[l4 + 3] = 0x50;
+  if (proto === 6) {
+    f.set([0x10, 0x00, 0x00, 0x00], l4 + 4); // seq 0x10000000
+    f[l4 + 12] = 0x50;
+    f[l4 + 13] = 0x18 | 0x01 | 0x80; // ACK PSH FIN CWR
+    f[l4 + 14] = 0xff;
+  } else {
+    f[l4 + 4] = (8 + payload) >> 8; f[l4 + 5] = (8 + payload) & 0xff;
+  }
+  for (let i = 0; i < payload; i++) f[l4 + l4h + i] = (i * 7) & 0xff;
+  return f;
+}
+
+function l4Ok(f: Uint8Array, ipOff = 14): boolean {
+  const ihl = (f[ipOff]! & 0xf) * 4;
+  const tot = (f[ipOff + 2]! << 8) | f[ipOff + 3]!;
+  const s = sum16(f, ipOff + ihl, ipOff + tot, ipv4PseudoHeaderSum(f, ipOff, f[ipOff + 9]!, tot - ihl));
+  return foldChecksum(s) === 0;
+}
+
+test('C+ RX: descriptors filled in order, length incl. CRC, EOR wraps, RxOK', () => {
+  const { mem, nic, r } = makeNic();
+  rxDesc(mem, 0, 0x10000, 1536);
+  rxDesc(mem, 1, 0x11000, 1536, true);
+  const f = ipFrame(17, 100);
+  for (let i = 0; i < 3; i++) {
+    if (i === 2) rxDesc(mem, 0, 0x10000, 1536); // driver refilled slot 0
+    assert.equal(nic.receive(f), true);
+  }
+  const o1 = mem.readU32(RX_RING);
+  assert.equal(o1 & R.DescOwn, 0);
+  assert.equal(o1 & (R.FirstFrag | R.LastFrag), R.FirstFrag | R.LastFrag);
+  assert.equal((o1 & 0x1fff) - 4, f.length);
+  assert.equal(mem.readU32(RX_RING + 16) & R.RingEnd, R.RingEnd, 'EOR preserved');
+  assert.deepEqual(mem.read(0x10000, f.length), f);
+  assert.equal(r(R.IntrStatus, 2) & R.RxOK, R.RxOK);
+});
+
+test('C+ RX: no free descriptor drops, counts MPC and raises RxEmpty', () => {
+  const { mem, nic, r } = makeNic();
+  rxDesc(mem, 0, 0x10000, 1536, true);
+  assert.equal(nic.receive(ipFrame(17, 10)), true);
+  assert.equal(nic.receive(ipFrame(17, 10)), false);
+  assert.equal(r(R.RxMissed, 4), 1);
+  assert.equal(r(R.IntrStatus, 2) & R.RxOverflow, R.RxOverflow);
+});
+
+test('C+ RX checksum status: good TCP/UDP pass, corrupted ones flag Fail', () => {
+  const { mem, nic } = makeNic();
+  for (let i = 0; i < 4; i++) rxDesc(mem, i, 0x10000 + i * 0x800, 1536, i === 3);
+  const tcp = ipFrame(6, 50);
+  insertChecksums(tcp, true, true, false);
+  const udp = ipFrame(17, 50);
+  insertChecksums(udp, true, false, true);
+  const badUdp = udp.slice(); badUdp[50] ^= 0xff;
+  const badIp = tcp.slice(); badIp[14 + 8] = 1; // TTL change without checksum fix
+  for (const f of [tcp, udp, badUdp, badIp]) nic.receive(f);
+  const st = [0, 1, 2, 3].map((i) => mem.readU32(RX_RING + 16 * i));
+  assert.equal((st[0]! >>> 16) & 3, R.RxProtoTCP);
+  assert.equal(st[0]! & (R.TCPFail | R.IPFail), 0);
+  assert.equal((st[1]! >>> 16) & 3, R.RxProtoUDP);
+  assert.equal(st[1]! & R.UDPFail, 0);
+  assert.equal(st[2]! & R.UDPFail, R.UDPFail);
+  assert.equal(st[3]! & R.IPFail, R.IPFail);
+});
+
+test('C+ TX: multi-descriptor frame (FS..LS), OWN cleared, EOR wraps, TxOK', () => {
+  const { mem, backend, r, w } = makeNic();
+  const f = ipFrame(17, 300);
+  mem.write(0x20000, f.subarray(0, 14));
+  mem.write(0x21000, f.subarray(14, 100));
+  mem.write(0x22000, f.subarray(100));
+  txDesc(mem, 0, 0x20000, 14, R.FirstFrag);
+  txDesc(mem, 1, 0x21000, 86, 0);
+  txDesc(mem, 2, 0x22000, f.length - 100, R.LastFrag | R.RingEnd);
+  w(R.TxPoll, 1, R.NormalTxPoll);
+  assert.equal(backend.sent.length, 1);
+  assert.deepEqual(backend.sent[0], f);
+  for (let i = 0; i < 3; i++) assert.equal(mem.readU32(TX_RING + 16 * i) & R.DescOwn, 0);
+  assert.equal(r(R.IntrStatus, 2) & R.TxOK, R.TxOK);
+  // After EOR the ring restarts at descriptor 0.
+  txDesc(mem, 0, 0x22000, 60, R.FirstFrag | R.LastFrag);
+  w(R.TxPoll, 1, R.NormalTxPoll);
+  assert.equal(backend.sent.length, 2);
+});
+
+test('C+ TX checksum offload: IPCS+TCPCS and IPCS+UDPCS verified by recomputation', () => {
+  const { mem, backend, w } = makeNic();
+  const t = ipFrame(6, 333);
+  const u = ipFrame(17, 77);
+  mem.write(0x20000, t);
+  mem.write(0x21000, u);
+  txDesc(mem, 0, 0x20000, t.length, R.FirstFrag | R.LastFrag | R.IPCS | R.TCPCS);
+  txDesc(mem, 1, 0x21000, u.length, R.FirstFrag | R.LastFrag | R.IPCS | R.UDPCS);
+  w(R.TxPoll, 1, R.NormalTxPoll);
+  assert.equal(backend.sent.length, 2);
+  for (const s of backend.sent) {
+    assert.equal(internetChecksum(s, 14, 34), 0);
+    assert.ok(l4Ok(s));
+  }
+});
+
+test('TSO (LargeSend): MSS-sized segments, ids, seq, flags and checksums', () => {
+  const { mem, backend, w } = makeNic();
+  const payload = 4000;
+  const mss = 1448;
+  const f = ipFrame(6, payload);
+  mem.write(0x20000, f.subarray(0, 54));
+  mem.write(0x30000, f.subarray(54));
+  txDesc(mem, 0, 0x20000, 54, R.FirstFrag | R.LargeSend | (mss << R.MSSShift));
+  txDesc(mem, 1, 0x30000, payload, R.LastFrag | R.LargeSend | (mss << R.MSSShift));
+  w(R.TxPoll, 1, R.NormalTxPoll);
+  const segs = backend.sent;
+  assert.deepEqual(segs.map((s) => s.length - 54), [1448, 1448, 1104]);
+  let seq = 0x10000000;
+  const rebuilt: number[] = [];
+  segs.forEach((s, i) => {
+    assert.equal((s[16]! << 8) | s[17]!, s.length - 14, 'IP total length');
+    assert.equal((s[18]! << 8) | s[19]!, 0x1234 + i, 'IP id');
+    assert.equal(internetChecksum(s, 14, 34), 0, 'IP checksum');
+    assert.ok(l4Ok(s), 'TCP checksum');
+    const sq = ((s[38]! << 24) | (s[39]! << 16) | (s[40]! << 8) | s[41]!) >>> 0;
+    assert.equal(sq, seq);
+    seq += s.length - 54;
+    const flags = s[47]!;
+    const last = i === segs.length - 1;
+    assert.equal((flags & 0x09) !== 0, last, 'PSH/FIN only on the last');
+    assert.equal((flags & 0x80) !== 0, i === 0, 'CWR only on the first');
+    assert.equal(flags & 0x10, 0x10);
+    rebuilt.push(...s.subarray(54));
+  });
+  assert.deepEqual(Uint8Array.from(rebuilt), f.subarray(54));
+  assert.equal(segmentTcp(ipFrame(17, 100), 100), undefined);
+});
+
+test('VLAN: TxVlanTag inserts the (byte-swapped) tag; RxVlanOn strips it into opts2', () => {
+  const { mem, backend, nic, w } = makeNic();
+  const f = ipFrame(17, 40);
+  mem.write(0x20000, f);
+  const tci = 0x2064; // prio 1, VID 100
+  const swapped = ((tci & 0xff) << 8) | (tci >> 8);
+  txDesc(mem, 0, 0x20000, f.length, R.FirstFrag | R.LastFrag, R.TxVlanTag | swapped);
+  w(R.TxPoll, 1, R.NormalTxPoll);
+  const s = backend.sent[0]!;
+  assert.deepEqual([...s.subarray(12, 16)], [0x81, 0x00, 0x20, 0x64]);
+  assert.deepEqual(s.subarray(16), f.subarray(12));
+  w(R.CpCmd, 2, R.CpRxOn | R.CpTxOn | R.RxVlanOn | R.RxChkSum);
+  rxDesc(mem, 0, 0x10000, 1536, true);
+  assert.equal(nic.receive(s), true);
+  assert.equal(mem.readU32(RX_RING + 4), (R.RxVlanTagged | swapped) >>> 0);
+  assert.equal((mem.readU32(RX_RING) & 0x1fff) - 4, f.length);
+  assert.deepEqual(mem.read(0x10000, f.length), f);
+});
+
+test('hostile C+ descriptors: bad buffer, huge chains, unreachable ring, no FS; never throw', () => {
+  const { mem, backend, nic, r, w } = makeNic();
+  txDesc(mem, 0, RAM - 8, 100, R.FirstFrag | R.LastFrag); // buffer off the end of RAM
+  txDesc(mem, 1, 0x20000, 0xffff, R.FirstFrag);
+  for (let i = 2; i < 63; i++) txDesc(mem, i, 0x20000, 0xffff, 0); // > 64 KiB chain
+  txDesc(mem, 63, 0x20000, 0xffff, R.LastFrag | R.RingEnd);
+  w(R.TxPoll, 1, R.NormalTxPoll);
+  assert.equal(backend.sent.length, 0);
+  assert.equal(mem.readU32(TX_RING) & R.TxError, R.TxError);
+  assert.equal(mem.readU32(TX_RING + 16 * 63) & R.TxError, R.TxError);
+  assert.equal(r(R.IntrStatus, 2) & R.TxErr, R.TxErr);
+  // A ring where every descriptor is owned and none has EOR: bounded work per TxPoll.
+  const big = fakeGuestMemory([{ guestPhysAddr: 0, size: 0x8000 }]);
+  const n2 = new Rtl8139({ mem: big, clock: { nowNs: () => 0n }, timers: { schedule: () => () => {} } });
+  const b2 = new MemoryBackend();
+  n2.attachBackend(b2);
+  n2.mmioBar.write(R.CpCmd, 2, R.CpTxOn);
+  n2.mmioBar.write(R.ChipCmd, 1, R.CmdTxEnb);
+  n2.mmioBar.write(R.TxRingAddr, 4, 0);
+  for (let i = 0; i < 0x8000 / 16; i++) big.writeU32(i * 16, (R.DescOwn | R.FirstFrag | R.LastFrag | 60) >>> 0);
+  n2.mmioBar.write(R.TxPoll, 1, R.NormalTxPoll);
+  assert.ok(b2.sent.length <= 1024);
+  // Ring base outside RAM.
+  w(R.TxRingAddr, 4, 0xffff_f000);
+  w(R.TxRingAddr + 4, 4, 0xffff_ffff);
+  w(R.TxPoll, 1, R.NormalTxPoll);
+  assert.ok(nic.stats.txDmaErrors >= 1);
+  // RX: ring and buffers outside RAM, and a buffer too small.
+  w(R.RxRingAddr, 4, RAM - 8);
+  assert.equal(nic.receive(ipFrame(17, 10)), false);
+  w(R.RxRingAddr, 4, RX_RING);
+  rxDesc(mem, 0, RAM - 16, 1536);
+  rxDesc(mem, 1, 0x10000, 64, true);
+  assert.equal(nic.receive(ipFrame(17, 10)), false);
+  assert.equal(mem.readU32(RX_RING) & R.RxError, R.RxError);
+  assert.equal(nic.receive(ipFrame(17, 200)), false);
+  assert.equal(nic.stats.rxTooLong, 1);
+  assert.equal(nic.stats.rxDmaErrors, 2);
+});
+
+test('C+ stats dump to StatsAddr clears DumpStats', () => {
+  const { mem, nic, r, w } = makeNic();
+  rxDesc(mem, 0, 0x10000, 1536, true);
+  nic.receive(ipFrame(17, 10));
+  w(R.StatsAddr + 4, 4, 0);
+  w(R.StatsAddr, 4, 0x5000 | R.DumpStats);
+  assert.equal(r(R.StatsAddr, 4) & R.DumpStats, 0);
+  assert.equal(mem.readU64(0x5000 + 8), 1n);
+});
