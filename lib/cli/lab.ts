@@ -1,6 +1,6 @@
 // `node-kvm lab [options] -- COMMAND...`: run COMMAND where a real /dev/kvm exists.
 import { parseEnvSpecs } from '../lab/job.js';
-import { DEFAULT_LAB_MEMORY, DEFAULT_LAB_TIMEOUT_MS, LAB_FAILURE_STATUS, runInLab } from '../lab/run.js';
+import { DEFAULT_LAB_MEMORY, DEFAULT_LAB_TIMEOUT_MS, runInLab } from '../lab/run.js';
 import { UsageError, intOption, parseCommandArgs, write, type CliCommand } from './args.js';
 
 const usage = `usage: node-kvm lab [--timeout S] [--env NAME[=VALUE]]... [--memory ${DEFAULT_LAB_MEMORY}] [--cpus N]
@@ -32,7 +32,12 @@ export const command: CliCommand = {
     const timeoutS = intOption(values.timeout, '--timeout', 1, 7 * 24 * 3600);
     const cpus = intOption(values.cpus, '--cpus', 1, 64);
     if (values.memory !== undefined && !/^\d+[MG]$/i.test(values.memory)) throw new UsageError(`--memory must look like 3G or 2048M (got ${values.memory})`);
-    const env = parseEnvSpecs(values.env ?? [], io.env);
+    let env: Record<string, string>;
+    try {
+      env = parseEnvSpecs(values.env ?? [], io.env);
+    } catch (e) {
+      throw new UsageError((e as Error).message); // a bad --env is a usage error (exit 64)
+    }
 
     const ac = new AbortController();
     const onSignal = (sig: NodeJS.Signals): void => {
@@ -59,4 +64,3 @@ export const command: CliCommand = {
     }
   },
 };
-export { LAB_FAILURE_STATUS };
