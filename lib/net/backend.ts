@@ -26,13 +26,13 @@ export interface NetBackend {
 export abstract class BackendBase implements NetBackend {
   private readonly rx = new Set<FrameListener>();
   private readonly link = new Set<LinkListener>();
-  private up = true;
+  private carrierUp = true;
   protected closed = false;
 
   abstract send(frame: Uint8Array): void;
 
   get linkUp(): boolean {
-    return this.up && !this.closed;
+    return this.carrierUp && !this.closed;
   }
 
   onReceive(listener: FrameListener): () => void {
@@ -53,8 +53,8 @@ export abstract class BackendBase implements NetBackend {
 
   /** Change carrier and notify listeners if it changed. */
   protected setLink(up: boolean): void {
-    if (up === this.up) return;
-    this.up = up;
+    if (up === this.carrierUp) return;
+    this.carrierUp = up;
     if (this.closed) return;
     for (const l of this.link) l(up);
   }

@@ -1,0 +1,91 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { execFileSync } from 'node:child_process';
+import { MemoryBackend, PcapWriter, type PcapSink } from '../../lib/net/index.js';
+
+class BufferSink implements PcapSink {
+  readonly chunks: Uint8Array[] = [];
+  closed = false;
+  write(c: Uint8Array): void { this.chunks.push(c.slice()); }
+  close(): void { this.closed = true; }
+  bytes(): Buffer { return Buffer.concat(this.chunks); }
+}
+
+function udpFrame(): Uint8Array {
+  const f = new Uint8Array(60);
+  f.set([255, 255, 255, 255, 255, 255, 2, 0, 0, 0, 0, 1, 0x08, 0x00], 0);
+  f.set([0x45, 0, 0, 28, 0, 1, 0, 0, 64, 17, 0, 0, 10, 0, 0, 1, 10, 0, 0, 255], 14);
+  f.set([0x30, 0x39, 0x00, 0x35, 0, 8, 0, 0], 34);
+  return f;
+}
+
+test('global header and record layout (nanosecond magic, linktype 1)', () => {
+  const sink = new BufferSink();
+  const p = new PcapWriter(sink, { snaplen: 64 });
+  p.write(new Uint8Array(100).fill(7), 1_700_000_000_123_456_789n);
+  p.close();
+  assert.equal(sink.closed, true);
+  const b = sink.bytes();
+  assert.equal(b.length, 24 + 16 + 64);
+  assert.equal(b.readUInt32LE(0), 0xa1b23c4d);
+  assert.equal(b.readUInt16LE(4), 2);
+  assert.equal(b.readUInt16LE(6), 4);
+  assert.equal(b.readInt32LE(8), 0);
+  assert.equal(b.readUInt32LE(12), 0);
+  assert.equal(b.readUInt32LE(16), 64);
+  assert.equal(b.readUInt32LE(20), 1);
+  assert.equal(b.readUInt32LE(24), 1_700_000_000);
+  assert.equal(b.readUInt32LE(28), 123_456_789);
+  assert.equal(b.readUInt32LE(32), 64, 'incl_len truncated to snaplen');
+  assert.equal(b.readUInt32LE(36), 100, 'orig_len');
+  assert.equal(b[40], 7);
+});
+
+test('wrap() records both directions and passes frames and carrier through', () => {
+  const sink = new BufferSink();
+  let t = 5_000_000_000n;
+  const p = new PcapWriter(sink, { now: () => (t += 1000n) });
+  const inner = new MemoryBackend();
+  const b = p.wrap(inner);
+  const rx: Uint8Array[] = [];
+  b.onReceive((f) => rx.push(f));
+  const links: boolean[] = [];
+  b.onLinkChange((u) => links.push(u));
+  b.send(udpFrame());
+  inner.inject(udpFrame());
+  inner.setLinkUp(false);
+  assert.equal(inner.sent.length, 1);
+  assert.equal(rx.length, 1);
+  assert.deepEqual(links, [false]);
+  assert.equal(b.linkUp, false);
+  assert.equal(p.packets, 2);
+  const untap = p.tap(inner);
+  inner.inject(udpFrame());
+  untap();
+  inner.inject(udpFrame());
+  assert.equal(p.packets, 5, 'wrap + tap saw the third frame; only wrap the fourth');
+  b.close();
+});
+
+test('tshark reads the file back', { skip: !existsSync('/usr/bin/tshark') ? 'tshark not installed' : false }, () => {
+  const dir = mkdtempSync(join(tmpdir(), 'node-kvm-pcap-'));
+  try {
+    const path = join(dir, 'x.pcap');
+    const p = new PcapWriter(path);
+    p.write(udpFrame(), 1_700_000_000_000_000_001n);
+    p.write(udpFrame(), 1_700_000_000_500_000_000n);
+    p.close();
+    assert.equal(readFileSync(path).readUInt32LE(0), 0xa1b23c4d);
+    const out = execFileSync('/usr/bin/tshark', ['-r', path, '-T', 'fields', '-e', 'frame.time_epoch', '-e', 'ip.src', '-e', 'udp.dstport'],
+      { encoding: 'utf8', env: { ...process.env, HOME: dir } });
+    const lines = out.trim().split('\n');
+    assert.equal(lines.length, 2);
+    assert.match(lines[0]!, /^1700000000\.000000001\t10\.0\.0\.1\t53$/);
+    assert.match(lines[1]!, /^1700000000\.500000000\t/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
