@@ -7,7 +7,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { ensureGuestImage, guestSourceDir, PORT } from '../test/guests/build.js';
-import { createGuestVm, enterRealMode, type GuestVm } from '../test/guests/run.js';
+import { attach, createGuestVm, enterRealMode, type GuestVm } from '../test/guests/run.js';
 
 export type Mode = 'pio' | 'mmio';
 
@@ -79,8 +79,8 @@ function jsOnce(mode: Mode, iterations: number, warmup: number, viaBus: boolean)
   using g = createGuestVm({ guest: 'exit-loop', regs: { rcx: BigInt(warmup), rbx } });
   let count = 0;
   const sink = { read: () => 0, write: () => { count++; } };
-  g.pio.register(PORT.LOOP, 1, sink);
-  g.pio.register(PORT.REPORT, 1, { read: () => 0, write: () => {} });
+  attach(g, 'LOOP', sink);
+  attach(g, 'REPORT', { read: () => 0, write: () => {} });
   g.mmio.register(MMIO_ADDR, 4, sink);
   const loop = viaBus ? loopBus : loopMinimal;
   loop(g);

@@ -23,8 +23,8 @@
 
 #define LOAD_ADDR 0x8000
 #define RAM_SIZE 0xa0000
-#define PORT_LOOP 0xea
-#define PORT_REPORT 0xe5
+#define PORT_LOOP 0xfd
+#define PORT_REPORT 0xe8
 #define MMIO_ADDR 0xa0000
 
 static void die(const char *what) {

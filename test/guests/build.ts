@@ -19,16 +19,21 @@ export type GuestName = (typeof GUEST_NAMES)[number];
 export const PORT = {
   CONSOLE: 0x3f8,
   PARAM: 0xe0,
-  ECHO: 0xe1,
-  OUTS: 0xe2,
-  INS: 0xe3,
-  CSUM: 0xe4,
-  REPORT: 0xe5,
-  CREG: 0xe6,
-  TICK: 0xe7,
-  APIC_ID: 0xe8,
-  LOOP: 0xea,
+  ECHO: 0xe4,
+  OUTS: 0xfa,
+  INS: 0xfb,
+  CSUM: 0xf8,
+  REPORT: 0xe8,
+  CREG: 0xec,
+  TICK: 0xf0,
+  APIC_ID: 0xfc,
+  LOOP: 0xfd,
 } as const;
+
+/** Width of the bus window each port needs (the widest access the guests make there). */
+export const PORT_WINDOW: Record<keyof typeof PORT, number> = {
+  CONSOLE: 1, PARAM: 4, ECHO: 4, OUTS: 1, INS: 1, CSUM: 2, REPORT: 4, CREG: 4, TICK: 4, APIC_ID: 1, LOOP: 1,
+};
 
 /** The repository's test/guests directory (works from test/guests and dist/test/guests). */
 export function guestSourceDir(): string {

@@ -4,9 +4,9 @@
  * use, GDT accessed bits preset).
  *
  * I/O contract:
- *   1. OUT 0xe5 (4 bytes) 1: in protected mode, about to take addresses.
+ *   1. OUT 0xe8 (4 bytes) 1: in protected mode, about to take addresses.
  *   2. repeat: IN 0xe0 (4 bytes) a; if a == 0xffffffff stop, else write byte 0xa5 to [a].
- *   3. OUT 0xe5 (4 bytes) 2, then HLT.
+ *   3. OUT 0xe8 (4 bytes) 2, then HLT.
  */
 #include "guest.h"
 	.code16

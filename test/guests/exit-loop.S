@@ -2,9 +2,9 @@
  * exit-loop.S — the exit round-trip benchmark guest (bench/exit-roundtrip.ts, bench/c/exit-loop.c).
  *
  * Real mode. The loader sets ECX = iterations (>= 1) and EBX = 0 for PIO or 1 for MMIO.
- *   PIO:  ECX times OUT 0xea (1 byte).
+ *   PIO:  ECX times OUT 0xfd (1 byte).
  *   MMIO: ECX times a 4-byte write to 0xa0000 (RAM must not cover it).
- * Then OUT 0xe5 (4 bytes) 0x600dc0de and HLT.
+ * Then OUT 0xe8 (4 bytes) 0x600dc0de and HLT.
  */
 #include "guest.h"
 	.code16

@@ -8,26 +8,29 @@
  *   - guests that need 32- or 64-bit mode switch up themselves with the GDT below.
  * Everything is linked at LOAD_ADDR, so 16-bit code can address its own data with DS=0.
  *
- * Ports shared by the guests (each guest lists the ones it uses at its top):
- *   0x3f8 OUT  console bytes          0xe0 IN   value/parameter from the test
- *   0xe1 OUT   echo of what 0xe0 gave  0xe2 OUT  rep outsb target
- *   0xe3 IN    rep insb source         0xe4 OUT  checksum (word)
- *   0xe5 OUT   final report (dword)    0xe6 OUT  control register dump (dword)
- *   0xe7 OUT   timer tick number       0xe8 OUT  AP APIC id (byte)
- *   0xea OUT   exit-loop PIO target
+ * Ports shared by the guests (each guest lists the ones it uses at its top). Ports that take
+ * 2- or 4-byte accesses start a 4-byte window of their own, so a bus device can claim the
+ * whole access width (an access that runs past a window's end is a miss):
+ *   0xe0 IN    value/parameter from the test (1, 2, 4 bytes)
+ *   0xe4 OUT   echo of what 0xe0 gave        0xe8 OUT  final report (dword)
+ *   0xec OUT   control register dump (dword) 0xf0 OUT  timer tick number (dword)
+ *   0xf8 OUT   checksum (word)               0xfa OUT  rep outsb target (byte)
+ *   0xfb IN    rep insb source (byte)        0xfc OUT  AP APIC id (byte)
+ *   0xfd OUT   exit-loop PIO target (byte)   0x3f8 OUT console bytes
+ * (0xf4-0xf7 stay free: the PC model's debug-exit port.)
  */
 #define LOAD_ADDR     0x8000
 #define PORT_CONSOLE  0x3f8
 #define PORT_PARAM    0xe0
-#define PORT_ECHO     0xe1
-#define PORT_OUTS     0xe2
-#define PORT_INS      0xe3
-#define PORT_CSUM     0xe4
-#define PORT_REPORT   0xe5
-#define PORT_CREG     0xe6
-#define PORT_TICK     0xe7
-#define PORT_APIC_ID  0xe8
-#define PORT_LOOP     0xea
+#define PORT_ECHO     0xe4
+#define PORT_OUTS     0xfa
+#define PORT_INS      0xfb
+#define PORT_CSUM     0xf8
+#define PORT_REPORT   0xe8
+#define PORT_CREG     0xec
+#define PORT_TICK     0xf0
+#define PORT_APIC_ID  0xfc
+#define PORT_LOOP     0xfd
 
 #define SEL_CODE32 0x08
 #define SEL_DATA   0x10

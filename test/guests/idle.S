@@ -3,7 +3,7 @@
  * irqchip the HLT never leaves the kernel, so a run loop over it only ends when the host
  * stops it (AbortSignal / kick).
  *
- * I/O contract: OUT 0xe5 (4 bytes) 1, then CLI; HLT (looping).
+ * I/O contract: OUT 0xe8 (4 bytes) 1, then CLI; HLT (looping).
  */
 #include "guest.h"
 	.code16

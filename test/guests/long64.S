@@ -6,11 +6,11 @@
  *
  * I/O contract, in order (all from 64-bit code):
  *   1. OUT 0x3f8 "Hello from long mode\n" (rep outsb).
- *   2. OUT 0xe6 (4 bytes) low half of EFER (LME and LMA, bits 8 and 10, set).
- *   3. IN  0xe0 (4 bytes) v -> OUT 0xe1 (4 bytes) v.
+ *   2. OUT 0xec (4 bytes) low half of EFER (LME and LMA, bits 8 and 10, set).
+ *   3. IN  0xe0 (4 bytes) v -> OUT 0xe4 (4 bytes) v.
  *   4. MMIO, 8 bytes: read qword at 0x100000000 (4 GiB, must not be RAM), add one, write it
  *      back to 0x100000008.
- *   5. OUT 0xe5 (4 bytes) the low half, OUT 0xe5 (4 bytes) the high half of that value; HLT.
+ *   5. OUT 0xe8 (4 bytes) the low half, OUT 0xe8 (4 bytes) the high half of that value; HLT.
  */
 #include "guest.h"
 #define PML4 0x20000

@@ -4,10 +4,10 @@
  *
  * I/O contract, in order:
  *   1. OUT 0x3f8 "Hello from protected mode\n" (rep outsb).
- *   2. OUT 0xe6 (4 bytes) CR0 (bit 0, PE, set).
- *   3. IN  0xe0 (4 bytes) v -> OUT 0xe1 (4 bytes) v.
+ *   2. OUT 0xec (4 bytes) CR0 (bit 0, PE, set).
+ *   3. IN  0xe0 (4 bytes) v -> OUT 0xe4 (4 bytes) v.
  *   4. MMIO: read dword at 0xd0000000, add one, write it back to 0xd0000000.
- *   5. OUT 0xe5 (4 bytes) the value written, then HLT.
+ *   5. OUT 0xe8 (4 bytes) the value written, then HLT.
  */
 #include "guest.h"
 	.code16

@@ -3,14 +3,14 @@
  *
  * I/O contract, in order:
  *   1. OUT  0x3f8  "Hello from real mode\n", one byte per `out`.
- *   2. IN   0xe0 (1 byte)  -> OUT 0xe1 (1 byte) the same value;
- *      IN   0xe0 (2 bytes) -> OUT 0xe1 (2 bytes) the same value;
- *      IN   0xe0 (4 bytes) -> OUT 0xe1 (4 bytes) the same value.
- *   3. rep outsb of "rep outsb works" (15 bytes) to 0xe2.
- *   4. rep insb of 16 bytes from 0xe3 into RAM, then OUT 0xe4 (2 bytes) their 16-bit sum.
+ *   2. IN   0xe0 (1 byte)  -> OUT 0xe4 (1 byte) the same value;
+ *      IN   0xe0 (2 bytes) -> OUT 0xe4 (2 bytes) the same value;
+ *      IN   0xe0 (4 bytes) -> OUT 0xe4 (4 bytes) the same value.
+ *   3. rep outsb of "rep outsb works" (15 bytes) to 0xfa.
+ *   4. rep insb of 16 bytes from 0xfb into RAM, then OUT 0xf8 (2 bytes) their 16-bit sum.
  *   5. MMIO (RAM must not cover 0xa0000): read dword at 0xa0000, write it + 1 to 0xa0004,
  *      write byte 0x5a to 0xa0008.
- *   6. OUT 0xe5 (4 bytes) 0x600dc0de, then HLT.
+ *   6. OUT 0xe8 (4 bytes) 0x600dc0de, then HLT.
  */
 #include "guest.h"
 	.code16

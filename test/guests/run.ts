@@ -7,7 +7,7 @@ import type { Vm, Vcpu, VcpuExit, Regs, CpuidEntry } from '../../lib/index.js';
 import { PioBus, MmioBus } from '../../lib/bus/bus.js';
 import type { BusDevice } from '../../lib/bus/device.js';
 import { TSS_ADDR } from '../../lib/boot/layout.js';
-import { buildGuest, GUEST_LOAD_ADDR, type GuestName } from './build.js';
+import { buildGuest, GUEST_LOAD_ADDR, PORT, PORT_WINDOW, type GuestName } from './build.js';
 
 /** RAM below the VGA hole, so 0xa0000 is an MMIO address for real-mode guests. */
 export const DEFAULT_RAM = 0xa0000;
@@ -99,6 +99,12 @@ export function createGuestVm(opts: GuestVmOptions): GuestVm {
     if (ownKvm) kvm.close();
     throw e;
   }
+}
+
+/** Put `device` on the guest-contract port `name`, with the window width that port needs. */
+export function attach<D extends BusDevice>(g: GuestVm, name: keyof typeof PORT, device: D): D {
+  g.pio.register(PORT[name], PORT_WINDOW[name], device, name);
+  return device;
 }
 
 /** A port/MMIO window that records every write and answers reads from a queue (then `fill`). */

@@ -11,8 +11,8 @@
  *
  * I/O contract:
  *   BSP: IN 0xe0 (4 bytes) the number of vCPUs N (>= 1).
- *   each AP: OUT 0xe8 (1 byte) its APIC id.
- *   BSP: once N-1 APs counted in, OUT 0xe5 (4 bytes) the AP count, then HLT (interrupts off).
+ *   each AP: OUT 0xfc (1 byte) its APIC id.
+ *   BSP: once N-1 APs counted in, OUT 0xe8 (4 bytes) the AP count, then HLT (interrupts off).
  */
 #include "guest.h"
 #define TRAMPOLINE 0x9000

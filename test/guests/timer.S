@@ -11,9 +11,9 @@
  *
  * I/O contract:
  *   1. IN  0xe0 (4 bytes) N, the number of ticks to wait for (N >= 1).
- *   2. for every tick k = 1, 2, ...: OUT 0xe7 (4 bytes) k, from the interrupt handler.
+ *   2. for every tick k = 1, 2, ...: OUT 0xf0 (4 bytes) k, from the interrupt handler.
  *   3. after N ticks (the loop is `sti; hlt` until the counter reaches N), masks IRQ0 and
- *      OUT 0xe5 (4 bytes) the tick count, then halts with interrupts off (stays in HLT).
+ *      OUT 0xe8 (4 bytes) the tick count, then halts with interrupts off (stays in HLT).
  */
 #include "guest.h"
 #define VEC_BASE 0x20

@@ -4,7 +4,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { requireKvm } from '../helpers/kvm.js';
 import { PORT } from '../guests/build.js';
-import { createGuestVm, Recorder, runSync } from '../guests/run.js';
+import { attach, createGuestVm, Recorder, runSync } from '../guests/run.js';
 
 function pagesOf(bitmap: Uint8Array): number[] {
   const pages: number[] = [];
@@ -19,8 +19,8 @@ test('dirty log: exactly the guest-written pages, and reading it clears it', (t)
   const report = new Recorder();
   const targets = [0x20000, 0x20fff, 0x33004, 0x7a000, 0xff000 + 17];
   const param = new Recorder().feed(...targets, 0xffff_ffff);
-  g.pio.register(PORT.REPORT, 1, report);
-  g.pio.register(PORT.PARAM, 1, param);
+  attach(g, 'REPORT', report);
+  attach(g, 'PARAM', param);
 
   // Phase 1: up to the first report (in protected mode); whatever got dirty is cleared by reading.
   runSync(g, (e) => e.reason === 'io' && e.port === PORT.REPORT);

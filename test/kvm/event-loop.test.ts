@@ -7,13 +7,13 @@ import { createServer, connect, type AddressInfo } from 'node:net';
 import { once } from 'node:events';
 import { requireKvm } from '../helpers/kvm.js';
 import { PORT } from '../guests/build.js';
-import { createGuestVm, Recorder } from '../guests/run.js';
+import { attach, createGuestVm, Recorder } from '../guests/run.js';
 
 test('event loop stays live while the guest is halted in the kernel', { timeout: 30_000 }, async (t) => {
   if (!requireKvm(t)) return;
   using g = createGuestVm({ guest: 'idle', irqchip: true });
   const report = new Recorder();
-  g.pio.register(PORT.REPORT, 1, report);
+  attach(g, 'REPORT', report);
   const ac = new AbortController();
   const exits: string[] = [];
   const loop = g.vcpu.runLoop((exit) => {
@@ -36,13 +36,19 @@ test('event loop stays live while the guest is halted in the kernel', { timeout:
     server.listen(0, '127.0.0.1');
     await once(server, 'listening');
     const port = (server.address() as AddressInfo).port;
-    const c0 = performance.now();
-    const sock = connect(port, '127.0.0.1');
-    const chunks: Buffer[] = [];
-    sock.on('data', (d: Buffer) => chunks.push(d));
-    await once(sock, 'end');
-    t.diagnostic(`TCP connect+accept+read round trip ${(performance.now() - c0).toFixed(2)} ms while the guest was halted`);
-    assert.equal(Buffer.concat(chunks).toString(), 'hi');
+    const rtts: number[] = [];
+    for (let i = 0; i < 5; i++) {
+      const c0 = performance.now();
+      const sock = connect(port, '127.0.0.1');
+      const chunks: Buffer[] = [];
+      sock.on('data', (d: Buffer) => chunks.push(d));
+      await once(sock, 'end');
+      rtts.push(performance.now() - c0);
+      assert.equal(Buffer.concat(chunks).toString(), 'hi');
+    }
+    rtts.sort((a, b) => a - b);
+    t.diagnostic(`TCP connect+accept+read while the guest was halted: median ${rtts[2]!.toFixed(2)} ms ` +
+      `(${rtts.map((r) => r.toFixed(2)).join(' ')})`);
 
     // Still halted: no exit other than the report reached userspace.
     assert.ok(exits.every((r) => r === 'io'), `exits: ${exits.join(',')}`);

@@ -4,7 +4,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { requireKvm } from '../helpers/kvm.js';
 import { PORT } from '../guests/build.js';
-import { createGuestVm, Recorder, runSync } from '../guests/run.js';
+import { attach, createGuestVm, Recorder, runSync } from '../guests/run.js';
 
 test('real-mode guest: out, in/out of every width, rep outsb, rep insb, MMIO in the VGA hole', (t) => {
   if (!requireKvm(t)) return;
@@ -17,13 +17,13 @@ test('real-mode guest: out, in/out of every width, rep outsb, rep insb, MMIO in 
   const ins = new Recorder().feed(...insBytes);
   const csum = new Recorder();
   const report = new Recorder();
-  g.pio.register(PORT.CONSOLE, 1, con);
-  g.pio.register(PORT.PARAM, 1, param);
-  g.pio.register(PORT.ECHO, 1, echo);
-  g.pio.register(PORT.OUTS, 1, outs);
-  g.pio.register(PORT.INS, 1, ins);
-  g.pio.register(PORT.CSUM, 1, csum);
-  g.pio.register(PORT.REPORT, 1, report);
+  attach(g, 'CONSOLE', con);
+  attach(g, 'PARAM', param);
+  attach(g, 'ECHO', echo);
+  attach(g, 'OUTS', outs);
+  attach(g, 'INS', ins);
+  attach(g, 'CSUM', csum);
+  attach(g, 'REPORT', report);
   const vga = new Recorder().feed(0x1234_5677);
   g.mmio.register(0xa0000, 0x10, vga);
 
@@ -55,11 +55,11 @@ test('protected-mode guest: own GDT, rep outsb, CR0.PE, PIO echo, MMIO at 0xd000
   const echo = new Recorder();
   const report = new Recorder();
   const dev = new Recorder().feed(41);
-  g.pio.register(PORT.CONSOLE, 1, con);
-  g.pio.register(PORT.CREG, 1, creg);
-  g.pio.register(PORT.PARAM, 1, param);
-  g.pio.register(PORT.ECHO, 1, echo);
-  g.pio.register(PORT.REPORT, 1, report);
+  attach(g, 'CONSOLE', con);
+  attach(g, 'CREG', creg);
+  attach(g, 'PARAM', param);
+  attach(g, 'ECHO', echo);
+  attach(g, 'REPORT', report);
   g.mmio.register(0xd000_0000, 0x1000, dev);
 
   assert.equal(runSync(g).reason, 'hlt');
@@ -86,11 +86,11 @@ test('long-mode guest: own page tables, EFER.LMA, rep outsb, 8-byte MMIO above 4
   const report = new Recorder();
   // The bus splits 8-byte accesses into two dwords: low at +0, high at +4.
   const dev = new Recorder().feed(0xffff_ffff, 0x0000_0007);
-  g.pio.register(PORT.CONSOLE, 1, con);
-  g.pio.register(PORT.CREG, 1, creg);
-  g.pio.register(PORT.PARAM, 1, param);
-  g.pio.register(PORT.ECHO, 1, echo);
-  g.pio.register(PORT.REPORT, 1, report);
+  attach(g, 'CONSOLE', con);
+  attach(g, 'CREG', creg);
+  attach(g, 'PARAM', param);
+  attach(g, 'ECHO', echo);
+  attach(g, 'REPORT', report);
   g.mmio.register(0x1_0000_0000, 0x1000, dev);
 
   assert.equal(runSync(g).reason, 'hlt');

@@ -5,7 +5,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { requireKvm } from '../helpers/kvm.js';
 import { PORT } from '../guests/build.js';
-import { createGuestVm, Recorder, runAsync } from '../guests/run.js';
+import { attach, createGuestVm, Recorder, runAsync } from '../guests/run.js';
 import type { VcpuExit } from '../../lib/index.js';
 
 for (const n of [2, 4]) {
@@ -14,9 +14,9 @@ for (const n of [2, 4]) {
     using g = createGuestVm({ guest: 'smp', irqchip: true, vcpus: n });
     const ids = new Recorder();
     const report = new Recorder();
-    g.pio.register(PORT.PARAM, 1, new Recorder().feed(n));
-    g.pio.register(PORT.APIC_ID, 1, ids);
-    g.pio.register(PORT.REPORT, 1, report);
+    attach(g, 'PARAM', new Recorder().feed(n));
+    attach(g, 'APIC_ID', ids);
+    attach(g, 'REPORT', report);
     const apFailures: VcpuExit[] = [];
     for (const ap of g.vcpus.slice(1)) {
       ap.startThread((exit) => {

@@ -5,7 +5,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { requireKvm } from '../helpers/kvm.js';
 import { PORT } from '../guests/build.js';
-import { createGuestVm, Recorder, runAsync } from '../guests/run.js';
+import { attach, createGuestVm, Recorder, runAsync } from '../guests/run.js';
 
 test('timer guest: N PIT ticks delivered to a halted vCPU, counted in order', { timeout: 30_000 }, async (t) => {
   if (!requireKvm(t)) return;
@@ -14,15 +14,15 @@ test('timer guest: N PIT ticks delivered to a halted vCPU, counted in order', { 
   const ticks = new Recorder();
   const report = new Recorder();
   const tickTimes: number[] = [];
-  g.pio.register(PORT.PARAM, 1, new Recorder().feed(N));
-  g.pio.register(PORT.TICK, 1, {
+  attach(g, 'PARAM', new Recorder().feed(N));
+  attach(g, 'TICK', {
     read: () => 0,
     write: (offset, size, value) => {
       tickTimes.push(performance.now());
       ticks.write(offset, size, value);
     },
   });
-  g.pio.register(PORT.REPORT, 1, report);
+  attach(g, 'REPORT', report);
   let timersFired = 0;
   const iv = setInterval(() => timersFired++, 5);
   try {
