@@ -40,8 +40,10 @@ export const command: CliCommand = {
     }
 
     const ac = new AbortController();
+    let exitOnAbort = 130;
     const onSignal = (sig: NodeJS.Signals): void => {
       write(io.stderr, `node-kvm lab: ${sig}, stopping QEMU`);
+      exitOnAbort = sig === 'SIGTERM' ? 143 : 130; // 128 + signal number, as shells report it
       ac.abort();
     };
     process.on('SIGINT', onSignal);
@@ -55,7 +57,7 @@ export const command: CliCommand = {
       if (values.verbose) write(io.stderr, `node-kvm lab: L1 ready after ${r.bootMs ?? '?'} ms, total ${r.durationMs} ms, exit ${r.exitCode}`);
       if (r.error) {
         write(io.stderr, `node-kvm lab: ${r.error}\n--- L1 console (tail) ---\n${r.consoleTail}`);
-        if (r.aborted) return 130;
+        if (r.aborted) return exitOnAbort;
       }
       return r.exitCode;
     } finally {
