@@ -112,7 +112,7 @@ function cOnce(exe: string, image: string, mode: Mode, iterations: number, warmu
 export function runExitRoundtrip(opts: ExitRoundtripOptions = {}): ExitRoundtripResult[] {
   const iterations = opts.iterations ?? 20_000;
   const warmup = opts.warmup ?? 2_000;
-  const runs = Math.max(5, opts.runs ?? 5);
+  const runs = Math.max(5, opts.runs ?? 7);
   const modes = opts.modes ?? ['pio', 'mmio'];
   const log = opts.log ?? ((l: string) => process.stdout.write(l + '\n'));
   const image = ensureGuestImage('exit-loop');

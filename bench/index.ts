@@ -1,20 +1,37 @@
-// `npm run bench [filter]`: runs every benchmark whose name contains `filter` (all without one).
-// Benchmarks print their own figures; nothing here asserts on time.
+// `npm run bench [filter] [--runs=N] [--iterations=N]`: runs every benchmark whose name contains
+// `filter` (all without one). Benchmarks print their own figures; nothing here asserts on time.
 import { runExitRoundtrip } from './exit-roundtrip.js';
 import { kvmUnavailableReason } from '../test/helpers/kvm.js';
 
 interface Bench {
   name: string;
   needsKvm: boolean;
-  run: () => unknown;
+  run: (opts: BenchOptions) => unknown;
+}
+
+interface BenchOptions {
+  runs?: number;
+  iterations?: number;
 }
 
 const benches: Bench[] = [
-  { name: 'exit-roundtrip', needsKvm: true, run: () => runExitRoundtrip() },
+  { name: 'exit-roundtrip', needsKvm: true, run: (o) => runExitRoundtrip(o) },
 ];
 
+function parseArgs(argv: readonly string[]): { filter: string | undefined; opts: BenchOptions } {
+  let filter: string | undefined;
+  const opts: BenchOptions = {};
+  for (const a of argv) {
+    const m = /^--(runs|iterations)=(\d+)$/.exec(a);
+    if (m !== null) opts[m[1] as 'runs' | 'iterations'] = Number(m[2]);
+    else if (a.startsWith('--')) throw new Error(`unknown option ${a} (known: --runs=N, --iterations=N)`);
+    else filter = a;
+  }
+  return { filter, opts };
+}
+
 async function main(): Promise<void> {
-  const filter = process.argv[2];
+  const { filter, opts } = parseArgs(process.argv.slice(2));
   const chosen = benches.filter((b) => filter === undefined || b.name.includes(filter));
   if (chosen.length === 0) {
     process.stderr.write(`no benchmark matches "${filter}"; available: ${benches.map((b) => b.name).join(', ')}\n`);
@@ -28,7 +45,7 @@ async function main(): Promise<void> {
       continue;
     }
     const t0 = performance.now();
-    await b.run();
+    await b.run(opts);
     process.stdout.write(`${b.name}: done in ${((performance.now() - t0) / 1000).toFixed(1)} s\n\n`);
   }
 }
