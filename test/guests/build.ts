@@ -87,9 +87,14 @@ export function ensureGuestImage(name: GuestName): string {
     const obj = join(work, `${name}.o`);
     const bin = join(work, `${name}.bin`);
     const opts = { stdio: ['ignore', 'ignore', 'pipe'] as ('ignore' | 'pipe')[] };
-    execFileSync('gcc', ['-c', '-I', src, '-o', obj, join(src, `${name}.S`)], opts);
-    execFileSync('ld', ['-m', 'elf_x86_64', `-Ttext=0x${GUEST_LOAD_ADDR.toString(16)}`, '--oformat=binary',
-      '-e', '_start', '-o', bin, obj], opts);
+    try {
+      execFileSync('gcc', ['-c', '-I', src, '-o', obj, join(src, `${name}.S`)], opts);
+      execFileSync('ld', ['-m', 'elf_x86_64', `-Ttext=0x${GUEST_LOAD_ADDR.toString(16)}`, '--oformat=binary',
+        '-e', '_start', '-o', bin, obj], opts);
+    } catch (e) {
+      const stderr = (e as { stderr?: Buffer }).stderr?.toString() ?? '';
+      throw new Error(`cannot assemble test guest ${name}: ${toolchainMissing() ?? stderr.trim()}`, { cause: e });
+    }
     // Atomic publish: concurrent test files may build the same guest.
     renameSync(bin, out);
   } finally {

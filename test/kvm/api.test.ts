@@ -197,7 +197,8 @@ test('close() is idempotent; use after close throws ERR_KVM_CLOSED', (t) => {
   assert.equal(codeOf(() => kvm.checkExtension(constants.KVM_CAP_USER_MEMORY!)), 'ERR_KVM_CLOSED');
 });
 
-test('Kvm.open on a missing path: ENOENT with a message naming the fix', () => {
+test('Kvm.open on a missing path: ENOENT with a message naming the fix', (t) => {
+  if (!requireKvm(t)) return;
   let err: unknown;
   try {
     Kvm.open('/dev/does-not-exist-kvm');

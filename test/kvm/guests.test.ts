@@ -72,6 +72,9 @@ test('protected-mode guest: own GDT, rep outsb, CR0.PE, PIO echo, MMIO at 0xd000
   assert.deepEqual(report.values(), [42]);
   const s = g.vcpu.getSregs();
   assert.equal(s.cr0 & 1n, 1n);
+  // The device window is not RAM from the host's side either.
+  assert.throws(() => g.vm.memory.readU32(0xd000_0000), { code: 'ERR_GUEST_ADDRESS' });
+  assert.equal(g.vm.memory.readU8(0x8000), g.ram[0x8000]);
   assert.equal(s.cs.selector, 0x08);
   assert.equal(s.cs.db, 1);
 });
