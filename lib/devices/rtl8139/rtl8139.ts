@@ -6,7 +6,6 @@
 // Everything the guest hands us (ring and buffer addresses, sizes, descriptor chains) is
 // checked where it is read; errors become ISR bits and counters, never exceptions.
 import type { BusDevice, Clock, DmaMemory } from '../../bus/device.js';
-import { InvalidArgumentError } from '../../errors.js';
 import type { NetBackend } from '../../net/backend.js';
 import { PciDevice } from '../pci/device.js';
 import { CplusRxRing, CplusTxRing } from './cplus.js';
@@ -15,6 +14,12 @@ import { Rtl8139Phy } from './mii.js';
 import * as R from './regs.js';
 import { filterFrame, RX_MAX_FRAME, RxRing, withCrc } from './rx.js';
 import { TxDescriptors } from './tx.js';
+import { RxQueue } from './rx-queue.js';
+import { parseMac } from './mac.js';
+import { tallyCounters, zeroStats, type Rtl8139Stats } from './stats.js';
+
+export { parseMac } from './mac.js';
+export type { Rtl8139Stats } from './stats.js';
 import { REGISTER_SPAN, REGISTER_WIDTH } from './register-span.js';
 import { Rtl8139Timer, type DeviceTimers } from './timer.js';
 
@@ -33,40 +38,7 @@ export interface Rtl8139Options {
   rxQueueLimit?: number;
 }
 
-export interface Rtl8139Stats {
-  txFrames: number;
-  txBytes: number;
-  txErrors: number;
-  txBadSize: number;
-  txDmaErrors: number;
-  txNoCarrier: number;
-  rxFrames: number;
-  rxBytes: number;
-  rxFiltered: number;
-  rxDisabled: number;
-  rxTooLong: number;
-  rxDmaErrors: number;
-  /** Frames dropped because the ring (or C+ descriptors) had no room; MPC counts the same. */
-  rxMissed: number;
-  rxQueued: number;
-  rxBroadcast: number;
-  rxMulticast: number;
-  rxPhysical: number;
-}
-
 export type RxOutcome = 'ok' | 'full' | 'filtered' | 'disabled' | 'dropped';
-
-export function parseMac(mac: Uint8Array | string): Uint8Array {
-  if (typeof mac !== 'string') {
-    if (mac.length !== 6) throw new InvalidArgumentError('MAC address must be 6 bytes', 'ERR_INVALID_MAC');
-    return Uint8Array.from(mac);
-  }
-  const parts = mac.split(/[:-]/);
-  if (parts.length !== 6 || parts.some((p) => !/^[0-9a-fA-F]{1,2}$/.test(p))) {
-    throw new InvalidArgumentError(`invalid MAC address '${mac}'`, 'ERR_INVALID_MAC');
-  }
-  return Uint8Array.from(parts.map((p) => parseInt(p, 16)));
-}
 
 const CONFIG_LOCKED = new Set([R.Config1, R.Config3, R.Config4]);
 const CSCR_WRITABLE = 0xf3ff;
@@ -78,7 +50,7 @@ export class Rtl8139 extends PciDevice {
   readonly mmioBar: BusDevice;
   readonly eeprom: Eeprom93C46;
   readonly phy = new Rtl8139Phy();
-  readonly stats: Rtl8139Stats = Rtl8139.zeroStats();
+  readonly stats: Rtl8139Stats = zeroStats();
   /** Byte-addressed storage for registers without their own model. */
   private readonly regs = new Uint8Array(R.REGS_SIZE);
   private readonly dv = new DataView(this.regs.buffer);
@@ -95,8 +67,7 @@ export class Rtl8139 extends PciDevice {
   private cscrLinkChange = false;
   private backend: NetBackend | undefined;
   private unsubscribe: Array<() => void> = [];
-  private readonly queue: Uint8Array[] = [];
-  private readonly queueLimit: number;
+  private readonly queue: RxQueue;
   private readonly sink = { transmit: (f: Uint8Array): boolean => this.transmit(f) };
 
   constructor(opts: Rtl8139Options) {
@@ -105,7 +76,8 @@ export class Rtl8139 extends PciDevice {
       subsystemVendorId: 0x10ec, subsystemId: 0x8139, interruptPin: 1 });
     this.mem = opts.mem;
     this.hwVersion = revision >= 0x20 ? R.HWVER_RTL8139CP : R.HWVER_RTL8139C;
-    this.queueLimit = opts.rxQueueLimit ?? 64;
+    this.queue = new RxQueue({ tryReceive: (f) => this.tryReceive(f), countMissed: () => this.countMissed(),
+      countQueued: () => { this.stats.rxQueued++; } }, opts.rxQueueLimit ?? 64);
     const mac = parseMac(opts.mac ?? '52:54:00:12:34:56');
     this.eeprom = new Eeprom93C46(rtl8139EepromImage(mac, { vendorId: 0x10ec, deviceId: 0x8139, subsystemVendorId: 0x10ec, subsystemId: 0x8139 }));
     this.timer = new Rtl8139Timer(opts.clock, opts.timers, () => this.raise(R.PCSTimeout));
@@ -114,12 +86,6 @@ export class Rtl8139 extends PciDevice {
     this.defineBar(0, { kind: 'io', size: 0x100, device: this.ioBar });
     this.defineBar(1, { kind: 'mmio', size: 0x100, device: this.mmioBar });
     this.reset();
-  }
-
-  static zeroStats(): Rtl8139Stats {
-    return { txFrames: 0, txBytes: 0, txErrors: 0, txBadSize: 0, txDmaErrors: 0, txNoCarrier: 0,
-      rxFrames: 0, rxBytes: 0, rxFiltered: 0, rxDisabled: 0, rxTooLong: 0, rxDmaErrors: 0,
-      rxMissed: 0, rxQueued: 0, rxBroadcast: 0, rxMulticast: 0, rxPhysical: 0 };
   }
 
   /** Power-on reset: station address reloaded from the EEPROM, PHY and filters cleared. */
@@ -312,12 +278,12 @@ export class Rtl8139 extends PciDevice {
         }
         this.regs[R.ChipCmd] = written & (R.CmdRxEnb | R.CmdTxEnb);
         if ((written & R.CmdTxEnb) !== 0) this.runNormalTx();
-        if ((written & R.CmdRxEnb) !== 0) this.flushQueue();
+        if ((written & R.CmdRxEnb) !== 0) this.queue.flush();
         return;
       }
       case R.RxBufPtr:
         this.rx.setCapr(merged, this.rxConfig);
-        this.flushQueue();
+        this.queue.flush();
         return;
       case R.RxBufAddr: case R.TxSummary: case R.BasicModeStatus: case R.NWayLPAR:
       case R.NWayExpansion: case R.PCIRevisionID: case R.Config0: case R.MediaStatus:
@@ -325,14 +291,14 @@ export class Rtl8139 extends PciDevice {
       case R.IntrMask:
         this.dv.setUint16(R.IntrMask, merged & R.IntrStatusBits, true);
         this.updateIrq();
-        this.flushQueue();
+        this.queue.flush();
         return;
       case R.IntrStatus:
         // Write-1-to-clear: only bytes actually written count.
         if ((written & mask & R.RxUnderrun) !== 0) this.cscrLinkChange = false;
         this.isr &= ~(written & mask);
         this.updateIrq();
-        this.flushQueue();
+        this.queue.flush();
         return;
       case R.TxConfig:
         // CLRABT would retransmit an aborted descriptor; ours were aborted for a bad address
@@ -364,7 +330,7 @@ export class Rtl8139 extends PciDevice {
         if ((written & R.ForceSWInt) !== 0) this.raise(R.SWInt);
         if ((written & R.HighTxPoll) !== 0) this.runCplusTx(this.cpHiTx, R.HiTxRingAddr);
         if ((written & R.NormalTxPoll) !== 0) this.runCplusTx(this.cpTx, R.TxRingAddr);
-        this.flushQueue();
+        this.queue.flush();
         return;
       case R.CpCmd: {
         const old = this.cpCmd;
@@ -446,24 +412,10 @@ export class Rtl8139 extends PciDevice {
     if (bits !== 0) this.raise(bits);
   }
 
-  /** C+ StatsAddr.DumpStats: write the 64-byte tally block (struct cp_dma_stats). */
+  /** C+ StatsAddr.DumpStats: write the 64-byte tally block, then clear the bit. */
   private dumpStats(): void {
     const addr = this.reg64(R.StatsAddr) - R.DumpStats;
-    const s = this.stats;
-    if (this.mem.contains(addr, 64)) {
-      const b = new Uint8Array(64);
-      const d = new DataView(b.buffer);
-      d.setBigUint64(0, BigInt(s.txFrames), true);
-      d.setBigUint64(8, BigInt(s.rxFrames), true);
-      d.setBigUint64(16, BigInt(s.txErrors), true);
-      d.setUint32(24, (s.rxDmaErrors + s.rxTooLong) >>> 0, true);
-      d.setUint16(28, Math.min(s.rxMissed, 0xffff), true);
-      d.setBigUint64(40, BigInt(s.rxPhysical), true);
-      d.setBigUint64(48, BigInt(s.rxBroadcast), true);
-      d.setUint32(56, s.rxMulticast >>> 0, true);
-      d.setUint16(60, Math.min(s.txErrors, 0xffff), true);
-      this.mem.write(addr, b);
-    }
+    if (this.mem.contains(addr, 64)) this.mem.write(addr, tallyCounters(this.stats));
     this.regs[R.StatsAddr] = this.regs[R.StatsAddr]! & ~R.DumpStats;
   }
 
@@ -544,15 +496,6 @@ export class Rtl8139 extends PciDevice {
     this.stats.rxMissed++;
   }
 
-  /** Retry frames held back by a full ring, oldest first. */
-  private flushQueue(): void {
-    while (this.queue.length > 0) {
-      const r = this.tryReceive(this.queue[0]!);
-      if (r === 'full') return;
-      this.queue.shift();
-    }
-  }
-
   // ---------------------------------------------------------------- link and backend
 
   /** Carrier change from the backend: PHY/MediaStatus bits follow and LinkChg is raised. */
@@ -566,7 +509,7 @@ export class Rtl8139 extends PciDevice {
   attachBackend(backend: NetBackend): void {
     this.detachBackend();
     this.backend = backend;
-    this.unsubscribe.push(backend.onReceive((frame) => this.fromBackend(frame)));
+    this.unsubscribe.push(backend.onReceive((frame) => this.queue.push(frame)));
     this.unsubscribe.push(backend.onLinkChange((up) => this.setLink(up)));
     this.setLink(backend.linkUp);
   }
@@ -575,20 +518,7 @@ export class Rtl8139 extends PciDevice {
     for (const u of this.unsubscribe) u();
     this.unsubscribe = [];
     this.backend = undefined;
-    this.queue.length = 0;
-  }
-
-  private fromBackend(frame: Uint8Array): void {
-    if (this.queue.length === 0) {
-      const r = this.tryReceive(frame);
-      if (r !== 'full') return;
-    }
-    if (this.queue.length < this.queueLimit) {
-      this.queue.push(frame);
-      this.stats.rxQueued++;
-    } else {
-      this.countMissed();
-    }
+    this.queue.clear();
   }
 
   /** Stop the timer and detach the backend. */
