@@ -8,7 +8,7 @@ import { writeAtomically, imageDir, cachedImageNames, cacheRoot } from './cache.
 import { ImageError, rethrowDiskFull } from './errors.js';
 import { guestInit, GUEST_MODULES, GUEST_OPTIONAL_MODULES, UDHCPC_SCRIPT } from './guest-init.js';
 import { downloadKernel } from './kernel-package.js';
-import { IMAGE_FILES, MANIFEST_FORMAT, sha256, verifyImage, type Image, type ImageManifest } from './manifest.js';
+import { IMAGE_FILES, MANIFEST_FORMAT, sha256, verifyImage, type Image, type ImageManifest, type VerifyLevel } from './manifest.js';
 import { ModuleTree, assertModulesMatch } from './modules.js';
 import { addBusybox, addHostFile, addModules, baseRootFs } from './rootfs.js';
 
@@ -130,9 +130,17 @@ export async function buildImage(opts: BuildImageOptions = {}): Promise<Image> {
 }
 
 /** A cached, verified image by name; `build: true` (re)builds it when missing or corrupt. */
-export async function getImage(name: string, opts: { build?: boolean; log?: (line: string) => void; buildOptions?: BuildImageOptions } = {}): Promise<Image> {
+export interface GetImageOptions {
+  /** Build (or rebuild) the image when it is missing or does not verify. */
+  build?: boolean;
+  /** 'full' (default) hashes every file; 'size' trusts a cache verified earlier. */
+  verify?: VerifyLevel;
+  log?: (line: string) => void;
+}
+
+export async function getImage(name: string, opts: GetImageOptions & { buildOptions?: BuildImageOptions } = {}): Promise<Image> {
   const dir = imageDir(name);
-  const v = verifyImage(dir);
+  const v = verifyImage(dir, opts.verify);
   if (v.ok) return v.image;
   if (!opts.build) {
     throw new ImageError(existsSync(dir) ? 'ERR_IMAGE_CORRUPT' : 'ERR_IMAGE_NOT_FOUND',
@@ -143,7 +151,7 @@ export async function getImage(name: string, opts: { build?: boolean; log?: (lin
 }
 
 /** The default guest image (Debian kernel + busybox initramfs with the RTL8139 drivers). */
-export function getDefaultImage(opts: { build?: boolean; log?: (line: string) => void } = {}): Promise<Image> {
+export function getDefaultImage(opts: GetImageOptions = {}): Promise<Image> {
   return getImage('default', opts);
 }
 

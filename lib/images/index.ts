@@ -1,8 +1,8 @@
 // Guest images: build, cache, verify.
 export { buildImage, getImage, getDefaultImage, listImages, imagePath, GUEST_PROFILE, DEFAULT_KERNEL_PACKAGE } from './build.js';
-export type { BuildImageOptions, ImageProfile, ImageListEntry } from './build.js';
+export type { BuildImageOptions, GetImageOptions, ImageProfile, ImageListEntry } from './build.js';
 export { verifyImage, IMAGE_FILES, MANIFEST_FORMAT } from './manifest.js';
-export type { Image, ImageManifest, VerifyResult } from './manifest.js';
+export type { Image, ImageManifest, VerifyResult, VerifyLevel } from './manifest.js';
 export { cacheRoot } from './cache.js';
 export { CpioWriter } from './cpio.js';
 export { parseBzImage, extractVmlinux } from './bzimage.js';

@@ -96,3 +96,15 @@ test('cache root follows XDG_CACHE_HOME, else ~/.cache', () => {
   assert.equal(cacheRoot({ HOME: '/home/u' }), '/home/u/.cache/node-kvm');
   assert.equal(cacheRoot({ XDG_CACHE_HOME: 'relative', HOME: '/home/u' }), '/home/u/.cache/node-kvm');
 });
+
+test("verify level 'size' skips hashing but still catches missing or resized files", () => withDir((dir) => {
+  fakeImage(dir);
+  const p = join(dir, IMAGE_FILES.initrd);
+  const b = readFileSync(p);
+  b[0]! ^= 0xff;
+  writeFileSync(p, b);
+  assert.equal(verifyImage(dir, 'size').ok, true);
+  assert.equal(verifyImage(dir, 'full').ok, false);
+  writeFileSync(p, 'x');
+  assert.equal(verifyImage(dir, 'size').ok, false);
+}));
