@@ -35,6 +35,7 @@ struct Kicker {
   bool kicked = false;        // a kick was delivered and not yet reported as 'interrupted'
   int64_t deadline_ms = -1;   // next libuv timer, CLOCK_MONOTONIC ms; -1 = none
   std::vector<uv_timer_t*> timers;  // active timer handles, refreshed at each yield
+  int64_t slice_deadline_ms = -1;   // end of this pump's time slice (several run loops share the thread)
 };
 Kicker g_k;
 
@@ -83,7 +84,7 @@ void KickerMain() {
 // Next due time among the cached timer handles, in CLOCK_MONOTONIC ms (+1 ms: libuv may
 // use the coarse clock, and kicking before the loop considers a timer due only spins).
 int64_t NextDeadline(uv_loop_t* loop) {
-  int64_t best = -1;
+  int64_t best = g_k.slice_deadline_ms;
   for (uv_timer_t* t : g_k.timers) {
     if (!uv_is_active(reinterpret_cast<uv_handle_t*>(t))) continue;
     int64_t due = static_cast<int64_t>(uv_now(loop) + uv_timer_get_due_in(t)) + 1;
@@ -132,11 +133,14 @@ Napi::Value KickerUnref(const Napi::CallbackInfo& info) {
 }
 
 // Called by the TS run loop each time it resumes after yielding: re-learn the timer handles
-// (safe here: handle memory is only freed in the loop's close phase, never mid-pump).
+// (safe here: handle memory is only freed in the loop's close phase, never mid-pump) and set
+// the time slice (sliceMs > 0 when other run loops wait for their turn on this thread).
 Napi::Value KickerRefreshTimers(const Napi::CallbackInfo& info) {
   uv_loop_t* loop;
   napi_get_uv_event_loop(info.Env(), &loop);
+  double slice = info.Length() > 0 ? info[0].As<Napi::Number>().DoubleValue() : 0;
   std::lock_guard<std::mutex> lk(g_k.mu);
+  g_k.slice_deadline_ms = slice > 0 ? NowMs() + static_cast<int64_t>(slice) : -1;
   g_k.timers.clear();
   uv_walk(loop, CollectTimer, nullptr);
   return info.Env().Undefined();

@@ -4,6 +4,7 @@
 #include <stddef.h>
 
 #include "common.h"
+#include "ioctls.h"
 
 namespace nkvm {
 namespace {
@@ -99,9 +100,9 @@ Napi::Object CpuidEntry(Napi::Env env) {
 
 Napi::Object Msrs(Napi::Env env) {
   Napi::Object o = Napi::Object::New(env);
-  SIZE(o, kvm_msrs);
-  OFF(o, kvm_msrs, nmsrs);
-  OFF(o, kvm_msrs, entries);
+  SIZE(o, nkvm_msrs);
+  OFF(o, nkvm_msrs, nmsrs);
+  OFF(o, nkvm_msrs, entries);
   o.Set("entry_size", Napi::Number::New(env, sizeof(kvm_msr_entry)));
   o.Set("entry_index", Napi::Number::New(env, offsetof(kvm_msr_entry, index)));
   o.Set("entry_data", Napi::Number::New(env, offsetof(kvm_msr_entry, data)));

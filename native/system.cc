@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "common.h"
+#include "ioctls.h"
 
 namespace nkvm {
 namespace {
@@ -67,11 +68,11 @@ Napi::Value CreateVm(const Napi::CallbackInfo& info) {
 // raw kvm_cpuid_entry2 array (lib/kvm decodes it with the exported layout).
 Napi::Value GetSupportedCpuid(const Napi::CallbackInfo& info) {
   for (uint32_t nent = 64; nent <= 4096; nent *= 2) {
-    size_t bytes = sizeof(kvm_cpuid2) + nent * sizeof(kvm_cpuid_entry2);
+    size_t bytes = sizeof(nkvm_cpuid2) + nent * sizeof(kvm_cpuid_entry2);
     std::vector<uint8_t> buf(bytes, 0);
-    auto* c = reinterpret_cast<kvm_cpuid2*>(buf.data());
+    auto* c = reinterpret_cast<nkvm_cpuid2*>(buf.data());
     c->nent = nent;
-    if (IoctlRetry(FdArg(info, 0), KVM_GET_SUPPORTED_CPUID, c) == 0) {
+    if (IoctlRetry(FdArg(info, 0), NKVM_GET_SUPPORTED_CPUID, c) == 0) {
       Napi::Uint8Array out = Napi::Uint8Array::New(info.Env(), c->nent * sizeof(kvm_cpuid_entry2));
       memcpy(out.Data(), c->entries, out.ByteLength());
       return out;
@@ -87,10 +88,10 @@ Napi::Value GetSupportedCpuid(const Napi::CallbackInfo& info) {
 
 Napi::Value GetMsrIndexList(const Napi::CallbackInfo& info) {
   for (uint32_t n = 64; n <= 65536; n *= 2) {
-    std::vector<uint8_t> buf(sizeof(kvm_msr_list) + n * sizeof(uint32_t), 0);
-    auto* l = reinterpret_cast<kvm_msr_list*>(buf.data());
+    std::vector<uint8_t> buf(sizeof(nkvm_msr_list) + n * sizeof(uint32_t), 0);
+    auto* l = reinterpret_cast<nkvm_msr_list*>(buf.data());
     l->nmsrs = n;
-    if (IoctlRetry(FdArg(info, 0), KVM_GET_MSR_INDEX_LIST, l) == 0) {
+    if (IoctlRetry(FdArg(info, 0), NKVM_GET_MSR_INDEX_LIST, l) == 0) {
       Napi::Array out = Napi::Array::New(info.Env(), l->nmsrs);
       for (uint32_t i = 0; i < l->nmsrs; i++) out.Set(i, Napi::Number::New(info.Env(), l->indices[i]));
       return out;

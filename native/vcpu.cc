@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "common.h"
+#include "ioctls.h"
 #include "kick.h"
 
 namespace nkvm {
@@ -81,11 +82,11 @@ Napi::Value SetMpState(const Napi::CallbackInfo& info) {
 // getMsrs(fd, bytes) fills the data fields in place and returns how many were read.
 Napi::Value GetMsrs(const Napi::CallbackInfo& info) {
   Napi::Uint8Array b = info[1].As<Napi::Uint8Array>();
-  if (b.ByteLength() < sizeof(kvm_msrs)) {
+  if (b.ByteLength() < sizeof(nkvm_msrs)) {
     ThrowArg(info.Env(), "kvm_msrs buffer too small");
     return info.Env().Undefined();
   }
-  int r = IoctlRetry(FdArg(info, 0), KVM_GET_MSRS, b.Data());
+  int r = IoctlRetry(FdArg(info, 0), NKVM_GET_MSRS, b.Data());
   if (r < 0) {
     ThrowErrno(info.Env(), errno, "KVM_GET_MSRS");
     return info.Env().Undefined();
@@ -95,11 +96,11 @@ Napi::Value GetMsrs(const Napi::CallbackInfo& info) {
 
 Napi::Value SetMsrs(const Napi::CallbackInfo& info) {
   Napi::Uint8Array b = info[1].As<Napi::Uint8Array>();
-  if (b.ByteLength() < sizeof(kvm_msrs)) {
+  if (b.ByteLength() < sizeof(nkvm_msrs)) {
     ThrowArg(info.Env(), "kvm_msrs buffer too small");
     return info.Env().Undefined();
   }
-  int r = IoctlRetry(FdArg(info, 0), KVM_SET_MSRS, b.Data());
+  int r = IoctlRetry(FdArg(info, 0), NKVM_SET_MSRS, b.Data());
   if (r < 0) {
     ThrowErrno(info.Env(), errno, "KVM_SET_MSRS");
     return info.Env().Undefined();
@@ -114,11 +115,11 @@ Napi::Value SetCpuid2(const Napi::CallbackInfo& info) {
     ThrowArg(info.Env(), "cpuid entries size mismatch");
     return info.Env().Undefined();
   }
-  std::vector<uint8_t> buf(sizeof(kvm_cpuid2) + e.ByteLength(), 0);
-  auto* c = reinterpret_cast<kvm_cpuid2*>(buf.data());
+  std::vector<uint8_t> buf(sizeof(nkvm_cpuid2) + e.ByteLength(), 0);
+  auto* c = reinterpret_cast<nkvm_cpuid2*>(buf.data());
   c->nent = e.ByteLength() / sizeof(kvm_cpuid_entry2);
   memcpy(c->entries, e.Data(), e.ByteLength());
-  if (IoctlRetry(FdArg(info, 0), KVM_SET_CPUID2, c) < 0) ThrowErrno(info.Env(), errno, "KVM_SET_CPUID2");
+  if (IoctlRetry(FdArg(info, 0), NKVM_SET_CPUID2, c) < 0) ThrowErrno(info.Env(), errno, "KVM_SET_CPUID2");
   return info.Env().Undefined();
 }
 
@@ -126,7 +127,7 @@ Napi::Value SetCpuid2(const Napi::CallbackInfo& info) {
 Napi::Value SetSignalMask(const Napi::CallbackInfo& info) {
   int fd = FdArg(info, 0);
   if (!info[1].IsArray()) {
-    if (IoctlRetry(fd, KVM_SET_SIGNAL_MASK, nullptr) < 0) ThrowErrno(info.Env(), errno, "KVM_SET_SIGNAL_MASK");
+    if (IoctlRetry(fd, NKVM_SET_SIGNAL_MASK, nullptr) < 0) ThrowErrno(info.Env(), errno, "KVM_SET_SIGNAL_MASK");
     return info.Env().Undefined();
   }
   sigset_t set;
@@ -134,11 +135,11 @@ Napi::Value SetSignalMask(const Napi::CallbackInfo& info) {
   Napi::Array a = info[1].As<Napi::Array>();
   for (uint32_t i = 0; i < a.Length(); i++) sigaddset(&set, a.Get(i).As<Napi::Number>().Int32Value());
   // The kernel wants its own sigset size (8 bytes), not glibc's 128-byte sigset_t.
-  std::vector<uint8_t> buf(sizeof(kvm_signal_mask) + 8, 0);
-  auto* m = reinterpret_cast<kvm_signal_mask*>(buf.data());
+  std::vector<uint8_t> buf(sizeof(nkvm_signal_mask) + 8, 0);
+  auto* m = reinterpret_cast<nkvm_signal_mask*>(buf.data());
   m->len = 8;
   memcpy(m->sigset, &set, 8);
-  if (IoctlRetry(fd, KVM_SET_SIGNAL_MASK, m) < 0) ThrowErrno(info.Env(), errno, "KVM_SET_SIGNAL_MASK");
+  if (IoctlRetry(fd, NKVM_SET_SIGNAL_MASK, m) < 0) ThrowErrno(info.Env(), errno, "KVM_SET_SIGNAL_MASK");
   return info.Env().Undefined();
 }
 

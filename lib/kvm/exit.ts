@@ -49,4 +49,11 @@ export interface UnknownExit {
   exitReason: number;
 }
 
-export type VcpuExit = IoExit | MmioExit | SystemEventExit | FailEntryExit | InternalErrorExit | SimpleExit | UnknownExit;
+export type VcpuExit = IoExit | MmioExit | SystemEventExit | FailEntryExit | InternalErrorExit | SimpleExit | UnknownExit | RunErrorExit;
+
+/** KVM_RUN itself failed (errno other than EINTR). */
+export interface RunErrorExit {
+  reason: 'run-error';
+  code: string;
+  errno: number;
+}

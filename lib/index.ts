@@ -1,0 +1,5 @@
+// node-kvm: the package root. Low-level KVM binding first; higher layers add their exports.
+export * from './kvm/index.js';
+export * from './errors.js';
+export type { BusDevice, IrqLine, DmaMemory, Clock } from './bus/device.js';
+export { KvmIrqLine } from './bus/irq.js';

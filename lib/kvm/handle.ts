@@ -1,0 +1,60 @@
+// Shared lifecycle for every fd-owning handle: idempotent close(), Symbol.dispose, use after
+// close throws ERR_KVM_CLOSED, and a finalizer that closes a forgotten fd (safety net only;
+// deterministic release is close()).
+import { ClosedError } from '../errors.js';
+import { native } from '../native.js';
+
+const leakedFds = new FinalizationRegistry<number>((fd) => {
+  try {
+    native().close(fd);
+  } catch {
+    // The fd may already be gone; nothing to report from a finalizer.
+  }
+});
+
+export abstract class FdHandle implements Disposable {
+  #fd: number;
+  #closed = false;
+
+  protected constructor(fd: number, private readonly what: string) {
+    this.#fd = fd;
+    leakedFds.register(this, fd, this);
+  }
+
+  /** The raw file descriptor (for users going below this API). */
+  get fd(): number {
+    this.ensureOpen();
+    return this.#fd;
+  }
+
+  /** The fd without the open check (for subclasses' release paths and hot paths). */
+  protected get rawFd(): number {
+    return this.#fd;
+  }
+
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  protected ensureOpen(): void {
+    if (this.#closed) throw new ClosedError(this.what);
+  }
+
+  /** Release what the subclass owns besides the fd (children, mappings). */
+  protected releaseResources(): void {}
+
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    leakedFds.unregister(this);
+    try {
+      this.releaseResources();
+    } finally {
+      native().close(this.#fd);
+    }
+  }
+
+  [Symbol.dispose](): void {
+    this.close();
+  }
+}

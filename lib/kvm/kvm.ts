@@ -1,0 +1,67 @@
+// /dev/kvm: the system handle. Checks the API version once and turns the usual failures to
+// open it into messages that name the fix.
+import { InvalidArgumentError, KvmError } from '../errors.js';
+import { native } from '../native.js';
+import { FdHandle } from './handle.js';
+import type { CpuidEntry } from './regs.js';
+import { decodeCpuid } from './structs.js';
+import { Vm } from './vm.js';
+
+/** The only KVM API version there has ever been (KVM_GET_API_VERSION). */
+export const KVM_API_VERSION = 12;
+
+export class Kvm extends FdHandle {
+  readonly apiVersion: number;
+  readonly vcpuMmapSize: number;
+  readonly path: string;
+
+  private constructor(fd: number, path: string) {
+    super(fd, path);
+    this.path = path;
+    const n = native();
+    this.apiVersion = n.getApiVersion(fd);
+    if (this.apiVersion !== KVM_API_VERSION) {
+      n.close(fd);
+      throw new KvmError('ENOTSUP', 95, 'KVM_GET_API_VERSION',
+        `${path} speaks KVM API ${this.apiVersion}, node-kvm needs ${KVM_API_VERSION}`);
+    }
+    this.vcpuMmapSize = n.getVcpuMmapSize(fd);
+  }
+
+  static open(path = '/dev/kvm'): Kvm {
+    if (typeof path !== 'string' || path.length === 0) throw new InvalidArgumentError('path must be a non-empty string');
+    let fd: number;
+    try {
+      fd = native().open(path);
+    } catch (e) {
+      if (!(e instanceof KvmError)) throw e;
+      const fix = e.code === 'ENOENT' || e.code === 'ENODEV' || e.code === 'ENXIO'
+        ? 'KVM is not loaded: `modprobe kvm_intel` or `modprobe kvm_amd` (and enable VT-x/AMD-V in firmware), or run inside `node-kvm lab`'
+        : e.code === 'EACCES' || e.code === 'EPERM'
+          ? `no permission: add your user to the group that owns ${path} (\`sudo usermod -aG kvm $USER\`, then log in again)`
+          : 'see `node-kvm doctor`';
+      throw new KvmError(e.code, e.errno, 'open', `cannot open ${path}: ${e.code}: ${fix}`);
+    }
+    return new Kvm(fd, path);
+  }
+
+  checkExtension(cap: number): number {
+    this.ensureOpen();
+    return native().checkExtension(this.rawFd, cap);
+  }
+
+  getSupportedCpuid(): CpuidEntry[] {
+    this.ensureOpen();
+    return decodeCpuid(native().getSupportedCpuid(this.rawFd));
+  }
+
+  getMsrIndexList(): number[] {
+    this.ensureOpen();
+    return native().getMsrIndexList(this.rawFd);
+  }
+
+  createVm(): Vm {
+    this.ensureOpen();
+    return new Vm(native().createVm(this.rawFd), this.vcpuMmapSize);
+  }
+}

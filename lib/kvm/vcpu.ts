@@ -1,0 +1,244 @@
+// A vCPU: run it (synchronously, or in the event-loop-friendly runLoop), or on a native thread
+// (extra SMP vCPUs), and get/set its state.
+import { InvalidArgumentError, KvmError, NodeKvmError } from '../errors.js';
+import { native } from '../native.js';
+import { mpStateName, mpStateNumber } from './constants.js';
+import type { VcpuExit } from './exit.js';
+import { FdHandle } from './handle.js';
+import { KvmRun } from './kvm-run.js';
+import type { CpuidEntry, Fpu, MpState, MsrEntry, Regs, Sregs, SregsPatch, VcpuEvents } from './regs.js';
+import * as S from './structs.js';
+
+export type ExitHandler = (exit: VcpuExit) => 'stop' | void;
+
+export interface RunLoopOptions {
+  signal?: AbortSignal;
+}
+
+/** How long one pump may keep the main thread while it keeps getting exits (ms). */
+const PUMP_SLICE_MS = 10;
+/** Time slice when several run loops share the main thread (ms). */
+const SHARED_SLICE_MS = 4;
+
+let activeLoops = 0;
+
+export class Vcpu extends FdHandle {
+  readonly runState: KvmRun;
+  private threaded = false;
+  private looping = false;
+
+  /** @internal created by Vm.createVcpu */
+  constructor(fd: number, readonly id: number, mmapSize: number, private readonly onClose: (v: Vcpu) => void) {
+    super(fd, `vCPU ${id}`);
+    const n = native();
+    let buf: ArrayBuffer;
+    try {
+      buf = n.mmapFd(fd, mmapSize);
+    } catch (e) {
+      n.close(fd);
+      throw e;
+    }
+    this.runState = new KvmRun(buf);
+    n.registerRun(fd, buf);
+  }
+
+  protected override releaseResources(): void {
+    const n = native();
+    const fd = this.rawFd;
+    if (this.threaded) n.stopVcpuThread(fd);
+    n.unregisterRun(fd);
+    n.munmap(this.runState.buffer);
+    this.onClose(this);
+  }
+
+  /** Enter the guest once and return why it came back. */
+  run(): VcpuExit {
+    this.ensureOpen();
+    if (this.threaded) throw new NodeKvmError('ERR_VCPU_THREADED', `vCPU ${this.id} runs on a native thread`);
+    let reason: number;
+    try {
+      reason = native().run(this.rawFd);
+    } catch (e) {
+      if (e instanceof KvmError) return { reason: 'run-error', code: e.code, errno: e.errno };
+      throw e;
+    }
+    return this.runState.decode(reason);
+  }
+
+  /**
+   * Run on the main thread until `onExit` returns 'stop' or `signal` aborts, keeping the event
+   * loop responsive: a native kicker interrupts KVM_RUN when an fd is ready or a timer is due,
+   * and the loop yields with setImmediate (DESIGN §4).
+   */
+  async runLoop(onExit: ExitHandler, options: RunLoopOptions = {}): Promise<void> {
+    this.ensureOpen();
+    if (this.looping) throw new NodeKvmError('ERR_RUN_LOOP_ACTIVE', `vCPU ${this.id} already has a run loop`);
+    const { signal } = options;
+    const n = native();
+    this.looping = true;
+    activeLoops++;
+    n.kickerRef();
+    try {
+      for (;;) {
+        if (signal?.aborted || this.closed) return;
+        n.kickerRefreshTimers(activeLoops > 1 ? SHARED_SLICE_MS : 0);
+        const sliceEnd = performance.now() + PUMP_SLICE_MS;
+        let handled = 0;
+        for (;;) {
+          const exit = this.run();
+          if (exit.reason === 'interrupted') break;
+          if (onExit(exit) === 'stop') return;
+          if (this.closed) return;
+          // A guest that exits constantly is never kicked; give microtasks and nextTick a turn.
+          if ((++handled & 63) === 0 && performance.now() > sliceEnd) break;
+        }
+        await new Promise<void>((resolve) => setImmediate(resolve));
+      }
+    } finally {
+      n.kickerUnref();
+      activeLoops--;
+      this.looping = false;
+    }
+  }
+
+  /** Make the current or next KVM_RUN of this vCPU return at once ('interrupted'). */
+  kick(): void {
+    this.ensureOpen();
+    native().kick(this.rawFd);
+  }
+
+  /**
+   * Run this vCPU on a native thread (extra SMP vCPUs). Exits that need the device model are
+   * handed to `onExit` on the main thread; the thread waits until it returns.
+   */
+  startThread(onExit: ExitHandler): void {
+    this.ensureOpen();
+    if (this.threaded) throw new NodeKvmError('ERR_VCPU_THREADED', `vCPU ${this.id} already runs on a thread`);
+    native().startVcpuThread(this.rawFd, (_fd, reason, errno) => {
+      if (this.closed) return true;
+      const exit: VcpuExit = reason === -2
+        ? { reason: 'run-error', code: `E${errno}`, errno }
+        : this.runState.decode(reason);
+      return onExit(exit) === 'stop';
+    });
+    this.threaded = true;
+  }
+
+  stopThread(): void {
+    if (!this.threaded) return;
+    native().stopVcpuThread(this.rawFd);
+    this.threaded = false;
+  }
+
+  get isThreaded(): boolean {
+    return this.threaded;
+  }
+
+  getRegs(): Regs {
+    this.ensureOpen();
+    return S.decodeRegs(native().getRegs(this.rawFd));
+  }
+
+  setRegs(regs: Partial<Regs>): void {
+    this.ensureOpen();
+    const cur = this.getRegs();
+    for (const [k, v] of Object.entries(regs)) {
+      if (v === undefined) continue;
+      if (typeof v !== 'bigint') throw new InvalidArgumentError(`register ${k} must be a bigint`);
+      (cur as unknown as Record<string, bigint>)[k] = v;
+    }
+    native().setRegs(this.rawFd, S.encodeRegs(cur));
+  }
+
+  getSregs(): Sregs {
+    this.ensureOpen();
+    return S.decodeSregs(native().getSregs(this.rawFd));
+  }
+
+  setSregs(patch: SregsPatch): void {
+    this.ensureOpen();
+    native().setSregs(this.rawFd, S.encodeSregs(S.mergeSregs(this.getSregs(), patch)));
+  }
+
+  getFpu(): Fpu {
+    this.ensureOpen();
+    return S.decodeFpu(native().getFpu(this.rawFd));
+  }
+
+  setFpu(fpu: Partial<Fpu>): void {
+    this.ensureOpen();
+    native().setFpu(this.rawFd, S.encodeFpu({ ...this.getFpu(), ...fpu }));
+  }
+
+  getMsrs(indices: readonly number[]): MsrEntry[] {
+    this.ensureOpen();
+    const buf = S.encodeMsrs(indices.map((index) => ({ index, data: 0n })));
+    const n = native().getMsrs(this.rawFd, buf);
+    return S.decodeMsrs(buf, n);
+  }
+
+  /** Returns how many MSRs KVM accepted (it stops at the first it refuses). */
+  setMsrs(entries: readonly MsrEntry[]): number {
+    this.ensureOpen();
+    return native().setMsrs(this.rawFd, S.encodeMsrs(entries));
+  }
+
+  setCpuid2(entries: readonly CpuidEntry[]): void {
+    this.ensureOpen();
+    native().setCpuid2(this.rawFd, S.encodeCpuid(entries));
+  }
+
+  /** struct kvm_lapic_state: the 1 KiB APIC register page. */
+  getLapic(): Uint8Array {
+    this.ensureOpen();
+    return native().getLapic(this.rawFd);
+  }
+
+  setLapic(state: Uint8Array): void {
+    this.ensureOpen();
+    native().setLapic(this.rawFd, state);
+  }
+
+  getVcpuEvents(): VcpuEvents {
+    this.ensureOpen();
+    return S.decodeVcpuEvents(native().getVcpuEvents(this.rawFd));
+  }
+
+  setVcpuEvents(events: VcpuEvents): void {
+    this.ensureOpen();
+    native().setVcpuEvents(this.rawFd, S.encodeVcpuEvents(events));
+  }
+
+  getMpState(): MpState {
+    this.ensureOpen();
+    return mpStateName(native().getMpState(this.rawFd));
+  }
+
+  setMpState(state: MpState): void {
+    this.ensureOpen();
+    native().setMpState(this.rawFd, mpStateNumber(state));
+  }
+
+  /** struct kvm_xcrs as raw bytes. */
+  getXcrs(): Uint8Array {
+    this.ensureOpen();
+    return native().getXcrs(this.rawFd);
+  }
+
+  setXcrs(xcrs: Uint8Array): void {
+    this.ensureOpen();
+    native().setXcrs(this.rawFd, xcrs);
+  }
+
+  /** KVM_SET_SIGNAL_MASK: signals blocked only while this vCPU is in KVM_RUN (null clears). */
+  setSignalMask(signals: number[] | null): void {
+    this.ensureOpen();
+    native().setSignalMask(this.rawFd, signals);
+  }
+
+  /** Binary statistics fd for this vCPU (caller closes it). */
+  getStatsFd(): number {
+    this.ensureOpen();
+    return native().getStatsFd(this.rawFd);
+  }
+}

@@ -1,0 +1,178 @@
+// A VM: memory slots, the in-kernel irqchip/PIT, interrupt lines, eventfds, dirty logging and
+// its vCPUs. Caller mistakes are caught here with ERR_* codes; what only KVM can judge
+// (alignment, overlap, id limits) is left to KVM and surfaces as KvmError with its errno.
+import { totalmem } from 'node:os';
+import { InvalidArgumentError, KvmError } from '../errors.js';
+import { native } from '../native.js';
+import { FdHandle } from './handle.js';
+import { GuestMemory, type RamRegion } from './memory.js';
+import { Vcpu } from './vcpu.js';
+
+export interface MemoryRegionOptions {
+  slot: number;
+  guestPhysAddr: number;
+  size: number;
+  readonly?: boolean;
+  /** KVM_MEM_LOG_DIRTY_PAGES, for getDirtyLog(). */
+  logDirtyPages?: boolean;
+}
+
+export interface MemoryRegion extends RamRegion {
+  readonly logDirtyPages: boolean;
+}
+
+/** One external ArrayBuffer is capped at 4 GiB on Node 20: bigger RAM is split into slots. */
+export const MAX_REGION_BYTES = 4 * 1024 * 1024 * 1024;
+
+function checkInt(name: string, v: unknown, min = 0): number {
+  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < min) {
+    throw new InvalidArgumentError(`${name} must be an integer >= ${min}, got ${String(v)}`);
+  }
+  return v;
+}
+
+export class Vm extends FdHandle {
+  readonly memory = new GuestMemory();
+  private readonly regions = new Map<number, { region: MemoryRegion; buffer: ArrayBuffer }>();
+  private readonly vcpus = new Set<Vcpu>();
+
+  /** @internal created by Kvm.createVm */
+  constructor(fd: number, private readonly vcpuMmapSize: number) {
+    super(fd, 'VM');
+  }
+
+  protected override releaseResources(): void {
+    for (const v of [...this.vcpus]) v.close();
+    // No vCPU runs any more, so the RAM can go now (KVM's MMU notifier drops its mappings).
+    // munmap detaches each buffer first: any JS view left over becomes zero-length.
+    for (const { buffer, region } of this.regions.values()) {
+      this.memory.removeRegion(region.slot);
+      native().munmap(buffer);
+    }
+    this.regions.clear();
+  }
+
+  /** Check a KVM capability on this VM (VM-level answers can differ from /dev/kvm's). */
+  checkExtension(cap: number): number {
+    this.ensureOpen();
+    return native().checkExtension(this.rawFd, checkInt('cap', cap));
+  }
+
+  createMemoryRegion(opts: MemoryRegionOptions): MemoryRegion {
+    this.ensureOpen();
+    const slot = checkInt('slot', opts.slot);
+    const gpa = checkInt('guestPhysAddr', opts.guestPhysAddr);
+    const size = checkInt('size', opts.size, 1);
+    if (size > MAX_REGION_BYTES) {
+      throw new InvalidArgumentError(`a memory region is at most 4 GiB (got ${size} bytes): split RAM into several slots`,
+        'ERR_REGION_TOO_LARGE');
+    }
+    if (size > totalmem()) {
+      throw new InvalidArgumentError(`guest RAM of ${size} bytes is more than this host has (${totalmem()} bytes)`,
+        'ERR_MEMORY_TOO_LARGE');
+    }
+    if (this.regions.has(slot)) {
+      throw new KvmError('EEXIST', 17, 'KVM_SET_USER_MEMORY_REGION', `memory slot ${slot} is already in use`);
+    }
+    const n = native();
+    const c = n.constants;
+    const flags = (opts.readonly ? c.KVM_MEM_READONLY! : 0) | (opts.logDirtyPages ? c.KVM_MEM_LOG_DIRTY_PAGES! : 0);
+    const buffer = n.mmapAnonymous(size);
+    try {
+      n.setUserMemoryRegion(this.rawFd, slot, flags, gpa, size, buffer);
+    } catch (e) {
+      n.munmap(buffer);
+      throw e;
+    }
+    const region: MemoryRegion = {
+      slot, guestPhysAddr: gpa, size, readonly: opts.readonly ?? false,
+      logDirtyPages: opts.logDirtyPages ?? false, bytes: new Uint8Array(buffer),
+    };
+    this.regions.set(slot, { region, buffer });
+    this.memory.addRegion(region);
+    return region;
+  }
+
+  /** Remove a slot from the guest and unmap its memory. */
+  deleteMemoryRegion(slot: number): void {
+    this.ensureOpen();
+    const r = this.regions.get(slot);
+    if (r === undefined) throw new InvalidArgumentError(`memory slot ${slot} does not exist`, 'ERR_NO_SUCH_SLOT');
+    native().setUserMemoryRegion(this.rawFd, slot, 0, r.region.guestPhysAddr, 0, null);
+    this.regions.delete(slot);
+    this.memory.removeRegion(slot);
+    native().munmap(r.buffer);
+  }
+
+  createIrqchip(): void {
+    this.ensureOpen();
+    native().createIrqchip(this.rawFd);
+  }
+
+  createPit2(flags = 0): void {
+    this.ensureOpen();
+    native().createPit2(this.rawFd, flags);
+  }
+
+  irqLine(irq: number, level: boolean | number): void {
+    this.ensureOpen();
+    native().irqLine(this.rawFd, irq, level ? 1 : 0);
+  }
+
+  setTssAddr(addr: number): void {
+    this.ensureOpen();
+    native().setTssAddr(this.rawFd, checkInt('addr', addr));
+  }
+
+  setIdentityMapAddr(addr: number): void {
+    this.ensureOpen();
+    native().setIdentityMapAddr(this.rawFd, checkInt('addr', addr));
+  }
+
+  /** KVM_IOEVENTFD: a guest write to `addr` signals `eventfd` without an exit. */
+  ioeventfd(opts: { addr: number; len: number; eventfd: number; pio?: boolean; datamatch?: bigint; deassign?: boolean }): void {
+    this.ensureOpen();
+    const c = native().constants;
+    const flags = (opts.pio ? c.KVM_IOEVENTFD_FLAG_PIO! : 0) | (opts.datamatch !== undefined ? c.KVM_IOEVENTFD_FLAG_DATAMATCH! : 0)
+      | (opts.deassign ? c.KVM_IOEVENTFD_FLAG_DEASSIGN! : 0);
+    native().ioeventfd(this.rawFd, opts.addr, opts.len, opts.eventfd, opts.datamatch ?? 0n, flags);
+  }
+
+  /** KVM_IRQFD: signalling `eventfd` raises GSI `gsi`. */
+  irqfd(opts: { eventfd: number; gsi: number; resamplefd?: number; deassign?: boolean }): void {
+    this.ensureOpen();
+    const c = native().constants;
+    const flags = (opts.deassign ? c.KVM_IRQFD_FLAG_DEASSIGN! : 0) | (opts.resamplefd !== undefined ? c.KVM_IRQFD_FLAG_RESAMPLE! : 0);
+    native().irqfd(this.rawFd, opts.eventfd, opts.gsi, flags, opts.resamplefd ?? 0);
+  }
+
+  /** Dirty-page bitmap of a slot created with logDirtyPages (bit n = page n written; cleared by the read). */
+  getDirtyLog(slot: number): Uint8Array {
+    this.ensureOpen();
+    const r = this.regions.get(slot);
+    if (r === undefined) throw new InvalidArgumentError(`memory slot ${slot} does not exist`, 'ERR_NO_SUCH_SLOT');
+    const pages = Math.ceil(r.region.size / 4096);
+    const bitmap = new Uint8Array(Math.ceil(pages / 64) * 8);
+    native().getDirtyLog(this.rawFd, slot, bitmap);
+    return bitmap;
+  }
+
+  /** Binary statistics fd (KVM_GET_STATS_FD); the caller closes it. See readKvmStats(). */
+  getStatsFd(): number {
+    this.ensureOpen();
+    return native().getStatsFd(this.rawFd);
+  }
+
+  createVcpu(id: number): Vcpu {
+    this.ensureOpen();
+    checkInt('vCPU id', id);
+    const fd = native().createVcpu(this.rawFd, id);
+    const v = new Vcpu(fd, id, this.vcpuMmapSize, (x) => this.vcpus.delete(x));
+    this.vcpus.add(v);
+    return v;
+  }
+
+  get vcpuList(): readonly Vcpu[] {
+    return [...this.vcpus];
+  }
+}

@@ -1,0 +1,112 @@
+// Loads the native shim and describes its surface (node-pty's native.d.ts is the model:
+// a typed interface, never `any`). The shim has no policy; lib/kvm adds it.
+import { createRequire } from 'node:module';
+import { existsSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { KvmError, NodeKvmError } from './errors.js';
+
+export type Offsets = Record<string, number>;
+
+export interface NativeLayout {
+  kvm_run: Offsets;
+  kvm_regs: Offsets;
+  kvm_segment: Offsets;
+  kvm_sregs: Offsets;
+  kvm_fpu: Offsets;
+  kvm_cpuid_entry2: Offsets;
+  kvm_msrs: Offsets;
+  kvm_vcpu_events: Offsets;
+  kvm_stats: Offsets;
+  sizes: { kvm_lapic_state: number; kvm_xcrs: number };
+}
+
+export interface INative {
+  setErrorClass(cls: typeof KvmError): void;
+  layout: NativeLayout;
+  constants: Record<string, number>;
+  // /dev/kvm
+  open(path: string): number;
+  close(fd: number): void;
+  getApiVersion(fd: number): number;
+  checkExtension(fd: number, cap: number): number;
+  getVcpuMmapSize(fd: number): number;
+  createVm(fd: number, type?: number): number;
+  getSupportedCpuid(fd: number): Uint8Array;
+  getMsrIndexList(fd: number): number[];
+  eventfd(initval?: number): number;
+  // VM
+  setUserMemoryRegion(vmfd: number, slot: number, flags: number, guestPhysAddr: number, size: number, buffer: ArrayBuffer | null): number;
+  createIrqchip(vmfd: number): number;
+  createPit2(vmfd: number, flags?: number): number;
+  irqLine(vmfd: number, irq: number, level: number): number;
+  setTssAddr(vmfd: number, addr: number): number;
+  setIdentityMapAddr(vmfd: number, addr: number): number;
+  ioeventfd(vmfd: number, addr: number, len: number, eventfd: number, datamatch: bigint, flags: number): number;
+  irqfd(vmfd: number, eventfd: number, gsi: number, flags: number, resamplefd?: number): number;
+  getDirtyLog(vmfd: number, slot: number, bitmap: Uint8Array): number;
+  getStatsFd(fd: number): number;
+  createVcpu(vmfd: number, id: number): number;
+  // memory
+  mmapAnonymous(size: number): ArrayBuffer;
+  mmapFd(fd: number, size: number): ArrayBuffer;
+  munmap(buffer: ArrayBuffer): void;
+  address(buffer: ArrayBuffer): bigint;
+  // vCPU
+  registerRun(vcpufd: number, run: ArrayBuffer): void;
+  unregisterRun(vcpufd: number): void;
+  run(vcpufd: number): number;
+  kick(vcpufd: number): void;
+  getRegs(fd: number): Uint8Array;
+  setRegs(fd: number, bytes: Uint8Array): void;
+  getSregs(fd: number): Uint8Array;
+  setSregs(fd: number, bytes: Uint8Array): void;
+  getFpu(fd: number): Uint8Array;
+  setFpu(fd: number, bytes: Uint8Array): void;
+  getLapic(fd: number): Uint8Array;
+  setLapic(fd: number, bytes: Uint8Array): void;
+  getVcpuEvents(fd: number): Uint8Array;
+  setVcpuEvents(fd: number, bytes: Uint8Array): void;
+  getXcrs(fd: number): Uint8Array;
+  setXcrs(fd: number, bytes: Uint8Array): void;
+  getMpState(fd: number): number;
+  setMpState(fd: number, state: number): void;
+  getMsrs(fd: number, kvmMsrs: Uint8Array): number;
+  setMsrs(fd: number, kvmMsrs: Uint8Array): number;
+  setCpuid2(fd: number, entries: Uint8Array): void;
+  setSignalMask(fd: number, signals: number[] | null): void;
+  // kicker + native vCPU threads
+  kickerRef(): void;
+  kickerUnref(): void;
+  kickerRefreshTimers(sliceMs?: number): void;
+  kickerStats(): { refs: number; timers: number; deadlineMs: number };
+  startVcpuThread(vcpufd: number, onExit: (fd: number, reason: number, errno: number) => boolean): void;
+  stopVcpuThread(vcpufd: number): void;
+  vcpuThreadCount(): number;
+}
+
+function findAddon(): string {
+  const here = dirname(fileURLToPath(import.meta.url));
+  // dist/lib/native.js -> project root is two levels up; lib/native.ts (ts-node style) one.
+  for (const root of [join(here, '..', '..'), join(here, '..')]) {
+    for (const build of ['Release', 'Debug']) {
+      const p = join(root, 'build', build, 'node_kvm.node');
+      if (existsSync(p)) return p;
+    }
+  }
+  throw new NodeKvmError('ERR_NATIVE_MISSING',
+    'node-kvm native addon not built: run `npm run build:native` (needs python3, make, g++)');
+}
+
+let loaded: INative | undefined;
+
+/** The native shim, loaded on first use (so pure-TS parts work without a build). */
+export function native(): INative {
+  if (loaded === undefined) {
+    const require = createRequire(import.meta.url);
+    const n = require(findAddon()) as INative;
+    n.setErrorClass(KvmError);
+    loaded = n;
+  }
+  return loaded;
+}
