@@ -1,0 +1,95 @@
+#!/usr/bin/env node
+// The test command (`npm test`). Three tiers, each with its own counts:
+//   unit   no /dev/kvm                       dist/test/unit/*.test.js
+//   kvm    small guests on the host's KVM    dist/test/kvm/*.test.js
+//   linux  real kernels                       dist/test/linux/*.test.js
+// The linux tier needs a KVM that boots stock Linux. Where the host cannot (kvm_pvm, no
+// VMX/SVM), it runs inside ONE boot of the nested lab (`node-kvm lab`), together with a second
+// run of the kvm tier, so the small guests are proven under real (emulated) SVM too.
+//
+// Usage: node scripts/test.mjs [--tier unit,kvm,linux] [--in-lab] [FILTER]
+import { spawn } from 'node:child_process';
+import { existsSync, readdirSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+const args = process.argv.slice(2);
+const inLab = args.includes('--in-lab');
+const tierArg = args.find((a) => a.startsWith('--tier='))?.slice(7);
+const filter = args.find((a) => !a.startsWith('--'));
+const tiers = tierArg ? tierArg.split(',') : inLab ? ['kvm', 'linux'] : ['unit', 'kvm', 'linux'];
+
+function files(tier) {
+  const dir = join(root, 'dist', 'test', tier);
+  if (!existsSync(dir)) return [];
+  return readdirSync(dir).filter((f) => f.endsWith('.test.js') && (!filter || f.includes(filter))).sort().map((f) => join(dir, f));
+}
+
+/** Run node --test on the files, stream the output, return the parsed summary. */
+function runNodeTest(tier, list, where) {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, ['--test', '--test-reporter=spec', ...list], {
+      cwd: root, stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, NODE_KVM_TIER: tier },
+    });
+    let out = '';
+    child.stdout.on('data', (d) => { out += d; process.stdout.write(d); });
+    child.on('close', (code) => {
+      const n = (k) => Number(out.match(new RegExp(`^\\S*\\s*${k} (\\d+)`, 'm'))?.[1] ?? 0);
+      resolve({ tier, where, code, tests: n('tests'), pass: n('pass'), fail: n('fail'), skipped: n('skipped'), cancelled: n('cancelled') });
+    });
+  });
+}
+
+async function canBootLinuxDirectly() {
+  if (process.env.NODE_KVM_LAB === '1') return true; // inside L1: kvm_amd
+  const { doctor } = await import(join(root, 'dist', 'lib', 'doctor.js'));
+  return (await doctor()).canBootLinuxDirectly;
+}
+
+async function runTiersInLab(labTiers) {
+  const { runInLab } = await import(join(root, 'dist', 'lib', 'lab', 'index.js'));
+  const { getDefaultImage } = await import(join(root, 'dist', 'lib', 'images', 'index.js'));
+  await getDefaultImage({ build: true, log: (l) => process.stderr.write(`[image] ${l}\n`) });
+  process.stdout.write(`\n=== tiers ${labTiers.join(', ')}: inside the nested lab (this host's KVM cannot boot Linux) ===\n`);
+  const cmd = [process.execPath, join(root, 'scripts', 'test.mjs'), '--in-lab', `--tier=${labTiers.join(',')}`];
+  if (filter) cmd.push(filter);
+  let captured = '';
+  const stdout = new (await import('node:stream')).Writable({
+    write(chunk, _enc, cb) { captured += chunk; process.stdout.write(chunk); cb(); },
+  });
+  const res = await runInLab({ command: cmd, cwd: root, stdout, stderr: process.stderr, env: { CI: process.env.CI } });
+  const results = [];
+  for (const m of captured.matchAll(/^NODE-KVM-TIER (\S+) (\{.*\})$/gm)) results.push({ ...JSON.parse(m[2]), where: 'lab' });
+  if (res.exitCode !== 0 && results.length === 0) {
+    results.push({ tier: labTiers.join('+'), where: 'lab', code: res.exitCode, tests: 0, pass: 0, fail: 1, skipped: 0, cancelled: 0 });
+    process.stderr.write(`lab failed (exit ${res.exitCode}${res.timedOut ? ', timed out' : ''}): ${res.error ?? ''}\n${res.consoleTail}\n`);
+  }
+  return results;
+}
+
+const results = [];
+const labTiers = [];
+for (const tier of tiers) {
+  const list = files(tier);
+  if (list.length === 0) continue;
+  if (tier === 'linux' && !inLab && !(await canBootLinuxDirectly())) {
+    labTiers.push('kvm', 'linux');
+    continue;
+  }
+  process.stdout.write(`\n=== tier ${tier}${inLab ? ' (in the lab)' : ''}: ${list.length} files ===\n`);
+  const r = await runNodeTest(tier, list, inLab ? 'lab' : 'host');
+  results.push(r);
+  if (inLab) process.stdout.write(`NODE-KVM-TIER ${tier} ${JSON.stringify(r)}\n`);
+}
+if (labTiers.length > 0) results.push(...(await runTiersInLab([...new Set(labTiers)])));
+
+if (!inLab) {
+  process.stdout.write('\n=== summary (node ' + process.version + ') ===\n');
+  for (const r of results) {
+    process.stdout.write(`tier ${r.tier.padEnd(6)} [${r.where}]  tests ${r.tests}  pass ${r.pass}  fail ${r.fail}  skipped ${r.skipped}  cancelled ${r.cancelled}\n`);
+  }
+  const t = results.reduce((a, r) => ({ tests: a.tests + r.tests, pass: a.pass + r.pass, fail: a.fail + r.fail, skipped: a.skipped + r.skipped }), { tests: 0, pass: 0, fail: 0, skipped: 0 });
+  process.stdout.write(`total  tests ${t.tests}  pass ${t.pass}  fail ${t.fail}  skipped ${t.skipped}\n`);
+}
+process.exitCode = results.some((r) => r.code !== 0 || r.fail > 0) ? 1 : 0;
