@@ -3,3 +3,5 @@ export * from './kvm/index.js';
 export * from './errors.js';
 export type { BusDevice, IrqLine, DmaMemory, Clock } from './bus/device.js';
 export { KvmIrqLine } from './bus/irq.js';
+export { PioBus, MmioBus, Bus } from './bus/bus.js';
+export * from './machine/index.js';

@@ -1,0 +1,139 @@
+// The guest's serial console as a Duplex stream: what the guest transmits is readable, what
+// is written goes to the guest's receive FIFO. waitFor() is expect-style: it scans output
+// after the previous match, so the same line is never matched twice by accident.
+import { Duplex } from 'node:stream';
+import { NodeKvmError } from '../errors.js';
+
+/** How much output is kept for waitFor() and error messages. */
+const HISTORY_LIMIT = 1 << 20;
+
+export class ConsoleTimeoutError extends NodeKvmError {
+  constructor(readonly pattern: string, readonly tail: string, timeoutMs: number) {
+    super('ERR_CONSOLE_TIMEOUT', `console did not show ${pattern} within ${timeoutMs} ms; last output:\n${tail}`);
+  }
+}
+
+interface Waiter {
+  pattern: RegExp | string;
+  resolve: (m: string) => void;
+  reject: (e: Error) => void;
+  timer: NodeJS.Timeout;
+}
+
+export class MachineConsole extends Duplex {
+  private history = '';
+  /** Offset in `history` where the next waitFor starts scanning. */
+  private cursor = 0;
+  private readonly waiters = new Set<Waiter>();
+  private pending: number[] = [];
+  private flushScheduled = false;
+
+  /** Input the guest has not taken yet (its UART queue was full), and the write to finish. */
+  private backlog: { bytes: Uint8Array; cb: (e?: Error | null) => void } | undefined;
+
+  /** `sendToGuest` returns how many bytes the guest side accepted (backpressure). */
+  constructor(private readonly sendToGuest: (bytes: Uint8Array) => number) {
+    super({ allowHalfOpen: true });
+  }
+
+  /** Called by the machine for every byte the guest transmits (batched to one push). */
+  guestByte(b: number): void {
+    this.pending.push(b);
+    if (!this.flushScheduled) {
+      this.flushScheduled = true;
+      setImmediate(() => this.flush());
+    }
+  }
+
+  /** Push batched guest output now. */
+  flush(): void {
+    this.flushScheduled = false;
+    if (this.pending.length === 0) return;
+    const chunk = Buffer.from(this.pending);
+    this.pending = [];
+    this.history += chunk.toString('latin1');
+    if (this.history.length > HISTORY_LIMIT) {
+      const cut = this.history.length - HISTORY_LIMIT;
+      this.history = this.history.slice(cut);
+      this.cursor = Math.max(0, this.cursor - cut);
+    }
+    this.push(chunk);
+    this.emit('output', chunk);
+    for (const w of [...this.waiters]) this.check(w);
+  }
+
+  /** Everything the guest printed that is still retained. */
+  get output(): string {
+    return this.history;
+  }
+
+  /** The last `n` characters of output, for error messages. */
+  tail(n = 2000): string {
+    return this.history.slice(-n);
+  }
+
+  private check(w: Waiter): boolean {
+    const rest = this.history.slice(this.cursor);
+    let end = -1;
+    let text = '';
+    if (typeof w.pattern === 'string') {
+      const i = rest.indexOf(w.pattern);
+      if (i >= 0) { end = i + w.pattern.length; text = w.pattern; }
+    } else {
+      const m = w.pattern.exec(rest);
+      if (m) { end = m.index + m[0].length; text = m[0]; }
+    }
+    if (end < 0) return false;
+    this.cursor += end;
+    clearTimeout(w.timer);
+    this.waiters.delete(w);
+    w.resolve(text);
+    return true;
+  }
+
+  /** Resolve with the matched text once `pattern` appears after the previous match. */
+  waitFor(pattern: RegExp | string, options: { timeout?: number } = {}): Promise<string> {
+    const timeoutMs = options.timeout ?? 30_000;
+    this.flush();
+    return new Promise<string>((resolve, reject) => {
+      const w: Waiter = {
+        pattern, resolve, reject,
+        timer: setTimeout(() => {
+          this.waiters.delete(w);
+          reject(new ConsoleTimeoutError(String(pattern), this.tail(), timeoutMs));
+        }, timeoutMs),
+      };
+      if (!this.check(w)) this.waiters.add(w);
+    });
+  }
+
+  /** Fail every pending waitFor (the machine ended). */
+  abortWaiters(reason: Error): void {
+    for (const w of this.waiters) {
+      clearTimeout(w.timer);
+      w.reject(reason);
+    }
+    this.waiters.clear();
+  }
+
+  override _read(): void {}
+
+  override _write(chunk: Buffer | string, encoding: BufferEncoding, cb: (e?: Error | null) => void): void {
+    const b = typeof chunk === 'string' ? Buffer.from(chunk, encoding) : chunk;
+    this.backlog = { bytes: new Uint8Array(b.buffer, b.byteOffset, b.byteLength), cb };
+    this.rxSpace();
+  }
+
+  /** The guest made room for input: continue a write that was held back. */
+  rxSpace(): void {
+    const w = this.backlog;
+    if (w === undefined) return;
+    const n = this.sendToGuest(w.bytes);
+    if (n >= w.bytes.length) {
+      this.backlog = undefined;
+      w.cb();
+    } else {
+      w.bytes = w.bytes.subarray(n);
+    }
+  }
+}

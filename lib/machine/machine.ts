@@ -1,0 +1,262 @@
+// Machine: composes KVM, RAM, the platform devices, the loaders and the run loop into a PC
+// that boots a kernel. Lifecycle: create() → start() → wait() (or stop()) → close().
+import { EventEmitter } from 'node:events';
+import { writeAcpiTables } from '../boot/acpi/index.js';
+import { bootMsrs, buildCpuid, loadKernel, type BootSetup } from '../boot/index.js';
+import * as L from '../boot/layout.js';
+import { writeMpTable } from '../boot/mptable.js';
+import { KvmIrqLine } from '../bus/irq.js';
+import { NodeKvmError } from '../errors.js';
+import { constants } from '../kvm/constants.js';
+import type { VcpuExit } from '../kvm/exit.js';
+import { Kvm } from '../kvm/kvm.js';
+import type { Vcpu } from '../kvm/vcpu.js';
+import type { Vm } from '../kvm/vm.js';
+import { MachineConsole } from './console.js';
+import { registerDump } from './diagnostics.js';
+import { resolveOptions, type MachineOptions, type ResolvedOptions } from './options.js';
+import { Platform, type EndReason } from './platform.js';
+
+export interface MachineResult {
+  reason: EndReason;
+  /** debug-exit: (value << 1) | 1; error: 1; otherwise 0. */
+  code: number;
+  detail?: string;
+}
+
+export interface ExitCounters {
+  io: number;
+  mmio: number;
+  interrupted: number;
+  other: number;
+  pioMisses: number;
+  mmioMisses: number;
+}
+
+export type MachineState = 'created' | 'running' | 'paused' | 'ended' | 'closed';
+
+// LAPIC LVT registers and delivery modes (Intel SDM vol. 3 §11.5.1): LINT0 carries the
+// 8259's ExtINT, LINT1 the NMI, as on every PC; KVM's reset value leaves both masked.
+const APIC_LVT0 = 0x350;
+const APIC_LVT1 = 0x360;
+const APIC_MODE_EXTINT = 0x7 << 8;
+const APIC_MODE_NMI = 0x4 << 8;
+
+export class Machine extends EventEmitter implements AsyncDisposable {
+  readonly console: MachineConsole;
+  readonly counters: ExitCounters = { io: 0, mmio: 0, interrupted: 0, other: 0, pioMisses: 0, mmioMisses: 0 };
+  readonly boot: BootSetup;
+  private stateValue: MachineState = 'created';
+  private result: MachineResult | undefined;
+  private readonly done: Promise<MachineResult>;
+  private resolveDone!: (r: MachineResult) => void;
+  private loopAbort: AbortController | undefined;
+  private loopPromise: Promise<void> | undefined;
+
+  private constructor(
+    private readonly kvm: Kvm,
+    readonly vm: Vm,
+    readonly vcpus: Vcpu[],
+    readonly platform: Platform,
+    readonly options: ResolvedOptions,
+    boot: BootSetup,
+    consoleRef: { console?: MachineConsole },
+  ) {
+    super();
+    this.boot = boot;
+    this.console = consoleRef.console!;
+    this.done = new Promise((r) => (this.resolveDone = r));
+  }
+
+  /** Build the VM and load the kernel. Nothing runs until start(). */
+  static async create(opts: MachineOptions): Promise<Machine> {
+    const kvm = Kvm.open(opts?.kvmPath ?? '/dev/kvm');
+    let vm: Vm | undefined;
+    let platform: Platform | undefined;
+    try {
+      const maxVcpus = kvm.checkExtension(constants.KVM_CAP_MAX_VCPUS!) || kvm.checkExtension(constants.KVM_CAP_NR_VCPUS!) || 1;
+      const o = resolveOptions(opts, Math.min(maxVcpus, 254));
+      vm = kvm.createVm();
+      // Both addresses sit in the PCI hole; KVM needs them before the first vCPU exists.
+      vm.setIdentityMapAddr(L.IDENTITY_MAP_ADDR);
+      vm.setTssAddr(L.TSS_ADDR);
+      vm.createIrqchip();
+      vm.createPit2(constants.KVM_PIT_SPEAKER_DUMMY!);
+
+      const below = Math.min(o.memory, L.MMIO_HOLE_START);
+      const above = o.memory - below;
+      const ramLayout: Array<{ guestPhysAddr: number; size: number }> = [{ guestPhysAddr: 0, size: below }];
+      for (let off = 0; off < above; off += L.MAX_REGION_SIZE) {
+        ramLayout.push({ guestPhysAddr: L.FOUR_GIB + off, size: Math.min(L.MAX_REGION_SIZE, above - off) });
+      }
+      ramLayout.forEach((r, slot) => vm!.createMemoryRegion({ slot, ...r }));
+
+      const ref: { console?: MachineConsole; machine?: Machine } = {};
+      const irqs = new Map<number, KvmIrqLine>();
+      const theVm = vm;
+      platform = new Platform(
+        { memory: vm.memory, memoryBelow4g: below, memoryAbove4g: above, cpus: o.cpus, comPorts: o.comPorts, net: o.net },
+        {
+          irq: (gsi) => {
+            let l = irqs.get(gsi);
+            if (l === undefined) irqs.set(gsi, (l = new KvmIrqLine(theVm, gsi)));
+            return l;
+          },
+          end: (reason, code, detail) => ref.machine?.finish({ reason, code, detail }),
+          consoleByte: (b) => ref.console?.guestByte(b),
+          consoleRxSpace: () => ref.console?.rxSpace(),
+        },
+      );
+      const plat = platform;
+      ref.console = new MachineConsole((bytes) => plat.consoleInput(bytes));
+
+      const pciSlots = platform.pciSlots();
+      const pciIrqs = pciSlots.map((slot) => ({ slot, pin: 1, gsi: L.pciIntxGsi(slot, 1) }));
+      const acpi = writeAcpiTables(vm.memory, { cpus: o.cpus, pciDevices: pciSlots });
+      writeMpTable(vm.memory, { cpus: o.cpus, pciIrqs });
+      const boot = loadKernel(o.kernel, {
+        memory: vm.memory, ramLayout, cmdline: o.cmdline, initrd: o.initrd, kernelName: o.kernelName,
+        rsdpAddress: acpi.rsdpAddress,
+        ...(o.flat ? { format: 'flat' as const, flatLoadAddress: o.flat.loadAddress, flatEntry: o.flat.entry, flatMode: o.flat.mode } : {}),
+      });
+      platform.setE820(boot.e820);
+
+      const supported = kvm.getSupportedCpuid();
+      const vcpus: Vcpu[] = [];
+      for (let id = 0; id < o.cpus; id++) {
+        const v = vm.createVcpu(id);
+        vcpus.push(v);
+        v.setCpuid2(buildCpuid(supported, { vcpuId: id, cpus: o.cpus, clearXsave: o.clearXsave }));
+        v.setMsrs(bootMsrs());
+        const lapic = v.getLapic();
+        const dv = new DataView(lapic.buffer, lapic.byteOffset, lapic.byteLength);
+        dv.setUint32(APIC_LVT0, (dv.getUint32(APIC_LVT0, true) & ~0x10700) | APIC_MODE_EXTINT, true);
+        dv.setUint32(APIC_LVT1, (dv.getUint32(APIC_LVT1, true) & ~0x10700) | APIC_MODE_NMI, true);
+        v.setLapic(lapic);
+      }
+      vcpus[0]!.setSregs(boot.sregs);
+      vcpus[0]!.setRegs(boot.regs);
+      const m = new Machine(kvm, vm, vcpus, platform, o, boot, ref);
+      ref.machine = m;
+      return m;
+    } catch (e) {
+      platform?.close();
+      vm?.close();
+      kvm.close();
+      throw e;
+    }
+  }
+
+  get state(): MachineState {
+    return this.stateValue;
+  }
+
+  /** Start (or continue after pause) running the guest. */
+  start(): void {
+    if (this.stateValue === 'running') return;
+    if (this.stateValue !== 'created' && this.stateValue !== 'paused') {
+      throw new NodeKvmError('ERR_MACHINE_STATE', `cannot start a machine that is ${this.stateValue}`);
+    }
+    this.stateValue = 'running';
+    const onExit = (exit: VcpuExit, vcpu: Vcpu): 'stop' | void => this.handleExit(exit, vcpu);
+    for (const ap of this.vcpus.slice(1)) ap.startThread((e) => onExit(e, ap));
+    const bsp = this.vcpus[0]!;
+    const abort = new AbortController();
+    this.loopAbort = abort;
+    this.loopPromise = bsp.runLoop((e) => onExit(e, bsp), { signal: abort.signal }).catch((err: unknown) => {
+      this.finish({ reason: 'error', code: 1, detail: `run loop failed: ${(err as Error)?.stack ?? String(err)}` });
+    });
+  }
+
+  private handleExit(exit: VcpuExit, vcpu: Vcpu): 'stop' | void {
+    const c = this.counters;
+    switch (exit.reason) {
+      case 'io':
+        c.io++;
+        this.platform.pio.handleIo(exit);
+        break;
+      case 'mmio':
+        c.mmio++;
+        this.platform.mmio.handleMmio(exit);
+        break;
+      case 'hlt':
+      case 'irq-window-open':
+      case 'interrupted':
+        c.other++;
+        break;
+      case 'shutdown':
+        this.finish({ reason: 'shutdown', code: 2, detail: `triple fault\n${registerDump(vcpu)}` });
+        break;
+      case 'system-event':
+        if (exit.type === 'reset') this.finish({ reason: 'reboot', code: 0, detail: 'KVM system event: reset' });
+        else if (exit.type === 'shutdown') this.finish({ reason: 'poweroff', code: 0, detail: 'KVM system event: shutdown' });
+        else this.finish({ reason: 'error', code: 2, detail: `KVM system event ${exit.type}\n${registerDump(vcpu)}` });
+        break;
+      default:
+        this.finish({ reason: 'error', code: 2, detail: `${exit.reason} exit: ${JSON.stringify(exit, (_k, v) => (typeof v === 'bigint' ? `0x${v.toString(16)}` : v))}\n${registerDump(vcpu)}` });
+    }
+    if (this.stateValue !== 'running') return 'stop';
+  }
+
+  /** End the machine with `r` (first reason wins). */
+  private finish(r: MachineResult): void {
+    if (this.result !== undefined) return;
+    this.result = r;
+    this.stateValue = 'ended';
+    this.loopAbort?.abort();
+    for (const ap of this.vcpus.slice(1)) {
+      // An AP may be the caller (its exit is being handled on the main thread): stopping its
+      // thread here would wait on itself, so defer the join past this handler.
+      setImmediate(() => { if (!ap.closed) ap.stopThread(); });
+    }
+    this.console.flush();
+    const pio = this.platform.pio;
+    const mmio = this.platform.mmio;
+    this.counters.pioMisses = pio.missCount;
+    this.counters.mmioMisses = mmio.missCount;
+    this.console.push(null);
+    this.emit('exit', r);
+    this.resolveDone(r);
+  }
+
+  /** Resolves when the guest powers off, reboots, debug-exits, triple-faults or fails. */
+  wait(): Promise<MachineResult> {
+    return this.done;
+  }
+
+  /** Pause: vCPUs leave KVM_RUN and stay where they are until resume(). */
+  async pause(): Promise<void> {
+    if (this.stateValue !== 'running') return;
+    this.stateValue = 'paused';
+    this.loopAbort?.abort();
+    for (const ap of this.vcpus.slice(1)) ap.stopThread();
+    await this.loopPromise;
+  }
+
+  resume(): void {
+    if (this.stateValue === 'paused') this.start();
+  }
+
+  /** Stop the guest now (reason 'stopped'). */
+  async stop(): Promise<MachineResult> {
+    if (this.result === undefined) this.finish({ reason: 'stopped', code: 0, detail: 'stopped by the host' });
+    await this.loopPromise;
+    return this.result!;
+  }
+
+  /** Release everything: vCPU threads, VM, RAM, backends' attachments, /dev/kvm. */
+  async close(): Promise<void> {
+    if (this.stateValue === 'closed') return;
+    await this.stop();
+    for (const ap of this.vcpus) ap.stopThread();
+    this.console.abortWaiters(new NodeKvmError('ERR_MACHINE_CLOSED', 'machine closed'));
+    this.platform.close();
+    this.vm.close();
+    this.kvm.close();
+    this.stateValue = 'closed';
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+}

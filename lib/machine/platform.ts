@@ -1,0 +1,125 @@
+// The node-kvm PC: which device sits on which port/address/IRQ. Devices know nothing of the
+// machine; this file wires them to the buses and to the machine's lifecycle callbacks.
+import type { IrqLine } from '../bus/device.js';
+import { MmioBus, PioBus } from '../bus/bus.js';
+import * as L from '../boot/layout.js';
+import { AcpiPm, ACPI_PM_IO_LENGTH } from '../devices/acpi-pm.js';
+import { Cmos, CMOS_IO_SIZE } from '../devices/cmos.js';
+import { DebugExit, DEBUG_EXIT_IO_SIZE } from '../devices/debug-exit.js';
+import { FwCfg, FW_CFG_IO_SIZE, buildE820File } from '../devices/fw-cfg.js';
+import { I8042, I8042_IO_SIZE } from '../devices/i8042.js';
+import { PciHostBridge, type BarMapper } from '../devices/pci/index.js';
+import { Rtl8139 } from '../devices/rtl8139/index.js';
+import { Sink } from '../devices/sink.js';
+import { Uart16550, UART_IO_SIZE } from '../devices/uart16550.js';
+import type { GuestMemory } from '../kvm/memory.js';
+import type { E820Entry } from '../boot/e820.js';
+import type { NetOptions } from './options.js';
+
+export type EndReason = 'poweroff' | 'reboot' | 'debug-exit' | 'shutdown' | 'error' | 'stopped';
+
+export interface PlatformHooks {
+  irq(gsi: number): IrqLine;
+  /** The guest asked to end: poweroff (ACPI S5), reboot (i8042, 0xCF9, ACPI reset), debug-exit. */
+  end(reason: EndReason, code: number, detail?: string): void;
+  consoleByte(byte: number): void;
+  consoleRxSpace(): void;
+}
+
+export interface PlatformConfig {
+  memory: GuestMemory;
+  memoryBelow4g: number;
+  memoryAbove4g: number;
+  cpus: number;
+  comPorts: number;
+  net: NetOptions[];
+}
+
+const hostClock = { nowNs: (): bigint => process.hrtime.bigint() };
+
+export class Platform {
+  readonly pio = new PioBus();
+  readonly mmio = new MmioBus();
+  readonly uarts: Uart16550[] = [];
+  readonly fwCfg: FwCfg;
+  readonly acpiPm: AcpiPm;
+  readonly pci: PciHostBridge;
+  readonly nics: Rtl8139[] = [];
+
+  constructor(cfg: PlatformConfig, hooks: PlatformHooks) {
+    const { pio, mmio } = this;
+    for (let i = 0; i < cfg.comPorts; i++) {
+      const uart = new Uart16550({
+        irq: hooks.irq(L.IRQ_COM[i]!),
+        // Only COM1 is the console; COM2-4 exist for guests that probe or use them.
+        onTransmit: i === 0 ? hooks.consoleByte : () => {},
+        onRxSpace: i === 0 ? hooks.consoleRxSpace : undefined,
+      });
+      pio.register(L.PORT_COM[i]!, UART_IO_SIZE, uart, `com${i + 1}`);
+      this.uarts.push(uart);
+    }
+    pio.register(L.PORT_I8042_DATA, I8042_IO_SIZE, new I8042({
+      irq: hooks.irq(L.IRQ_I8042_KBD),
+      onReset: () => hooks.end('reboot', 0, 'i8042 CPU reset line'),
+    }), 'i8042');
+    pio.register(L.PORT_CMOS_INDEX, CMOS_IO_SIZE, new Cmos({
+      memoryBelow4g: cfg.memoryBelow4g, memoryAbove4g: cfg.memoryAbove4g,
+    }), 'cmos');
+    pio.register(L.PORT_DEBUG_EXIT, DEBUG_EXIT_IO_SIZE, new DebugExit({
+      onExit: (code) => hooks.end('debug-exit', code),
+    }), 'debug-exit');
+    this.fwCfg = new FwCfg({ cpus: cfg.cpus });
+    pio.register(L.PORT_FW_CFG, FW_CFG_IO_SIZE, this.fwCfg, 'fw-cfg');
+    this.acpiPm = new AcpiPm({
+      clock: hostClock,
+      sci: hooks.irq(L.IRQ_SCI),
+      onSleep: (state) => {
+        if (state === 'S5') hooks.end('poweroff', 0, 'ACPI S5');
+      },
+      onReset: () => hooks.end('reboot', 0, 'ACPI reset register'),
+    });
+    pio.register(L.PORT_ACPI_PM1A_EVT, ACPI_PM_IO_LENGTH, this.acpiPm, 'acpi-pm');
+    // POST codes and Linux's io_delay port: accepted and ignored, not counted as misses.
+    pio.register(L.PORT_POST, 1, new Sink(), 'post');
+    pio.register(0xed, 1, new Sink(), 'io-delay');
+
+    const mapper: BarMapper = {
+      map: (kind, base, length, device) => (kind === 'io' ? pio : mmio).register(base, length, device),
+      unmap: (kind, device) => { (kind === 'io' ? pio : mmio).unregister(device); },
+    };
+    this.pci = new PciHostBridge({
+      mapper,
+      irqForGsi: (gsi) => hooks.irq(gsi),
+      onReset: () => hooks.end('reboot', 0, 'PCI reset control register'),
+    });
+    pio.register(L.PORT_PCI_CONFIG_ADDRESS, 8, this.pci, 'pci');
+    cfg.net.forEach((n, i) => {
+      const nic = new Rtl8139({
+        mem: cfg.memory, clock: hostClock, revision: n.revision ?? 0x20,
+        mac: n.mac ?? `52:54:00:12:34:${(0x56 + i).toString(16).padStart(2, '0')}`,
+      });
+      this.pci.addDevice(nic);
+      this.nics.push(nic);
+    });
+    this.pci.assignResources();
+    cfg.net.forEach((n, i) => this.nics[i]!.attachBackend(n.backend));
+  }
+
+  /** Occupied PCI slots other than the host bridge (for the DSDT). */
+  pciSlots(): number[] {
+    return this.pci.devices().map(([slot]) => slot).filter((s) => s !== 0);
+  }
+
+  setE820(e820: readonly E820Entry[]): void {
+    this.fwCfg.addFile('etc/e820', buildE820File(e820.map((e) => ({ addr: e.addr, size: e.size, type: e.type }))));
+  }
+
+  /** Send host input to the console UART; returns how many bytes it took. */
+  consoleInput(bytes: Uint8Array): number {
+    return this.uarts[0]!.enqueueInput(bytes);
+  }
+
+  close(): void {
+    for (const nic of this.nics) nic.close();
+  }
+}
