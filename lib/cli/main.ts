@@ -6,6 +6,7 @@ export const COMMANDS: Record<string, () => Promise<CliCommand>> = {
   image: async () => (await import('./image.js')).command,
   lab: async () => (await import('./lab.js')).command,
   doctor: async () => (await import('./doctor.js')).command,
+  run: async () => (await import('./run.js')).command,
 };
 
 async function help(io: CliIo): Promise<void> {

@@ -1,0 +1,7 @@
+// The kernel command line node-kvm gives Linux guests unless told otherwise.
+//  console=ttyS0  our only console is COM1
+//  reboot=k       reboot through the i8042 reset line, which we report as 'reboot'
+//  panic=-1       a panic reboots at once, so a dead guest ends the machine instead of hanging
+//  i8042.noaux    we model no PS/2 mouse; skip its probe
+//  tsc=reliable   no other clocksource to cross-check against; saves the watchdog's work
+export const DEFAULT_CMDLINE = 'console=ttyS0 reboot=k panic=-1 i8042.noaux tsc=reliable';
