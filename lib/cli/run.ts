@@ -20,7 +20,8 @@ const usage = `usage: node-kvm run [--kernel FILE] [--initrd FILE] [--append ARG
   --append ARGS   added to the default command line ("${DEFAULT_CMDLINE}")
   --cmdline ARGS  replaces the whole command line
   --bzimage       boot the default image's bzImage instead of its vmlinux
-  --lab           run inside the nested lab (for hosts whose KVM cannot boot Linux)
+  --lab           if this host's KVM cannot boot Linux (no VMX/SVM, kvm_pvm), run inside the
+                  nested lab (QEMU TCG with emulated SVM); elsewhere boot directly
   With a terminal, the console is interactive: Ctrl-A x quits, Ctrl-A h helps.
   Exit status: 0 poweroff/reboot, the debug-exit code, 2 triple fault or internal error,
   124 timeout, 64 bad usage.`;
@@ -99,7 +100,7 @@ export const command: CliCommand = {
     if (!/^(stdio|none|file:.+)$/.test(consoleSpec)) throw new UsageError(`--console must be stdio, none or file:PATH (got ${consoleSpec})`);
     if (values.initrd !== undefined && values.kernel === undefined) throw new UsageError('--initrd needs --kernel');
 
-    if (values.lab && process.env.NODE_KVM_LAB !== '1') {
+    if (values.lab && process.env.NODE_KVM_LAB !== '1' && !(await doctor()).canBootLinuxDirectly) {
       const bin = fileURLToPath(new URL('../../../bin/node-kvm.js', import.meta.url));
       const inner = argv.filter((a) => a !== '--lab');
       const r = await runInLab({ command: [process.execPath, bin, 'run', ...inner], stdout: io.stdout, stderr: io.stderr,

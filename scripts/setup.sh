@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# One-time setup on a fresh Debian/Ubuntu host (run as root, or with sudo): the packages
+# node-kvm needs, the npm install (builds the native addon and the TypeScript), and the
+# default guest image (Debian kernel + busybox initramfs, cached in ~/.cache/node-kvm).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export DEBIAN_FRONTEND=noninteractive
+# build-essential/python3: the addon; qemu-system-x86: the nested lab; busybox-static, cpio,
+# xz-utils, zstd: guest images; iproute2: netns/TAP; tshark: pcap checks; acpica-tools: iasl
+# cross-check of our ACPI tables in the unit tests.
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends build-essential python3 qemu-system-x86 \
+  busybox-static cpio xz-utils zstd iproute2 tshark acpica-tools ca-certificates >/dev/null
+npm ci
+node bin/node-kvm.js image build
+node bin/node-kvm.js doctor || true
