@@ -11,7 +11,8 @@
         "native/vcpu-thread.cc",
         "native/memory.cc",
         "native/kick.cc",
-        "native/layout.cc"
+        "native/layout.cc",
+        "native/snapshot.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NAPI_DISABLE_CPP_EXCEPTIONS", "NODE_ADDON_API_DISABLE_DEPRECATED"],

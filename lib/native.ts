@@ -83,6 +83,17 @@ export interface INative {
   startVcpuThread(vcpufd: number, onExit: (fd: number, reason: number, errno: number) => boolean): void;
   stopVcpuThread(vcpufd: number): void;
   vcpuThreadCount(): number;
+  // snapshots: in-kernel irqchip/PIT/kvmclock, XSAVE, TSC rate, copy-on-write file mappings
+  getIrqchip(vmfd: number, chipId: number): Uint8Array;
+  setIrqchip(vmfd: number, bytes: Uint8Array): void;
+  getPit2(vmfd: number): Uint8Array;
+  setPit2(vmfd: number, bytes: Uint8Array): void;
+  getClock(vmfd: number): Uint8Array;
+  setClock(vmfd: number, bytes: Uint8Array): void;
+  getXsave(vcpufd: number, size?: number): Uint8Array;
+  setXsave(vcpufd: number, bytes: Uint8Array): void;
+  getTscKhz(vcpufd: number): number;
+  mmapFilePrivate(fd: number, size: number, offset?: number): ArrayBuffer;
 }
 
 function findAddon(): string {

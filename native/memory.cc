@@ -9,6 +9,7 @@
 #include <unordered_map>
 
 #include "common.h"
+#include "memory.h"
 
 namespace nkvm {
 namespace {
@@ -86,6 +87,8 @@ Napi::Value Address(const Napi::CallbackInfo& info) {
 }
 
 }  // namespace
+
+Napi::Value WrapMapping(Napi::Env env, void* addr, size_t len) { return Wrap(env, addr, len); }
 
 void InitMemory(Napi::Env env, Napi::Object exports) {
   exports.Set("mmapAnonymous", Napi::Function::New(env, MmapAnonymous));

@@ -1,0 +1,12 @@
+// Mappings shared between the shim's files: a host mapping handed to JS as an external
+// ArrayBuffer that `munmap()` (memory.cc) detaches and releases, with a GC finalizer as the
+// safety net.
+#pragma once
+#include <napi.h>
+#include <stddef.h>
+
+namespace nkvm {
+
+Napi::Value WrapMapping(Napi::Env env, void* addr, size_t len);
+
+}  // namespace nkvm
