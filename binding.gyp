@@ -12,6 +12,7 @@
         "native/memory.cc",
         "native/kick.cc",
         "native/layout.cc",
+        "native/tap.cc",
         "native/snapshot.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],

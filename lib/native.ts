@@ -83,6 +83,14 @@ export interface INative {
   startVcpuThread(vcpufd: number, onExit: (fd: number, reason: number, errno: number) => boolean): void;
   stopVcpuThread(vcpufd: number): void;
   vcpuThreadCount(): number;
+  // TAP (/dev/net/tun): frames arrive in batches from a uv_poll_t; errno != 0 ends reading
+  tapOpen(name: string, flags?: number): { fd: number; name: string; persistent: boolean };
+  tapStartReading(fd: number, onFrames: (frames: Uint8Array[], errno: number) => void): void;
+  tapStopReading(fd: number): void;
+  tapSetRef(fd: number, ref: boolean): void;
+  tapWrite(fd: number, frame: Uint8Array): number;
+  tapClose(fd: number): void;
+  tapReaderCount(): number;
   // snapshots: in-kernel irqchip/PIT/kvmclock, XSAVE, TSC rate, copy-on-write file mappings
   getIrqchip(vmfd: number, chipId: number): Uint8Array;
   setIrqchip(vmfd: number, bytes: Uint8Array): void;

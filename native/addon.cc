@@ -15,6 +15,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InitKick(env, exports);
   InitVcpuThread(env, exports);
   InitLayout(env, exports);
+  InitTap(env, exports);
   InitSnapshot(env, exports);
   return exports;
 }

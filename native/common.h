@@ -82,6 +82,7 @@ void InitMemory(Napi::Env env, Napi::Object exports);
 void InitKick(Napi::Env env, Napi::Object exports);
 void InitVcpuThread(Napi::Env env, Napi::Object exports);
 void InitLayout(Napi::Env env, Napi::Object exports);
+void InitTap(Napi::Env env, Napi::Object exports);
 void InitSnapshot(Napi::Env env, Napi::Object exports);
 
 }  // namespace nkvm

@@ -1,0 +1,205 @@
+// A TAP interface as a NetBackend (DESIGN §7): frames the NIC sends are written to the TAP fd,
+// frames the host stack routes to the TAP arrive through libuv (native/tap.cc) in batches and
+// go to the receive listeners. Opening needs CAP_NET_ADMIN, unless an administrator created a
+// persistent TAP owned by this user (`ip tuntap add dev NAME mode tap user $USER`).
+import { InvalidArgumentError, KvmError, NodeKvmError } from '../errors.js';
+import { native } from '../native.js';
+import { BackendBase } from './backend.js';
+
+export interface TapOptions {
+  /**
+   * Interface name (at most 15 bytes). Omitted or '': the kernel picks the next free `tapN`.
+   * A kernel template such as 'nkvm%d' is allowed. An existing persistent TAP of that name is
+   * attached to (and left in place on close); a new one disappears when the backend closes.
+   */
+  name?: string;
+  /** Keep the event loop alive while the TAP is open, like a listening socket (default true). */
+  ref?: boolean;
+}
+
+export interface TapStats {
+  /** Frames read from the TAP and delivered to the listeners. */
+  rxFrames: number;
+  rxBytes: number;
+  /** Reads from libuv: each delivers up to 64 frames in one native-to-JS call. */
+  rxBatches: number;
+  /** Read errors; reading stops after one (the interface was deleted, e.g. with its netns). */
+  rxErrors: number;
+  txFrames: number;
+  txBytes: number;
+  /** Frames not sent: kernel queue full, host side of the TAP down, or our link down. */
+  txDropped: number;
+  /** Frames refused as malformed (shorter than an Ethernet header) or failed writes. */
+  txErrors: number;
+}
+
+const ETH_HLEN = 14;
+const IFNAMSIZ = 16;
+
+function validateName(name: string): void {
+  if (Buffer.byteLength(name) >= IFNAMSIZ)
+    throw new InvalidArgumentError(`TAP name '${name}' is longer than ${IFNAMSIZ - 1} bytes`);
+  if (name === '.' || name === '..' || /[/:\s]/.test(name))
+    throw new InvalidArgumentError(`TAP name '${name}' is not a valid interface name`);
+}
+
+const SETCAP_HINT = "run as root, or grant node the capability with 'sudo setcap cap_net_admin+ep $(which node)'";
+
+/** Turn the shim's errno errors into the three failures a user can act on. */
+function openError(e: unknown, name: string): unknown {
+  if (!(e instanceof KvmError)) return e;
+  const label = name === '' ? 'a TAP interface' : `TAP interface '${name}'`;
+  const opts = { cause: e };
+  if (e.syscall === 'open') {
+    if (e.code === 'ENOENT' || e.code === 'ENODEV' || e.code === 'ENXIO')
+      return new NodeKvmError('ERR_TAP_UNAVAILABLE',
+        `cannot open ${label}: /dev/net/tun is missing (${e.code}); load the driver with 'modprobe tun' ` +
+        '(in a container, pass the device through, e.g. --device /dev/net/tun)', opts);
+    if (e.code === 'EACCES' || e.code === 'EPERM')
+      return new NodeKvmError('ERR_TAP_PERMISSION',
+        `cannot open /dev/net/tun (${e.code}): creating a TAP needs CAP_NET_ADMIN and access to /dev/net/tun; ${SETCAP_HINT}`, opts);
+  }
+  if (e.syscall === 'TUNSETIFF') {
+    if (e.code === 'EPERM')
+      return new NodeKvmError('ERR_TAP_PERMISSION',
+        `cannot create ${label} (EPERM): this needs CAP_NET_ADMIN; ${SETCAP_HINT}; or have an administrator ` +
+        `create it for your user: 'ip tuntap add dev ${name === '' ? 'NAME' : name} mode tap user $USER'`, opts);
+    if (e.code === 'EBUSY')
+      return new NodeKvmError('ERR_TAP_BUSY', `${label} is already in use (attached by another process or backend)`, opts);
+    if (e.code === 'EINVAL' && name !== '')
+      return new NodeKvmError('ERR_TAP_BUSY', `interface '${name}' already exists and is not a TAP device`, opts);
+  }
+  return e;
+}
+
+export class TapBackend extends BackendBase {
+  /** The interface name the kernel gave (resolves '' and '%d' templates). */
+  readonly name: string;
+  /** True when we attached to an administrator's persistent TAP (it outlives close()). */
+  readonly persistent: boolean;
+  readonly stats: TapStats = {
+    rxFrames: 0, rxBytes: 0, rxBatches: 0, rxErrors: 0,
+    txFrames: 0, txBytes: 0, txDropped: 0, txErrors: 0,
+  };
+  private fd: number;
+  private paused = false;
+
+  /** Open (or create) a TAP interface and start reading it. */
+  static open(options: TapOptions = {}): TapBackend {
+    const name = options.name ?? '';
+    validateName(name);
+    const n = native();
+    let opened: { fd: number; name: string; persistent: boolean };
+    try {
+      opened = n.tapOpen(name);
+    } catch (e) {
+      throw openError(e, name);
+    }
+    const tap = new TapBackend(opened.fd, opened.name, opened.persistent);
+    try {
+      n.tapStartReading(opened.fd, (frames, errno) => tap.onFrames(frames, errno));
+    } catch (e) {
+      n.tapClose(opened.fd);
+      throw e;
+    }
+    if (options.ref === false) tap.unref();
+    return tap;
+  }
+
+  private constructor(fd: number, name: string, persistent: boolean) {
+    super();
+    this.fd = fd;
+    this.name = name;
+    this.persistent = persistent;
+  }
+
+  private onFrames(frames: Uint8Array[], errno: number): void {
+    if (this.closed) return;
+    if (frames.length > 0) {
+      this.stats.rxBatches++;
+      for (const f of frames) {
+        this.stats.rxFrames++;
+        this.stats.rxBytes += f.length;
+        this.deliver(f);
+        if (this.closed) return; // a listener closed us mid-batch
+      }
+    }
+    if (errno !== 0) {
+      // The interface went away under the fd (deleted, or its netns destroyed): no carrier.
+      this.stats.rxErrors++;
+      this.setLink(false);
+    }
+  }
+
+  send(frame: Uint8Array): void {
+    if (this.closed) return;
+    if (!this.linkUp) {
+      this.stats.txDropped++;
+      return;
+    }
+    if (frame.length < ETH_HLEN) {
+      this.stats.txErrors++;
+      return;
+    }
+    let n: number;
+    try {
+      n = native().tapWrite(this.fd, frame);
+    } catch (e) {
+      if (e instanceof KvmError && e.code === 'EIO') {
+        this.stats.txDropped++; // host side of the TAP is administratively down
+        return;
+      }
+      this.stats.txErrors++;
+      if (e instanceof KvmError && (e.code === 'EBADFD' || e.code === 'EBADF')) this.setLink(false);
+      return;
+    }
+    if (n < 0) {
+      this.stats.txDropped++;
+      return;
+    }
+    this.stats.txFrames++;
+    this.stats.txBytes += n;
+  }
+
+  /**
+   * Stop reading (backpressure): the kernel queues frames for the TAP (txqueuelen, 1000 by
+   * default) and drops the rest, counting them as the interface's TX drops.
+   */
+  pauseReceive(): void {
+    if (this.closed || this.paused) return;
+    this.paused = true;
+    native().tapStopReading(this.fd);
+  }
+
+  /** Resume reading after pauseReceive(); queued frames arrive first. */
+  resumeReceive(): void {
+    if (this.closed || !this.paused) return;
+    this.paused = false;
+    native().tapStartReading(this.fd, (frames, errno) => this.onFrames(frames, errno));
+  }
+
+  /** Let the process exit while the TAP is open (reading goes on while anything else runs). */
+  unref(): this {
+    if (!this.closed) native().tapSetRef(this.fd, false);
+    return this;
+  }
+
+  /** Undo unref(): the open TAP keeps the event loop alive again. */
+  ref(): this {
+    if (!this.closed) native().tapSetRef(this.fd, true);
+    return this;
+  }
+
+  /** Stop reading, close the fd (a non-persistent interface disappears with it). Idempotent. */
+  override close(): void {
+    if (this.closed) return;
+    super.close();
+    const fd = this.fd;
+    this.fd = -1;
+    native().tapClose(fd);
+  }
+
+  [Symbol.dispose](): void {
+    this.close();
+  }
+}

@@ -1,0 +1,306 @@
+// TAP devices (DESIGN §7): open /dev/net/tun as a TAP without packet-info header, and read it
+// from libuv with a uv_poll_t so the event loop never blocks. Each readiness event drains up to
+// kMaxBatch frames (until EAGAIN) and hands them to JS in one call. No policy here: lib/net/tap.ts
+// maps errnos to messages, counts drops and owns the fd's lifetime.
+#include <dlfcn.h>
+#include <fcntl.h>
+#include <linux/if.h>
+#include <linux/if_tun.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include <memory>
+#include <mutex>
+#include <unordered_map>
+#include <unordered_set>
+#include <vector>
+
+#include "common.h"
+
+namespace nkvm {
+namespace {
+
+// Largest frame a TAP can hand us without IFF_VNET_HDR: MTU up to 65535 plus Ethernet and
+// VLAN headers. Every read() is given at least this much room, so no frame is ever truncated.
+constexpr size_t kMaxFrame = 65536 + 64;
+// Frames per JS call. One readiness event drains at most this many; epoll is level-triggered,
+// so whatever is left is picked up on the next loop iteration.
+constexpr size_t kMaxBatch = 64;
+constexpr size_t kScratch = 256 * 1024;
+
+struct Reader {
+  uv_poll_t poll;
+  napi_env env = nullptr;
+  int fd = -1;
+  bool ref = true;
+  Napi::FunctionReference callback;
+  std::unique_ptr<Napi::AsyncContext> context;
+  std::vector<uint8_t> scratch;
+};
+
+// All readers of the process, keyed by fd (fds are process-wide; workers each have their own
+// env and loop, hence the lock). A reader leaves the map when its handle is closed and is
+// freed in the uv_close callback.
+std::mutex g_lock;
+std::unordered_map<int, Reader*> g_readers;
+std::unordered_set<napi_env> g_hooked_envs;
+size_t g_live = 0;  // readers allocated and not yet freed (including those closing)
+
+Reader* Find(int fd) {
+  std::lock_guard<std::mutex> l(g_lock);
+  auto it = g_readers.find(fd);
+  return it == g_readers.end() ? nullptr : it->second;
+}
+
+void OnClosed(uv_handle_t* h) {
+  Reader* r = static_cast<Reader*>(h->data);
+  delete r;
+  std::lock_guard<std::mutex> l(g_lock);
+  g_live--;
+}
+
+// Stop polling and free the handle. Must run on the reader's loop thread; the fd stays open.
+void Retire(Reader* r) {
+  {
+    std::lock_guard<std::mutex> l(g_lock);
+    g_readers.erase(r->fd);
+  }
+  r->callback.Reset();
+  r->context.reset();
+  uv_close(reinterpret_cast<uv_handle_t*>(&r->poll), OnClosed);  // also stops the poll
+}
+
+// Env teardown (process exit, worker exit): release the JS references while the env is alive,
+// close the handles and the fds still open. The close callbacks run later and touch no JS.
+void EnvCleanup(void* arg) {
+  napi_env env = static_cast<napi_env>(arg);
+  std::vector<Reader*> mine;
+  {
+    std::lock_guard<std::mutex> l(g_lock);
+    g_hooked_envs.erase(env);
+    for (auto& [fd, r] : g_readers)
+      if (r->env == env) mine.push_back(r);
+  }
+  for (Reader* r : mine) {
+    int fd = r->fd;
+    Retire(r);
+    close(fd);
+  }
+}
+
+// Keep this library mapped for the life of the process. A worker's env unloads its addons when
+// it is torn down, but libuv still runs the close callbacks of handles closed during that
+// teardown (EnvCleanup above): OnClosed must still be there to be called.
+void PinLibrary() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    Dl_info info;
+    if (dladdr(reinterpret_cast<void*>(&OnClosed), &info) != 0 && info.dli_fname != nullptr)
+      dlopen(info.dli_fname, RTLD_NOW | RTLD_NOLOAD | RTLD_NODELETE);
+  });
+}
+
+void HookEnv(napi_env env) {
+  PinLibrary();
+  {
+    std::lock_guard<std::mutex> l(g_lock);
+    if (!g_hooked_envs.insert(env).second) return;
+  }
+  napi_add_env_cleanup_hook(env, EnvCleanup, env);
+}
+
+// Read frames until EAGAIN, the batch bound or the scratch space runs out, then make one JS
+// call: onFrames(frames, errno) where errno is 0, or the error that ended reading (the poll is
+// then stopped: an fd whose interface was deleted reports EBADFD forever).
+void OnReadable(uv_poll_t* handle, int status, int events) {
+  Reader* r = static_cast<Reader*>(handle->data);
+  size_t used = 0;
+  std::vector<std::pair<size_t, size_t>> frames;  // (offset, length) in scratch
+  int err = 0;
+  if (status < 0) {
+    err = -status;  // libuv has already stopped the handle (POLLERR)
+  } else {
+    while (frames.size() < kMaxBatch && kScratch - used >= kMaxFrame) {
+      ssize_t n = read(r->fd, r->scratch.data() + used, kScratch - used);
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        if (errno != EAGAIN && errno != EWOULDBLOCK) {
+          err = errno;
+          uv_poll_stop(handle);
+        }
+        break;
+      }
+      if (n == 0) break;
+      frames.emplace_back(used, static_cast<size_t>(n));
+      used += static_cast<size_t>(n);
+    }
+  }
+  if (frames.empty() && err == 0) return;
+
+  Napi::Env env(r->env);
+  Napi::HandleScope scope(env);
+  Napi::ArrayBuffer buf = Napi::ArrayBuffer::New(env, used);
+  if (used > 0) memcpy(buf.Data(), r->scratch.data(), used);
+  Napi::Array batch = Napi::Array::New(env, frames.size());
+  for (size_t i = 0; i < frames.size(); i++)
+    batch.Set(static_cast<uint32_t>(i), Napi::Uint8Array::New(env, frames[i].second, buf, frames[i].first));
+  // The callback may close this reader (Retire); r stays allocated until OnClosed, which runs
+  // in a later loop phase, and nothing below touches it after the call.
+  Napi::Function fn = r->callback.Value();
+  napi_async_context ctx = r->context ? static_cast<napi_async_context>(*r->context) : nullptr;
+  fn.MakeCallback(env.Global(), {batch, Napi::Number::New(env, err)}, ctx);
+  if (env.IsExceptionPending()) {
+    Napi::Error e = env.GetAndClearPendingException();
+    napi_fatal_exception(env, e.Value());
+  }
+}
+
+Napi::Value TapOpen(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::string name = info[0].IsString() ? info[0].As<Napi::String>().Utf8Value() : std::string();
+  int extra = info.Length() > 1 && info[1].IsNumber() ? info[1].As<Napi::Number>().Int32Value() : 0;
+  if (name.size() >= IFNAMSIZ) {
+    ThrowArg(env, "interface name longer than 15 bytes");
+    return env.Undefined();
+  }
+  int fd;
+  do {
+    fd = open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC);
+  } while (fd < 0 && errno == EINTR);
+  if (fd < 0) {
+    ThrowErrno(env, errno, "open");
+    return env.Undefined();
+  }
+  struct ifreq ifr;
+  memset(&ifr, 0, sizeof ifr);
+  memcpy(ifr.ifr_name, name.data(), name.size());
+  ifr.ifr_flags = static_cast<short>(IFF_TAP | IFF_NO_PI | extra);
+  if (IoctlRetry(fd, TUNSETIFF, &ifr) < 0) {
+    int e = errno;
+    close(fd);
+    ThrowErrno(env, e, "TUNSETIFF");
+    return env.Undefined();
+  }
+  // TUNGETIFF reports the flags as they now are: IFF_PERSIST is set only when we attached to an
+  // interface an administrator created persistent (`ip tuntap add ... user U`); a new one is
+  // never persistent, so closing the fd removes it.
+  struct ifreq got;
+  memset(&got, 0, sizeof got);
+  if (IoctlRetry(fd, TUNGETIFF, &got) < 0) {
+    int e = errno;
+    close(fd);
+    ThrowErrno(env, e, "TUNGETIFF");
+    return env.Undefined();
+  }
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("fd", Napi::Number::New(env, fd));
+  out.Set("name", Napi::String::New(env, std::string(got.ifr_name, strnlen(got.ifr_name, IFNAMSIZ))));
+  out.Set("persistent", Napi::Boolean::New(env, (got.ifr_flags & IFF_PERSIST) != 0));
+  return out;
+}
+
+Napi::Value TapStartReading(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd = FdArg(info, 0);
+  if (!info[1].IsFunction()) {
+    ThrowArg(env, "tapStartReading: onFrames must be a function");
+    return env.Undefined();
+  }
+  Reader* r = Find(fd);
+  if (r == nullptr) {
+    uv_loop_t* loop;
+    napi_get_uv_event_loop(env, &loop);
+    r = new Reader();
+    r->env = env;
+    r->fd = fd;
+    r->scratch.resize(kScratch);
+    r->poll.data = r;
+    int e = uv_poll_init(loop, &r->poll, fd);
+    if (e < 0) {
+      delete r;
+      ThrowErrno(env, -e, "uv_poll_init");
+      return env.Undefined();
+    }
+    r->context = std::make_unique<Napi::AsyncContext>(env, "NodeKvmTap");
+    {
+      std::lock_guard<std::mutex> l(g_lock);
+      g_readers[fd] = r;
+      g_live++;
+    }
+    HookEnv(env);
+  }
+  r->callback = Napi::Persistent(info[1].As<Napi::Function>());
+  int e = uv_poll_start(&r->poll, UV_READABLE, OnReadable);
+  if (e < 0) {
+    ThrowErrno(env, -e, "uv_poll_start");
+    return env.Undefined();
+  }
+  if (!r->ref) uv_unref(reinterpret_cast<uv_handle_t*>(&r->poll));
+  return env.Undefined();
+}
+
+Napi::Value TapStopReading(const Napi::CallbackInfo& info) {
+  Reader* r = Find(FdArg(info, 0));
+  if (r != nullptr) uv_poll_stop(&r->poll);
+  return info.Env().Undefined();
+}
+
+// Whether an active reader keeps the event loop alive (like socket.ref()/unref()).
+Napi::Value TapSetRef(const Napi::CallbackInfo& info) {
+  Reader* r = Find(FdArg(info, 0));
+  if (r != nullptr) {
+    r->ref = info[1].ToBoolean().Value();
+    uv_handle_t* h = reinterpret_cast<uv_handle_t*>(&r->poll);
+    if (r->ref)
+      uv_ref(h);
+    else
+      uv_unref(h);
+  }
+  return info.Env().Undefined();
+}
+
+// Bytes written, or -1 when the kernel would block or has no buffer (the caller counts a drop).
+Napi::Value TapWrite(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd = FdArg(info, 0);
+  Napi::Uint8Array frame = info[1].As<Napi::Uint8Array>();
+  ssize_t n;
+  do {
+    n = write(fd, frame.Data(), frame.ByteLength());
+  } while (n < 0 && errno == EINTR);
+  if (n < 0) {
+    if (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS) return Napi::Number::New(env, -1);
+    ThrowErrno(env, errno, "write");
+    return env.Undefined();
+  }
+  return Napi::Number::New(env, static_cast<double>(n));
+}
+
+// Stop reading, free the poll handle (asynchronously, via uv_close) and close the fd.
+Napi::Value TapClose(const Napi::CallbackInfo& info) {
+  int fd = FdArg(info, 0);
+  Reader* r = Find(fd);
+  if (r != nullptr) Retire(r);  // unregisters the fd from epoll before it is closed
+  if (close(fd) < 0 && errno != EINTR) ThrowErrno(info.Env(), errno, "close");
+  return info.Env().Undefined();
+}
+
+// Readers allocated and not yet freed (leak checks in tests).
+Napi::Value TapReaderCount(const Napi::CallbackInfo& info) {
+  std::lock_guard<std::mutex> l(g_lock);
+  return Napi::Number::New(info.Env(), static_cast<double>(g_live));
+}
+
+}  // namespace
+
+void InitTap(Napi::Env env, Napi::Object exports) {
+  exports.Set("tapOpen", Napi::Function::New(env, TapOpen));
+  exports.Set("tapStartReading", Napi::Function::New(env, TapStartReading));
+  exports.Set("tapStopReading", Napi::Function::New(env, TapStopReading));
+  exports.Set("tapSetRef", Napi::Function::New(env, TapSetRef));
+  exports.Set("tapWrite", Napi::Function::New(env, TapWrite));
+  exports.Set("tapClose", Napi::Function::New(env, TapClose));
+  exports.Set("tapReaderCount", Napi::Function::New(env, TapReaderCount));
+}
+
+}  // namespace nkvm
