@@ -4,7 +4,7 @@
 // links the image at GUEST_LOAD_ADDR.
 import { createHash } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, renameSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -111,4 +111,57 @@ export function buildGuest(name: GuestName): Uint8Array {
     memo.set(name, bytes);
   }
   return bytes;
+}
+
+/** How `buildGuestFile` links a source: a flat binary, or an ELF32 (Multiboot kernels). */
+export interface GuestFileOptions {
+  /** Address the text is linked at (-Ttext). */
+  linkAddress: number;
+  /** 'flat': raw bytes (ld --oformat=binary); 'elf32': an i386 ELF executable. */
+  format: 'flat' | 'elf32';
+}
+
+/**
+ * Assemble any test/guests/<file>.S (not only the GUEST_NAMES contract guests) and return the
+ * path of the cached image. The cache key covers every .S and .h in test/guests, so sources
+ * that #include one another are rebuilt when any of them changes.
+ */
+export function buildGuestFile(file: string, opts: GuestFileOptions): string {
+  if (!/^[a-z0-9-]+\.S$/.test(file)) throw new Error(`guest source name ${JSON.stringify(file)} is not <name>.S`);
+  const src = guestSourceDir();
+  const name = file.slice(0, -2);
+  const hash = createHash('sha256');
+  for (const f of readdirSync(src).filter((n) => n.endsWith('.S') || n.endsWith('.h')).sort()) {
+    hash.update(f).update('\0').update(readFileSync(join(src, f))).update('\0');
+  }
+  hash.update(`${opts.format}@${opts.linkAddress}`);
+  const ext = opts.format === 'flat' ? 'bin' : 'elf';
+  const out = join(cacheDir(), `${name}-${hash.digest('hex').slice(0, 16)}.${ext}`);
+  if (existsSync(out)) return out;
+  mkdirSync(cacheDir(), { recursive: true });
+  const work = mkdtempSync(join(cacheDir(), `${name}-build-`));
+  try {
+    const obj = join(work, `${name}.o`);
+    const img = join(work, `${name}.${ext}`);
+    const stdio = ['ignore', 'ignore', 'pipe'] as ('ignore' | 'pipe')[];
+    const text = `-Ttext=0x${opts.linkAddress.toString(16)}`;
+    try {
+      if (opts.format === 'flat') {
+        execFileSync('gcc', ['-c', '-I', src, '-o', obj, join(src, file)], { stdio });
+        execFileSync('ld', ['-m', 'elf_x86_64', text, '--oformat=binary', '-e', '_start', '-o', img, obj], { stdio });
+      } else {
+        // -n: no page alignment of the text in the file, so a Multiboot header near the start
+        // of .text lies well inside the first 8 KiB of the file.
+        execFileSync('gcc', ['-m32', '-c', '-I', src, '-o', obj, join(src, file)], { stdio });
+        execFileSync('ld', ['-m', 'elf_i386', '-n', '--build-id=none', text, '-e', '_start', '-o', img, obj], { stdio });
+      }
+    } catch (e) {
+      const stderr = (e as { stderr?: Buffer }).stderr?.toString() ?? '';
+      throw new Error(`cannot assemble test guest ${file}: ${toolchainMissing() ?? stderr.trim()}`, { cause: e });
+    }
+    renameSync(img, out);
+  } finally {
+    rmSync(work, { recursive: true, force: true });
+  }
+  return out;
 }
