@@ -96,7 +96,7 @@ function icmpEchoReply(req: Uint8Array): Uint8Array | undefined {
 const macText = (m: Uint8Array): string => [...m].map((b) => b.toString(16).padStart(2, '0')).join(':');
 const ipText = (a: Uint8Array): string => [...a].join('.');
 
-test('a netns pings a made-up host behind the TAP: ARP request in, ARP + ICMP echo replies out', { timeout: 60_000 }, async (t) => {
+test('a netns pings a made-up host behind the TAP: ARP request in, ARP + ICMP echo replies out', { timeout: 120_000 }, async (t) => {
   if (!requireTap(t)) return;
   const ns = await NetNs.create();
   const tap = TapBackend.open();
@@ -185,7 +185,7 @@ test('without CAP_NET_ADMIN, open fails with ERR_TAP_PERMISSION and says how to 
   const script = `import { TapBackend } from ${JSON.stringify(tapUrl)};
 try { TapBackend.open(); console.log('opened'); } catch (e) { console.log(JSON.stringify({ code: e.code, message: e.message })); }`;
   const r = spawnSync(setpriv, ['--bounding-set=-net_admin', process.execPath, '--input-type=module', '-e', script],
-    { encoding: 'utf8', timeout: 20_000 });
+    { encoding: 'utf8', timeout: 120_000 });
   assert.equal(r.status, 0, r.stderr);
   const out = JSON.parse(r.stdout) as { code: string; message: string };
   assert.equal(out.code, 'ERR_TAP_PERMISSION');
@@ -207,14 +207,14 @@ try { TapBackend.open(); console.log('opened'); } catch (e) { console.log(JSON.s
   // A private mount namespace with an empty /dev/net hides the device from the child only.
   const r = spawnSync(unshare, ['--mount', '--propagation', 'private', 'sh', '-c',
     'mount -t tmpfs none /dev/net && exec "$0" --input-type=module -e "$1"', process.execPath, script],
-  { encoding: 'utf8', timeout: 20_000 });
+  { encoding: 'utf8', timeout: 120_000 });
   assert.equal(r.status, 0, r.stderr);
   const out = JSON.parse(r.stdout) as { code: string; message: string };
   assert.equal(out.code, 'ERR_TAP_UNAVAILABLE');
   assert.match(out.message, /modprobe tun/);
 });
 
-test('close() releases the fd and the poll handle (200 open/close cycles)', async (t) => {
+test('close() releases the fd and the poll handle (50 open/close cycles)', { timeout: 300_000 }, async (t) => {
   if (!requireTap(t)) return;
   const once = async (): Promise<void> => {
     const tap = TapBackend.open();
@@ -230,21 +230,33 @@ test('close() releases the fd and the poll handle (200 open/close cycles)', asyn
   await nextTurn();
   const fds0 = fdCount();
   const readers0 = native().tapReaderCount();
-  for (let i = 0; i < 200; i++) await once();
+  for (let i = 0; i < 50; i++) await once();
   await nextTurn();
   t.diagnostic(`fds ${fds0} -> ${fdCount()}, live poll handles ${readers0} -> ${native().tapReaderCount()}`);
   assert.equal(fdCount(), fds0);
   assert.equal(native().tapReaderCount(), readers0);
 });
 
-/** Run an ESM snippet in a child node; resolves with its exit code, or 'timeout'. */
-function runChild(script: string, ms: number): Promise<number | string> {
+/**
+ * Run an ESM snippet in a child node; resolves with its exit code, or 'timeout' when it is still
+ * running `ms` after it started (or, with `marker`, after it printed the marker).
+ */
+function runChild(script: string, ms: number, marker?: string): Promise<number | string> {
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: ['ignore', 'inherit', 'inherit'] });
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      resolve('timeout');
-    }, ms);
+    const child = spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
+    let timer: NodeJS.Timeout | undefined;
+    const arm = (): void => {
+      timer = setTimeout(() => {
+        child.kill('SIGKILL');
+        resolve('timeout');
+      }, ms);
+    };
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => {
+      out += d.toString();
+      if (marker !== undefined && timer === undefined && out.includes(marker)) arm();
+    });
+    if (marker === undefined) arm();
     child.once('exit', (code, signal) => {
       clearTimeout(timer);
       resolve(code ?? `signal ${signal ?? '?'}`);
@@ -252,25 +264,29 @@ function runChild(script: string, ms: number): Promise<number | string> {
   });
 }
 
-test('a process that opened and closed a TAP exits by itself; an open one stays alive unless unref()', { timeout: 60_000 }, async (t) => {
+test('a process that opened and closed a TAP exits by itself; an open one stays alive unless unref()', { timeout: 180_000 }, async (t) => {
   if (!requireTap(t)) return;
   const tapUrl = JSON.stringify(new URL('../../lib/net/tap.js', import.meta.url).href);
+  // Timed from the moment the TAP is open, so a slow node start-up (the lab) does not count.
   const closes = `import { TapBackend } from ${tapUrl};
 const tap = TapBackend.open();
 tap.onReceive(() => {});
+console.log('open');
 setTimeout(() => tap.close(), 100);`;
-  assert.equal(await runChild(closes, 10_000), 0, 'child with a closed TAP did not exit by itself');
+  assert.equal(await runChild(closes, 10_000, 'open'), 0, 'child with a closed TAP did not exit by itself');
 
   const unrefd = `import { TapBackend } from ${tapUrl};
-TapBackend.open({ ref: false }).onReceive(() => {});`;
-  assert.equal(await runChild(unrefd, 10_000), 0, 'child with an unref()d TAP did not exit by itself');
+TapBackend.open({ ref: false }).onReceive(() => {});
+console.log('open');`;
+  assert.equal(await runChild(unrefd, 10_000, 'open'), 0, 'child with an unref()d TAP did not exit by itself');
 
   const open = `import { TapBackend } from ${tapUrl};
-TapBackend.open();`;
-  assert.equal(await runChild(open, 1500), 'timeout', 'an open, referenced TAP should keep the process alive');
+TapBackend.open();
+console.log('open');`;
+  assert.equal(await runChild(open, 1500, 'open'), 'timeout', 'an open, referenced TAP should keep the process alive');
 });
 
-test('a worker that exits with a TAP still open leaks no fd and does not crash', { timeout: 60_000 }, async (t) => {
+test('a worker that exits with a TAP still open leaks no fd and does not crash', { timeout: 180_000 }, async (t) => {
   if (!requireTap(t)) return;
   const tapUrl = JSON.stringify(new URL('../../lib/net/tap.js', import.meta.url).href);
   // In a child process, so that a crash in teardown is reported rather than taking the runner down.
@@ -285,7 +301,7 @@ for (let i = 0; i < 4; i++) {
   if (i === 0) before = fds(); // the first worker also opens Node's own lazily created fds
 }
 process.exit(fds() === before ? 0 : 7);`;
-  assert.equal(await runChild(script, 20_000), 0);
+  assert.equal(await runChild(script, 120_000), 0);
 });
 
 test('deleting the namespace holding the interface takes the carrier down', { timeout: 60_000 }, async (t) => {
