@@ -40,6 +40,7 @@ async function run(mode: Mode, kernel: Uint8Array, pattern: RegExp): Promise<{ l
   const result = await m.wait();
   const line = pattern.exec(text);
   assert.ok(line !== null);
+  assert.equal(m.counters.pioMisses, 0, 'the guest touched only ports the machine decodes');
   return { line, result };
 }
 
