@@ -69,9 +69,15 @@ if [ -n "$run" ]; then
   echo "${EXIT_MARKER_PREFIX}$?"
 else
   export PS1='${GUEST_PROMPT}'
-  # the child is not a process-group leader, so setsid needs no fork and we wait for it;
-  # cttyhack makes the console's real tty (ttyS0) the controlling terminal: job control works
-  setsid cttyhack sh
+  # busybox poweroff/reboot/halt without -f signal PID 1 (this script): USR2/TERM/USR1.
+  # Traps run only when a builtin wait returns, so the shell runs in the background.
+  trap 'sync; poweroff -f' USR2
+  trap 'sync; reboot -f' TERM
+  trap 'sync; halt -f' USR1
+  # the child is not a process-group leader, so setsid needs no fork; cttyhack reopens the
+  # console's real tty (ttyS0) as stdin/out/err and controlling terminal: job control works
+  setsid cttyhack sh &
+  wait $!
 fi
 sync
 poweroff -f
