@@ -111,6 +111,7 @@ export async function buildImage(opts: BuildImageOptions = {}): Promise<Image> {
       modules: mods.map((m) => m.name),
       added,
       files: Object.fromEntries(Object.entries(files).map(([f, d]) => [f, { sha256: sha256(d), size: d.length }])),
+      profileSha256: profileHash(profile),
     };
     try {
       await writeAtomically(target, (tmp) => {
@@ -129,6 +130,15 @@ export async function buildImage(opts: BuildImageOptions = {}): Promise<Image> {
   }
 }
 
+/**
+ * Identity of a profile: a cached image built from another /init or module list (an older
+ * node-kvm) is stale and gets rebuilt, never booted with the new code's expectations.
+ */
+export function profileHash(profile: ImageProfile): string {
+  const files = Object.entries(profile.files ?? {}).map(([p, f]) => [p, sha256(Buffer.from(f.data)), f.perm ?? 0o644]);
+  return sha256(Buffer.from(JSON.stringify([profile.init, profile.modules, profile.optionalModules ?? [], files])));
+}
+
 /** A cached, verified image by name; `build: true` (re)builds it when missing or corrupt. */
 export interface GetImageOptions {
   /** Build (or rebuild) the image when it is missing or does not verify. */
@@ -140,7 +150,11 @@ export interface GetImageOptions {
 
 export async function getImage(name: string, opts: GetImageOptions & { buildOptions?: BuildImageOptions } = {}): Promise<Image> {
   const dir = imageDir(name);
-  const v = verifyImage(dir, opts.verify);
+  let v = verifyImage(dir, opts.verify);
+  const want = profileHash(opts.buildOptions?.profile ?? GUEST_PROFILE);
+  if (v.ok && v.image.manifest.profileSha256 !== want) {
+    v = { ok: false, reason: 'built from another /init or module list (an older node-kvm): stale' };
+  }
   if (v.ok) return v.image;
   if (!opts.build) {
     throw new ImageError(existsSync(dir) ? 'ERR_IMAGE_CORRUPT' : 'ERR_IMAGE_NOT_FOUND',

@@ -27,6 +27,8 @@ export interface ImageManifest {
   modules: string[]; // insmod order
   added: string[]; // guest paths from --add (and their libraries)
   files: Record<string, FileRecord>; // keyed by file name in the image dir
+  /** sha256 of the profile (init script, modules, extra files) the image was built from. */
+  profileSha256?: string;
 }
 
 /** A verified image on disk. */

@@ -53,6 +53,8 @@ mkdir -p /newroot/dev/pts /newroot/dev/shm
 mount -t devpts -o gid=5,mode=620,ptmxmode=666 devpts /newroot/dev/pts
 mount -t tmpfs tmpfs /newroot/dev/shm
 mount -t tmpfs tmpfs /newroot/run
+# Loopback up: tests in the lab talk to servers in their own process over 127.0.0.1.
+ip link set lo up 2>/dev/null || ifconfig lo 127.0.0.1 up
 job=$(arg lab.job)
 echo "${LAB_READY_MARKER} uptime=$(up)"
 out=/dev/${LAB_STDOUT_PORT}; err=/dev/${LAB_STDERR_PORT}

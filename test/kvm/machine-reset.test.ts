@@ -3,6 +3,7 @@
 // a poweroff, and a triple fault (an empty IDT, then UD2) is a shutdown whose detail
 // carries a register dump naming where the guest died. (UD2, not INT3: on kvm_pvm the
 // instruction emulator fails on INT3 here and the run ends with an internal-error exit.)
+import { existsSync } from 'node:fs';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
@@ -50,7 +51,12 @@ test('triple fault (empty IDT, then ud2) ends the machine with reason shutdown a
   const detail = result.detail ?? '';
   assert.match(detail, /triple fault/);
   assert.match(detail, /vCPU 0: rip=0x[0-9a-f]+/);
-  assert.match(detail, /idt=0x[0-9a-f]+\/0x0\b/, 'the dump shows the empty IDT');
-  const rip = Number(/rip=(0x[0-9a-f]+)/.exec(detail)![1]);
-  assert.ok(rip >= 0x10000 && rip < 0x10000 + 0x1000, `rip ${rip.toString(16)} inside the guest image`);
+  // On AMD (kvm_amd, e.g. inside the nested lab) KVM resets the vCPU after a shutdown
+  // intercept, because the VMCB is undefined then: the dump shows the reset state, not the
+  // faulting one. Only other KVMs keep the state for us to check.
+  if (!existsSync('/sys/module/kvm_amd')) {
+    assert.match(detail, /idt=0x[0-9a-f]+\/0x0\b/, 'the dump shows the empty IDT');
+    const rip = Number(/rip=(0x[0-9a-f]+)/.exec(detail)![1]);
+    assert.ok(rip >= 0x10000 && rip < 0x10000 + 0x1000, `rip ${rip.toString(16)} inside the guest image`);
+  }
 });
