@@ -8,8 +8,11 @@ import { NodeKvmError } from '../errors.js';
 const HISTORY_LIMIT = 1 << 20;
 
 export class ConsoleTimeoutError extends NodeKvmError {
-  constructor(readonly pattern: string, readonly tail: string, timeoutMs: number) {
-    super('ERR_CONSOLE_TIMEOUT', `console did not show ${pattern} within ${timeoutMs} ms; last output:\n${tail}`);
+  constructor(readonly pattern: string, readonly tail: string, timeoutMs: number, ended?: string) {
+    super(ended === undefined ? 'ERR_CONSOLE_TIMEOUT' : 'ERR_MACHINE_ENDED',
+      ended === undefined
+        ? `console did not show ${pattern} within ${timeoutMs} ms; last output:\n${tail}`
+        : `console will never show ${pattern}: ${ended}; last output:\n${tail}`);
   }
 }
 
@@ -27,6 +30,8 @@ export class MachineConsole extends Duplex {
   private readonly waiters = new Set<Waiter>();
   private pending: number[] = [];
   private flushScheduled = false;
+  /** Set when the guest can print no more: later waitFor calls fail at once. */
+  private endedReason: Error | undefined;
 
   /** Input the guest has not taken yet (its UART queue was full), and the write to finish. */
   private backlog: { bytes: Uint8Array; cb: (e?: Error | null) => void } | undefined;
@@ -103,15 +108,22 @@ export class MachineConsole extends Duplex {
           reject(new ConsoleTimeoutError(String(pattern), this.tail(), timeoutMs));
         }, timeoutMs),
       };
-      if (!this.check(w)) this.waiters.add(w);
+      if (this.check(w)) return;
+      if (this.endedReason !== undefined) {
+        clearTimeout(w.timer);
+        reject(new ConsoleTimeoutError(String(pattern), this.tail(), 0, this.endedReason.message));
+        return;
+      }
+      this.waiters.add(w);
     });
   }
 
-  /** Fail every pending waitFor (the machine ended). */
+  /** Fail every pending waitFor, and any later one that does not match already (the machine ended). */
   abortWaiters(reason: Error): void {
+    this.endedReason ??= reason;
     for (const w of this.waiters) {
       clearTimeout(w.timer);
-      w.reject(reason);
+      w.reject(new ConsoleTimeoutError(String(w.pattern), this.tail(), 0, reason.message));
     }
     this.waiters.clear();
   }

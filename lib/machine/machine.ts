@@ -16,6 +16,9 @@ import { MachineConsole } from './console.js';
 import { registerDump } from './diagnostics.js';
 import { resolveOptions, type MachineOptions, type ResolvedOptions } from './options.js';
 import { Platform, type EndReason } from './platform.js';
+import { captureSnapshot, restoreSnapshot, type MachineSnapshot, type RestoreOptions, type SnapshotConfig, type SnapshotTarget } from './snapshot.js';
+import { native } from '../native.js';
+import type { NetOptions } from './options.js';
 
 export interface MachineResult {
   reason: EndReason;
@@ -32,6 +35,9 @@ export interface ExitCounters {
   pioMisses: number;
   mmioMisses: number;
 }
+
+/** Backends for a machine built from a snapshot (MAC and revision come from the snapshot). */
+export type NetBackendsFor = Array<Pick<NetOptions, 'backend'>>;
 
 export type MachineState = 'created' | 'running' | 'paused' | 'ended' | 'closed';
 
@@ -65,6 +71,7 @@ export class Machine extends EventEmitter implements AsyncDisposable {
     super();
     this.boot = boot;
     this.console = consoleRef.console!;
+    this.console.on('output', (chunk: Buffer) => this.emit('console', chunk));
     this.done = new Promise((r) => (this.resolveDone = r));
   }
 
@@ -215,6 +222,7 @@ export class Machine extends EventEmitter implements AsyncDisposable {
     this.counters.pioMisses = pio.missCount;
     this.counters.mmioMisses = mmio.missCount;
     this.console.push(null);
+    this.console.abortWaiters(new NodeKvmError('ERR_MACHINE_ENDED', `the machine ended (${r.reason}${r.detail ? `: ${r.detail.split('\n')[0]}` : ''})`));
     this.emit('exit', r);
     this.resolveDone(r);
   }
@@ -254,6 +262,83 @@ export class Machine extends EventEmitter implements AsyncDisposable {
     this.vm.close();
     this.kvm.close();
     this.stateValue = 'closed';
+  }
+
+  private snapshotTarget(): SnapshotTarget {
+    let tscKhz: number | null = null;
+    try {
+      tscKhz = native().getTscKhz(this.vcpus[0]!.fd);
+    } catch {
+      tscKhz = null;
+    }
+    const config: SnapshotConfig = {
+      memory: this.options.memory, cpus: this.options.cpus, comPorts: this.options.comPorts, clearXsave: this.options.clearXsave,
+      ram: this.vm.memory.regions.map((r) => ({ slot: r.slot, guestPhysAddr: r.guestPhysAddr, size: r.size })),
+      nics: this.platform.nics.map((nic) => ({ mac: [...nic.mac].map((b) => b.toString(16).padStart(2, '0')).join(':'), revision: nic.revision })),
+      tscKhz,
+    };
+    return { kvm: this.kvm, vm: this.vm, vcpus: this.vcpus, platform: this.platform, console: this.console, config };
+  }
+
+  /**
+   * Capture the whole machine (vCPUs, irqchip, PIT, kvmclock, devices, a copy of RAM). A running
+   * machine is paused for the capture and resumed after it.
+   */
+  async snapshot(): Promise<MachineSnapshot> {
+    const was = this.stateValue;
+    if (was !== 'running' && was !== 'paused' && was !== 'created') {
+      throw new NodeKvmError('ERR_MACHINE_STATE', `cannot snapshot a machine that is ${was}`);
+    }
+    await this.pause();
+    try {
+      return captureSnapshot(this.snapshotTarget());
+    } finally {
+      if (was === 'running') this.resume();
+    }
+  }
+
+  /**
+   * Put this machine back to `snap` (taken from this machine or one built alike). A running
+   * machine is paused for it and resumed after it.
+   */
+  async restore(snap: MachineSnapshot, opts: RestoreOptions = {}): Promise<void> {
+    const was = this.stateValue;
+    if (was !== 'running' && was !== 'paused' && was !== 'created') {
+      throw new NodeKvmError('ERR_MACHINE_STATE', `cannot restore into a machine that is ${was}`);
+    }
+    await this.pause();
+    try {
+      restoreSnapshot(this.snapshotTarget(), snap, opts);
+    } finally {
+      if (was === 'running') this.resume();
+    }
+  }
+
+  /**
+   * A new machine in the state of `snap` (same RAM size, vCPUs, COM ports and NICs), not yet
+   * started. RAM of a snapshot loaded from a file is mapped copy-on-write from it; an in-memory
+   * snapshot is copied. NICs keep the snapshot's MAC and revision; `net` gives their backends.
+   */
+  static async fromSnapshot(snap: MachineSnapshot, opts: { net?: NetBackendsFor; kvmPath?: string } = {}): Promise<Machine> {
+    const c = snap.config;
+    const backends = opts.net ?? [];
+    if (backends.length !== c.nics.length) {
+      throw new NodeKvmError('ERR_SNAPSHOT_MISMATCH', `snapshot has ${c.nics.length} NIC(s): pass as many net backends (got ${backends.length})`);
+    }
+    const m = await Machine.create({
+      // A one-byte HLT stands in for the kernel: RAM and every register come from the snapshot.
+      kernel: Uint8Array.of(0xf4), flat: { mode: 'real' },
+      memory: c.memory, cpus: c.cpus, clearXsave: c.clearXsave, kvmPath: opts.kvmPath,
+      devices: Array.from({ length: c.comPorts - 1 }, (_, i) => `com${i + 2}`),
+      net: backends.map((b, i) => ({ ...b, mac: c.nics[i]!.mac, revision: c.nics[i]!.revision as 0x10 | 0x20 })),
+    });
+    try {
+      restoreSnapshot(m.snapshotTarget(), snap);
+    } catch (e) {
+      await m.close();
+      throw e;
+    }
+    return m;
   }
 
   async [Symbol.asyncDispose](): Promise<void> {
