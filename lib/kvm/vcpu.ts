@@ -22,6 +22,15 @@ const SHARED_SLICE_MS = 4;
 
 let activeLoops = 0;
 
+/**
+ * Make the run loop on the main thread give the event loop a turn within `ms`, even if the
+ * guest goes idle in an in-kernel HLT: for device work queued with setImmediate (console
+ * output), which the kicker does not see. The kicker picks the deadline up at the next run().
+ */
+export function yieldSoon(ms = 1): void {
+  native().kickerRefreshTimers(ms);
+}
+
 export class Vcpu extends FdHandle {
   readonly runState: KvmRun;
   private threaded = false;

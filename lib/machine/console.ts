@@ -41,13 +41,13 @@ export class MachineConsole extends Duplex {
     super({ allowHalfOpen: true });
   }
 
-  /** Called by the machine for every byte the guest transmits (batched to one push). */
-  guestByte(b: number): void {
+  /** Called by the machine for every byte the guest transmits (batched to one push). True when it starts a batch. */
+  guestByte(b: number): boolean {
     this.pending.push(b);
-    if (!this.flushScheduled) {
-      this.flushScheduled = true;
-      setImmediate(() => this.flush());
-    }
+    if (this.flushScheduled) return false;
+    this.flushScheduled = true;
+    setImmediate(() => this.flush());
+    return true;
   }
 
   /** Push batched guest output now. */

@@ -10,7 +10,7 @@ import { NodeKvmError } from '../errors.js';
 import { constants } from '../kvm/constants.js';
 import type { VcpuExit } from '../kvm/exit.js';
 import { Kvm } from '../kvm/kvm.js';
-import type { Vcpu } from '../kvm/vcpu.js';
+import { yieldSoon, type Vcpu } from '../kvm/vcpu.js';
 import type { Vm } from '../kvm/vm.js';
 import { MachineConsole } from './console.js';
 import { registerDump } from './diagnostics.js';
@@ -110,7 +110,9 @@ export class Machine extends EventEmitter implements AsyncDisposable {
             return l;
           },
           end: (reason, code, detail) => ref.machine?.finish({ reason, code, detail }),
-          consoleByte: (b) => ref.console?.guestByte(b),
+          // The flush is a setImmediate: make the run loop yield for it within 1 ms, or an idle
+          // guest's output would wait for an unrelated event.
+          consoleByte: (b) => { if (ref.console?.guestByte(b) === true) yieldSoon(1); },
           consoleRxSpace: () => ref.console?.rxSpace(),
         },
       );
