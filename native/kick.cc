@@ -37,7 +37,9 @@ struct Kicker {
   std::vector<uv_timer_t*> timers;  // active timer handles, refreshed at each yield
   int64_t slice_deadline_ms = -1;   // end of this pump's time slice (several run loops share the thread)
 };
-Kicker g_k;
+// Heap-allocated and never destroyed: if the process exits while the kicker runs, a static
+// std::thread destructor would call std::terminate.
+Kicker& g_k = *new Kicker();
 
 int64_t NowMs() {
   timespec ts;

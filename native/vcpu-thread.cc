@@ -31,7 +31,9 @@ struct VcpuThread {
 };
 
 std::mutex g_lock;
-std::unordered_map<int, std::shared_ptr<VcpuThread>> g_threads;
+// Never destroyed: at process exit live vCPU threads just end with the process (a static
+// destructor would destroy joinable std::threads and call std::terminate).
+std::unordered_map<int, std::shared_ptr<VcpuThread>>& g_threads = *new std::unordered_map<int, std::shared_ptr<VcpuThread>>();
 
 void ThreadMain(std::shared_ptr<VcpuThread> t) {
   {

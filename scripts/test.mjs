@@ -89,7 +89,7 @@ if (!inLab) {
   for (const r of results) {
     process.stdout.write(`tier ${r.tier.padEnd(6)} [${r.where}]  tests ${r.tests}  pass ${r.pass}  fail ${r.fail}  skipped ${r.skipped}  cancelled ${r.cancelled}\n`);
   }
-  const t = results.reduce((a, r) => ({ tests: a.tests + r.tests, pass: a.pass + r.pass, fail: a.fail + r.fail, skipped: a.skipped + r.skipped }), { tests: 0, pass: 0, fail: 0, skipped: 0 });
-  process.stdout.write(`total  tests ${t.tests}  pass ${t.pass}  fail ${t.fail}  skipped ${t.skipped}\n`);
+  const t = results.reduce((a, r) => ({ tests: a.tests + r.tests, pass: a.pass + r.pass, fail: a.fail + r.fail, skipped: a.skipped + r.skipped, cancelled: a.cancelled + r.cancelled }), { tests: 0, pass: 0, fail: 0, skipped: 0, cancelled: 0 });
+  process.stdout.write(`total  tests ${t.tests}  pass ${t.pass}  fail ${t.fail}  skipped ${t.skipped}  cancelled ${t.cancelled}\n`);
 }
-process.exitCode = results.some((r) => r.code !== 0 || r.fail > 0) ? 1 : 0;
+process.exitCode = results.some((r) => r.code !== 0 || r.fail > 0 || r.cancelled > 0) ? 1 : 0;

@@ -19,6 +19,13 @@ export interface RunLoopOptions {
 const PUMP_SLICE_MS = 10;
 /** Time slice when several run loops share the main thread (ms). */
 const SHARED_SLICE_MS = 4;
+/**
+ * Longest a lone run loop stays in the guest without yielding. The kicker only sees fds that
+ * libuv has already added to its epoll set, and libuv adds new watchers (a server started by
+ * an exit handler, a thread-safe function's async handle) only when the loop polls; this
+ * bound makes sure such late arrivals are noticed. A kick costs ~40 µs: 20/s is noise.
+ */
+const IDLE_SLICE_MS = 50;
 
 let activeLoops = 0;
 
@@ -88,9 +95,12 @@ export class Vcpu extends FdHandle {
     activeLoops++;
     n.kickerRef();
     try {
+      // One event-loop turn first, so libuv registers every watcher started so far with epoll
+      // before the guest takes the thread (see IDLE_SLICE_MS).
+      await new Promise<void>((resolve) => setImmediate(resolve));
       for (;;) {
         if (signal?.aborted || this.closed) return;
-        n.kickerRefreshTimers(activeLoops > 1 ? SHARED_SLICE_MS : 0);
+        n.kickerRefreshTimers(activeLoops > 1 ? SHARED_SLICE_MS : IDLE_SLICE_MS);
         const sliceEnd = performance.now() + PUMP_SLICE_MS;
         let handled = 0;
         for (;;) {
