@@ -96,6 +96,12 @@ function regAt(off: number): { reg: Reg; off: number; size: number } | undefined
   return undefined;
 }
 
+/** AcpiPm.saveState(): `timerElapsedNs` is a decimal bigint (time since the timer's epoch). */
+export interface AcpiPmState {
+  pm1Sts: number; pm1En: number; pm1Cnt: number; gpe0Sts: number; gpe0En: number; resetControl: number;
+  timerElapsedNs: string;
+}
+
 export class AcpiPm implements BusDevice {
   private readonly clock: Clock;
   private readonly sci: IrqLine;
@@ -170,6 +176,21 @@ export class AcpiPm implements BusDevice {
     const elapsed = this.clock.nowNs() - this.timerEpochNs;
     const ticks = (elapsed * BigInt(PM_TIMER_HZ)) / 1_000_000_000n;
     return Number(ticks & BigInt(PM_TIMER_MASK));
+  }
+
+  /** Registers and the PM timer's count (as ticks, so the timer continues from it on any clock). */
+  saveState(): AcpiPmState {
+    return {
+      pm1Sts: this.pm1Sts, pm1En: this.pm1En, pm1Cnt: this.pm1Cnt, gpe0Sts: this.gpe0Sts, gpe0En: this.gpe0En,
+      resetControl: this.resetControl, timerElapsedNs: (this.clock.nowNs() - this.timerEpochNs).toString(),
+    };
+  }
+
+  loadState(s: AcpiPmState): void {
+    this.pm1Sts = s.pm1Sts; this.pm1En = s.pm1En; this.pm1Cnt = s.pm1Cnt; this.gpe0Sts = s.gpe0Sts; this.gpe0En = s.gpe0En;
+    this.resetControl = s.resetControl;
+    this.timerEpochNs = this.clock.nowNs() - BigInt(s.timerElapsedNs);
+    this.updateIrq();
   }
 
   /** The SCI is a level: asserted while any enabled status bit is set (SCI_EN is always 1). */

@@ -74,6 +74,13 @@ export interface CmosOptions {
   now?: () => Date;
 }
 
+/** Cmos.saveState(). */
+export interface CmosState {
+  ram: number[];
+  index: number;
+  offsetMs: number;
+}
+
 export class Cmos implements BusDevice {
   private readonly now: () => Date;
   private readonly memoryBelow4g: number;
@@ -189,6 +196,17 @@ export class Cmos implements BusDevice {
         this.ram[idx] = v; // NVRAM
         return;
     }
+  }
+
+  /** CMOS RAM, index and the guest's clock offset as plain data. */
+  saveState(): CmosState {
+    return { ram: Array.from(this.ram), index: this.index, offsetMs: this.offsetMs };
+  }
+
+  loadState(s: CmosState): void {
+    this.ram.set(s.ram.slice(0, this.ram.length));
+    this.index = s.index;
+    this.offsetMs = s.offsetMs;
   }
 
   // ---- internals ----

@@ -50,6 +50,12 @@ interface FwCfgFile {
 
 const EMPTY = new Uint8Array(0);
 
+/** FwCfg.saveState(). */
+export interface FwCfgState {
+  selected: number;
+  offset: number;
+}
+
 export class FwCfg implements BusDevice {
   // Host-built configuration (not guest state: reset() keeps it).
   private readonly items = new Map<number, Uint8Array>();
@@ -133,6 +139,16 @@ export class FwCfg implements BusDevice {
   write(offset: number, size: number, value: number): void {
     if (offset !== FW_CFG_SELECTOR) return; // data writes are ignored (no write support)
     this.select(size >= 2 ? value & 0xffff : value & 0xff);
+  }
+
+  /** The guest-visible state: selected item and read offset (the items are host configuration). */
+  saveState(): FwCfgState {
+    return { selected: this.selected, offset: this.offset };
+  }
+
+  loadState(s: FwCfgState): void {
+    this.select(s.selected);
+    this.offset = s.offset;
   }
 
   private select(key: number): void {

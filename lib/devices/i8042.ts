@@ -90,6 +90,12 @@ export interface I8042Options {
   onReset(): void;
 }
 
+/** I8042.saveState(): `out` holds queued bytes oldest first, bit 8 = from the AUX port. */
+export interface I8042State {
+  ram: number[]; status: number; outputPort: number; pendingCommand: number; kbdPending: number;
+  scanSet: number; portB: number; out: number[];
+}
+
 export class I8042 implements BusDevice {
   private readonly irq: IrqLine | undefined;
   private readonly onReset: () => void;
@@ -308,6 +314,27 @@ export class I8042 implements BusDevice {
     if (this.outCount >= OUTPUT_QUEUE_SIZE) return; // the guest is not reading: drop
     this.out[(this.outHead + this.outCount) % OUTPUT_QUEUE_SIZE] = byte | (aux ? 0x100 : 0);
     this.outCount++;
+  }
+
+  /** Controller RAM, status, ports, pending commands and the output queue as plain data. */
+  saveState(): I8042State {
+    const out: number[] = [];
+    for (let i = 0; i < this.outCount; i++) out.push(this.out[(this.outHead + i) % OUTPUT_QUEUE_SIZE]!);
+    return {
+      ram: Array.from(this.ram), status: this.status, outputPort: this.outputPort, pendingCommand: this.pendingCommand,
+      kbdPending: this.kbdPending, scanSet: this.scanSet, portB: this.portB, out,
+    };
+  }
+
+  loadState(s: I8042State): void {
+    this.ram.set(s.ram.slice(0, this.ram.length));
+    this.status = s.status; this.outputPort = s.outputPort; this.pendingCommand = s.pendingCommand;
+    this.kbdPending = s.kbdPending; this.scanSet = s.scanSet; this.portB = s.portB;
+    const out = s.out.slice(0, OUTPUT_QUEUE_SIZE);
+    this.out.set(out);
+    this.outHead = 0;
+    this.outCount = out.length;
+    this.updateIrq();
   }
 
   private updateIrq(): void {

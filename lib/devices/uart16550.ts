@@ -101,6 +101,12 @@ export interface Uart16550Options {
   inputQueueSize?: number;
 }
 
+/** Uart16550.saveState(): registers, RX FIFO bytes (oldest first) and queued host input. */
+export interface Uart16550State {
+  ier: number; lcr: number; mcr: number; lsrErrors: number; msrDeltas: number; scr: number;
+  dll: number; dlm: number; fcr: number; thrIpending: boolean; rx: number[]; queue: number[]; producerWaiting: boolean;
+}
+
 export class Uart16550 implements BusDevice {
   private readonly irq: IrqLine;
   private readonly onTransmit: (byte: number) => void;
@@ -425,6 +431,34 @@ export class Uart16550 implements BusDevice {
     if (this.ier & IER_ETBEI && this.thrIpending) return fifo | IIR_THRI;
     if (this.ier & IER_EDSSI && this.msrDeltas & MSR_DELTAS) return fifo | IIR_MSI;
     return fifo | IIR_NO_INT;
+  }
+
+  /** Registers, RX FIFO and host input queue as plain data (snapshots). */
+  saveState(): Uart16550State {
+    const q: number[] = [];
+    for (let i = 0; i < this.qCount; i++) q.push(this.queue[(this.qHead + i) % this.queue.length]!);
+    const rx: number[] = [];
+    for (let i = 0; i < this.rxCount; i++) rx.push(this.rx[(this.rxHead + i) % UART_FIFO_SIZE]!);
+    return {
+      ier: this.ier, lcr: this.lcr, mcr: this.mcr, lsrErrors: this.lsrErrors, msrDeltas: this.msrDeltas, scr: this.scr,
+      dll: this.dll, dlm: this.dlm, fcr: this.fcr, thrIpending: this.thrIpending, rx, queue: q, producerWaiting: this.producerWaiting,
+    };
+  }
+
+  /** Put back what saveState() returned; the IRQ line follows the restored registers. */
+  loadState(s: Uart16550State): void {
+    this.ier = s.ier; this.lcr = s.lcr; this.mcr = s.mcr; this.lsrErrors = s.lsrErrors; this.msrDeltas = s.msrDeltas;
+    this.scr = s.scr; this.dll = s.dll; this.dlm = s.dlm; this.fcr = s.fcr; this.thrIpending = s.thrIpending;
+    const rx = s.rx.slice(0, UART_FIFO_SIZE);
+    this.rx.set(rx);
+    this.rxHead = 0;
+    this.rxCount = rx.length;
+    const q = s.queue.slice(0, this.queue.length);
+    this.queue.set(q);
+    this.qHead = 0;
+    this.qCount = q.length;
+    this.producerWaiting = s.producerWaiting;
+    this.updateIrq();
   }
 
   private updateIrq(): void {

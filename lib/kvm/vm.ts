@@ -15,6 +15,11 @@ export interface MemoryRegionOptions {
   readonly?: boolean;
   /** KVM_MEM_LOG_DIRTY_PAGES, for getDirtyLog(). */
   logDirtyPages?: boolean;
+  /**
+   * Host memory to use instead of fresh anonymous RAM: a mapping from the native shim (e.g.
+   * `mmapFilePrivate`, a copy-on-write snapshot). The Vm owns it from then on and unmaps it.
+   */
+  backing?: ArrayBuffer;
 }
 
 export interface MemoryRegion extends RamRegion {
@@ -77,7 +82,10 @@ export class Vm extends FdHandle {
     const n = native();
     const c = n.constants;
     const flags = (opts.readonly ? c.KVM_MEM_READONLY! : 0) | (opts.logDirtyPages ? c.KVM_MEM_LOG_DIRTY_PAGES! : 0);
-    const buffer = n.mmapAnonymous(size);
+    if (opts.backing !== undefined && opts.backing.byteLength < size) {
+      throw new InvalidArgumentError(`backing memory of ${opts.backing.byteLength} bytes is smaller than the region (${size})`);
+    }
+    const buffer = opts.backing ?? n.mmapAnonymous(size);
     try {
       n.setUserMemoryRegion(this.rawFd, slot, flags, gpa, size, buffer);
     } catch (e) {

@@ -20,6 +20,8 @@ import type { MachineConsole } from './console.js';
 import type { Platform } from './platform.js';
 import { SnapshotFile, writeSnapshotFile, type JsonValue, type SectionInput, type VerifyLevel } from './snapshot-file.js';
 
+export { SnapshotFileError, SNAPSHOT_FORMAT_VERSION } from './snapshot-file.js';
+
 /** KVM_IRQCHIP_PIC_MASTER, _PIC_SLAVE, _IOAPIC (struct kvm_irqchip.chip_id). */
 const IRQCHIP_IDS = [0, 1, 2] as const;
 /** struct kvm_clock_data.flags: cleared on restore so the clock resumes at the saved value. */
@@ -171,7 +173,12 @@ export class MachineSnapshot {
 export function loadSnapshot(path: string, opts: { verify?: VerifyLevel } = {}): MachineSnapshot {
   const file = SnapshotFile.open(path, opts);
   try {
-    const parsed = JSON.parse(new TextDecoder().decode(file.read('state'))) as { config: SnapshotConfig; state: MachineStateData };
+    let parsed: { config?: SnapshotConfig; state?: MachineStateData };
+    try {
+      parsed = JSON.parse(new TextDecoder().decode(file.read('state'))) as typeof parsed;
+    } catch {
+      throw new NodeKvmError('ERR_SNAPSHOT_CORRUPT', `snapshot ${path}: state section is not JSON`);
+    }
     const { config, state } = parsed;
     if (config === undefined || state === undefined || !Array.isArray(config.ram) || !Array.isArray(state.vcpus)) {
       throw new NodeKvmError('ERR_SNAPSHOT_CORRUPT', `snapshot ${path}: state section lacks config/state`);

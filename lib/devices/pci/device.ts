@@ -53,6 +53,12 @@ interface Bar extends PciBarDefinition {
   mappedAt: number | undefined;
 }
 
+/** PciDevice.saveState(): the 256 config bytes (BARs included) and the INTx condition. */
+export interface PciDeviceState {
+  config: number[];
+  intxLevel: boolean;
+}
+
 export class PciDevice {
   readonly config = new PciConfigSpace();
   private readonly bars: Array<Bar | undefined> = new Array<Bar | undefined>(6).fill(undefined);
@@ -171,6 +177,18 @@ export class PciDevice {
   /** Whether the device is asserting its INTx pin right now (after INTx-disable). */
   get intxAsserted(): boolean {
     return this.lineAsserted;
+  }
+
+  /** Config space and the INTx condition; loadState re-decodes the BARs at their saved addresses. */
+  saveState(): PciDeviceState {
+    return { config: Array.from(this.config.bytes), intxLevel: this.intxLevel };
+  }
+
+  loadState(s: PciDeviceState): void {
+    this.config.bytes.set(s.config.slice(0, 256));
+    this.intxLevel = s.intxLevel;
+    this.syncBars();
+    this.syncIntx();
   }
 
   private syncIntx(): void {

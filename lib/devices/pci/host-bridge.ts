@@ -33,6 +33,12 @@ class HostBridgeFunction extends PciDevice {
   }
 }
 
+/** PciHostBridge.saveState(). */
+export interface PciHostBridgeState {
+  address: number;
+  rcr: number;
+}
+
 export class PciHostBridge implements BusDevice {
   private readonly slots: Array<PciDevice | undefined> = new Array<PciDevice | undefined>(MAX_SLOTS).fill(undefined);
   private address = 0;
@@ -151,6 +157,16 @@ export class PciHostBridge implements BusDevice {
       const dev = this.selected();
       if (dev !== undefined) dev.writeConfig((this.address & 0xfc) + (offset - 4), size, value);
     }
+  }
+
+  /** CONFIG_ADDRESS and the reset control register; each function saves its own config space. */
+  saveState(): PciHostBridgeState {
+    return { address: this.address, rcr: this.rcr };
+  }
+
+  loadState(s: PciHostBridgeState): void {
+    this.address = s.address;
+    this.rcr = s.rcr;
   }
 
   private selected(): PciDevice | undefined {

@@ -32,6 +32,11 @@ export interface CplusTxOptions {
   send(frame: Uint8Array): void;
 }
 
+/** CplusTxRing.saveState(). */
+export interface CplusTxRingState {
+  index: number; parts: number[][]; bytes: number; first: number; firstOpts2: number; inFrame: boolean; broken: boolean;
+}
+
 export class CplusTxRing {
   index = 0;
   private parts: Uint8Array[] = [];
@@ -44,6 +49,19 @@ export class CplusTxRing {
   reset(): void {
     this.index = 0;
     this.dropPartial();
+  }
+
+  /** Ring position and a frame assembled from descriptors so far (its parts as byte arrays). */
+  saveState(): CplusTxRingState {
+    return {
+      index: this.index, parts: this.parts.map((p) => Array.from(p)), bytes: this.bytes, first: this.first,
+      firstOpts2: this.firstOpts2, inFrame: this.inFrame, broken: this.broken,
+    };
+  }
+
+  loadState(s: CplusTxRingState): void {
+    this.index = s.index; this.parts = s.parts.map((p) => Uint8Array.from(p)); this.bytes = s.bytes; this.first = s.first;
+    this.firstOpts2 = s.firstOpts2; this.inFrame = s.inFrame; this.broken = s.broken;
   }
 
   private dropPartial(): void {

@@ -18,6 +18,12 @@ const OP_EXTENDED = 0b00;
 
 type Phase = 'idle' | 'command' | 'read' | 'write-data' | 'ignore';
 
+/** Eeprom93C46.saveState(). */
+export interface EepromState {
+  words: number[]; cs: boolean; sk: boolean; phase: Phase; shift: number; bits: number;
+  address: number; writeEnabled: boolean; dataOut: boolean;
+}
+
 export class Eeprom93C46 {
   readonly words = new Uint16Array(EEPROM_WORDS);
   private cs = false;
@@ -32,6 +38,20 @@ export class Eeprom93C46 {
 
   constructor(contents?: ArrayLike<number>) {
     if (contents !== undefined) for (let i = 0; i < EEPROM_WORDS && i < contents.length; i++) this.words[i] = contents[i]!;
+  }
+
+  /** Contents and the serial protocol's position (snapshots). */
+  saveState(): EepromState {
+    return {
+      words: Array.from(this.words), cs: this.cs, sk: this.sk, phase: this.phase, shift: this.shift, bits: this.bits,
+      address: this.address, writeEnabled: this.writeEnabled, dataOut: this.dataOut,
+    };
+  }
+
+  loadState(s: EepromState): void {
+    this.words.set(s.words.slice(0, EEPROM_WORDS));
+    this.cs = s.cs; this.sk = s.sk; this.phase = s.phase; this.shift = s.shift; this.bits = s.bits;
+    this.address = s.address; this.writeEnabled = s.writeEnabled; this.dataOut = s.dataOut;
   }
 
   /** Drive the pins (from a Cfg9346 write in programming mode). */

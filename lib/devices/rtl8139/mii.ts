@@ -15,6 +15,11 @@ const ANLPAR_LINKED = 0x45e1;
 /** ANER: link partner is auto-negotiation able. */
 const ANER_LINKED = 0x0001;
 
+/** Rtl8139Phy.saveState(). */
+export interface PhyState {
+  bmcr: number; anar: number; link: boolean; linkLatchedDown: boolean;
+}
+
 export class Rtl8139Phy {
   bmcr = BMCR_DEFAULT;
   anar = ANAR_DEFAULT;
@@ -33,6 +38,14 @@ export class Rtl8139Phy {
 
   get linkUp(): boolean {
     return this.link;
+  }
+
+  saveState(): PhyState {
+    return { bmcr: this.bmcr, anar: this.anar, link: this.link, linkLatchedDown: this.linkLatchedDown };
+  }
+
+  loadState(s: PhyState): void {
+    this.bmcr = s.bmcr; this.anar = s.anar; this.link = s.link; this.linkLatchedDown = s.linkLatchedDown;
   }
 
   /** Returns true when the state changed. */

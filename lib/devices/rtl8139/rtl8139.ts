@@ -7,13 +7,13 @@
 // checked where it is read; errors become ISR bits and counters, never exceptions.
 import type { BusDevice, Clock, DmaMemory } from '../../bus/device.js';
 import type { NetBackend } from '../../net/backend.js';
-import { PciDevice } from '../pci/device.js';
-import { CplusRxRing, CplusTxRing } from './cplus.js';
-import { Eeprom93C46, rtl8139EepromImage } from './eeprom.js';
-import { Rtl8139Phy } from './mii.js';
+import { PciDevice, type PciDeviceState } from '../pci/device.js';
+import { CplusRxRing, CplusTxRing, type CplusTxRingState } from './cplus.js';
+import { Eeprom93C46, rtl8139EepromImage, type EepromState } from './eeprom.js';
+import { Rtl8139Phy, type PhyState } from './mii.js';
 import * as R from './regs.js';
 import { filterFrame, RX_MAX_FRAME, RxRing, withCrc } from './rx.js';
-import { TxDescriptors } from './tx.js';
+import { TxDescriptors, type TxDescriptorsState } from './tx.js';
 import { RxQueue } from './rx-queue.js';
 import { parseMac } from './mac.js';
 import { tallyCounters, zeroStats, type Rtl8139Stats } from './stats.js';
@@ -21,7 +21,7 @@ import { tallyCounters, zeroStats, type Rtl8139Stats } from './stats.js';
 export { parseMac } from './mac.js';
 export type { Rtl8139Stats } from './stats.js';
 import { REGISTER_SPAN, REGISTER_WIDTH } from './register-span.js';
-import { Rtl8139Timer, type DeviceTimers } from './timer.js';
+import { Rtl8139Timer, type DeviceTimers, type TimerState } from './timer.js';
 
 export type { DeviceTimers } from './timer.js';
 
@@ -43,6 +43,14 @@ export type RxOutcome = 'ok' | 'full' | 'filtered' | 'disabled' | 'dropped';
 const CONFIG_LOCKED = new Set([R.Config1, R.Config3, R.Config4]);
 const CSCR_WRITABLE = 0xf3ff;
 const CPCMD_WRITABLE = R.RxVlanOn | R.RxChkSum | R.PCIDAC | R.PCIMulRW | R.CpRxOn | R.CpTxOn;
+
+/** Rtl8139.saveState(): the PCI function's state plus the chip's. */
+export interface Rtl8139State extends PciDeviceState {
+  regs: number[]; isr: number; missed: number; cscrLinkChange: boolean;
+  rx: { writeOffset: number; readOffset: number }; tx: TxDescriptorsState;
+  cpTx: CplusTxRingState; cpHiTx: CplusTxRingState; cpRxIndex: number;
+  eeprom: EepromState; phy: PhyState; timer: TimerState; stats: Rtl8139Stats;
+}
 
 export class Rtl8139 extends PciDevice {
   /** Register window for BAR0 (I/O) and BAR1 (MMIO): distinct objects over one register file. */
@@ -519,6 +527,31 @@ export class Rtl8139 extends PciDevice {
     this.unsubscribe = [];
     this.backend = undefined;
     this.queue.clear();
+  }
+
+  /**
+   * Registers, rings, EEPROM, PHY, timer, counters and PCI config as plain data. Frames held
+   * back for a full RX ring belong to the backend side and are not part of it.
+   */
+  override saveState(): Rtl8139State {
+    return {
+      ...super.saveState(),
+      regs: Array.from(this.regs), isr: this.isr, missed: this.missed, cscrLinkChange: this.cscrLinkChange,
+      rx: { writeOffset: this.rx.writeOffset, readOffset: this.rx.readOffset }, tx: this.tx.saveState(),
+      cpTx: this.cpTx.saveState(), cpHiTx: this.cpHiTx.saveState(), cpRxIndex: this.cpRx.index,
+      eeprom: this.eeprom.saveState(), phy: this.phy.saveState(), timer: this.timer.saveState(), stats: { ...this.stats },
+    };
+  }
+
+  override loadState(s: Rtl8139State): void {
+    this.regs.set(s.regs.slice(0, this.regs.length));
+    this.isr = s.isr; this.missed = s.missed; this.cscrLinkChange = s.cscrLinkChange;
+    this.rx.writeOffset = s.rx.writeOffset; this.rx.readOffset = s.rx.readOffset;
+    this.tx.loadState(s.tx); this.cpTx.loadState(s.cpTx); this.cpHiTx.loadState(s.cpHiTx); this.cpRx.index = s.cpRxIndex;
+    this.eeprom.loadState(s.eeprom); this.phy.loadState(s.phy); this.timer.loadState(s.timer);
+    Object.assign(this.stats, s.stats);
+    super.loadState(s);
+    this.updateIrq();
   }
 
   /** Stop the timer and detach the backend. */

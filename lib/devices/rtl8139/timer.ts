@@ -21,6 +21,12 @@ const PCI_HZ = 33_000_000n;
 const NS_PER_S = 1_000_000_000n;
 const WRAP = 0x1_0000_0000n;
 
+/** Rtl8139Timer.saveState(). */
+export interface TimerState {
+  interval: number;
+  elapsedNs: string;
+}
+
 export class Rtl8139Timer {
   private base = 0n;
   private interval = 0;
@@ -35,6 +41,17 @@ export class Rtl8139Timer {
   reset(): void {
     this.interval = 0;
     this.restart();
+  }
+
+  /** TimerInt and the counter's age in ns (decimal), so TCTR continues from it on any clock. */
+  saveState(): TimerState {
+    return { interval: this.interval, elapsedNs: (this.clock.nowNs() - this.base).toString() };
+  }
+
+  loadState(s: TimerState): void {
+    this.base = this.clock.nowNs() - BigInt(s.elapsedNs);
+    this.interval = s.interval >>> 0;
+    this.arm();
   }
 
   /** Ticks since the last restart, modulo 2^32. */

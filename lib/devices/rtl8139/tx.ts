@@ -16,6 +16,12 @@ export interface TxSink {
 
 export type TxOutcome = 'sent' | 'no-carrier' | 'bad-size' | 'dma-error';
 
+/** TxDescriptors.saveState(). */
+export interface TxDescriptorsState {
+  status: number[];
+  pending: number[];
+}
+
 export class TxDescriptors {
   /** TSD0..3 as the chip reports them. */
   readonly status = new Uint32Array(4);
@@ -26,6 +32,15 @@ export class TxDescriptors {
     // After reset every buffer belongs to the host (OWN = 1), none has been sent.
     this.status.fill(TxHostOwns);
     this.pending = [];
+  }
+
+  saveState(): TxDescriptorsState {
+    return { status: Array.from(this.status), pending: [...this.pending] };
+  }
+
+  loadState(s: TxDescriptorsState): void {
+    this.status.set(s.status.slice(0, 4));
+    this.pending = [...s.pending];
   }
 
   /** TxSummary (TSAD): TOK3..0 | TUN3..0 | TABT3..0 | OWN3..0. */
