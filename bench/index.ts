@@ -1,6 +1,7 @@
 // `npm run bench [filter] [--runs=N] [--iterations=N]`: runs every benchmark whose name contains
 // `filter` (all without one). Benchmarks print their own figures; nothing here asserts on time.
 import { runExitRoundtrip } from './exit-roundtrip.js';
+import { runBootBench } from './boot.js';
 import { kvmUnavailableReason } from '../test/helpers/kvm.js';
 
 interface Bench {
@@ -16,6 +17,8 @@ interface BenchOptions {
 
 const benches: Bench[] = [
   { name: 'exit-roundtrip', needsKvm: true, run: (o) => runExitRoundtrip(o) },
+  { name: 'snapshot', needsKvm: true, run: async (o) => (await import('./snapshot.js')).runSnapshotBench(o) },
+  { name: 'boot', needsKvm: true, run: (o) => runBootBench(o) },
 ];
 
 function parseArgs(argv: readonly string[]): { filter: string | undefined; opts: BenchOptions } {
