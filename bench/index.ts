@@ -17,6 +17,7 @@ interface BenchOptions {
 
 const benches: Bench[] = [
   { name: 'exit-roundtrip', needsKvm: true, run: (o) => runExitRoundtrip(o) },
+  { name: 'snapshot', needsKvm: true, run: async (o) => (await import('./snapshot.js')).runSnapshotBench(o) },
   { name: 'boot', needsKvm: true, run: (o) => runBootBench(o) },
 ];
 
