@@ -174,7 +174,14 @@ export async function runBootBench(opts: BootBenchOptions = {}): Promise<void> {
     for (let r = 0; r < runs; r++) {
       const order = configs.map((_, i) => configs[(i + r) % configs.length]!);
       for (const c of order) {
-        const s = await boot(c);
+        let s: Sample;
+        try {
+          s = await boot(c);
+        } catch (e) {
+          // One failed boot must not lose the others' figures: report it and go on.
+          log(`  run ${r + 1} ${label(c).padEnd(26)} FAILED: ${(e as Error).message.slice(0, 1500)}`);
+          continue;
+        }
         samples.get(label(c))!.push(s);
         const ex = s.exits ? `  exits io ${s.exits.io} mmio ${s.exits.mmio} other ${s.exits.other}` : '';
         const gc = s.guestClockS !== undefined ? `  guest clock ${s.guestClockS.toFixed(2)} s` : '';
@@ -182,7 +189,10 @@ export async function runBootBench(opts: BootBenchOptions = {}): Promise<void> {
       }
     }
 
-    const med = (c: Config, f: (s: Sample) => number): number => median(samples.get(label(c))!.map(f));
+    const med = (c: Config, f: (s: Sample) => number): number => {
+      const xs = samples.get(label(c))!;
+      return xs.length === 0 ? Number.NaN : median(xs.map(f));
+    };
     const find = (vmm: Vmm, kind: Kind, quiet = false): Config => configs.find((c) => c.vmm === vmm && c.kind === kind && c.quiet === quiet)!;
     log('  medians (s): ready / first byte / guest clock at last printk');
     for (const c of configs) {
