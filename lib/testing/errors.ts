@@ -1,0 +1,40 @@
+// Errors of the testing helpers. Each carries the console tail, so a failed test shows what
+// the guest printed last without digging through logs.
+import { NodeKvmError } from '../errors.js';
+
+function excerpt(b: Buffer | string, max = 2000): string {
+  const s = typeof b === 'string' ? b : b.toString('utf8');
+  return s.length > max ? `…${s.slice(-max)}` : s;
+}
+
+/** exec() did not finish in time. `recovered`: the shell answered again after Ctrl-C. */
+export class ExecTimeoutError extends NodeKvmError {
+  constructor(readonly command: string, readonly timeoutMs: number, readonly tail: string, readonly recovered: boolean) {
+    super('ERR_EXEC_TIMEOUT',
+      `command did not finish within ${timeoutMs} ms: ${command}\n` +
+      (recovered ? 'it was interrupted (Ctrl-C); the VM is still usable\n' : 'the shell did not recover; the VM was stopped\n') +
+      `console tail:\n${tail}`);
+  }
+}
+
+/** execOk() saw a non-zero exit status. */
+export class ExecFailedError extends NodeKvmError {
+  constructor(readonly command: string, readonly exitCode: number, readonly stdout: string, readonly stderr: string) {
+    super('ERR_EXEC_FAILED',
+      `command exited with status ${exitCode}: ${command}\n--- stdout ---\n${excerpt(stdout)}\n--- stderr ---\n${excerpt(stderr)}`);
+  }
+}
+
+/** The reply on the console was damaged or the shell is gone. */
+export class ExecProtocolError extends NodeKvmError {
+  constructor(message: string, readonly tail: string) {
+    super('ERR_EXEC_PROTOCOL', `${message}\nconsole tail:\n${tail}`);
+  }
+}
+
+/** The VM did not reach a usable shell. */
+export class BootError extends NodeKvmError {
+  constructor(message: string, readonly tail: string, options?: { cause?: unknown }) {
+    super('ERR_VM_BOOT', `${message}\nconsole tail:\n${tail}`, options);
+  }
+}

@@ -1,0 +1,7 @@
+// node-kvm/testing: helpers for scripted VM tests (boot, exec over the console, topologies of
+// VMs on in-process switches with fault injection and capture, artifacts on failure).
+export { bootVm, TestVm, uniqueMac, type BootVmOptions, type CleanupHost, type ExecOptions, type ExecResult } from './vm.js';
+export { topology, Topology, TopologyLink, type LinkSpec, type TopologySpec } from './topology.js';
+export { VmScope, withVms, vmTest, artifactsRoot, type VmTestOptions } from './scope.js';
+export { BootError, ExecFailedError, ExecProtocolError, ExecTimeoutError } from './errors.js';
+export type { Impairments } from '../net/link.js';

@@ -1,0 +1,128 @@
+// A scope for one test: the VMs and topologies it starts are closed at the end, and when the
+// test fails, the error gets every VM's console tail and the name of a directory holding the
+// full console logs and the pcaps. The directory is $NODE_KVM_ARTIFACTS (or
+// <tmpdir>/node-kvm-artifacts) / <test name>-<timestamp>; it is removed after a passing test
+// unless NODE_KVM_KEEP_ARTIFACTS=1.
+import { mkdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test, type TestContext } from 'node:test';
+import { topology, type Topology, type TopologySpec } from './topology.js';
+import { bootVm, type BootVmOptions, type TestVm } from './vm.js';
+
+interface Tracked {
+  close(): Promise<void>;
+  saveArtifacts(dir: string): string[];
+  tails(): Array<[string, string]>;
+}
+
+/** Root directory for artifacts. */
+export function artifactsRoot(): string {
+  return process.env.NODE_KVM_ARTIFACTS ?? join(tmpdir(), 'node-kvm-artifacts');
+}
+
+function slug(name: string): string {
+  return name.replace(/[^A-Za-z0-9._-]+/g, '-').replace(/^-+|-+$/g, '').slice(0, 80) || 'test';
+}
+
+export class VmScope implements AsyncDisposable {
+  private readonly tracked: Tracked[] = [];
+  private dirPath: string | undefined;
+  private readonly stamp = new Date().toISOString().replace(/[:.]/g, '-');
+
+  constructor(readonly name: string) {}
+
+  /** This test's artifact directory (created on first use). */
+  get dir(): string {
+    if (this.dirPath === undefined) {
+      this.dirPath = join(artifactsRoot(), `${slug(this.name)}-${this.stamp}`);
+      mkdirSync(this.dirPath, { recursive: true });
+    }
+    return this.dirPath;
+  }
+
+  /** bootVm(), closed with the scope; name defaults to vm<N>. */
+  async bootVm(opts: BootVmOptions = {}): Promise<TestVm> {
+    const vm = await bootVm({ ...opts, name: opts.name ?? `vm${this.tracked.length + 1}` });
+    this.tracked.push({ close: () => vm.close(), saveArtifacts: (d) => vm.saveArtifacts(d), tails: () => [[vm.name, vm.tail(1500)]] });
+    return vm;
+  }
+
+  /** topology(), closed with the scope; pcaps with relative names go to the artifact directory. */
+  async topology(spec: TopologySpec): Promise<Topology> {
+    const topo = await topology({ dir: this.dir, ...spec });
+    this.tracked.push({
+      close: () => topo.close(),
+      saveArtifacts: (d) => topo.saveArtifacts(d),
+      tails: () => Object.values(topo.vms).map((v) => [v.name, v.tail(1500)]),
+    });
+    return topo;
+  }
+
+  /**
+   * Save the artifacts and return `err` with the console tails and the directory appended to
+   * its message (and stack, which is what test reporters print).
+   */
+  fail(err: unknown): unknown {
+    const dir = this.dir;
+    const files: string[] = [];
+    for (const t of this.tracked) {
+      try {
+        files.push(...t.saveArtifacts(dir));
+      } catch (e) {
+        files.push(`(could not save: ${(e as Error).message})`);
+      }
+    }
+    const tails = this.tracked.flatMap((t) => t.tails()).map(([n, tail]) => `--- console tail of ${n} ---\n${tail}`).join('\n');
+    const extra = `\nnode-kvm artifacts (console logs, pcaps): ${dir}\n${tails}`;
+    if (err instanceof Error) {
+      const before = err.message;
+      try {
+        err.message = `${before}${extra}`;
+        if (err.stack !== undefined) err.stack = err.stack.includes(before) ? err.stack.replace(before, err.message) : `${err.stack}${extra}`;
+      } catch {
+        return new Error(`${String(err)}${extra}`, { cause: err });
+      }
+      return err;
+    }
+    return new Error(`${String(err)}${extra}`, { cause: err });
+  }
+
+  /** Close everything; remove the artifact directory unless the test failed or keeping is asked. */
+  async close(failed = false): Promise<void> {
+    await Promise.allSettled(this.tracked.map((t) => t.close()));
+    this.tracked.length = 0;
+    if (!failed && this.dirPath !== undefined && process.env.NODE_KVM_KEEP_ARTIFACTS !== '1') {
+      rmSync(this.dirPath, { recursive: true, force: true });
+    }
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+}
+
+/** Run `fn` in a scope (any test framework): artifacts on failure, everything closed after. */
+export async function withVms<T>(name: string, fn: (scope: VmScope) => Promise<T>): Promise<T> {
+  const scope = new VmScope(name);
+  let failed = false;
+  try {
+    return await fn(scope);
+  } catch (e) {
+    failed = true;
+    throw scope.fail(e);
+  } finally {
+    await scope.close(failed);
+  }
+}
+
+export interface VmTestOptions {
+  /** Test timeout in ms (default 600 s: guests boot slowly under nested emulation). */
+  timeout?: number;
+  concurrency?: number;
+}
+
+/** A node:test test whose body gets a VmScope. */
+export function vmTest(name: string, fn: (scope: VmScope, t: TestContext) => Promise<void>, options: VmTestOptions = {}): Promise<void> {
+  return test(name, { timeout: options.timeout ?? 600_000, concurrency: options.concurrency }, (t) => withVms(name, (scope) => fn(scope, t)));
+}

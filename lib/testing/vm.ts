@@ -1,0 +1,368 @@
+// bootVm(): a booted guest with its shell ready, and exec/readFile/writeFile over the serial
+// console (see protocol.ts for the wire format). One console carries one conversation, so
+// calls on a TestVm are queued and run one at a time.
+import { randomBytes } from 'node:crypto';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { NodeKvmError } from '../errors.js';
+import { getDefaultImage, getImage, GUEST_PROMPT, READY_MARKER, type Image } from '../images/index.js';
+import { DEFAULT_CMDLINE } from '../machine/cmdline.js';
+import { ConsoleTimeoutError, Machine, type MachineConsole, type MachineResult, type NetOptions } from '../machine/index.js';
+import { BootError, ExecFailedError, ExecProtocolError, ExecTimeoutError } from './errors.js';
+import {
+  ackPattern, execLine, execReplyPattern, ExecReplyError, GUEST_WORK_DIR, MAX_LINE, marker, parseExecReply,
+  printMarker, shellQuote, uploadLines,
+} from './protocol.js';
+
+/** Where a test registers cleanup: node:test's TestContext and vitest's context both fit. */
+export interface CleanupHost {
+  after(fn: () => unknown): unknown;
+}
+
+export interface BootVmOptions {
+  /** Name used in errors and artifact files (default vm<N>). */
+  name?: string;
+  /** A verified image or the name of a cached one (default: the default image, built if missing). */
+  image?: Image | string;
+  /** Boot the image's bzImage instead of its (faster) uncompressed vmlinux. */
+  bzImage?: boolean;
+  memory?: string | number;
+  cpus?: number;
+  /** NICs. Entries without a MAC get one unique in this process. */
+  net?: NetOptions[];
+  /** Files written into the guest after boot: guest path → host path or bytes. */
+  files?: Record<string, string | Uint8Array>;
+  /** Appended to the default kernel command line. */
+  cmdline?: string;
+  /** Keep the kernel's boot messages on the console (default: `quiet`). */
+  verbose?: boolean;
+  /** Milliseconds to reach the shell (default 180 s). */
+  timeout?: number;
+  /** Register close() with this test context's after() hook. */
+  t?: CleanupHost;
+}
+
+export interface ExecOptions {
+  /** Milliseconds (default 60 s). On timeout the command gets Ctrl-C and ERR_EXEC_TIMEOUT is thrown. */
+  timeout?: number;
+  /** Working directory for the command. */
+  cwd?: string;
+  /** Environment variables added for the command. */
+  env?: Record<string, string>;
+  /** Bytes given to the command on stdin (default: /dev/null). */
+  input?: string | Uint8Array;
+}
+
+export interface ExecResult {
+  exitCode: number;
+  /** stdout decoded as UTF-8. */
+  stdout: string;
+  stderr: string;
+  /** The exact bytes. */
+  stdoutBytes: Buffer;
+  stderrBytes: Buffer;
+}
+
+const DEFAULT_BOOT_TIMEOUT = 180_000;
+const DEFAULT_EXEC_TIMEOUT = 60_000;
+/** How long the shell gets to answer a resync marker after Ctrl-C. */
+const RESYNC_TIMEOUT = 15_000;
+/** Extra host-side wait beyond an exec's timeout (the guest enforces the timeout itself). */
+const HOST_GRACE = 15_000;
+/** Bytes per readFile chunk (its base64 stays far below the console's history limit). */
+const READ_CHUNK = 64 * 1024;
+
+let vmCount = 0;
+let macCount = 0;
+
+/** A locally administered MAC unique in this process: 52:54:00:xx:yy:zz. */
+export function uniqueMac(): string {
+  const n = ++macCount + (process.pid & 0xff) * 0x10000;
+  return `52:54:00:${[(n >> 16) & 0xff, (n >> 8) & 0xff, n & 0xff].map((b) => b.toString(16).padStart(2, '0')).join(':')}`;
+}
+
+const kernelCache = new Map<string, Buffer>();
+function cachedFile(path: string): Buffer {
+  let b = kernelCache.get(path);
+  if (b === undefined) kernelCache.set(path, (b = readFileSync(path)));
+  return b;
+}
+
+async function resolveImage(image: Image | string | undefined): Promise<Image> {
+  const verify = process.env.NODE_KVM_LAB === '1' ? 'size' : 'full';
+  if (image === undefined) return getDefaultImage({ build: true, verify });
+  if (typeof image === 'string') return getImage(image, { verify });
+  return image;
+}
+
+/** Reject when the machine ends first; a pending wait is never left unhandled. */
+function raceEnd<T>(p: Promise<T>, ended: Promise<MachineResult>, what: () => string): Promise<T> {
+  p.catch(() => undefined);
+  return Promise.race([
+    p,
+    ended.then((r) => { throw new NodeKvmError('ERR_VM_ENDED', `${what()}: the VM ended (${r.reason}${r.detail ? `: ${r.detail}` : ''})`); }),
+  ]);
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+export class TestVm implements AsyncDisposable {
+  readonly name: string;
+  readonly console: MachineConsole;
+  private readonly log: Buffer[] = [];
+  private readonly ended: Promise<MachineResult>;
+  private queue: Promise<unknown> = Promise.resolve();
+  private seq = 0;
+  private readonly token = randomBytes(3).toString('hex');
+  private broken: string | undefined;
+  private closing: Promise<void> | undefined;
+
+  /** @internal use bootVm() */
+  constructor(readonly machine: Machine, name: string) {
+    this.name = name;
+    this.console = machine.console;
+    this.console.on('output', (chunk: Buffer) => this.log.push(chunk));
+    // Nobody has to read the stream: the history and the log keep the output.
+    this.console.resume();
+    this.ended = machine.wait();
+  }
+
+  /** Everything the guest printed since boot. */
+  consoleLog(): string {
+    return Buffer.concat(this.log).toString('latin1');
+  }
+
+  /** The last `n` characters the guest printed. */
+  tail(n = 2000): string {
+    return this.console.tail(n);
+  }
+
+  /** Write the console log into `dir` as <name>.console.log; returns the path. */
+  saveArtifacts(dir: string): string[] {
+    const p = join(dir, `${this.name}.console.log`);
+    writeFileSync(p, Buffer.concat(this.log));
+    return [p];
+  }
+
+  private nextId(): string {
+    return `${this.token}${(++this.seq).toString(36)}`;
+  }
+
+  private serial<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.queue.then(() => {
+      if (this.broken !== undefined) throw new NodeKvmError('ERR_VM_UNUSABLE', `vm ${this.name} is not usable: ${this.broken}`);
+      return fn();
+    });
+    this.queue = run.catch(() => undefined);
+    return run;
+  }
+
+  private send(line: string): void {
+    if (line.length > MAX_LINE + 200) throw new NodeKvmError('ERR_EXEC_PROTOCOL', `internal: line of ${line.length} bytes is too long for the tty`);
+    this.console.write(`${line}\n`);
+  }
+
+  private wait(pattern: RegExp | string, timeout: number, what: string): Promise<string> {
+    return raceEnd(this.console.waitFor(pattern, { timeout }), this.ended, () => `vm ${this.name}: ${what}`);
+  }
+
+  /** Type a line that prints a fresh sync marker and wait for it. */
+  private async sync(timeout: number): Promise<void> {
+    const id = this.nextId();
+    this.send(printMarker('S', id));
+    await this.wait(marker('S', id), timeout, 'waiting for the shell');
+  }
+
+  /** @internal after boot: a quiet, predictable shell. */
+  async setup(timeout: number): Promise<void> {
+    const id = this.nextId();
+    // stty -echo also turns off busybox's line editing (it then reads plain lines): nothing
+    // typed is echoed and no cursor-position queries are sent.
+    this.send(`stty -echo; set +m; dmesg -n 1; PS1=${shellQuote(GUEST_PROMPT)}; PS2=''; mkdir -p ${GUEST_WORK_DIR}; ${printMarker('S', id)}`);
+    await this.wait(marker('S', id), timeout, 'setting up the shell');
+  }
+
+  /** Upload bytes into a fixed guest path, paced by acks. */
+  private async upload(data: Uint8Array, path: string, timeout: number): Promise<void> {
+    const base = this.nextId();
+    const lines = uploadLines(data, path, (n) => `${base}x${n}`);
+    for (let i = 0; i < lines.length; i++) {
+      this.send(lines[i]!);
+      const got = await this.wait(ackPattern(`${base}x${i}`), timeout, `uploading to ${path}`);
+      const status = /:(\d+)$/.exec(got)?.[1];
+      if (status !== '0') throw new ExecProtocolError(`vm ${this.name}: upload to ${path} failed (status ${status})`, this.tail());
+    }
+  }
+
+  /** Ctrl-C, then resync; if the shell stays silent, stop the VM. Returns whether it recovered. */
+  private async interrupt(): Promise<boolean> {
+    for (let attempt = 0; attempt < 3; attempt++) {
+      this.console.write('\x03');
+      await sleep(300);
+      try {
+        await this.sync(RESYNC_TIMEOUT);
+        return true;
+      } catch (e) {
+        if ((e as NodeKvmError).code === 'ERR_VM_ENDED') break;
+      }
+    }
+    this.broken = 'the shell stopped answering after a timeout';
+    await this.machine.stop();
+    return false;
+  }
+
+  /** Run `command` with `sh` in the guest; resolves with its exit status and output. */
+  exec(command: string, options: ExecOptions = {}): Promise<ExecResult> {
+    return this.serial(() => this.execNow(command, options));
+  }
+
+  private async execNow(command: string, options: ExecOptions): Promise<ExecResult> {
+    const timeout = options.timeout ?? DEFAULT_EXEC_TIMEOUT;
+    const w = GUEST_WORK_DIR;
+    let script = '';
+    if (options.cwd !== undefined) script += `cd ${shellQuote(options.cwd)} || exit 125\n`;
+    for (const [k, v] of Object.entries(options.env ?? {})) {
+      if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(k)) throw new NodeKvmError('ERR_INVALID_ARG', `bad environment variable name ${JSON.stringify(k)}`);
+      script += `export ${k}=${shellQuote(v)}\n`;
+    }
+    script += `${command}\n`;
+    const id = this.nextId();
+    let stdin = '/dev/null';
+    if (options.input !== undefined) {
+      await this.upload(typeof options.input === 'string' ? Buffer.from(options.input) : options.input, `${w}/i`, timeout);
+      stdin = `${w}/i`;
+    }
+    const b64 = Buffer.from(script).toString('base64');
+    const run = execLine(id, `${w}/c`, timeout / 1000, stdin);
+    const inline = `printf %s '${b64}' | base64 -d >${w}/c; ${run}`;
+    if (inline.length <= MAX_LINE) {
+      this.send(inline);
+    } else {
+      await this.upload(Buffer.from(script), `${w}/c`, timeout);
+      this.send(run);
+    }
+    let text: string;
+    try {
+      // The guest's watchdog fires first; the host waits longer only for a shell gone silent.
+      text = await this.wait(execReplyPattern(id), timeout + HOST_GRACE, `exec ${command}`);
+    } catch (e) {
+      if (!(e instanceof ConsoleTimeoutError)) throw e;
+      const tail = this.tail();
+      const recovered = await this.interrupt();
+      throw new ExecTimeoutError(command, timeout, tail, recovered);
+    }
+    try {
+      const r = parseExecReply(text, id);
+      if (r.timedOut) throw new ExecTimeoutError(command, timeout, this.tail(), true);
+      return { exitCode: r.exitCode, stdout: r.stdout.toString('utf8'), stderr: r.stderr.toString('utf8'), stdoutBytes: r.stdout, stderrBytes: r.stderr };
+    } catch (e) {
+      if (e instanceof ExecReplyError) throw new ExecProtocolError(`vm ${this.name}: ${e.message}`, this.tail());
+      throw e;
+    }
+  }
+
+  /** exec(), throwing ERR_EXEC_FAILED (with stdout and stderr) on a non-zero exit status. */
+  async execOk(command: string, options: ExecOptions = {}): Promise<ExecResult> {
+    const r = await this.exec(command, options);
+    if (r.exitCode !== 0) throw new ExecFailedError(command, r.exitCode, r.stdout, r.stderr);
+    return r;
+  }
+
+  /** Write `data` to the guest file `path` (created or truncated). */
+  writeFile(path: string, data: string | Uint8Array, options: { timeout?: number; mode?: number } = {}): Promise<void> {
+    const bytes = typeof data === 'string' ? Buffer.from(data) : data;
+    const timeout = options.timeout ?? DEFAULT_EXEC_TIMEOUT;
+    return this.serial(async () => {
+      await this.upload(bytes, `${GUEST_WORK_DIR}/u`, timeout);
+      const mode = options.mode === undefined ? '' : ` && chmod ${options.mode.toString(8)} ${shellQuote(path)}`;
+      const r = await this.execNow(`cat ${GUEST_WORK_DIR}/u >${shellQuote(path)}${mode} && rm -f ${GUEST_WORK_DIR}/u`, { timeout });
+      if (r.exitCode !== 0) throw new ExecFailedError(`writeFile ${path}`, r.exitCode, r.stdout, r.stderr);
+    });
+  }
+
+  /** Read the guest file `path`. */
+  readFile(path: string, options: { timeout?: number } = {}): Promise<Buffer> {
+    const timeout = options.timeout ?? DEFAULT_EXEC_TIMEOUT;
+    return this.serial(async () => {
+      const q = shellQuote(path);
+      const size = await this.execNow(`wc -c <${q}`, { timeout });
+      if (size.exitCode !== 0) throw new ExecFailedError(`readFile ${path}`, size.exitCode, size.stdout, size.stderr);
+      const total = Number(size.stdout.trim());
+      const parts: Buffer[] = [];
+      for (let i = 0, got = 0; got < total; i++) {
+        const r = await this.execNow(`dd if=${q} bs=${READ_CHUNK} skip=${i} count=1 2>/dev/null`, { timeout });
+        if (r.exitCode !== 0 || r.stdoutBytes.length === 0) throw new ExecFailedError(`readFile ${path} (chunk ${i})`, r.exitCode, '', r.stderr);
+        parts.push(r.stdoutBytes);
+        got += r.stdoutBytes.length;
+      }
+      return Buffer.concat(parts);
+    });
+  }
+
+  /** Ask the guest to power off (the shell exits, init powers off) and wait for the machine. */
+  poweroff(options: { timeout?: number } = {}): Promise<MachineResult> {
+    return this.serial(async () => {
+      this.send('exit');
+      const timeout = options.timeout ?? 60_000;
+      let timer: NodeJS.Timeout | undefined;
+      const r = await Promise.race([
+        this.ended,
+        new Promise<MachineResult>((resolve) => { timer = setTimeout(() => resolve(this.machine.stop()), timeout); }),
+      ]);
+      clearTimeout(timer);
+      this.broken = `it ended (${r.reason})`;
+      return r;
+    });
+  }
+
+  /** Stop the VM and release it. Idempotent. */
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      this.broken ??= 'it is closed';
+      await this.machine.close();
+      this.console.removeAllListeners('output');
+    })();
+    return this.closing;
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+}
+
+/** Boot a guest and wait until its shell is ready for exec(). */
+export async function bootVm(opts: BootVmOptions = {}): Promise<TestVm> {
+  const name = opts.name ?? `vm${++vmCount}`;
+  const image = await resolveImage(opts.image);
+  const kernelPath = opts.bzImage ? image.kernel : image.vmlinux;
+  const extra = [opts.verbose ? '' : 'quiet', opts.cmdline ?? ''].filter((s) => s !== '').join(' ');
+  const machine = await Machine.create({
+    kernel: cachedFile(kernelPath),
+    initrd: cachedFile(image.initrd),
+    cmdline: extra === '' ? DEFAULT_CMDLINE : `${DEFAULT_CMDLINE} ${extra}`,
+    memory: opts.memory ?? '256M',
+    cpus: opts.cpus ?? 1,
+    net: (opts.net ?? []).map((n) => ({ ...n, mac: n.mac ?? uniqueMac() })),
+  });
+  const vm = new TestVm(machine, name);
+  opts.t?.after(() => vm.close());
+  const timeout = opts.timeout ?? DEFAULT_BOOT_TIMEOUT;
+  const deadline = Date.now() + timeout;
+  const left = (): number => Math.max(1, deadline - Date.now());
+  try {
+    machine.start();
+    await raceEnd(machine.console.waitFor(READY_MARKER, { timeout: left() }), machine.wait(), () => `vm ${name}: booting`);
+    await raceEnd(machine.console.waitFor(GUEST_PROMPT, { timeout: left() }), machine.wait(), () => `vm ${name}: waiting for the shell`);
+    await vm.setup(left());
+    for (const [guestPath, src] of Object.entries(opts.files ?? {})) {
+      await vm.writeFile(guestPath, typeof src === 'string' ? readFileSync(src) : src, { timeout: left() });
+    }
+  } catch (e) {
+    const tail = vm.tail();
+    await vm.close();
+    throw new BootError(`vm ${name} did not boot to a usable shell within ${timeout} ms: ${(e as Error).message.split('\n')[0]}`, tail, { cause: e });
+  }
+  return vm;
+}
