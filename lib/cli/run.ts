@@ -10,16 +10,26 @@ import { getDefaultImage } from '../images/index.js';
 import { runInLab } from '../lab/run.js';
 import { DEFAULT_CMDLINE } from '../machine/cmdline.js';
 import { Machine, type MachineResult } from '../machine/index.js';
+import type { NetBackend } from '../net/backend.js';
+import { PcapWriter } from '../net/pcap.js';
+import { L2Switch } from '../net/switch.js';
+import { TapBackend } from '../net/tap.js';
 import { UsageError, intOption, parseCommandArgs, write, type CliCommand, type CliIo } from './args.js';
 
 const usage = `usage: node-kvm run [--kernel FILE] [--initrd FILE] [--append ARGS] [--cmdline ARGS]
                     [--memory 256M] [--cpus N] [--console stdio|file:PATH|none] [--timeout S]
-                    [--bzimage] [--lab]
+                    [--net tap:NAME|switch:NAME]... [--pcap FILE] [--bzimage] [--lab]
   Boots FILE (bzImage, vmlinux, Multiboot ELF) or, without --kernel, the default image
   (Debian kernel + busybox initramfs; built on first use, see \`node-kvm image\`).
   --append ARGS   added to the default command line ("${DEFAULT_CMDLINE}")
   --cmdline ARGS  replaces the whole command line
   --bzimage       boot the default image's bzImage instead of its vmlinux
+  --net SPEC      add an RTL8139 NIC (repeatable; the first is eth0):
+                    tap:NAME     the TAP interface NAME (created if missing; needs CAP_NET_ADMIN)
+                    switch:NAME  a port of the in-process L2 switch NAME (shared by every
+                                 machine of this process that names it)
+  --pcap FILE     record the first NIC's frames (both directions) to FILE (pcap, ns stamps;
+                  not with a --lab re-run, whose files stay inside the lab)
   --lab           if this host's KVM cannot boot Linux (no VMX/SVM, kvm_pvm), run inside the
                   nested lab (QEMU TCG with emulated SVM); elsewhere boot directly
   With a terminal, the console is interactive: Ctrl-A x quits, Ctrl-A h helps.
@@ -27,6 +37,50 @@ const usage = `usage: node-kvm run [--kernel FILE] [--initrd FILE] [--append ARG
   124 timeout, 64 bad usage.`;
 
 const ESCAPE = 0x01; // Ctrl-A
+
+const switches = new Map<string, L2Switch>();
+
+/** The in-process L2 switch called `name`, created on first use (`--net switch:NAME`). */
+export function sharedSwitch(name: string): L2Switch {
+  let sw = switches.get(name);
+  if (sw === undefined) switches.set(name, (sw = new L2Switch()));
+  return sw;
+}
+
+/** Check `--net` specs without opening anything (usage errors before any side effect). */
+export function parseNetSpecs(specs: readonly string[]): Array<{ kind: 'tap' | 'switch'; name: string }> {
+  return specs.map((spec) => {
+    const m = /^(tap|switch):(.+)$/.exec(spec);
+    if (m === null) throw new UsageError(`--net must be tap:NAME or switch:NAME (got ${JSON.stringify(spec)})`);
+    const name = m[2]!;
+    if (m[1] === 'tap' && (Buffer.byteLength(name) > 15 || /[/:\s]/.test(name))) {
+      throw new UsageError(`--net tap:NAME needs an interface name of at most 15 bytes without '/', ':' or spaces (got ${JSON.stringify(name)})`);
+    }
+    return { kind: m[1] as 'tap' | 'switch', name };
+  });
+}
+
+/** Open the backends for `--net`/`--pcap`; on failure, whatever was opened is closed again. */
+function openBackends(specs: ReturnType<typeof parseNetSpecs>, pcapPath: string | undefined): { backends: NetBackend[]; close: () => void } {
+  const opened: NetBackend[] = [];
+  let pcap: PcapWriter | undefined;
+  const close = (): void => {
+    for (const b of opened) b.close();
+    pcap?.close();
+  };
+  try {
+    for (const s of specs) opened.push(s.kind === 'tap' ? TapBackend.open({ name: s.name }) : sharedSwitch(s.name).port(`cli-${process.pid}-${opened.length}`));
+    if (pcapPath !== undefined) {
+      pcap = new PcapWriter(pcapPath);
+      // The wrapper closes the backend it wraps: it replaces it in the list.
+      opened[0] = pcap.wrap(opened[0]!);
+    }
+  } catch (e) {
+    close();
+    throw e;
+  }
+  return { backends: opened, close };
+}
 
 function exitStatus(r: MachineResult): number {
   switch (r.reason) {
@@ -93,14 +147,22 @@ export const command: CliCommand = {
       timeout: { type: 'string' },
       bzimage: { type: 'boolean' },
       lab: { type: 'boolean' },
+      net: { type: 'string', multiple: true },
+      pcap: { type: 'string' },
     });
     const cpus = intOption(values.cpus, '--cpus', 1, 1024) ?? 1;
     const timeoutS = intOption(values.timeout, '--timeout', 1, 7 * 24 * 3600);
     const consoleSpec = values.console ?? 'stdio';
     if (!/^(stdio|none|file:.+)$/.test(consoleSpec)) throw new UsageError(`--console must be stdio, none or file:PATH (got ${consoleSpec})`);
     if (values.initrd !== undefined && values.kernel === undefined) throw new UsageError('--initrd needs --kernel');
+    const netSpecs = parseNetSpecs(values.net ?? []);
+    if (values.pcap !== undefined && netSpecs.length === 0) throw new UsageError('--pcap needs a NIC (--net tap:NAME or switch:NAME)');
 
     if (values.lab && process.env.NODE_KVM_LAB !== '1' && !(await doctor()).canBootLinuxDirectly) {
+      if (values.pcap !== undefined) {
+        throw new UsageError('--pcap with --lab: the lab\'s file system is a RAM overlay, so the capture would not reach this host; ' +
+          'run the capture and its reader inside the lab instead (node-kvm lab -- sh -c \'node-kvm run --pcap F ...; tshark -r F\')');
+      }
       const bin = fileURLToPath(new URL('../../../bin/node-kvm.js', import.meta.url));
       const inner = argv.filter((a) => a !== '--lab');
       const r = await runInLab({ command: [process.execPath, bin, 'run', ...inner], stdout: io.stdout, stderr: io.stderr,
@@ -128,7 +190,15 @@ export const command: CliCommand = {
       }
     }
     const cmdline = values.cmdline ?? (values.append ? `${DEFAULT_CMDLINE} ${values.append}` : DEFAULT_CMDLINE);
-    const m = await Machine.create({ kernel: kernelBytes, initrd, cmdline, memory: values.memory ?? '256M', cpus });
+    const net = openBackends(netSpecs, values.pcap);
+    let m: Machine;
+    try {
+      m = await Machine.create({ kernel: kernelBytes, initrd, cmdline, memory: values.memory ?? '256M', cpus,
+        net: net.backends.map((backend) => ({ backend })) });
+    } catch (e) {
+      net.close();
+      throw e;
+    }
     let out: NodeJS.WritableStream | undefined;
     if (consoleSpec === 'stdio') out = io.stdout;
     else if (consoleSpec.startsWith('file:')) out = (await open(consoleSpec.slice(5), 'w')).createWriteStream();
@@ -150,6 +220,7 @@ export const command: CliCommand = {
       clearTimeout(timer);
       detach();
       await m.close();
+      net.close();
     }
   },
 };
