@@ -1,0 +1,22 @@
+// Eight small VMs at once in one process: boot, exec, close, and no file descriptor leaks.
+//   node --test dist/examples/parallel.test.js
+import assert from 'node:assert/strict';
+import { readdirSync } from 'node:fs';
+import { test } from 'node:test';
+import { bootVm, type TestVm } from '../lib/testing/index.js';
+
+const openFds = (): number => readdirSync('/proc/self/fd').length;
+
+test('8 VMs boot, exec and close in parallel', { timeout: 900_000 }, async () => {
+  const before = openFds();
+  const vms: TestVm[] = [];
+  try {
+    const booted = await Promise.all(Array.from({ length: 8 }, (_, i) => bootVm({ name: `p${i}`, memory: '64M', timeout: 600_000 })));
+    vms.push(...booted);
+    const outs = await Promise.all(vms.map((vm, i) => vm.execOk(`echo vm-${i} $(( ${i} * 6 ))`, { timeout: 120_000 })));
+    outs.forEach((r, i) => assert.equal(r.stdout, `vm-${i} ${i * 6}\n`));
+  } finally {
+    await Promise.all(vms.map((vm) => vm.close()));
+  }
+  assert.equal(openFds(), before, 'every VM fd is closed');
+});

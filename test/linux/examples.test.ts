@@ -1,0 +1,32 @@
+// Runs every example (compiled to dist/examples) as its user would: scripts with node, *.test.js
+// files with node --test. Needs a KVM that boots Linux (the linux tier runs in the lab here).
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { readdirSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { requireKvm } from '../helpers/kvm.js';
+
+const dir = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'examples');
+const examples = readdirSync(dir).filter((f) => f.endsWith('.js')).sort();
+
+function run(file: string): Promise<{ code: number | null; out: string }> {
+  const args = file.endsWith('.test.js') ? ['--test', '--test-reporter=spec', join(dir, file)] : [join(dir, file)];
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    child.stdout.on('data', (d) => { out += d; });
+    child.stderr.on('data', (d) => { out += d; });
+    child.on('close', (code) => resolve({ code, out }));
+  });
+}
+
+for (const file of examples) {
+  test(`example ${file}`, { timeout: 1_200_000 }, async (t) => {
+    if (!requireKvm(t)) return;
+    const r = await run(file);
+    t.diagnostic(r.out.slice(-3000));
+    assert.equal(r.code, 0, `${file} failed:\n${r.out.slice(-6000)}`);
+  });
+}
