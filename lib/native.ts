@@ -18,6 +18,7 @@ export interface NativeLayout {
   kvm_msrs: Offsets;
   kvm_vcpu_events: Offsets;
   kvm_stats: Offsets;
+  kvm_coalesced_mmio_ring: Offsets;
   sizes: { kvm_lapic_state: number; kvm_xcrs: number };
 }
 
@@ -47,6 +48,7 @@ export interface INative {
   getDirtyLog(vmfd: number, slot: number, bitmap: Uint8Array): number;
   getStatsFd(fd: number): number;
   createVcpu(vmfd: number, id: number): number;
+  registerCoalescedMmio(vmfd: number, addr: number, size: number, pio: number): number;
   // memory
   mmapAnonymous(size: number): ArrayBuffer;
   mmapFd(fd: number, size: number): ArrayBuffer;

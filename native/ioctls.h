@@ -28,6 +28,13 @@ struct nkvm_signal_mask {
   __u8 sigset[];
 };
 
+// kvm_coalesced_mmio_ring: the per-VM ring of writes KVM batched instead of exiting.
+struct nkvm_coalesced_mmio_ring {
+  __u32 first, last;
+  struct kvm_coalesced_mmio coalesced_mmio[];
+};
+
+static_assert(sizeof(nkvm_coalesced_mmio_ring) == 8, "kvm_coalesced_mmio_ring header is 8 bytes in C");
 static_assert(sizeof(nkvm_cpuid2) == 8, "kvm_cpuid2 header is 8 bytes in C");
 static_assert(sizeof(nkvm_msrs) == 8, "kvm_msrs header is 8 bytes in C");
 static_assert(sizeof(nkvm_msr_list) == 4, "kvm_msr_list header is 4 bytes in C");

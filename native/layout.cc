@@ -186,6 +186,7 @@ Napi::Object Constants(Napi::Env env) {
   CONST(c, KVM_CAP_SPLIT_IRQCHIP); CONST(c, KVM_CAP_MULTI_ADDRESS_SPACE);
   CONST(c, KVM_CAP_GET_TSC_KHZ); CONST(c, KVM_CAP_KVMCLOCK_CTRL); CONST(c, KVM_CAP_DIRTY_LOG_RING);
   CONST(c, KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2);
+  CONST(c, KVM_CAP_COALESCED_MMIO); CONST(c, KVM_CAP_COALESCED_PIO);
   // mp states
   CONST(c, KVM_MP_STATE_RUNNABLE); CONST(c, KVM_MP_STATE_UNINITIALIZED);
   CONST(c, KVM_MP_STATE_INIT_RECEIVED); CONST(c, KVM_MP_STATE_HALTED);
@@ -214,6 +215,18 @@ void InitLayout(Napi::Env env, Napi::Object exports) {
   l.Set("kvm_msrs", Msrs(env));
   l.Set("kvm_vcpu_events", Events(env));
   l.Set("kvm_stats", Stats(env));
+  Napi::Object ring = Napi::Object::New(env);
+  ring.Set("page_offset", Napi::Number::New(env, KVM_COALESCED_MMIO_PAGE_OFFSET * 4096));
+  ring.Set("first", Napi::Number::New(env, offsetof(nkvm_coalesced_mmio_ring, first)));
+  ring.Set("last", Napi::Number::New(env, offsetof(nkvm_coalesced_mmio_ring, last)));
+  ring.Set("entries", Napi::Number::New(env, offsetof(nkvm_coalesced_mmio_ring, coalesced_mmio)));
+  ring.Set("entry_size", Napi::Number::New(env, sizeof(kvm_coalesced_mmio)));
+  ring.Set("entry_phys_addr", Napi::Number::New(env, offsetof(kvm_coalesced_mmio, phys_addr)));
+  ring.Set("entry_len", Napi::Number::New(env, offsetof(kvm_coalesced_mmio, len)));
+  ring.Set("entry_pio", Napi::Number::New(env, offsetof(kvm_coalesced_mmio, pio)));
+  ring.Set("entry_data", Napi::Number::New(env, offsetof(kvm_coalesced_mmio, data)));
+  ring.Set("max", Napi::Number::New(env, (4096 - sizeof(nkvm_coalesced_mmio_ring)) / sizeof(kvm_coalesced_mmio)));
+  l.Set("kvm_coalesced_mmio_ring", ring);
   Napi::Object sizes = Napi::Object::New(env);
   sizes.Set("kvm_lapic_state", Napi::Number::New(env, sizeof(kvm_lapic_state)));
   sizes.Set("kvm_xcrs", Napi::Number::New(env, sizeof(kvm_xcrs)));

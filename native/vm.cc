@@ -100,6 +100,16 @@ Napi::Value GetStatsFd(const Napi::CallbackInfo& info) {
   return Done(info, fd, "KVM_GET_STATS_FD");
 }
 
+// registerCoalescedMmio(vmfd, addr, size, pio): guest writes to this zone are queued in the
+// coalesced ring (read by the next exit's handler) instead of exiting each time.
+Napi::Value RegisterCoalescedMmio(const Napi::CallbackInfo& info) {
+  kvm_coalesced_mmio_zone z{};
+  z.addr = U64Arg(info, 1);
+  z.size = info[2].As<Napi::Number>().Uint32Value();
+  z.pio = info[3].As<Napi::Number>().Uint32Value();
+  return Done(info, IoctlRetry(FdArg(info, 0), KVM_REGISTER_COALESCED_MMIO, &z), "KVM_REGISTER_COALESCED_MMIO");
+}
+
 Napi::Value CreateVcpu(const Napi::CallbackInfo& info) {
   int fd = IoctlRetry(FdArg(info, 0), KVM_CREATE_VCPU, static_cast<unsigned long>(info[1].As<Napi::Number>().Uint32Value()));
   if (fd >= 0) fcntl(fd, F_SETFD, FD_CLOEXEC);
@@ -120,6 +130,7 @@ void InitVm(Napi::Env env, Napi::Object exports) {
   exports.Set("getDirtyLog", Napi::Function::New(env, GetDirtyLog));
   exports.Set("getStatsFd", Napi::Function::New(env, GetStatsFd));
   exports.Set("createVcpu", Napi::Function::New(env, CreateVcpu));
+  exports.Set("registerCoalescedMmio", Napi::Function::New(env, RegisterCoalescedMmio));
 }
 
 }  // namespace nkvm

@@ -24,10 +24,12 @@ export class KvmRun {
   private readonly oExitReason: number;
   private readonly c: Record<string, number>;
   private readonly L: Record<string, number>;
+  private readonly ring: Record<string, number>;
 
   constructor(readonly buffer: ArrayBuffer) {
     const L = native().layout.kvm_run;
     this.L = L;
+    this.ring = native().layout.kvm_coalesced_mmio_ring;
     this.c = native().constants;
     this.view = new DataView(buffer);
     this.bytes = new Uint8Array(buffer);
@@ -41,6 +43,48 @@ export class KvmRun {
     this.oMmioWrite = L.mmio_is_write!;
     this.oExitReason = L.exit_reason!;
     this.mmioData = new Uint8Array(buffer, L.mmio_data!, 8);
+  }
+
+  /**
+   * Apply the writes KVM queued in the coalesced ring (zones registered with
+   * Vm.registerCoalesced*) in order, then mark them consumed. Call before handling any exit
+   * so devices see those writes before anything that follows them. Returns how many.
+   */
+  drainCoalesced(write: (pio: boolean, address: number, size: number, value: number) => void): number {
+    const v = this.view;
+    const R = this.ring;
+    const base = R.page_offset!;
+    if (base + 4096 > this.buffer.byteLength) return 0;
+    let first = v.getUint32(base + R.first!, true);
+    const last = v.getUint32(base + R.last!, true);
+    let n = 0;
+    const max = R.max!;
+    // A guest cannot move `last` (only KVM writes it); bound the walk anyway.
+    while (first !== last && first < max && n < max) {
+      const e = base + R.entries! + first * R.entry_size!;
+      const addr = Number(v.getBigUint64(e + R.entry_phys_addr!, true));
+      const len = v.getUint32(e + R.entry_len!, true);
+      const pio = v.getUint32(e + R.entry_pio!, true) !== 0;
+      const d = e + R.entry_data!;
+      if (len === 1) write(pio, addr, 1, v.getUint8(d));
+      else if (len === 2) write(pio, addr, 2, v.getUint16(d, true));
+      else if (len === 4) write(pio, addr, 4, v.getUint32(d, true));
+      else if (len === 8) {
+        write(pio, addr, 4, v.getUint32(d, true));
+        write(pio, addr + 4, 4, v.getUint32(d + 4, true));
+      }
+      first = (first + 1) % max;
+      n++;
+    }
+    if (n > 0) v.setUint32(base + R.first!, first, true);
+    return n;
+  }
+
+  /** True when the coalesced ring holds writes not yet applied (cheap: two loads). */
+  get coalescedPending(): boolean {
+    const base = this.ring.page_offset!;
+    if (base + 4096 > this.buffer.byteLength) return false;
+    return this.view.getUint32(base + this.ring.first!, true) !== this.view.getUint32(base + this.ring.last!, true);
   }
 
   get exitReason(): number {

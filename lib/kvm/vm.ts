@@ -112,6 +112,17 @@ export class Vm extends FdHandle {
     native().munmap(r.buffer);
   }
 
+  /**
+   * KVM_REGISTER_COALESCED_MMIO (with `pio` for port I/O, KVM_CAP_COALESCED_PIO): guest writes
+   * to [addr, addr+size) are queued in a ring instead of exiting; the exit handler applies
+   * them (KvmRun.drainCoalesced) before the next exit. For write-only registers whose effect
+   * is only observed through a later access, such as the PCI CONFIG_ADDRESS port.
+   */
+  registerCoalesced(opts: { addr: number; size: number; pio: boolean }): void {
+    this.ensureOpen();
+    native().registerCoalescedMmio(this.rawFd, checkInt('addr', opts.addr), checkInt('size', opts.size, 1), opts.pio ? 1 : 0);
+  }
+
   createIrqchip(): void {
     this.ensureOpen();
     native().createIrqchip(this.rawFd);

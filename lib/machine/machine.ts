@@ -29,6 +29,8 @@ export interface MachineResult {
 
 export interface ExitCounters {
   io: number;
+  /** Writes KVM queued in the coalesced ring instead of exiting. */
+  coalesced: number;
   mmio: number;
   interrupted: number;
   other: number;
@@ -50,7 +52,7 @@ const APIC_MODE_NMI = 0x4 << 8;
 
 export class Machine extends EventEmitter implements AsyncDisposable {
   readonly console: MachineConsole;
-  readonly counters: ExitCounters = { io: 0, mmio: 0, interrupted: 0, other: 0, pioMisses: 0, mmioMisses: 0 };
+  readonly counters: ExitCounters = { io: 0, coalesced: 0, mmio: 0, interrupted: 0, other: 0, pioMisses: 0, mmioMisses: 0 };
   readonly boot: BootSetup;
   private stateValue: MachineState = 'created';
   private result: MachineResult | undefined;
@@ -89,6 +91,12 @@ export class Machine extends EventEmitter implements AsyncDisposable {
       vm.setTssAddr(L.TSS_ADDR);
       vm.createIrqchip();
       vm.createPit2(constants.KVM_PIT_SPEAKER_DUMMY!);
+      // PCI CONFIG_ADDRESS writes only matter to the CONFIG_DATA access that follows, so KVM
+      // queues them instead of exiting: half the exits of a config-space scan (Linux probes
+      // every bus when it sees a K8-family CPU, e.g. inside the nested lab).
+      if (vm.checkExtension(constants.KVM_CAP_COALESCED_PIO!) > 0) {
+        vm.registerCoalesced({ addr: L.PORT_PCI_CONFIG_ADDRESS, size: 4, pio: true });
+      }
 
       const below = Math.min(o.memory, L.MMIO_HOLE_START);
       const above = o.memory - below;
@@ -177,8 +185,14 @@ export class Machine extends EventEmitter implements AsyncDisposable {
     });
   }
 
+  private readonly applyCoalesced = (pio: boolean, address: number, size: number, value: number): void => {
+    (pio ? this.platform.pio : this.platform.mmio).write(address, size, value);
+  };
+
   private handleExit(exit: VcpuExit, vcpu: Vcpu): 'stop' | void {
     const c = this.counters;
+    const run = this.vcpus[0]!.runState; // the ring is per VM; every vCPU maps the same page
+    if (run.coalescedPending) c.coalesced += run.drainCoalesced(this.applyCoalesced);
     switch (exit.reason) {
       case 'io':
         c.io++;
@@ -241,6 +255,9 @@ export class Machine extends EventEmitter implements AsyncDisposable {
     this.loopAbort?.abort();
     for (const ap of this.vcpus.slice(1)) ap.stopThread();
     await this.loopPromise;
+    // Writes still queued in the coalesced ring belong to the state a snapshot sees.
+    const run = this.vcpus[0]!.runState;
+    if (run.coalescedPending) this.counters.coalesced += run.drainCoalesced(this.applyCoalesced);
   }
 
   resume(): void {
