@@ -1,6 +1,7 @@
 // `npm run bench [filter] [--runs=N] [--iterations=N]`: runs every benchmark whose name contains
 // `filter` (all without one). Benchmarks print their own figures; nothing here asserts on time.
 import { runExitRoundtrip } from './exit-roundtrip.js';
+import { runNetBench } from './net.js';
 import { runBootBench } from './boot.js';
 import { kvmUnavailableReason } from '../test/helpers/kvm.js';
 
@@ -17,6 +18,7 @@ interface BenchOptions {
 
 const benches: Bench[] = [
   { name: 'exit-roundtrip', needsKvm: true, run: (o) => runExitRoundtrip(o) },
+  { name: 'net', needsKvm: true, run: (o) => runNetBench(o) },
   { name: 'snapshot', needsKvm: true, run: async (o) => (await import('./snapshot.js')).runSnapshotBench(o) },
   { name: 'boot', needsKvm: true, run: (o) => runBootBench(o) },
 ];

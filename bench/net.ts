@@ -1,0 +1,237 @@
+// `npm run bench -- net`: TCP throughput both ways (iperf3) and ping RTT between a Linux guest
+// and an iperf3 server in a network namespace behind a TAP, over our RTL8139 model and over
+// QEMU's `-device rtl8139`, with the same kernel, initrd and guest commands, in one run (one
+// lab boot on hosts that cannot boot Linux directly). QEMU uses KVM as we do (-accel kvm).
+//
+// The guest image is "net": the default image plus the host's iperf3 (and its libraries);
+// install it with `apt-get install iperf3`. Also reported for our model: exits (PIO + MMIO) per
+// packet the NIC moved during each transfer, and the NIC's RX backpressure counters.
+import type { ChildProcess } from 'node:child_process';
+import { copyFileSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { doctor, qemuVersion } from '../lib/doctor.js';
+import { getImage, type Image } from '../lib/images/index.js';
+import { runInLab } from '../lib/lab/index.js';
+import { DEFAULT_CMDLINE } from '../lib/machine/cmdline.js';
+import { Machine } from '../lib/machine/index.js';
+import { findCommand, NetNs } from '../lib/net/netns.js';
+import { TapBackend } from '../lib/net/tap.js';
+
+export interface NetBenchOptions {
+  /** iperf3 seconds per direction (default 10). */
+  iterations?: number;
+  log?: (line: string) => void;
+}
+
+const HOST_IP = '10.0.2.2';
+const GUEST_IP = '10.0.2.15';
+const MARK = '@@NKVM-BENCH';
+
+interface Transfer {
+  mbps: number;
+  retransmits: number | undefined;
+  /** node-kvm only: PIO+MMIO exits per frame the NIC moved, frames, RX held back / missed. */
+  exitsPerPacket?: number;
+  packets?: number;
+  rxQueued?: number;
+  rxMissed?: number;
+}
+
+interface Sample {
+  label: string;
+  up?: Transfer;
+  down?: Transfer;
+  pingAvgMs?: number;
+  error?: string;
+}
+
+/** The guest's whole job: ping, iperf3 up, iperf3 down (reverse), each between markers. */
+function guestScript(seconds: number): string {
+  return [
+    `echo ${MARK}-PING; ping -c 10 -i 0.2 ${HOST_IP} | tail -1`,
+    `echo ${MARK}-UP; iperf3 -c ${HOST_IP} -t ${seconds} -i 0 -J; echo ${MARK}-UPEND`,
+    `echo ${MARK}-DOWN; iperf3 -c ${HOST_IP} -t ${seconds} -i 0 -R -J; echo ${MARK}-DOWNEND`,
+  ].join('; ');
+}
+
+interface IperfJson {
+  end?: { sum_sent?: { bits_per_second?: number; retransmits?: number }; sum_received?: { bits_per_second?: number } };
+  error?: string;
+}
+
+function between(text: string, start: string, end: string): string | undefined {
+  const i = text.indexOf(`${start}\n`);
+  if (i < 0) return undefined;
+  const j = text.indexOf(end, i);
+  return j < 0 ? undefined : text.slice(i + start.length + 1, j);
+}
+
+/** Parse the console text of a finished guest script. */
+function parse(label: string, raw: string): Sample {
+  const text = raw.replace(/\r/g, '');
+  const s: Sample = { label };
+  const ping = /round-trip min\/avg\/max = [\d.]+\/([\d.]+)\/[\d.]+ ms/.exec(text.slice(text.indexOf(`${MARK}-PING`)));
+  if (ping !== null) s.pingAvgMs = Number(ping[1]);
+  for (const [dir, key] of [['UP', 'up'], ['DOWN', 'down']] as const) {
+    const body = between(text, `${MARK}-${dir}`, `${MARK}-${dir}END`);
+    if (body === undefined) { s.error = `no iperf3 ${key} output`; continue; }
+    const json = JSON.parse(body.slice(body.indexOf('{'), body.lastIndexOf('}') + 1)) as IperfJson;
+    if (json.error !== undefined) { s.error = `iperf3 ${key}: ${json.error}`; continue; }
+    const bps = json.end?.sum_received?.bits_per_second ?? json.end?.sum_sent?.bits_per_second ?? 0;
+    s[key] = { mbps: bps / 1e6, retransmits: json.end?.sum_sent?.retransmits };
+  }
+  return s;
+}
+
+async function withNetns<T>(fn: (ns: NetNs) => Promise<T>): Promise<T> {
+  const ns = await NetNs.create({ prefix: 'nkvmbench' });
+  try {
+    // Any address: the TAP and its address appear later (QEMU creates its TAP itself).
+    ns.spawn(['iperf3', '-s']).on('error', () => undefined);
+    return await fn(ns);
+  } finally {
+    await ns.close();
+  }
+}
+
+function cmdline(seconds: number): string {
+  const run64 = Buffer.from(guestScript(seconds)).toString('base64');
+  return `${DEFAULT_CMDLINE} quiet nkvm.ip=${GUEST_IP}/24 nkvm.run64=${run64}`;
+}
+
+/** Our VMM: TapBackend moved into the namespace, counters sampled at the guest's markers. */
+async function runNodeKvm(files: { kernel: string; initrd: string }, revision: 0x10 | 0x20, seconds: number): Promise<Sample> {
+  const label = `node-kvm ${revision === 0x20 ? '8139cp' : '8139too'}`;
+  return withNetns(async (ns) => {
+    const tap = TapBackend.open();
+    try {
+      await ns.adoptLink(tap.name, `${HOST_IP}/24`);
+      await using m = await Machine.create({ kernel: files.kernel, initrd: files.initrd, cmdline: cmdline(seconds), memory: '256M', cpus: 1,
+        net: [{ backend: tap, revision }] });
+      const nic = m.platform.nics[0]!;
+      let text = '';
+      m.console.on('data', (d: Buffer) => { text += d.toString('latin1'); });
+      const snap = (): { exits: number; packets: number; queued: number; missed: number } => ({
+        exits: m.counters.io + m.counters.mmio, packets: nic.stats.txFrames + nic.stats.rxFrames,
+        queued: nic.stats.rxQueued, missed: nic.stats.rxMissed,
+      });
+      const phase = async (start: string, end: string): Promise<Partial<Transfer>> => {
+        await m.console.waitFor(start, { timeout: 600_000 });
+        const a = snap();
+        await m.console.waitFor(end, { timeout: 600_000 });
+        const b = snap();
+        const packets = b.packets - a.packets;
+        return { exitsPerPacket: packets > 0 ? (b.exits - a.exits) / packets : undefined, packets,
+          rxQueued: b.queued - a.queued, rxMissed: b.missed - a.missed };
+      };
+      m.start();
+      const up = await phase(`${MARK}-UP\r\n`, `${MARK}-UPEND`);
+      const down = await phase(`${MARK}-DOWN\r\n`, `${MARK}-DOWNEND`);
+      const r = await m.wait();
+      const s = parse(label, text);
+      if (s.up) Object.assign(s.up, up);
+      if (s.down) Object.assign(s.down, down);
+      if (r.reason !== 'poweroff') s.error = `guest ended with ${r.reason}`;
+      return s;
+    } finally {
+      tap.close();
+    }
+  });
+}
+
+/** QEMU, started inside the namespace so its TAP is created there; its serial console on stdout. */
+async function runQemu(files: { kernel: string; initrd: string }, seconds: number, inLab: boolean): Promise<Sample> {
+  const label = 'QEMU rtl8139';
+  return withNetns(async (ns) => {
+    const ifname = 'nkvmq0';
+    // Inside the lab TCG's SVM misses XSETBV: hide XSAVE from the L2 guest, as Machine does.
+    const cpu = inLab ? 'host,-xsave' : 'host';
+    const child: ChildProcess = ns.spawn(['qemu-system-x86_64', '-accel', 'kvm', '-cpu', cpu, '-m', '256M', '-smp', '1',
+      '-M', 'pc', '-nodefaults', '-no-user-config', '-display', 'none', '-vga', 'none', '-no-reboot', '-serial', 'stdio',
+      '-kernel', files.kernel, '-initrd', files.initrd, '-append', cmdline(seconds),
+      '-netdev', `tap,id=n0,ifname=${ifname},script=no,downscript=no`, '-device', 'rtl8139,netdev=n0,mac=52:54:00:12:34:56']);
+    let text = '';
+    let err = '';
+    child.stdout!.on('data', (d: Buffer) => { text += d.toString('latin1'); });
+    child.stderr!.on('data', (d: Buffer) => { err += d.toString('utf8'); });
+    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+    // QEMU creates the TAP when it starts: configure it as soon as it exists.
+    for (let i = 0; ; i++) {
+      const r = await ns.ip(['link', 'show', ifname], { check: false });
+      if (r.code === 0) break;
+      if (i > 600 || child.exitCode !== null) return { label, error: `QEMU did not create ${ifname}: ${err.trim()}` };
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    await ns.addAddress(ifname, `${HOST_IP}/24`);
+    await ns.setLinkUp(ifname);
+    const timer = setTimeout(() => child.kill('SIGKILL'), 900_000);
+    const code = await exited;
+    clearTimeout(timer);
+    const s = parse(label, text);
+    if (code !== 0) s.error = `QEMU exited with ${code}: ${err.trim()}`;
+    return s;
+  });
+}
+
+const f1 = (v: number | undefined): string => (v === undefined ? '-' : v.toFixed(v < 10 ? 2 : 1));
+const ratio = (a: number | undefined, b: number | undefined): string => (a === undefined || b === undefined || b === 0 ? '-' : `${(a / b).toFixed(2)}x`);
+
+function report(samples: Sample[], seconds: number, where: string, log: (l: string) => void): void {
+  const ours = samples.find((s) => s.label === 'node-kvm 8139cp');
+  const qemu = samples.find((s) => s.label === 'QEMU rtl8139');
+  log(`net: iperf3 -t ${seconds} each way, ping x10 (guest ${GUEST_IP} -> netns ${HOST_IP} over a TAP), ${where}, one run`);
+  const cols = samples.map((s) => s.label.padStart(18)).join('');
+  log(`${''.padEnd(30)}${cols}   node-kvm/QEMU (8139cp)`);
+  const row = (name: string, get: (s: Sample) => number | undefined, r = true): void =>
+    log(`${name.padEnd(30)}${samples.map((s) => f1(get(s)).padStart(18)).join('')}${r ? `   ${ratio(ours && get(ours), qemu && get(qemu))}` : ''}`);
+  row('guest->host Mbit/s', (s) => s.up?.mbps);
+  row('  retransmits', (s) => s.up?.retransmits, false);
+  row('host->guest Mbit/s', (s) => s.down?.mbps);
+  row('  retransmits', (s) => s.down?.retransmits, false);
+  row('ping avg ms', (s) => s.pingAvgMs);
+  row('exits/packet guest->host', (s) => s.up?.exitsPerPacket, false);
+  row('exits/packet host->guest', (s) => s.down?.exitsPerPacket, false);
+  row('RX held back (host->guest)', (s) => s.down?.rxQueued, false);
+  row('RX missed (host->guest)', (s) => s.down?.rxMissed, false);
+  for (const s of samples) if (s.error !== undefined) log(`  ${s.label}: ${s.error}`);
+}
+
+export async function runNetBench(opts: NetBenchOptions = {}): Promise<void> {
+  const log = opts.log ?? ((l: string) => process.stdout.write(l + '\n'));
+  const seconds = Math.max(2, opts.iterations ?? 10);
+  const iperf = findCommand('iperf3');
+  if (iperf === undefined) throw new Error('iperf3 not found: the net bench runs it on both sides (apt-get install iperf3)');
+  const inLab = process.env.NODE_KVM_LAB === '1';
+  const buildOptions = { add: [`${iperf}:/usr/bin/iperf3`] };
+  if (!inLab && !(await doctor()).canBootLinuxDirectly) {
+    log('net: this host\'s /dev/kvm cannot boot Linux; running the bench inside one nested-lab boot');
+    await getImage('net', { build: true, buildOptions, log: (l) => log(`net: image: ${l}`) });
+    const index = fileURLToPath(new URL('./index.js', import.meta.url));
+    const r = await runInLab({ command: [process.execPath, index, 'net', `--iterations=${seconds}`], stdout: process.stdout, stderr: process.stderr });
+    if (r.exitCode !== 0) throw new Error(`net bench in the lab failed (exit ${r.exitCode}): ${r.error ?? ''}\n${r.consoleTail}`);
+    return;
+  }
+  if (qemuVersion() === undefined) throw new Error('qemu-system-x86_64 not found: the net bench compares against QEMU (apt-get install qemu-system-x86)');
+  // Inside the lab there is no apt mirror: the image must have been built on the host.
+  const img: Image = await getImage('net', { build: !inLab, buildOptions, verify: inLab ? 'size' : 'full' });
+  const dir = mkdtempSync(join(tmpdir(), 'node-kvm-net-bench-'));
+  try {
+    // Local copies (RAM inside the lab), so neither VMM reads them over 9p.
+    const files = { kernel: join(dir, 'bzImage'), initrd: join(dir, 'initrd.cpio.gz') };
+    copyFileSync(img.kernel, files.kernel);
+    copyFileSync(img.initrd, files.initrd);
+    const samples: Sample[] = [];
+    for (const run of [
+      () => runNodeKvm(files, 0x20, seconds),
+      () => runQemu(files, seconds, inLab),
+      () => runNodeKvm(files, 0x10, seconds),
+    ]) {
+      samples.push(await run().catch((e: unknown) => ({ label: '?', error: String((e as Error)?.stack ?? e) })));
+    }
+    report(samples, seconds, inLab ? 'nested lab (QEMU TCG + SVM, both VMMs on kvm_amd in L1)' : 'this host', log);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
