@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { extractVmlinux } from './bzimage.js';
 import { writeAtomically, imageDir, cachedImageNames, cacheRoot } from './cache.js';
 import { ImageError, rethrowDiskFull } from './errors.js';
-import { guestInit, GUEST_MODULES, GUEST_OPTIONAL_MODULES, UDHCPC_SCRIPT } from './guest-init.js';
+import { guestInit, GUEST_MODULES, GUEST_OPTIONAL_MODULES, SHELL_SCRIPT, UDHCPC_SCRIPT } from './guest-init.js';
 import { downloadKernel } from './kernel-package.js';
 import { IMAGE_FILES, MANIFEST_FORMAT, sha256, verifyImage, type Image, type ImageManifest, type VerifyLevel } from './manifest.js';
 import { ModuleTree, assertModulesMatch } from './modules.js';
@@ -47,7 +47,7 @@ export const GUEST_PROFILE: ImageProfile = {
   modules: GUEST_MODULES,
   optionalModules: GUEST_OPTIONAL_MODULES,
   init: guestInit(),
-  files: { 'etc/nkvm/udhcpc.sh': { data: UDHCPC_SCRIPT, perm: 0o755 } },
+  files: { 'etc/nkvm/udhcpc.sh': { data: UDHCPC_SCRIPT, perm: 0o755 }, 'etc/nkvm/shell.sh': { data: SHELL_SCRIPT, perm: 0o755 } },
 };
 
 export async function buildImage(opts: BuildImageOptions = {}): Promise<Image> {
