@@ -33,6 +33,7 @@ struct Kicker {
   pthread_t main_thread{};
   kvm_run* in_run = nullptr;  // main-thread vCPU currently inside KVM_RUN
   bool kicked = false;        // a kick was delivered and not yet reported as 'interrupted'
+  kvm_run* kicked_run = nullptr;  // whose immediate_exit the kick set
   int64_t deadline_ms = -1;   // next libuv timer, CLOCK_MONOTONIC ms; -1 = none
   std::vector<uv_timer_t*> timers;  // active timer handles, refreshed at each yield
   int64_t slice_deadline_ms = -1;   // end of this pump's time slice (several run loops share the thread)
@@ -51,6 +52,7 @@ void NoopHandler(int) {}
 
 void KickLocked() {
   g_k.kicked = true;
+  g_k.kicked_run = g_k.in_run;
   __atomic_store_n(&g_k.in_run->immediate_exit, 1, __ATOMIC_SEQ_CST);
   pthread_kill(g_k.main_thread, KickSignal());
 }
@@ -196,6 +198,14 @@ int RunOnMainThread(int fd, kvm_run* run, uv_loop_t* loop) {
         int64_t dl = NextDeadline(loop);
         bool earlier = dl >= 0 && (g_k.deadline_ms < 0 || dl < g_k.deadline_ms);
         g_k.deadline_ms = dl;
+        // A kick meant for another vCPU (several VMs share this thread) that returned with a
+        // real exit before seeing it: the point of a kick is to let the event loop run, so
+        // pass it on to this vCPU. Otherwise the kicker, waiting for the kick to be consumed,
+        // would never kick again while this vCPU halts.
+        if (g_k.kicked && g_k.kicked_run != run) {
+          g_k.kicked_run = run;
+          __atomic_store_n(&run->immediate_exit, 1, __ATOMIC_SEQ_CST);
+        }
         g_k.in_run = run;
         if (earlier) {
           uint64_t one = 1;
@@ -210,8 +220,8 @@ int RunOnMainThread(int fd, kvm_run* run, uv_loop_t* loop) {
     g_k.in_run = nullptr;
     if (r == 0) return static_cast<int>(run->exit_reason);
     if (err == EINTR || err == EAGAIN) {
-      if (g_k.kicked || run->immediate_exit) {
-        g_k.kicked = false;
+      if (run->immediate_exit || (g_k.kicked && g_k.kicked_run == run)) {
+        if (g_k.kicked_run == run) g_k.kicked = false;
         __atomic_store_n(&run->immediate_exit, 0, __ATOMIC_SEQ_CST);
         return -1;
       }
