@@ -27,7 +27,10 @@ export function labQemuArgs(o: LabQemuOptions): string[] {
     ...chardev('err', o.sockets.stderr), '-device', `virtserialport,bus=vser.0,chardev=err,name=${LAB_STDERR_PORT}`,
     '-kernel', o.pvh === false ? o.image.kernel : o.image.vmlinux,
     '-initrd', o.image.initrd,
-    '-append', `console=ttyS0 quiet panic=-1 nkvm.lab.job=${o.jobPath}`,
+    // nohz=off lapic=notscdeadline: L1 keeps a periodic LAPIC tick. Seen here: with a
+    // tickless L1 on the TSC-deadline timer, QEMU 7.2 TCG (nested SVM) sometimes arms its
+    // timer hours ahead while L1 idles with L2 halted, and the whole lab freezes.
+    '-append', `console=ttyS0 quiet panic=-1 nohz=off lapic=notscdeadline nkvm.lab.job=${o.jobPath}`,
     '-virtfs', `local,path=/,mount_tag=${HOSTROOT_TAG},security_model=none,readonly=on,multidevs=remap`,
   ];
 }
