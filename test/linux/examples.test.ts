@@ -30,3 +30,20 @@ for (const file of examples) {
     assert.equal(r.code, 0, `${file} failed:\n${r.out.slice(-6000)}`);
   });
 }
+
+// The vitest example runs through vitest itself (it transforms the TypeScript source).
+test('example vitest/boot.vitest.ts under vitest', { timeout: 1_200_000 }, async (t) => {
+  if (!requireKvm(t)) return;
+  const root = join(dir, '..', '..');
+  const vitest = join(root, 'node_modules', 'vitest', 'vitest.mjs');
+  const r = await new Promise<{ code: number | null; out: string }>((resolve) => {
+    const child = spawn(process.execPath, [vitest, 'run', '--config', 'examples/vitest/vitest.config.ts'],
+      { cwd: root, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, CI: 'true' } });
+    let out = '';
+    child.stdout.on('data', (d) => { out += d; });
+    child.stderr.on('data', (d) => { out += d; });
+    child.on('close', (code) => resolve({ code, out }));
+  });
+  t.diagnostic(r.out.slice(-3000));
+  assert.equal(r.code, 0, `vitest example failed:\n${r.out.slice(-6000)}`);
+});
