@@ -58,8 +58,7 @@ async function runTiersInLab(labTiers) {
   const stdout = new (await import('node:stream')).Writable({
     write(chunk, _enc, cb) { captured += chunk; process.stdout.write(chunk); cb(); },
   });
-  // Two L1 vCPUs: the vCPU thread and the kicker/device threads of our VMM run side by side.
-  const res = await runInLab({ command: cmd, cwd: root, stdout, stderr: process.stderr, env: { CI: process.env.CI }, cpus: 2 });
+  const res = await runInLab({ command: cmd, cwd: root, stdout, stderr: process.stderr, env: { CI: process.env.CI } });
   const results = [];
   for (const m of captured.matchAll(/^NODE-KVM-TIER (\S+) (\{.*\})$/gm)) results.push({ ...JSON.parse(m[2]), where: 'lab' });
   if (res.exitCode !== 0 && results.length === 0) {
