@@ -61,8 +61,10 @@ async function runTiersInLab(labTiers) {
   const res = await runInLab({ command: cmd, cwd: root, stdout, stderr: process.stderr, env: { CI: process.env.CI } });
   const results = [];
   for (const m of captured.matchAll(/^NODE-KVM-TIER (\S+) (\{.*\})$/gm)) results.push({ ...JSON.parse(m[2]), where: 'lab' });
-  if (res.exitCode !== 0 && results.length === 0) {
-    results.push({ tier: labTiers.join('+'), where: 'lab', code: res.exitCode, tests: 0, pass: 0, fail: 1, skipped: 0, cancelled: 0 });
+  const reported = new Set(results.map((r) => r.tier));
+  const missing = labTiers.filter((t) => !reported.has(t));
+  if (res.exitCode !== 0 && (missing.length > 0 || results.every((r) => r.code === 0 && r.fail === 0))) {
+    results.push({ tier: missing.join('+') || 'lab', where: 'lab', code: res.exitCode, tests: 0, pass: 0, fail: 1, skipped: 0, cancelled: 0 });
     process.stderr.write(`lab failed (exit ${res.exitCode}${res.timedOut ? ', timed out' : ''}): ${res.error ?? ''}\n${res.consoleTail}\n`);
   }
   return results;

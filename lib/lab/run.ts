@@ -6,6 +6,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { watchForFreeze } from './freeze-watch.js';
 import type { Writable } from 'node:stream';
 import { InvalidArgumentError, NodeKvmError } from '../errors.js';
 import type { Image } from '../images/manifest.js';
@@ -127,6 +128,9 @@ export async function runInLab(opts: RunInLabOptions): Promise<LabResult> {
       child.stdout!.on('data', (d: Buffer) => (qemuDiag = (qemuDiag + d.toString()).slice(-TAIL_BYTES)));
       child.stderr!.on('data', (d: Buffer) => (qemuDiag = (qemuDiag + d.toString()).slice(-TAIL_BYTES)));
       const exited = new Promise<void>((r) => child!.once('close', () => r()));
+      let consoleSocket: Socket | undefined;
+      const freeze = child.pid === undefined ? undefined : watchForFreeze(child.pid, () => consoleSocket, opts.log);
+      void exited.then(() => freeze?.stop());
       timer = setTimeout(() => {
         timedOut = true;
         killChild();
@@ -142,6 +146,7 @@ export async function runInLab(opts: RunInLabOptions): Promise<LabResult> {
       const consoleDone = (async (): Promise<void> => {
         const s = await Promise.race([con.connection, exited.then(() => undefined)]);
         if (!s) return;
+        consoleSocket = s;
         s.on('data', (d: Buffer) => {
           opts.console?.write(d);
           const text = d.toString('latin1');

@@ -14,7 +14,11 @@ const examples = readdirSync(dir).filter((f) => f.endsWith('.js')).sort();
 function run(file: string): Promise<{ code: number | null; out: string }> {
   const args = file.endsWith('.test.js') ? ['--test', '--test-reporter=spec', join(dir, file)] : [join(dir, file)];
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    // Without NODE_TEST_CONTEXT: inherited from this runner, it makes a nested `node --test`
+    // skip its files ("run() is being called recursively") and pass without running anything.
+    const env = { ...process.env };
+    delete env.NODE_TEST_CONTEXT;
+    const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env });
     let out = '';
     child.stdout.on('data', (d) => { out += d; });
     child.stderr.on('data', (d) => { out += d; });
@@ -38,7 +42,7 @@ test('example vitest/boot.vitest.ts under vitest', { timeout: 1_200_000 }, async
   const vitest = join(root, 'node_modules', 'vitest', 'vitest.mjs');
   const r = await new Promise<{ code: number | null; out: string }>((resolve) => {
     const child = spawn(process.execPath, [vitest, 'run', '--config', 'examples/vitest/vitest.config.ts'],
-      { cwd: root, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, CI: 'true' } });
+      { cwd: root, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, CI: 'true', NODE_TEST_CONTEXT: undefined } });
     let out = '';
     child.stdout.on('data', (d) => { out += d; });
     child.stderr.on('data', (d) => { out += d; });
