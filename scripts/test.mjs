@@ -58,7 +58,8 @@ async function runTiersInLab(labTiers) {
   const stdout = new (await import('node:stream')).Writable({
     write(chunk, _enc, cb) { captured += chunk; process.stdout.write(chunk); cb(); },
   });
-  const res = await runInLab({ command: cmd, cwd: root, stdout, stderr: process.stderr, env: { CI: process.env.CI } });
+  const res = await runInLab({ command: cmd, cwd: root, stdout, stderr: process.stderr, env: { CI: process.env.CI },
+    log: (l) => process.stderr.write(`[lab] ${l}\n`) });
   const results = [];
   for (const m of captured.matchAll(/^NODE-KVM-TIER (\S+) (\{.*\})$/gm)) results.push({ ...JSON.parse(m[2]), where: 'lab' });
   const reported = new Set(results.map((r) => r.tier));
