@@ -5,13 +5,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export DEBIAN_FRONTEND=noninteractive
+# The Debian packages, one list for this script and .ci/run (scripts/apt-packages.txt):
 # build-essential/python3: the addon; qemu-system-x86: the nested lab; busybox-static, cpio,
-# xz-utils, zstd: guest images; iproute2: netns/TAP; tshark: pcap checks; iperf3: the net bench
-# (host side and, copied in, guest side); acpica-tools: iasl
-# cross-check of our ACPI tables in the unit tests.
+# xz-utils, zstd: guest images; iproute2, iperf3: netns/TAP tests and the net bench; tshark:
+# pcap checks; acpica-tools: iasl cross-check of our ACPI tables in the unit tests.
 apt-get update -qq
-apt-get install -y -qq --no-install-recommends build-essential python3 qemu-system-x86 \
-  busybox-static cpio xz-utils zstd iproute2 tshark iperf3 acpica-tools ca-certificates >/dev/null
+apt-get install -y -qq --no-install-recommends $(cat scripts/apt-packages.txt) >/dev/null
 npm ci
 node bin/node-kvm.js image build
 node bin/node-kvm.js doctor || true
