@@ -11,7 +11,7 @@ test('8 VMs boot, exec and close in parallel', { timeout: 900_000 }, async () =>
   const before = openFds();
   const vms: TestVm[] = [];
   try {
-    const booted = await Promise.all(Array.from({ length: 8 }, (_, i) => bootVm({ name: `p${i}`, memory: '64M', timeout: 600_000 })));
+    const booted = await Promise.all(Array.from({ length: 8 }, (_, i) => bootVm({ name: `p${i}`, memory: '128M', timeout: 600_000 })));
     vms.push(...booted);
     const outs = await Promise.all(vms.map((vm, i) => vm.execOk(`echo vm-${i} $(( ${i} * 6 ))`, { timeout: 120_000 })));
     outs.forEach((r, i) => assert.equal(r.stdout, `vm-${i} ${i * 6}\n`));
