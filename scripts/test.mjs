@@ -35,7 +35,9 @@ function runNodeTest(tier, list, where) {
     let out = '';
     child.stdout.on('data', (d) => { out += d; process.stdout.write(d); });
     child.on('close', (code) => {
-      const n = (k) => Number(out.match(new RegExp(`^\\S*\\s*${k} (\\d+)`, 'm'))?.[1] ?? 0);
+      // The runner's own summary is the last one: nested test output (examples run node --test
+      // themselves) may print summary-looking lines earlier.
+      const n = (k) => Number([...out.matchAll(new RegExp(`^\\S*\\s*${k} (\\d+)$`, 'gm'))].at(-1)?.[1] ?? 0);
       resolve({ tier, where, code, tests: n('tests'), pass: n('pass'), fail: n('fail'), skipped: n('skipped'), cancelled: n('cancelled') });
     });
   });
