@@ -9,8 +9,8 @@
 //
 // Usage: node scripts/test.mjs [--tier unit,kvm,linux] [--in-lab] [FILTER]
 import { spawn } from 'node:child_process';
-import { existsSync, readdirSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
@@ -26,21 +26,77 @@ function files(tier) {
   return readdirSync(dir).filter((f) => f.endsWith('.test.js') && (!filter || f.includes(filter))).sort().map((f) => join(dir, f));
 }
 
-/** Run node --test on the files, stream the output, return the parsed summary. */
-function runNodeTest(tier, list, where) {
+/**
+ * Wall-clock budget of one test file, per tier. Each file runs in its own `node --test`, so a
+ * file that wedges (a guest or the lab gone quiet) is killed, counted as a failure with a
+ * diagnosis, and the files after it still run. Override with NODE_KVM_FILE_TIMEOUT_S.
+ */
+const FILE_BUDGET_S = { unit: 180, kvm: 420, linux: 720 };
+
+/** Where each thread of a process is (state and kernel wait channel): says whether a wedged
+ *  test sits in KVM_RUN, in a futex or spins in JavaScript. */
+function threadStates(pid) {
+  const lines = [];
+  const walk = (p) => {
+    let tasks = [];
+    try { tasks = readdirSync(`/proc/${p}/task`); } catch { return; }
+    for (const t of tasks) {
+      try {
+        const stat = readFileSync(`/proc/${p}/task/${t}/stat`, 'latin1');
+        const name = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
+        const state = stat.slice(stat.lastIndexOf(')') + 2).split(' ')[0];
+        let wchan = '';
+        try { wchan = readFileSync(`/proc/${p}/task/${t}/wchan`, 'latin1'); } catch { /* hidden */ }
+        lines.push(`  pid ${p} tid ${t} ${name} ${state} ${wchan}`);
+      } catch { /* gone */ }
+    }
+    let children = '';
+    try { children = readFileSync(`/proc/${p}/task/${p}/children`, 'latin1'); } catch { /* none */ }
+    for (const c of children.trim().split(/\s+/).filter(Boolean)) walk(c);
+  };
+  walk(pid);
+  return lines.join('\n');
+}
+
+/** Run one test file under node --test, stream the output, return its parsed summary. */
+function runFile(tier, file, budgetS) {
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, ['--test', '--test-reporter=spec', ...list], {
-      cwd: root, stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, NODE_KVM_TIER: tier },
+    const t0 = Date.now();
+    const child = spawn(process.execPath, ['--test', '--test-reporter=spec', file], {
+      cwd: root, stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, NODE_KVM_TIER: tier }, detached: true,
     });
     let out = '';
+    let timedOut = false;
     child.stdout.on('data', (d) => { out += d; process.stdout.write(d); });
+    const timer = setTimeout(() => {
+      timedOut = true;
+      process.stdout.write(`\n✖ ${basename(file)} ran past its ${budgetS} s budget; its threads:\n${threadStates(child.pid)}\n`);
+      try { process.kill(-child.pid, 'SIGKILL'); } catch { /* gone */ }
+    }, budgetS * 1000);
     child.on('close', (code) => {
+      clearTimeout(timer);
       // The runner's own summary is the last one: nested test output (examples run node --test
       // themselves) may print summary-looking lines earlier.
       const n = (k) => Number([...out.matchAll(new RegExp(`^\\S*\\s*${k} (\\d+)$`, 'gm'))].at(-1)?.[1] ?? 0);
-      resolve({ tier, where, code, tests: n('tests'), pass: n('pass'), fail: n('fail'), skipped: n('skipped'), cancelled: n('cancelled') });
+      const r = { code: timedOut ? 124 : code ?? 1, tests: n('tests'), pass: n('pass'), fail: n('fail'), skipped: n('skipped'), cancelled: n('cancelled') };
+      // A file that was killed, or crashed before reporting a failure, still counts as one.
+      if (timedOut || (r.code !== 0 && r.fail === 0 && r.cancelled === 0)) { r.tests++; r.fail++; }
+      process.stdout.write(`-- ${basename(file)}: ${r.pass}/${r.tests} passed in ${((Date.now() - t0) / 1000).toFixed(1)} s\n`);
+      resolve(r);
     });
   });
+}
+
+/** Run a tier's files one after another; the tier's counts are the sums. */
+async function runNodeTest(tier, list, where) {
+  const budgetS = Number(process.env.NODE_KVM_FILE_TIMEOUT_S ?? FILE_BUDGET_S[tier] ?? 600);
+  const sum = { tier, where, code: 0, tests: 0, pass: 0, fail: 0, skipped: 0, cancelled: 0 };
+  for (const file of list) {
+    const r = await runFile(tier, file, budgetS);
+    if (r.code !== 0 && sum.code === 0) sum.code = r.code;
+    for (const k of ['tests', 'pass', 'fail', 'skipped', 'cancelled']) sum[k] += r[k];
+  }
+  return sum;
 }
 
 async function canBootLinuxDirectly() {
@@ -48,6 +104,9 @@ async function canBootLinuxDirectly() {
   const { doctor } = await import(join(root, 'dist', 'lib', 'doctor.js'));
   return (await doctor()).canBootLinuxDirectly;
 }
+
+/** The lab's whole budget: the file budgets bound a wedged test, this bounds a wedged L1. */
+const LAB_BUDGET_MS = 45 * 60_000;
 
 async function runTiersInLab(labTiers) {
   const { runInLab } = await import(join(root, 'dist', 'lib', 'lab', 'index.js'));
@@ -60,7 +119,8 @@ async function runTiersInLab(labTiers) {
   const stdout = new (await import('node:stream')).Writable({
     write(chunk, _enc, cb) { captured += chunk; process.stdout.write(chunk); cb(); },
   });
-  const res = await runInLab({ command: cmd, cwd: root, stdout, stderr: process.stderr, env: { CI: process.env.CI },
+  const res = await runInLab({ command: cmd, cwd: root, stdout, stderr: process.stderr, env: { CI: process.env.CI, NODE_KVM_FILE_TIMEOUT_S: process.env.NODE_KVM_FILE_TIMEOUT_S },
+    timeoutMs: LAB_BUDGET_MS,
     log: (l) => process.stderr.write(`[lab] ${l}\n`) });
   const results = [];
   for (const m of captured.matchAll(/^NODE-KVM-TIER (\S+) (\{.*\})$/gm)) results.push({ ...JSON.parse(m[2]), where: 'lab' });

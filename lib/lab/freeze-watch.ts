@@ -1,7 +1,7 @@
 // Works around a QEMU 7.2 TCG (nested SVM) lost wakeup seen in the lab: L1 halts with no timer
 // armed (QEMU's main loop sleeps with a timeout of hours, its vCPU thread waits on a futex),
 // and the whole lab freezes while a test waits for its guest. Any interrupt brings L1 back, so
-// when QEMU has used no CPU for a while we send a carriage return to L1's serial console: the
+// when QEMU has (nearly) stopped using CPU for a while we send a carriage return to L1's serial console: the
 // UART's receive interrupt wakes the vCPU. L1's /init never reads the console, so the byte
 // has no other effect.
 import { readFileSync } from 'node:fs';
@@ -24,26 +24,36 @@ export interface FreezeWatch {
   stop(): void;
 }
 
+/** Clock ticks per second for /proc/PID/stat (USER_HZ is 100 on every Linux we target). */
+const USER_HZ = 100;
+
+/**
+ * Poke L1's console when QEMU used less than `busyShare` of one CPU over the last `idleMs`.
+ * A frozen L1 is not always at exactly zero: QEMU's I/O thread still serves the console and
+ * 9p sockets now and then, so "no CPU at all" missed a freeze in CI. A running TCG guest keeps
+ * its vCPU thread near 100%, and a stray carriage return costs L1 one interrupt.
+ */
 export function watchForFreeze(pid: number, console: () => Socket | undefined, log?: (line: string) => void,
-  idleMs = 6000, everyMs = 2000): FreezeWatch {
-  let last = cpuTicks(pid);
-  let idleSince = Date.now();
+  idleMs = 6000, everyMs = 2000, busyShare = 0.2): FreezeWatch {
+  const samples: { at: number; ticks: number }[] = [];
+  let lastPoke = 0;
   let pokes = 0;
   const timer = setInterval(() => {
-    const now = cpuTicks(pid);
-    if (now === undefined) return;
-    if (now !== last) {
-      last = now;
-      idleSince = Date.now();
-      return;
-    }
+    const ticks = cpuTicks(pid);
+    if (ticks === undefined) return;
+    const at = Date.now();
+    samples.push({ at, ticks });
+    while (samples.length > 1 && at - samples[1]!.at >= idleMs) samples.shift();
+    const first = samples[0]!;
+    if (at - first.at < idleMs || at - lastPoke < idleMs) return;
+    const used = (ticks - first.ticks) / USER_HZ; // CPU seconds over the window
+    if (used >= busyShare * (at - first.at) / 1000) return;
     const s = console();
-    if (Date.now() - idleSince >= idleMs && s !== undefined && !s.destroyed) {
-      s.write('\r');
-      pokes++;
-      idleSince = Date.now();
-      log?.(`L1 used no CPU for ${idleMs / 1000} s: poked its console to wake it (QEMU TCG lost wakeup)`);
-    }
+    if (s === undefined || s.destroyed) return;
+    s.write('\r');
+    pokes++;
+    lastPoke = at;
+    log?.(`L1 used ${used.toFixed(2)} CPU s in ${((at - first.at) / 1000).toFixed(0)} s: poked its console to wake it (QEMU TCG lost wakeup)`);
   }, everyMs);
   timer.unref();
   return {

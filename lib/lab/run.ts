@@ -118,6 +118,7 @@ export async function runInLab(opts: RunInLabOptions): Promise<LabResult> {
     let bootMs: number | undefined;
     let status: number | undefined;
     let qemuDiag = '';
+    let pokes = 0;
     const t0 = Date.now();
 
     if (!aborted) {
@@ -130,7 +131,7 @@ export async function runInLab(opts: RunInLabOptions): Promise<LabResult> {
       const exited = new Promise<void>((r) => child!.once('close', () => r()));
       let consoleSocket: Socket | undefined;
       const freeze = child.pid === undefined ? undefined : watchForFreeze(child.pid, () => consoleSocket, opts.log);
-      void exited.then(() => freeze?.stop());
+      void exited.then(() => { pokes = freeze?.pokes ?? 0; freeze?.stop(); });
       timer = setTimeout(() => {
         timedOut = true;
         killChild();
@@ -176,7 +177,7 @@ export async function runInLab(opts: RunInLabOptions): Promise<LabResult> {
     const tailLines = consoleTail.split('\n').slice(-40).join('\n');
     const base = { timedOut, aborted, bootMs, durationMs };
     if (timedOut) {
-      return { ...base, exitCode: LAB_TIMEOUT_STATUS, consoleTail: tailLines, error: `the lab timed out after ${Math.round(timeoutMs / 1000)} s (raise --timeout / timeoutMs)` };
+      return { ...base, exitCode: LAB_TIMEOUT_STATUS, consoleTail: tailLines, error: `the lab timed out after ${Math.round(timeoutMs / 1000)} s (raise --timeout / timeoutMs); the freeze watch poked L1 ${pokes} time(s)` };
     }
     if (aborted) return { ...base, exitCode: LAB_FAILURE_STATUS, consoleTail: tailLines, error: 'the lab was aborted' };
     if (status === undefined) {
