@@ -91,6 +91,8 @@ export interface INative {
   tapStopReading(fd: number): void;
   tapSetRef(fd: number, ref: boolean): void;
   tapWrite(fd: number, frame: Uint8Array): number;
+  /** Read what the TAP already holds, now (no waiting for libuv). */
+  tapReadNow(fd: number): { frames: Uint8Array[]; errno: number };
   tapClose(fd: number): void;
   tapReaderCount(): number;
   // snapshots: in-kernel irqchip/PIT/kvmclock, XSAVE, TSC rate, copy-on-write file mappings

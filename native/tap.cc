@@ -109,41 +109,49 @@ void HookEnv(napi_env env) {
   napi_add_env_cleanup_hook(env, EnvCleanup, env);
 }
 
-// Read frames until EAGAIN, the batch bound or the scratch space runs out, then make one JS
-// call: onFrames(frames, errno) where errno is 0, or the error that ended reading (the poll is
-// then stopped: an fd whose interface was deleted reports EBADFD forever).
-void OnReadable(uv_poll_t* handle, int status, int events) {
-  Reader* r = static_cast<Reader*>(handle->data);
-  size_t used = 0;
-  std::vector<std::pair<size_t, size_t>> frames;  // (offset, length) in scratch
-  int err = 0;
-  if (status < 0) {
-    err = -status;  // libuv has already stopped the handle (POLLERR)
-  } else {
-    while (frames.size() < kMaxBatch && kScratch - used >= kMaxFrame) {
-      ssize_t n = read(r->fd, r->scratch.data() + used, kScratch - used);
-      if (n < 0) {
-        if (errno == EINTR) continue;
-        if (errno != EAGAIN && errno != EWOULDBLOCK) {
-          err = errno;
-          uv_poll_stop(handle);
-        }
-        break;
+// Read frames until EAGAIN, the batch bound or the scratch space runs out. Returns the error
+// that ended reading (0 for none); the poll is then stopped: an fd whose interface was deleted
+// reports EBADFD forever.
+int ReadBatch(Reader* r, std::vector<std::pair<size_t, size_t>>& frames, size_t& used) {
+  while (frames.size() < kMaxBatch && kScratch - used >= kMaxFrame) {
+    ssize_t n = read(r->fd, r->scratch.data() + used, kScratch - used);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      if (errno != EAGAIN && errno != EWOULDBLOCK) {
+        int err = errno;
+        uv_poll_stop(&r->poll);
+        return err;
       }
-      if (n == 0) break;
-      frames.emplace_back(used, static_cast<size_t>(n));
-      used += static_cast<size_t>(n);
+      break;
     }
+    if (n == 0) break;
+    frames.emplace_back(used, static_cast<size_t>(n));
+    used += static_cast<size_t>(n);
   }
-  if (frames.empty() && err == 0) return;
+  return 0;
+}
 
-  Napi::Env env(r->env);
-  Napi::HandleScope scope(env);
+// One ArrayBuffer holding the batch, and a Uint8Array view per frame.
+Napi::Array BatchToJs(Napi::Env env, Reader* r, const std::vector<std::pair<size_t, size_t>>& frames, size_t used) {
   Napi::ArrayBuffer buf = Napi::ArrayBuffer::New(env, used);
   if (used > 0) memcpy(buf.Data(), r->scratch.data(), used);
   Napi::Array batch = Napi::Array::New(env, frames.size());
   for (size_t i = 0; i < frames.size(); i++)
     batch.Set(static_cast<uint32_t>(i), Napi::Uint8Array::New(env, frames[i].second, buf, frames[i].first));
+  return batch;
+}
+
+// libuv says the fd is readable: read a batch and make one JS call, onFrames(frames, errno).
+void OnReadable(uv_poll_t* handle, int status, int events) {
+  Reader* r = static_cast<Reader*>(handle->data);
+  size_t used = 0;
+  std::vector<std::pair<size_t, size_t>> frames;  // (offset, length) in scratch
+  int err = status < 0 ? -status : ReadBatch(r, frames, used);  // status < 0: libuv stopped it (POLLERR)
+  if (frames.empty() && err == 0) return;
+
+  Napi::Env env(r->env);
+  Napi::HandleScope scope(env);
+  Napi::Array batch = BatchToJs(env, r, frames, used);
   // The callback may close this reader (Retire); r stays allocated until OnClosed, which runs
   // in a later loop phase, and nothing below touches it after the call.
   Napi::Function fn = r->callback.Value();
@@ -153,6 +161,22 @@ void OnReadable(uv_poll_t* handle, int status, int events) {
     Napi::Error e = env.GetAndClearPendingException();
     napi_fatal_exception(env, e.Value());
   }
+}
+
+// tapReadNow(fd) -> { frames, errno }: read what is already queued, synchronously, without
+// waiting for libuv. A NIC calls it right after transmitting, because the host stack often
+// answers inside the write (an ACK, or data the ACK released) and the vCPU would otherwise
+// re-enter the guest and wait for a kick before seeing it.
+Napi::Value TapReadNow(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Reader* r = Find(FdArg(info, 0));
+  Napi::Object out = Napi::Object::New(env);
+  size_t used = 0;
+  std::vector<std::pair<size_t, size_t>> frames;
+  int err = r == nullptr ? 0 : ReadBatch(r, frames, used);
+  out.Set("frames", r == nullptr ? Napi::Array::New(env, 0) : BatchToJs(env, r, frames, used));
+  out.Set("errno", Napi::Number::New(env, err));
+  return out;
 }
 
 Napi::Value TapOpen(const Napi::CallbackInfo& info) {
@@ -299,6 +323,7 @@ void InitTap(Napi::Env env, Napi::Object exports) {
   exports.Set("tapStopReading", Napi::Function::New(env, TapStopReading));
   exports.Set("tapSetRef", Napi::Function::New(env, TapSetRef));
   exports.Set("tapWrite", Napi::Function::New(env, TapWrite));
+  exports.Set("tapReadNow", Napi::Function::New(env, TapReadNow));
   exports.Set("tapClose", Napi::Function::New(env, TapClose));
   exports.Set("tapReaderCount", Napi::Function::New(env, TapReaderCount));
 }

@@ -18,6 +18,13 @@ export interface NetBackend {
   readonly linkUp: boolean;
   /** Subscribe to carrier changes. Returns an unsubscribe function. */
   onLinkChange(listener: LinkListener): () => void;
+  /**
+   * Optional: deliver frames that are already waiting, now. A NIC calls it right after it
+   * transmits, because a host stack often answers inside the send (a TCP ACK, or the data an
+   * ACK released): picking the answer up at once saves the guest a trip back in and a kick
+   * out again before it sees it. Backends that deliver synchronously need not implement it.
+   */
+  pollReceive?(): void;
   /** Release resources (fds, timers). Idempotent. */
   close(): void;
 }

@@ -275,6 +275,10 @@ export class LinkShaper extends BackendBase {
     this.setLink(this.carrier);
   }
 
+  pollReceive(): void {
+    this.inner.pollReceive?.();
+  }
+
   override close(): void {
     if (this.closed) return;
     super.close();

@@ -114,6 +114,9 @@ class CapturingBackend extends BackendBase {
     this.pcap.write(frame);
     this.inner.send(frame);
   }
+  pollReceive(): void {
+    this.inner.pollReceive?.();
+  }
   override close(): void {
     if (this.closed) return;
     super.close();

@@ -161,6 +161,13 @@ export class TapBackend extends BackendBase {
     this.stats.txBytes += n;
   }
 
+  /** Deliver what the TAP already holds without waiting for libuv (see NetBackend.pollReceive). */
+  pollReceive(): void {
+    if (this.closed || this.paused) return;
+    const r = native().tapReadNow(this.fd);
+    if (r.frames.length > 0 || r.errno !== 0) this.onFrames(r.frames, r.errno);
+  }
+
   /**
    * Stop reading (backpressure): the kernel queues frames for the TAP (txqueuelen, 1000 by
    * default) and drops the rest, counting them as the interface's TX drops.

@@ -93,6 +93,25 @@ function icmpEchoReply(req: Uint8Array): Uint8Array | undefined {
   return f;
 }
 
+/** An ICMP echo request from GUEST_IP to the namespace, addressed to its MAC. */
+function icmpEchoRequest(dstMac: Uint8Array): Uint8Array {
+  const ip = 14;
+  const icmp = ip + 20;
+  const f = new Uint8Array(icmp + 16);
+  f.set(dstMac, 0);
+  f.set(GUEST_MAC, 6);
+  f.set([0x08, 0x00], 12);
+  f.set([0x45, 0, 0, 20 + 16, 0, 1, 0x40, 0, 64, 1], ip);
+  f.set(GUEST_IP, ip + 12);
+  f.set(NS_IP, ip + 16);
+  fillIpv4HeaderChecksum(f, ip);
+  f.set([8, 0, 0, 0, 0x12, 0x34, 0, 1], icmp);
+  const c = internetChecksum(f, icmp, f.length);
+  f[icmp + 2] = c >>> 8;
+  f[icmp + 3] = c & 0xff;
+  return f;
+}
+
 const macText = (m: Uint8Array): string => [...m].map((b) => b.toString(16).padStart(2, '0')).join(':');
 const ipText = (a: Uint8Array): string => [...a].join('.');
 
@@ -133,6 +152,17 @@ test('a netns pings a made-up host behind the TAP: ARP request in, ARP + ICMP ec
     // The namespace's kernel learnt our MAC from the ARP reply we wrote.
     const neigh = await ns.ip(['neigh', 'show', ipText(GUEST_IP), 'dev', tap.name]);
     assert.match(neigh.stdout, new RegExp(macText(GUEST_MAC)));
+
+    // The namespace's kernel answers inside the write: pollReceive() hands the reply over
+    // synchronously, before the event loop turns (what the NIC relies on after a TX burst).
+    let replies = 0;
+    const off = tap.onReceive((f) => {
+      if (f.length >= 42 && be16(f, 12) === 0x0800 && f[14 + 9] === 1 && f[34] === 0 && eqBytes(f.subarray(30, 34), GUEST_IP)) replies++;
+    });
+    tap.send(icmpEchoRequest(req.senderMac));
+    tap.pollReceive();
+    off();
+    assert.equal(replies, 1, 'the echo reply was not waiting right after the write');
 
     // Paused, nothing is read and the ping goes unanswered; resumed, the queued request arrives.
     tap.pauseReceive();

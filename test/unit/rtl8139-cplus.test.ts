@@ -269,3 +269,30 @@ test('C+ stats dump to StatsAddr clears DumpStats', () => {
   assert.equal(r(R.StatsAddr, 4) & R.DumpStats, 0);
   assert.equal(mem.readU64(0x5000 + 8), 1n);
 });
+
+test('C+ TX: after a TxPoll burst the NIC takes in the backend\'s waiting answer at once (pollReceive)', () => {
+  const { mem, nic, backend, r, w } = makeNic();
+  // A host stack that answers inside send(): the reply waits in the backend until polled.
+  const waiting: Uint8Array[] = [];
+  let polls = 0;
+  const answering = Object.assign(backend, {
+    pollReceive(): void {
+      polls++;
+      for (const f of waiting.splice(0)) backend.inject(f);
+    },
+  });
+  nic.attachBackend(answering);
+  rxDesc(mem, 0, 0x30000, 1536, true);
+  const f = ipFrame(17, 64, [0x02, 0, 0, 0, 0, 9]);
+  mem.write(0x20000, f);
+  txDesc(mem, 0, 0x20000, f.length, R.FirstFrag | R.LastFrag | R.RingEnd);
+  waiting.push(ipFrame(17, 32));
+  w(R.TxPoll, 1, R.NormalTxPoll);
+  assert.equal(polls, 1, 'one poll per TxPoll burst');
+  assert.equal(backend.sent.length, 1);
+  assert.equal(mem.readU32(RX_RING) & R.DescOwn, 0, 'the answer is in the RX ring before the guest runs again');
+  assert.equal(r(R.IntrStatus, 2) & (R.TxOK | R.RxOK), R.TxOK | R.RxOK);
+  // A TxPoll with nothing to send does not poll.
+  w(R.TxPoll, 1, R.NormalTxPoll);
+  assert.equal(polls, 1);
+});

@@ -391,9 +391,20 @@ export class Rtl8139 extends PciDevice {
     return true;
   }
 
+  /**
+   * After a burst of transmits, take in what the backend already holds: a host stack answers
+   * inside the send (ACKs, and the data they release), and seeing it now spares the guest an
+   * entry, a kick and another exit before it does. Measured in the lab: see bench/net.ts.
+   */
+  private pollBackend(): void {
+    this.backend?.pollReceive?.();
+  }
+
   private runNormalTx(): void {
     if ((this.chipCmd & R.CmdTxEnb) === 0 || this.cplusMode) return;
+    let sent = 0;
     for (const n of this.tx.takePending()) {
+      sent++;
       const outcome = this.tx.send(n, this.dv.getUint32(R.TxAddr0 + 4 * n, true), this.mem, this.sink, undefined);
       if (outcome === 'sent' || outcome === 'no-carrier') this.raise(R.TxOK);
       else {
@@ -403,6 +414,7 @@ export class Rtl8139 extends PciDevice {
         this.raise(R.TxErr);
       }
     }
+    if (sent > 0) this.pollBackend();
   }
 
   private runCplusTx(ring: CplusTxRing, reg: number): void {
@@ -418,6 +430,7 @@ export class Rtl8139 extends PciDevice {
       bits |= R.TxErr;
     }
     if (bits !== 0) this.raise(bits);
+    if (r.frames > 0) this.pollBackend();
   }
 
   /** C+ StatsAddr.DumpStats: write the 64-byte tally block, then clear the bit. */
