@@ -104,6 +104,9 @@ export interface INative {
   setXsave(vcpufd: number, bytes: Uint8Array): void;
   getTscKhz(vcpufd: number): number;
   mmapFilePrivate(fd: number, size: number, offset?: number): ArrayBuffer;
+  // in-memory snapshots: guest RAM in a memfd (sparse: zero pages stay holes)
+  memfdCreate(name: string, size: number): number;
+  memfdWriteSparse(fd: number, bytes: Uint8Array, offset: number): number;
 }
 
 function findAddon(): string {
