@@ -300,7 +300,7 @@ export class Machine extends EventEmitter implements AsyncDisposable {
   }
 
   /**
-   * Capture the whole machine (vCPUs, irqchip, PIT, kvmclock, devices, a copy of RAM). A running
+   * Capture the whole machine (vCPUs, irqchip, PIT, kvmclock, devices, RAM copied into a memfd). A running
    * machine is paused for the capture and resumed after it.
    */
   async snapshot(): Promise<MachineSnapshot> {
@@ -335,8 +335,7 @@ export class Machine extends EventEmitter implements AsyncDisposable {
 
   /**
    * A new machine in the state of `snap` (same RAM size, vCPUs, COM ports and NICs), not yet
-   * started. RAM of a snapshot loaded from a file is mapped copy-on-write from it; an in-memory
-   * snapshot is copied. NICs keep the snapshot's MAC and revision; `net` gives their backends.
+   * started. RAM is mapped copy-on-write from the snapshot's memfd or file. NICs keep the snapshot's MAC and revision; `net` gives their backends.
    */
   static async fromSnapshot(snap: MachineSnapshot, opts: { net?: NetBackendsFor; kvmPath?: string } = {}): Promise<Machine> {
     const c = snap.config;
