@@ -53,6 +53,7 @@ export interface INative {
   mmapAnonymous(size: number): ArrayBuffer;
   mmapFd(fd: number, size: number): ArrayBuffer;
   munmap(buffer: ArrayBuffer): void;
+  remapFilePrivate(buffer: ArrayBuffer, fd: number, offset: number): void;
   address(buffer: ArrayBuffer): bigint;
   // vCPU
   registerRun(vcpufd: number, run: ArrayBuffer): void;

@@ -80,6 +80,31 @@ Napi::Value Munmap(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// remapFilePrivate(arrayBuffer, fd, offset): put a copy-on-write mapping of `fd` at `offset`
+// (MAP_PRIVATE) in place of the pages behind a mapping made here, at the same address. MAP_FIXED
+// swaps the two atomically, so the address stays valid for the KVM memory slot over it and for
+// every JS view (no gap another thread's mmap could land in); KVM's MMU notifier drops its
+// translations of the old pages. `offset` must be page-aligned.
+Napi::Value RemapFilePrivate(const Napi::CallbackInfo& info) {
+  Napi::ArrayBuffer ab = info[0].As<Napi::ArrayBuffer>();
+  int fd = FdArg(info, 1);
+  off_t off = static_cast<off_t>(U64Arg(info, 2));
+  if (ab.IsDetached()) {
+    ThrowArg(info.Env(), "remapFilePrivate: the mapping was released");
+    return info.Env().Undefined();
+  }
+  std::lock_guard<std::mutex> l(g_lock);
+  auto it = g_mappings.find(ab.Data());
+  if (it == g_mappings.end() || !it->second->mapped || it->second->len != ab.ByteLength()) {
+    ThrowArg(info.Env(), "remapFilePrivate: not a mapping of the native shim");
+    return info.Env().Undefined();
+  }
+  Mapping* m = it->second;
+  void* p = mmap(m->addr, m->len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_NORESERVE | MAP_FIXED, fd, off);
+  if (p == MAP_FAILED) ThrowErrno(info.Env(), errno, "mmap");
+  return info.Env().Undefined();
+}
+
 // Address of an ArrayBuffer's memory, for KVM_SET_USER_MEMORY_REGION (as a BigInt).
 Napi::Value Address(const Napi::CallbackInfo& info) {
   Napi::ArrayBuffer ab = info[0].As<Napi::ArrayBuffer>();
@@ -94,6 +119,7 @@ void InitMemory(Napi::Env env, Napi::Object exports) {
   exports.Set("mmapAnonymous", Napi::Function::New(env, MmapAnonymous));
   exports.Set("mmapFd", Napi::Function::New(env, MmapFd));
   exports.Set("munmap", Napi::Function::New(env, Munmap));
+  exports.Set("remapFilePrivate", Napi::Function::New(env, RemapFilePrivate));
   exports.Set("address", Napi::Function::New(env, Address));
 }
 

@@ -5,6 +5,7 @@
 // not a copy of all of RAM, and any number of restores start from the same bytes.
 import { KvmError } from '../errors.js';
 import { native } from '../native.js';
+import { snapshotTrace } from './snapshot-trace.js';
 
 const PAGE = 4096;
 const alignUp = (n: number): number => Math.ceil(n / PAGE) * PAGE;
@@ -42,12 +43,18 @@ export class MemfdRam {
       throw e;
     }
     try {
-      regions.forEach((r, i) => n.memfdWriteSparse(fd, r, offsets[i]!));
+      const written = regions.reduce((sum, r, i) => sum + n.memfdWriteSparse(fd, r, offsets[i]!), 0);
+      snapshotTrace(`memfd holds ${(written / 1048576).toFixed(1)} of ${(total / 1048576).toFixed(0)} MiB (the rest is zero pages)`);
     } catch (e) {
       n.close(fd);
       throw e;
     }
     return new MemfdRam(fd, offsets, regions.map((r) => r.length));
+  }
+
+  /** Where region `i` lives: the memfd and the offset in it, for a mapping made elsewhere. */
+  source(i: number): { fd: number; offset: number } {
+    return { fd: this.fd, offset: this.offsets[i]! };
   }
 
   /** A private (copy-on-write) mapping of region `i`: the caller owns it (e.g. as a RAM slot's backing). */

@@ -20,6 +20,7 @@ import type { Uart16550State } from '../devices/uart16550.js';
 import type { MachineConsole } from './console.js';
 import type { Platform } from './platform.js';
 import { MemfdRam } from './snapshot-memfd.js';
+import { phaseTimer } from './snapshot-trace.js';
 import { SnapshotFile, writeSnapshotFile, type JsonValue, type SectionInput, type VerifyLevel } from './snapshot-file.js';
 
 export { SnapshotFileError, SNAPSHOT_FORMAT_VERSION } from './snapshot-file.js';
@@ -158,6 +159,20 @@ export class MachineSnapshot {
     }
   }
 
+  /**
+   * @internal Where RAM region `i` can be mapped copy-on-write from (the memfd or the file and the
+   * offset in it), or undefined for a snapshot held as a JS copy.
+   */
+  privateSource(i: number): { fd: number; offset: number } | undefined {
+    this.ensureOpen();
+    const r = this.config.ram[i]!;
+    switch (this.memory.kind) {
+      case 'memfd': return this.memory.ram.source(i);
+      case 'copy': return undefined;
+      case 'file': return { fd: this.memory.file.fd, offset: this.memory.file.section(`memory:${r.slot}`).offset };
+    }
+  }
+
   /** Copy RAM region `i` into `target`. */
   copyRegionInto(i: number, target: Uint8Array): void {
     this.ensureOpen();
@@ -285,11 +300,13 @@ function settle(vcpus: readonly Vcpu[]): void {
 
 /** Capture `t` (which must not be running). RAM is copied into a memfd. */
 export function captureSnapshot(t: SnapshotTarget): MachineSnapshot {
+  const ph = phaseTimer('capture');
   const n = native();
   const vmfd = t.vm.fd;
   const msrIndices = t.kvm.getMsrIndexList();
   settle(t.vcpus);
   t.console.flush();
+  ph.mark('settle');
   const state: MachineStateData = {
     vcpus: t.vcpus.map((v) => captureVcpu(v, msrIndices)),
     irqchip: IRQCHIP_IDS.map((id) => b64(n.getIrqchip(vmfd, id))),
@@ -298,9 +315,12 @@ export function captureSnapshot(t: SnapshotTarget): MachineSnapshot {
     devices: captureDevices(t.platform),
     consoleBytes: t.console.output.length,
   };
+  ph.mark('state');
   const views = t.config.ram.map((r) => t.vm.memory.view(r.guestPhysAddr, r.size));
   const ram = MemfdRam.capture(views);
   const memory: Memory = ram !== undefined ? { kind: 'memfd', ram } : { kind: 'copy', regions: views.map((v) => v.slice()) };
+  ph.mark('ram');
+  ph.done();
   return new MachineSnapshot(structuredClone(t.config), state, memory);
 }
 
@@ -362,8 +382,9 @@ function checkCompatible(t: SnapshotTarget, snap: MachineSnapshot): void {
 export interface RestoreOptions {
   /**
    * How RAM comes back. 'auto' (default): the snapshot's memory (its memfd or its file) is
-   * mapped copy-on-write in place of the current RAM (the machine's RAM regions are replaced:
-   * old `region.bytes` views are detached). 'copy' copies into the current RAM instead.
+   * mapped copy-on-write in place of the current RAM's pages (same slots and addresses:
+   * `region.bytes` views stay valid and show the restored RAM). 'copy' copies into the current
+   * RAM instead.
    */
   memory?: 'auto' | 'copy';
 }
@@ -372,29 +393,32 @@ export interface RestoreOptions {
 export function restoreSnapshot(t: SnapshotTarget, snap: MachineSnapshot, opts: RestoreOptions = {}): void {
   snap.ensureOpen(); // before anything in the machine changes
   checkCompatible(t, snap);
+  const ph = phaseTimer('restore');
   settle(t.vcpus);
+  ph.mark('settle');
   const n = native();
   snap.config.ram.forEach((r, i) => {
-    const cow = opts.memory === 'copy' ? undefined : snap.mapRegionPrivate(i);
-    if (cow === undefined) {
-      snap.copyRegionInto(i, t.vm.memory.view(r.guestPhysAddr, r.size));
-    } else {
-      t.vm.deleteMemoryRegion(r.slot);
-      t.vm.createMemoryRegion({ slot: r.slot, guestPhysAddr: r.guestPhysAddr, size: r.size, backing: cow });
-    }
+    const src = opts.memory === 'copy' ? undefined : snap.privateSource(i);
+    if (src === undefined) snap.copyRegionInto(i, t.vm.memory.view(r.guestPhysAddr, r.size));
+    else t.vm.mapFilePrivateOver(r.slot, src.fd, src.offset);
   });
+  ph.mark('ram');
   const s = snap.state;
   // Devices re-assert their IRQ lines from the restored registers (keeping KVM's per-source line
   // levels in step), then the irqchip state overwrites whatever that delivered.
   restoreDevices(t.platform, s.devices);
+  ph.mark('devices');
   const vmfd = t.vm.fd;
   s.irqchip.forEach((c) => n.setIrqchip(vmfd, unb64(c)));
   n.setPit2(vmfd, unb64(s.pit));
   const clock = unb64(s.clock);
   new DataView(clock.buffer, clock.byteOffset, clock.byteLength).setUint32(CLOCK_FLAGS_OFFSET, 0, true);
   n.setClock(vmfd, clock);
+  ph.mark('irqchip+pit+clock');
   s.vcpus.forEach((vs, i) => restoreVcpu(t.vcpus[i]!, vs));
+  ph.mark('vcpus');
   // waitFor() looks only at output printed after the restore.
   t.console.flush();
   void t.console.waitFor(/$/, { timeout: 1 }).catch(() => undefined);
+  ph.done();
 }

@@ -84,11 +84,14 @@ test('capture → restore: guest RAM equals the snapshot, later writes leave the
   // The guest runs on (its counter in RAM changes) and the host scribbles over RAM.
   await m.console.waitFor(/n=0000000000000006/, { timeout: 60_000 });
   await m.pause();
-  ramOf(m).fill(0xcc, 0x40_0000, 0x80_0000);
+  const before = ramOf(m);
+  before.fill(0xcc, 0x40_0000, 0x80_0000);
   assert.equal(sha(snap.regionBytes(0)), at, 'the snapshot did not follow the machine');
 
   await m.restore(snap);
   assert.equal(m.state, 'paused');
+  assert.equal(before.length, 32 * MiB, 'views of RAM stay attached: the slot keeps its address');
+  assert.equal(sha(before.slice()), at, 'and show the restored RAM');
   assert.equal(sha(ramOf(m).slice()), at, 'restored RAM equals the snapshot');
   assert.equal(new TextDecoder().decode(m.vm.memory.read(0x40_0000, 10)), 'mark at 4M');
 
