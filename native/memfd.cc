@@ -6,8 +6,10 @@
 #include <unistd.h>
 
 #include <string>
+#include <vector>
 
 #include "common.h"
+#include "memory.h"
 
 namespace nkvm {
 namespace {
@@ -61,7 +63,9 @@ bool WriteAll(int fd, const uint8_t* p, size_t len, off_t off) {
 // memfdWriteSparse(fd, bytes, offset): write `bytes` (a Uint8Array, e.g. over guest RAM) at
 // `offset` of a fresh memfd, leaving out every all-zero page: those stay holes, which read back
 // as zeros, so RAM the guest never used costs the snapshot neither memory nor copy time.
-// `offset` and the length must be page multiples. Returns the bytes written.
+// In fresh guest RAM on a swapless host, pages never touched are skipped without reading them
+// (mincore), which would allocate them. `offset` and the length must be page multiples.
+// Returns the bytes written.
 Napi::Value MemfdWriteSparse(const Napi::CallbackInfo& info) {
   int fd = FdArg(info, 0);
   Napi::Uint8Array bytes = info[1].As<Napi::Uint8Array>();
@@ -72,10 +76,15 @@ Napi::Value MemfdWriteSparse(const Napi::CallbackInfo& info) {
     ThrowArg(info.Env(), "memfdWriteSparse: offset and length must be multiples of 4096");
     return info.Env().Undefined();
   }
+  std::vector<unsigned char> resident;
+  if (reinterpret_cast<uintptr_t>(data) % kPage == 0 && HolesAreNotResident(data, len)) {
+    resident.resize(len / kPage);
+    if (mincore(const_cast<uint8_t*>(data), len, resident.data()) != 0) resident.clear();
+  }
   size_t written = 0;
   size_t run = 0;  // start of the current run of non-zero pages
   for (size_t at = 0; at <= len; at += kPage) {
-    bool zero = at == len || PageIsZero(data + at);
+    bool zero = at == len || (!resident.empty() && (resident[at / kPage] & 1) == 0) || PageIsZero(data + at);
     if (!zero) continue;
     if (at > run) {
       if (!WriteAll(fd, data + run, at - run, base + static_cast<off_t>(run))) {
