@@ -150,13 +150,8 @@ export class MachineSnapshot {
    * The caller owns the mapping.
    */
   mapRegionPrivate(i: number): ArrayBuffer | undefined {
-    this.ensureOpen();
-    const r = this.config.ram[i]!;
-    switch (this.memory.kind) {
-      case 'memfd': return this.memory.ram.mapPrivate(i);
-      case 'copy': return undefined;
-      case 'file': return native().mmapFilePrivate(this.memory.file.fd, r.size, this.memory.file.section(`memory:${r.slot}`).offset);
-    }
+    const src = this.privateSource(i);
+    return src === undefined ? undefined : native().mmapFilePrivate(src.fd, this.config.ram[i]!.size, src.offset);
   }
 
   /**
