@@ -13,7 +13,8 @@
         "native/kick.cc",
         "native/layout.cc",
         "native/tap.cc",
-        "native/snapshot.cc"
+        "native/snapshot.cc",
+        "native/memfd.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NAPI_DISABLE_CPP_EXCEPTIONS", "NODE_ADDON_API_DISABLE_DEPRECATED"],

@@ -16,6 +16,7 @@ import { runInLab } from '../lib/lab/index.js';
 import { DEFAULT_CMDLINE } from '../lib/machine/cmdline.js';
 import { Machine } from '../lib/machine/index.js';
 import { loadSnapshot } from '../lib/machine/snapshot.js';
+import { flushSnapshotTrace, snapshotTrace, snapshotTraceEnabled } from '../lib/machine/snapshot-trace.js';
 import { median } from './exit-roundtrip.js';
 
 export interface SnapshotBenchOptions {
@@ -28,11 +29,20 @@ const TIMEOUT_MS = 240_000;
 let sequence = 0;
 
 /** Type a sum into the shell and wait for its answer and the next prompt. */
-async function shellAnswers(m: Machine): Promise<void> {
+async function shellAnswers(m: Machine, label?: string): Promise<void> {
   const a = 1000 + ++sequence;
+  const trace = label !== undefined && snapshotTraceEnabled();
+  const t0 = performance.now();
+  let first = -1;
+  const onOutput = (): void => { if (first < 0) first = performance.now() - t0; };
+  if (trace) m.console.on('output', onOutput);
   m.console.write(`echo $((${a}+1))\n`);
   await m.console.waitFor(new RegExp(`\\n${a + 1}\\r?\\n`), { timeout: TIMEOUT_MS });
+  const answer = performance.now() - t0;
   await m.console.waitFor(GUEST_PROMPT, { timeout: TIMEOUT_MS });
+  if (!trace) return;
+  m.console.off('output', onOutput);
+  snapshotTrace(`${label} shell: first echo ${first.toFixed(1)} ms, answer ${answer.toFixed(1)} ms, prompt ${(performance.now() - t0).toFixed(1)} ms; ${m.counters.io} io exits so far`);
 }
 
 const fmt = (ms: number): string => (ms >= 1000 ? `${(ms / 1000).toFixed(2)} s` : `${ms.toFixed(1)} ms`);
@@ -45,7 +55,10 @@ export async function runSnapshotBench(opts: SnapshotBenchOptions = {}): Promise
     log('snapshot: this host\'s /dev/kvm cannot boot Linux; running the bench inside one nested-lab boot');
     await getDefaultImage({ build: true });
     const index = fileURLToPath(new URL('./index.js', import.meta.url));
-    const r = await runInLab({ command: [process.execPath, index, 'snapshot', `--runs=${runs}`], stdout: process.stdout, stderr: process.stderr });
+    const r = await runInLab({
+      command: [process.execPath, index, 'snapshot', `--runs=${runs}`], stdout: process.stdout, stderr: process.stderr,
+      env: { NODE_KVM_TRACE_SNAPSHOT: process.env.NODE_KVM_TRACE_SNAPSHOT },
+    });
     if (r.exitCode !== 0) throw new Error(`snapshot bench in the lab failed (exit ${r.exitCode}): ${r.error ?? ''}\n${r.consoleTail}`);
     return;
   }
@@ -65,7 +78,7 @@ export async function runSnapshotBench(opts: SnapshotBenchOptions = {}): Promise
       m.start();
       await m.console.waitFor(READY_MARKER, { timeout: TIMEOUT_MS });
       await m.console.waitFor(GUEST_PROMPT, { timeout: TIMEOUT_MS });
-      await shellAnswers(m);
+      await shellAnswers(m, 'cold');
       cold.push(performance.now() - t0);
 
       let t = performance.now();
@@ -80,7 +93,8 @@ export async function runSnapshotBench(opts: SnapshotBenchOptions = {}): Promise
       await shellAnswers(m); // the guest moves on
       t = performance.now();
       await m.restore(snap);
-      await shellAnswers(m);
+      const restored = performance.now() - t;
+      await shellAnswers(m, `restore (restore() ${restored.toFixed(1)} ms)`);
       restore.push(performance.now() - t);
       snap.close();
       await m.stop();
@@ -88,14 +102,17 @@ export async function runSnapshotBench(opts: SnapshotBenchOptions = {}): Promise
       for (const [verify, into] of [['state', cloneState], ['full', cloneFull]] as const) {
         t = performance.now();
         const loaded = loadSnapshot(path, { verify });
+        const tLoad = performance.now() - t;
         await using clone = await Machine.fromSnapshot(loaded);
+        const tClone = performance.now() - t - tLoad;
         clone.start();
-        await shellAnswers(clone);
+        await shellAnswers(clone, `clone-${verify} (load ${tLoad.toFixed(1)} ms, fromSnapshot ${tClone.toFixed(1)} ms)`);
         into.push(performance.now() - t);
         await clone.stop();
         loaded.close();
       }
       rmSync(path, { force: true });
+      flushSnapshotTrace();
       log(`run ${run + 1}/${runs}: cold ${fmt(cold[run]!)}, restore ${fmt(restore[run]!)}, clone ${fmt(cloneState[run]!)} (state verify) / ${fmt(cloneFull[run]!)} (full verify), snapshot ${fmt(take[run]!)}, save ${fmt(save[run]!)}`);
     }
   } finally {

@@ -53,6 +53,7 @@ export interface INative {
   mmapAnonymous(size: number): ArrayBuffer;
   mmapFd(fd: number, size: number): ArrayBuffer;
   munmap(buffer: ArrayBuffer): void;
+  remapFilePrivate(buffer: ArrayBuffer, fd: number, offset: number): void;
   address(buffer: ArrayBuffer): bigint;
   // vCPU
   registerRun(vcpufd: number, run: ArrayBuffer): void;
@@ -106,6 +107,9 @@ export interface INative {
   setXsave(vcpufd: number, bytes: Uint8Array): void;
   getTscKhz(vcpufd: number): number;
   mmapFilePrivate(fd: number, size: number, offset?: number): ArrayBuffer;
+  // in-memory snapshots: guest RAM in a memfd (sparse: zero pages stay holes)
+  memfdCreate(name: string, size: number): number;
+  memfdWriteSparse(fd: number, bytes: Uint8Array, offset: number): number;
 }
 
 function findAddon(): string {

@@ -17,6 +17,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InitLayout(env, exports);
   InitTap(env, exports);
   InitSnapshot(env, exports);
+  InitMemfd(env, exports);
   return exports;
 }
 

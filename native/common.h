@@ -84,5 +84,6 @@ void InitVcpuThread(Napi::Env env, Napi::Object exports);
 void InitLayout(Napi::Env env, Napi::Object exports);
 void InitTap(Napi::Env env, Napi::Object exports);
 void InitSnapshot(Napi::Env env, Napi::Object exports);
+void InitMemfd(Napi::Env env, Napi::Object exports);
 
 }  // namespace nkvm

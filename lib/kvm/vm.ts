@@ -113,6 +113,19 @@ export class Vm extends FdHandle {
   }
 
   /**
+   * Back slot `slot` with a copy-on-write mapping of `fd` at `offset` (MAP_PRIVATE: writes go to
+   * private pages, never to the file), in place: the slot, its host address and `region.bytes`
+   * stay as they are, only the pages behind them change. Cheaper than deleting and re-creating
+   * the slot, and no JS view is detached.
+   */
+  mapFilePrivateOver(slot: number, fd: number, offset: number): void {
+    this.ensureOpen();
+    const r = this.regions.get(slot);
+    if (r === undefined) throw new InvalidArgumentError(`memory slot ${slot} does not exist`, 'ERR_NO_SUCH_SLOT');
+    native().remapFilePrivate(r.buffer, fd, checkInt('offset', offset));
+  }
+
+  /**
    * KVM_REGISTER_COALESCED_MMIO (with `pio` for port I/O, KVM_CAP_COALESCED_PIO): guest writes
    * to [addr, addr+size) are queued in a ring instead of exiting; the exit handler applies
    * them (KvmRun.drainCoalesced) before the next exit. For write-only registers whose effect

@@ -18,6 +18,7 @@ import { resolveOptions, type MachineOptions, type ResolvedOptions } from './opt
 import { Platform, type EndReason } from './platform.js';
 import { captureSnapshot, restoreSnapshot, type MachineSnapshot, type RestoreOptions, type SnapshotConfig, type SnapshotTarget } from './snapshot.js';
 import { native } from '../native.js';
+import { phaseTimer } from './snapshot-trace.js';
 import type { NetOptions } from './options.js';
 
 export interface MachineResult {
@@ -300,7 +301,7 @@ export class Machine extends EventEmitter implements AsyncDisposable {
   }
 
   /**
-   * Capture the whole machine (vCPUs, irqchip, PIT, kvmclock, devices, a copy of RAM). A running
+   * Capture the whole machine (vCPUs, irqchip, PIT, kvmclock, devices, RAM copied into a memfd). A running
    * machine is paused for the capture and resumed after it.
    */
   async snapshot(): Promise<MachineSnapshot> {
@@ -335,8 +336,7 @@ export class Machine extends EventEmitter implements AsyncDisposable {
 
   /**
    * A new machine in the state of `snap` (same RAM size, vCPUs, COM ports and NICs), not yet
-   * started. RAM of a snapshot loaded from a file is mapped copy-on-write from it; an in-memory
-   * snapshot is copied. NICs keep the snapshot's MAC and revision; `net` gives their backends.
+   * started. RAM is mapped copy-on-write from the snapshot's memfd or file. NICs keep the snapshot's MAC and revision; `net` gives their backends.
    */
   static async fromSnapshot(snap: MachineSnapshot, opts: { net?: NetBackendsFor; kvmPath?: string } = {}): Promise<Machine> {
     const c = snap.config;
@@ -344,6 +344,7 @@ export class Machine extends EventEmitter implements AsyncDisposable {
     if (backends.length !== c.nics.length) {
       throw new NodeKvmError('ERR_SNAPSHOT_MISMATCH', `snapshot has ${c.nics.length} NIC(s): pass as many net backends (got ${backends.length})`);
     }
+    const ph = phaseTimer('fromSnapshot');
     const m = await Machine.create({
       // A one-byte HLT stands in for the kernel: RAM and every register come from the snapshot.
       kernel: Uint8Array.of(0xf4), flat: { mode: 'real' },
@@ -351,8 +352,11 @@ export class Machine extends EventEmitter implements AsyncDisposable {
       devices: Array.from({ length: c.comPorts - 1 }, (_, i) => `com${i + 2}`),
       net: backends.map((b, i) => ({ ...b, mac: c.nics[i]!.mac, revision: c.nics[i]!.revision as 0x10 | 0x20 })),
     });
+    ph.mark('create');
     try {
       restoreSnapshot(m.snapshotTarget(), snap);
+      ph.mark('restore');
+      ph.done();
     } catch (e) {
       await m.close();
       throw e;

@@ -1,8 +1,9 @@
 // Machine snapshots: every vCPU's architectural state, the in-kernel irqchip/PIT/kvmclock, the
 // device model and guest RAM, captured from a paused machine and put back into the same
-// machine (restore) or a new one (Machine.fromSnapshot). A snapshot lives in memory or in a
-// file (snapshot-file.ts); RAM from a file is mapped copy-on-write, so a restore costs page
-// faults for the pages the guest touches, not a copy of all of RAM.
+// machine (restore) or a new one (Machine.fromSnapshot). A snapshot's RAM lives in a memfd
+// (snapshot-memfd.ts) or in a file (snapshot-file.ts); either is mapped copy-on-write over the
+// RAM slots, so a restore costs page faults for the pages the guest touches, not a copy of all
+// of RAM.
 import { NodeKvmError } from '../errors.js';
 import type { Kvm } from '../kvm/kvm.js';
 import type { Vcpu } from '../kvm/vcpu.js';
@@ -18,6 +19,8 @@ import type { PciDeviceState } from '../devices/pci/device.js';
 import type { Uart16550State } from '../devices/uart16550.js';
 import type { MachineConsole } from './console.js';
 import type { Platform } from './platform.js';
+import { MemfdRam } from './snapshot-memfd.js';
+import { phaseTimer } from './snapshot-trace.js';
 import { SnapshotFile, writeSnapshotFile, type JsonValue, type SectionInput, type VerifyLevel } from './snapshot-file.js';
 
 export { SnapshotFileError, SNAPSHOT_FORMAT_VERSION } from './snapshot-file.js';
@@ -86,6 +89,8 @@ export interface SnapshotTarget {
 }
 
 type Memory =
+  | { kind: 'memfd'; ram: MemfdRam }
+  /** Where the kernel has no memfd_create: a JS copy, copied back on restore. */
   | { kind: 'copy'; regions: Uint8Array[] }
   | { kind: 'file'; file: SnapshotFile };
 
@@ -109,7 +114,8 @@ export class MachineSnapshot {
     return this.config.ram.reduce((n, r) => n + r.size, 0);
   }
 
-  private ensureOpen(): void {
+  /** @internal throws ERR_SNAPSHOT_CLOSED once close() was called */
+  ensureOpen(): void {
     if (this.closed) throw new NodeKvmError('ERR_SNAPSHOT_CLOSED', 'snapshot is closed');
   }
 
@@ -124,39 +130,58 @@ export class MachineSnapshot {
     writeSnapshotFile(path, { kind: 'node-kvm machine', config: this.config as unknown as JsonValue }, sections);
   }
 
-  /** The bytes of RAM region `i` (read from the file when the snapshot lives there). */
+  /**
+   * The bytes of RAM region `i`: read from the file when the snapshot lives there; for an
+   * in-memory snapshot a view valid until close(), whose writes do not change the snapshot.
+   */
   regionBytes(i: number): Uint8Array {
     this.ensureOpen();
     const r = this.config.ram[i]!;
-    if (this.memory.kind === 'copy') return this.memory.regions[i]!;
-    return this.memory.file.read(`memory:${r.slot}`);
+    switch (this.memory.kind) {
+      case 'memfd': return this.memory.ram.view(i);
+      case 'copy': return this.memory.regions[i]!;
+      case 'file': return this.memory.file.read(`memory:${r.slot}`);
+    }
   }
 
   /**
-   * A copy-on-write mapping of RAM region `i` when the snapshot lives in a file (MAP_PRIVATE:
-   * the guest's writes never reach the file), else undefined.
+   * A copy-on-write mapping of RAM region `i` (MAP_PRIVATE over the memfd or the file: the
+   * guest's writes never reach the snapshot), or undefined for a snapshot held as a JS copy.
+   * The caller owns the mapping.
    */
   mapRegionPrivate(i: number): ArrayBuffer | undefined {
+    const src = this.privateSource(i);
+    return src === undefined ? undefined : native().mmapFilePrivate(src.fd, this.config.ram[i]!.size, src.offset);
+  }
+
+  /**
+   * @internal Where RAM region `i` can be mapped copy-on-write from (the memfd or the file and the
+   * offset in it), or undefined for a snapshot held as a JS copy.
+   */
+  privateSource(i: number): { fd: number; offset: number } | undefined {
     this.ensureOpen();
-    if (this.memory.kind !== 'file') return undefined;
     const r = this.config.ram[i]!;
-    const s = this.memory.file.section(`memory:${r.slot}`);
-    return native().mmapFilePrivate(this.memory.file.fd, r.size, s.offset);
+    switch (this.memory.kind) {
+      case 'memfd': return this.memory.ram.source(i);
+      case 'copy': return undefined;
+      case 'file': return { fd: this.memory.file.fd, offset: this.memory.file.section(`memory:${r.slot}`).offset };
+    }
   }
 
   /** Copy RAM region `i` into `target`. */
   copyRegionInto(i: number, target: Uint8Array): void {
     this.ensureOpen();
     const r = this.config.ram[i]!;
-    if (this.memory.kind === 'copy') target.set(this.memory.regions[i]!);
-    else this.memory.file.readInto(`memory:${r.slot}`, target);
+    if (this.memory.kind === 'file') this.memory.file.readInto(`memory:${r.slot}`, target);
+    else target.set(this.regionBytes(i));
   }
 
-  /** Release the copy of RAM or the file descriptor. */
+  /** Release the memory (memfd, copy) or the file descriptor. Machines restored from it run on. */
   close(): void {
     if (this.closed) return;
     this.closed = true;
     if (this.memory.kind === 'file') this.memory.file.close();
+    else if (this.memory.kind === 'memfd') this.memory.ram.close();
     else this.memory.regions.length = 0;
   }
 
@@ -268,13 +293,15 @@ function settle(vcpus: readonly Vcpu[]): void {
   }
 }
 
-/** Capture `t` (which must not be running). RAM is copied. */
+/** Capture `t` (which must not be running). RAM is copied into a memfd. */
 export function captureSnapshot(t: SnapshotTarget): MachineSnapshot {
+  const ph = phaseTimer('capture');
   const n = native();
   const vmfd = t.vm.fd;
   const msrIndices = t.kvm.getMsrIndexList();
   settle(t.vcpus);
   t.console.flush();
+  ph.mark('settle');
   const state: MachineStateData = {
     vcpus: t.vcpus.map((v) => captureVcpu(v, msrIndices)),
     irqchip: IRQCHIP_IDS.map((id) => b64(n.getIrqchip(vmfd, id))),
@@ -283,8 +310,13 @@ export function captureSnapshot(t: SnapshotTarget): MachineSnapshot {
     devices: captureDevices(t.platform),
     consoleBytes: t.console.output.length,
   };
-  const regions = t.config.ram.map((r) => t.vm.memory.view(r.guestPhysAddr, r.size).slice());
-  return new MachineSnapshot(structuredClone(t.config), state, { kind: 'copy', regions });
+  ph.mark('state');
+  const views = t.config.ram.map((r) => t.vm.memory.view(r.guestPhysAddr, r.size));
+  const ram = MemfdRam.capture(views);
+  const memory: Memory = ram !== undefined ? { kind: 'memfd', ram } : { kind: 'copy', regions: views.map((v) => v.slice()) };
+  ph.mark('ram');
+  ph.done();
+  return new MachineSnapshot(structuredClone(t.config), state, memory);
 }
 
 // ---------------------------------------------------------------- restore
@@ -344,39 +376,44 @@ function checkCompatible(t: SnapshotTarget, snap: MachineSnapshot): void {
 
 export interface RestoreOptions {
   /**
-   * How RAM comes back. 'auto' (default): snapshots from a file are mapped copy-on-write in
-   * place of the current RAM (the machine's RAM regions are replaced: old `region.bytes` views
-   * are detached), in-memory snapshots are copied. 'copy' always copies into the current RAM.
+   * How RAM comes back. 'auto' (default): the snapshot's memory (its memfd or its file) is
+   * mapped copy-on-write in place of the current RAM's pages (same slots and addresses:
+   * `region.bytes` views stay valid and show the restored RAM). 'copy' copies into the current
+   * RAM instead.
    */
   memory?: 'auto' | 'copy';
 }
 
 /** Put `snap` back into `t` (not running). Devices first, then the irqchip, then the vCPUs. */
 export function restoreSnapshot(t: SnapshotTarget, snap: MachineSnapshot, opts: RestoreOptions = {}): void {
+  snap.ensureOpen(); // before anything in the machine changes
   checkCompatible(t, snap);
+  const ph = phaseTimer('restore');
   settle(t.vcpus);
+  ph.mark('settle');
   const n = native();
   snap.config.ram.forEach((r, i) => {
-    const cow = opts.memory === 'copy' ? undefined : snap.mapRegionPrivate(i);
-    if (cow === undefined) {
-      snap.copyRegionInto(i, t.vm.memory.view(r.guestPhysAddr, r.size));
-    } else {
-      t.vm.deleteMemoryRegion(r.slot);
-      t.vm.createMemoryRegion({ slot: r.slot, guestPhysAddr: r.guestPhysAddr, size: r.size, backing: cow });
-    }
+    const src = opts.memory === 'copy' ? undefined : snap.privateSource(i);
+    if (src === undefined) snap.copyRegionInto(i, t.vm.memory.view(r.guestPhysAddr, r.size));
+    else t.vm.mapFilePrivateOver(r.slot, src.fd, src.offset);
   });
+  ph.mark('ram');
   const s = snap.state;
   // Devices re-assert their IRQ lines from the restored registers (keeping KVM's per-source line
   // levels in step), then the irqchip state overwrites whatever that delivered.
   restoreDevices(t.platform, s.devices);
+  ph.mark('devices');
   const vmfd = t.vm.fd;
   s.irqchip.forEach((c) => n.setIrqchip(vmfd, unb64(c)));
   n.setPit2(vmfd, unb64(s.pit));
   const clock = unb64(s.clock);
   new DataView(clock.buffer, clock.byteOffset, clock.byteLength).setUint32(CLOCK_FLAGS_OFFSET, 0, true);
   n.setClock(vmfd, clock);
+  ph.mark('irqchip+pit+clock');
   s.vcpus.forEach((vs, i) => restoreVcpu(t.vcpus[i]!, vs));
+  ph.mark('vcpus');
   // waitFor() looks only at output printed after the restore.
   t.console.flush();
   void t.console.waitFor(/$/, { timeout: 1 }).catch(() => undefined);
+  ph.done();
 }
