@@ -21,6 +21,7 @@ const benches: Bench[] = [
   { name: 'net', needsKvm: true, run: (o) => runNetBench(o) },
   { name: 'snapshot', needsKvm: true, run: async (o) => (await import('./snapshot.js')).runSnapshotBench(o) },
   { name: 'boot', needsKvm: true, run: (o) => runBootBench(o) },
+  { name: 'rtl8139-model', needsKvm: false, run: async (o) => (await import('./rtl8139-model.js')).runRtl8139ModelBench(o) },
 ];
 
 function parseArgs(argv: readonly string[]): { filter: string | undefined; opts: BenchOptions } {

@@ -34,6 +34,17 @@ struct nkvm_coalesced_mmio_ring {
   struct kvm_coalesced_mmio coalesced_mmio[];
 };
 
+// The binary stats descriptor (KVM_GET_STATS_FD): the name follows the 16-byte header.
+struct nkvm_stats_desc {
+  __u32 flags;
+  __s16 exponent;
+  __u16 size;
+  __u32 offset;
+  __u32 bucket_size;
+  char name[];
+};
+
+static_assert(sizeof(nkvm_stats_desc) == 16, "kvm_stats_desc header is 16 bytes in C");
 static_assert(sizeof(nkvm_coalesced_mmio_ring) == 8, "kvm_coalesced_mmio_ring header is 8 bytes in C");
 static_assert(sizeof(nkvm_cpuid2) == 8, "kvm_cpuid2 header is 8 bytes in C");
 static_assert(sizeof(nkvm_msrs) == 8, "kvm_msrs header is 8 bytes in C");

@@ -145,13 +145,13 @@ Napi::Object Stats(Napi::Env env) {
   o.Set("header_id_offset", Napi::Number::New(env, offsetof(kvm_stats_header, id_offset)));
   o.Set("header_desc_offset", Napi::Number::New(env, offsetof(kvm_stats_header, desc_offset)));
   o.Set("header_data_offset", Napi::Number::New(env, offsetof(kvm_stats_header, data_offset)));
-  o.Set("desc_size", Napi::Number::New(env, sizeof(kvm_stats_desc)));
-  o.Set("desc_flags", Napi::Number::New(env, offsetof(kvm_stats_desc, flags)));
-  o.Set("desc_exponent", Napi::Number::New(env, offsetof(kvm_stats_desc, exponent)));
-  o.Set("desc_size_field", Napi::Number::New(env, offsetof(kvm_stats_desc, size)));
-  o.Set("desc_offset", Napi::Number::New(env, offsetof(kvm_stats_desc, offset)));
-  o.Set("desc_bucket_size", Napi::Number::New(env, offsetof(kvm_stats_desc, bucket_size)));
-  o.Set("desc_name", Napi::Number::New(env, offsetof(kvm_stats_desc, name)));
+  o.Set("desc_size", Napi::Number::New(env, sizeof(nkvm_stats_desc)));
+  o.Set("desc_flags", Napi::Number::New(env, offsetof(nkvm_stats_desc, flags)));
+  o.Set("desc_exponent", Napi::Number::New(env, offsetof(nkvm_stats_desc, exponent)));
+  o.Set("desc_size_field", Napi::Number::New(env, offsetof(nkvm_stats_desc, size)));
+  o.Set("desc_offset", Napi::Number::New(env, offsetof(nkvm_stats_desc, offset)));
+  o.Set("desc_bucket_size", Napi::Number::New(env, offsetof(nkvm_stats_desc, bucket_size)));
+  o.Set("desc_name", Napi::Number::New(env, offsetof(nkvm_stats_desc, name)));
   return o;
 }
 
