@@ -95,13 +95,17 @@ async function resolveImage(image: Image | string | undefined): Promise<Image> {
   return image;
 }
 
-/** Reject when the machine ends first; a pending wait is never left unhandled. */
+/** Reject with ERR_VM_ENDED when the machine ends first; a pending wait is never left unhandled. */
 function raceEnd<T>(p: Promise<T>, ended: Promise<MachineResult>, what: () => string): Promise<T> {
-  p.catch(() => undefined);
-  return Promise.race([
-    p,
-    ended.then((r) => { throw new NodeKvmError('ERR_VM_ENDED', `${what()}: the VM ended (${r.reason}${r.detail ? `: ${r.detail}` : ''})`); }),
-  ]);
+  const vmEnded = (r: MachineResult): NodeKvmError =>
+    new NodeKvmError('ERR_VM_ENDED', `${what()}: the VM ended (${r.reason}${r.detail ? `: ${r.detail}` : ''})`);
+  const waited = p.catch(async (e: unknown) => {
+    // The console fails its pending waits the moment the machine ends, a turn before wait()
+    // resolves: report the end (a reboot or panic mid-command), not a console timeout.
+    if ((e as NodeKvmError).code === 'ERR_MACHINE_ENDED') throw vmEnded(await ended);
+    throw e;
+  });
+  return Promise.race([waited, ended.then((r) => { throw vmEnded(r); })]);
 }
 
 function sleep(ms: number): Promise<void> {

@@ -1,5 +1,6 @@
 // node-kvm/testing against a real guest: exec's stdout/stderr/exit status, output that holds
-// marker text, binary output, a timeout the VM survives, and a 100 KB file round trip.
+// marker text, binary output, a timeout the VM survives, a 100 KB file round trip, and a
+// guest that reboots or panics in the middle of a command.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
@@ -60,4 +61,17 @@ test('writeFile/readFile round trip of 100 KB', { ...opts, timeout: 600_000 }, a
   assert.equal(sum, createHash('sha256').update(data).digest('hex'));
   const back = await vm.readFile('/tmp/big.bin', { timeout: 240_000 });
   assert.ok(back.equals(data));
+});
+
+test('a guest that reboots or panics mid-exec ends the call with ERR_VM_ENDED, not a hang', opts, async () => {
+  // reboot=k on the cmdline: a forced reboot goes through the i8042; panic=-1 turns the
+  // sysrq crash into an immediate reboot too.
+  for (const cmd of ['reboot -f', 'echo c > /proc/sysrq-trigger']) {
+    await using v = await bootVm({ name: 'ends', memory: '128M' });
+    await assert.rejects(v.exec(`sleep 1; ${cmd}; sleep 100`, { timeout: 120_000 }), (e: unknown) => {
+      const err = e as { code?: string; message?: string };
+      return err.code === 'ERR_VM_ENDED' && /reboot/.test(err.message ?? '');
+    }, `'${cmd}' did not end the exec with ERR_VM_ENDED`);
+    await assert.rejects(v.exec('echo after'), (e: unknown) => (e as { code?: string }).code === 'ERR_VM_ENDED' || (e as { code?: string }).code === 'ERR_VM_UNUSABLE');
+  }
 });
