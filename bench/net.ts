@@ -44,6 +44,8 @@ interface Sample {
   up?: Transfer;
   down?: Transfer;
   pingAvgMs?: number;
+  /** Guest→host: bytes per packet the guest's driver handed the NIC (TSO frames count once). */
+  guestTxFrameBytes?: number;
   error?: string;
 }
 
@@ -51,7 +53,10 @@ interface Sample {
 function guestScript(seconds: number): string {
   return [
     `echo ${MARK}-PING; ping -c 10 -i 0.2 ${HOST_IP} | tail -1`,
+    // The driver counts one TX packet per skb: a TSO frame is one, however many segments.
+    `echo ${MARK}-DEV0 $(grep eth0: /proc/net/dev)`,
     `echo ${MARK}-UP; iperf3 -c ${HOST_IP} -t ${seconds} -i 0 -J; echo ${MARK}-UPEND`,
+    `echo ${MARK}-DEV1 $(grep eth0: /proc/net/dev)`,
     `echo ${MARK}-DOWN; iperf3 -c ${HOST_IP} -t ${seconds} -i 0 -R -J; echo ${MARK}-DOWNEND`,
   ].join('; ');
 }
@@ -74,6 +79,14 @@ function parse(label: string, raw: string): Sample {
   const s: Sample = { label };
   const ping = /round-trip min\/avg\/max = [\d.]+\/([\d.]+)\/[\d.]+ ms/.exec(text.slice(text.indexOf(`${MARK}-PING`)));
   if (ping !== null) s.pingAvgMs = Number(ping[1]);
+  // /proc/net/dev: "eth0: rxBytes rxPackets ... (8 RX fields) txBytes txPackets ..."
+  const dev = (k: string): number[] | undefined => {
+    const m = new RegExp(`${MARK}-${k} eth0:\\s*([\\d\\s]+)`).exec(text);
+    return m === null ? undefined : m[1]!.trim().split(/\s+/).map(Number);
+  };
+  const d0 = dev('DEV0');
+  const d1 = dev('DEV1');
+  if (d0 !== undefined && d1 !== undefined && d1[9]! > d0[9]!) s.guestTxFrameBytes = (d1[8]! - d0[8]!) / (d1[9]! - d0[9]!);
   for (const [dir, key] of [['UP', 'up'], ['DOWN', 'down']] as const) {
     const body = between(text, `${MARK}-${dir}`, `${MARK}-${dir}END`);
     if (body === undefined) { s.error = `no iperf3 ${key} output`; continue; }
@@ -191,6 +204,7 @@ function report(samples: Sample[], seconds: number, where: string, log: (l: stri
   row('host->guest Mbit/s', (s) => s.down?.mbps);
   row('  retransmits', (s) => s.down?.retransmits, false);
   row('ping avg ms', (s) => s.pingAvgMs);
+  row('guest TX bytes/skb (up)', (s) => s.guestTxFrameBytes, false);
   row('exits/packet guest->host', (s) => s.up?.exitsPerPacket, false);
   row('exits/packet host->guest', (s) => s.down?.exitsPerPacket, false);
   row('RX held back (host->guest)', (s) => s.down?.rxQueued, false);
