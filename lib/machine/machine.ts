@@ -80,13 +80,17 @@ export class Machine extends EventEmitter implements AsyncDisposable {
 
   /** Build the VM and load the kernel. Nothing runs until start(). */
   static async create(opts: MachineOptions): Promise<Machine> {
+    const ph = phaseTimer('create');
     const kvm = Kvm.open(opts?.kvmPath ?? '/dev/kvm');
+    ph.mark('open');
     let vm: Vm | undefined;
     let platform: Platform | undefined;
     try {
       const maxVcpus = kvm.checkExtension(constants.KVM_CAP_MAX_VCPUS!) || kvm.checkExtension(constants.KVM_CAP_NR_VCPUS!) || 1;
       const o = resolveOptions(opts, Math.min(maxVcpus, 254));
+      ph.mark('options');
       vm = kvm.createVm();
+      ph.mark('createVm');
       // Both addresses sit in the PCI hole; KVM needs them before the first vCPU exists.
       vm.setIdentityMapAddr(L.IDENTITY_MAP_ADDR);
       vm.setTssAddr(L.TSS_ADDR);
@@ -98,6 +102,7 @@ export class Machine extends EventEmitter implements AsyncDisposable {
       if (vm.checkExtension(constants.KVM_CAP_COALESCED_PIO!) > 0) {
         vm.registerCoalesced({ addr: L.PORT_PCI_CONFIG_ADDRESS, size: 4, pio: true });
       }
+      ph.mark('irqchip+pit');
 
       const below = Math.min(o.memory, L.MMIO_HOLE_START);
       const above = o.memory - below;
@@ -106,6 +111,7 @@ export class Machine extends EventEmitter implements AsyncDisposable {
         ramLayout.push({ guestPhysAddr: L.FOUR_GIB + off, size: Math.min(L.MAX_REGION_SIZE, above - off) });
       }
       ramLayout.forEach((r, slot) => vm!.createMemoryRegion({ slot, ...r }));
+      ph.mark('ram');
 
       const ref: { console?: MachineConsole; machine?: Machine } = {};
       const irqs = new Map<number, KvmIrqLine>();
@@ -127,10 +133,12 @@ export class Machine extends EventEmitter implements AsyncDisposable {
       );
       const plat = platform;
       ref.console = new MachineConsole((bytes) => plat.consoleInput(bytes));
+      ph.mark('devices');
 
       const pciSlots = platform.pciSlots();
       const pciIrqs = pciSlots.map((slot) => ({ slot, pin: 1, gsi: L.pciIntxGsi(slot, 1) }));
       const acpi = writeAcpiTables(vm.memory, { cpus: o.cpus, pciDevices: pciSlots });
+      ph.mark('acpi');
       writeMpTable(vm.memory, { cpus: o.cpus, pciIrqs });
       const boot = loadKernel(o.kernel, {
         memory: vm.memory, ramLayout, cmdline: o.cmdline, initrd: o.initrd, kernelName: o.kernelName,
@@ -138,14 +146,19 @@ export class Machine extends EventEmitter implements AsyncDisposable {
         ...(o.flat ? { format: 'flat' as const, flatLoadAddress: o.flat.loadAddress, flatEntry: o.flat.entry, flatMode: o.flat.mode } : {}),
       });
       platform.setE820(boot.e820);
+      ph.mark('mptable+kernel');
 
       const supported = kvm.getSupportedCpuid();
+      ph.mark('getSupportedCpuid');
       const vcpus: Vcpu[] = [];
       for (let id = 0; id < o.cpus; id++) {
         const v = vm.createVcpu(id);
         vcpus.push(v);
+        ph.mark(`createVcpu${id}`);
         v.setCpuid2(buildCpuid(supported, { vcpuId: id, cpus: o.cpus, clearXsave: o.clearXsave }));
+        ph.mark(`cpuid${id}`);
         v.setMsrs(bootMsrs());
+        ph.mark(`msrs${id}`);
         const lapic = v.getLapic();
         const dv = new DataView(lapic.buffer, lapic.byteOffset, lapic.byteLength);
         dv.setUint32(APIC_LVT0, (dv.getUint32(APIC_LVT0, true) & ~0x10700) | APIC_MODE_EXTINT, true);
@@ -154,8 +167,11 @@ export class Machine extends EventEmitter implements AsyncDisposable {
       }
       vcpus[0]!.setSregs(boot.sregs);
       vcpus[0]!.setRegs(boot.regs);
+      ph.mark('lapic+regs');
       const m = new Machine(kvm, vm, vcpus, platform, o, boot, ref);
       ref.machine = m;
+      ph.mark('machine');
+      ph.done();
       return m;
     } catch (e) {
       platform?.close();
