@@ -19,6 +19,7 @@ import { Platform, type EndReason } from './platform.js';
 import { captureSnapshot, restoreSnapshot, type MachineSnapshot, type RestoreOptions, type SnapshotConfig, type SnapshotTarget } from './snapshot.js';
 import { native } from '../native.js';
 import { phaseTimer } from './snapshot-trace.js';
+import { cachedSupportedCpuid } from './kvm-cache.js';
 import type { NetOptions } from './options.js';
 
 export interface MachineResult {
@@ -80,6 +81,14 @@ export class Machine extends EventEmitter implements AsyncDisposable {
 
   /** Build the VM and load the kernel. Nothing runs until start(). */
   static async create(opts: MachineOptions): Promise<Machine> {
+    return Machine.build(opts, false);
+  }
+
+  /**
+   * create(), or with `forRestore` the shell that fromSnapshot restores into: then it skips what
+   * the restore overwrites anyway (ACPI and MP tables in RAM, the LAPIC LVTs, the boot registers).
+   */
+  private static async build(opts: MachineOptions, forRestore: boolean): Promise<Machine> {
     const ph = phaseTimer('create');
     const kvm = Kvm.open(opts?.kvmPath ?? '/dev/kvm');
     ph.mark('open');
@@ -137,18 +146,20 @@ export class Machine extends EventEmitter implements AsyncDisposable {
 
       const pciSlots = platform.pciSlots();
       const pciIrqs = pciSlots.map((slot) => ({ slot, pin: 1, gsi: L.pciIntxGsi(slot, 1) }));
-      const acpi = writeAcpiTables(vm.memory, { cpus: o.cpus, pciDevices: pciSlots });
+      // The snapshot's RAM replaces the tables; the (flat) stand-in kernel needs no RSDP.
+      const acpi = forRestore ? undefined : writeAcpiTables(vm.memory, { cpus: o.cpus, pciDevices: pciSlots });
       ph.mark('acpi');
-      writeMpTable(vm.memory, { cpus: o.cpus, pciIrqs });
+      if (!forRestore) writeMpTable(vm.memory, { cpus: o.cpus, pciIrqs });
+      // Loaded even for a restore: its e820 goes to fw-cfg, which the snapshot does not carry.
       const boot = loadKernel(o.kernel, {
         memory: vm.memory, ramLayout, cmdline: o.cmdline, initrd: o.initrd, kernelName: o.kernelName,
-        rsdpAddress: acpi.rsdpAddress,
+        ...(acpi !== undefined ? { rsdpAddress: acpi.rsdpAddress } : {}),
         ...(o.flat ? { format: 'flat' as const, flatLoadAddress: o.flat.loadAddress, flatEntry: o.flat.entry, flatMode: o.flat.mode } : {}),
       });
       platform.setE820(boot.e820);
       ph.mark('mptable+kernel');
 
-      const supported = kvm.getSupportedCpuid();
+      const supported = cachedSupportedCpuid(kvm);
       ph.mark('getSupportedCpuid');
       const vcpus: Vcpu[] = [];
       for (let id = 0; id < o.cpus; id++) {
@@ -159,14 +170,17 @@ export class Machine extends EventEmitter implements AsyncDisposable {
         ph.mark(`cpuid${id}`);
         v.setMsrs(bootMsrs());
         ph.mark(`msrs${id}`);
+        if (forRestore) continue; // the snapshot's LAPIC replaces it
         const lapic = v.getLapic();
         const dv = new DataView(lapic.buffer, lapic.byteOffset, lapic.byteLength);
         dv.setUint32(APIC_LVT0, (dv.getUint32(APIC_LVT0, true) & ~0x10700) | APIC_MODE_EXTINT, true);
         dv.setUint32(APIC_LVT1, (dv.getUint32(APIC_LVT1, true) & ~0x10700) | APIC_MODE_NMI, true);
         v.setLapic(lapic);
       }
-      vcpus[0]!.setSregs(boot.sregs);
-      vcpus[0]!.setRegs(boot.regs);
+      if (!forRestore) {
+        vcpus[0]!.setSregs(boot.sregs);
+        vcpus[0]!.setRegs(boot.regs);
+      }
       ph.mark('lapic+regs');
       const m = new Machine(kvm, vm, vcpus, platform, o, boot, ref);
       ref.machine = m;
@@ -361,13 +375,13 @@ export class Machine extends EventEmitter implements AsyncDisposable {
       throw new NodeKvmError('ERR_SNAPSHOT_MISMATCH', `snapshot has ${c.nics.length} NIC(s): pass as many net backends (got ${backends.length})`);
     }
     const ph = phaseTimer('fromSnapshot');
-    const m = await Machine.create({
+    const m = await Machine.build({
       // A one-byte HLT stands in for the kernel: RAM and every register come from the snapshot.
       kernel: Uint8Array.of(0xf4), flat: { mode: 'real' },
       memory: c.memory, cpus: c.cpus, clearXsave: c.clearXsave, kvmPath: opts.kvmPath,
       devices: Array.from({ length: c.comPorts - 1 }, (_, i) => `com${i + 2}`),
       net: backends.map((b, i) => ({ ...b, mac: c.nics[i]!.mac, revision: c.nics[i]!.revision as 0x10 | 0x20 })),
-    });
+    }, true);
     ph.mark('create');
     try {
       restoreSnapshot(m.snapshotTarget(), snap);
