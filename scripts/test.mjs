@@ -31,7 +31,7 @@ function files(tier) {
  * file that wedges (a guest or the lab gone quiet) is killed, counted as a failure with a
  * diagnosis, and the files after it still run. Override with NODE_KVM_FILE_TIMEOUT_S.
  */
-const FILE_BUDGET_S = { unit: 180, kvm: 420, linux: 720 };
+const FILE_BUDGET_S = { unit: 180, kvm: 420, linux: 1200 };
 
 /** Where each thread of a process is (state and kernel wait channel): says whether a wedged
  *  test sits in KVM_RUN, in a futex or spins in JavaScript. */
