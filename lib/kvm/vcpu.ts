@@ -13,6 +13,11 @@ export type ExitHandler = (exit: VcpuExit) => 'stop' | void;
 
 export interface RunLoopOptions {
   signal?: AbortSignal;
+  /**
+   * Called for each 'interrupted' exit (a kick) before the loop yields to the event loop, e.g.
+   * to apply writes KVM queued in the coalesced ring while the guest ran without exiting.
+   */
+  onInterrupted?: () => void;
 }
 
 /** How long one pump may keep the main thread while it keeps getting exits (ms). */
@@ -105,7 +110,10 @@ export class Vcpu extends FdHandle {
         let handled = 0;
         for (;;) {
           const exit = this.run();
-          if (exit.reason === 'interrupted') break;
+          if (exit.reason === 'interrupted') {
+            options.onInterrupted?.();
+            break;
+          }
           if (onExit(exit) === 'stop') return;
           if (this.closed) return;
           // A guest that exits constantly is never kicked; give microtasks and nextTick a turn.

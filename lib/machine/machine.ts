@@ -18,6 +18,7 @@ import { resolveOptions, type MachineOptions, type ResolvedOptions } from './opt
 import { Platform, type EndReason } from './platform.js';
 import { captureSnapshot, restoreSnapshot, type MachineSnapshot, type RestoreOptions, type SnapshotConfig, type SnapshotTarget } from './snapshot.js';
 import { native } from '../native.js';
+import { UART_THR } from '../devices/uart16550.js';
 import { phaseTimer } from './snapshot-trace.js';
 import { cachedSupportedCpuid } from './kvm-cache.js';
 import type { NetOptions } from './options.js';
@@ -108,8 +109,13 @@ export class Machine extends EventEmitter implements AsyncDisposable {
       // PCI CONFIG_ADDRESS writes only matter to the CONFIG_DATA access that follows, so KVM
       // queues them instead of exiting: half the exits of a config-space scan (Linux probes
       // every bus when it sees a K8-family CPU, e.g. inside the nested lab).
+      // THR writes too: the 8250 driver follows every burst with a read of LSR or IIR (which
+      // exits and applies the queue first), so the console's bytes cost one exit each instead of
+      // two, and a byte left queued by a guest that then halts goes out at the next kick (see
+      // start(): the run loop drains on 'interrupted').
       if (vm.checkExtension(constants.KVM_CAP_COALESCED_PIO!) > 0) {
         vm.registerCoalesced({ addr: L.PORT_PCI_CONFIG_ADDRESS, size: 4, pio: true });
+        for (let i = 0; i < o.comPorts; i++) vm.registerCoalesced({ addr: L.PORT_COM[i]! + UART_THR, size: 1, pio: true });
       }
       ph.mark('irqchip+pit');
 
@@ -211,7 +217,7 @@ export class Machine extends EventEmitter implements AsyncDisposable {
     const bsp = this.vcpus[0]!;
     const abort = new AbortController();
     this.loopAbort = abort;
-    this.loopPromise = bsp.runLoop((e) => onExit(e, bsp), { signal: abort.signal }).catch((err: unknown) => {
+    this.loopPromise = bsp.runLoop((e) => onExit(e, bsp), { signal: abort.signal, onInterrupted: this.drainCoalesced }).catch((err: unknown) => {
       this.finish({ reason: 'error', code: 1, detail: `run loop failed: ${(err as Error)?.stack ?? String(err)}` });
     });
   }
@@ -220,10 +226,15 @@ export class Machine extends EventEmitter implements AsyncDisposable {
     (pio ? this.platform.pio : this.platform.mmio).write(address, size, value);
   };
 
+  /** Apply the writes KVM queued in the coalesced ring (the ring is per VM; every vCPU maps it). */
+  private readonly drainCoalesced = (): void => {
+    const run = this.vcpus[0]!.runState;
+    if (run.coalescedPending) this.counters.coalesced += run.drainCoalesced(this.applyCoalesced);
+  };
+
   private handleExit(exit: VcpuExit, vcpu: Vcpu): 'stop' | void {
     const c = this.counters;
-    const run = this.vcpus[0]!.runState; // the ring is per VM; every vCPU maps the same page
-    if (run.coalescedPending) c.coalesced += run.drainCoalesced(this.applyCoalesced);
+    this.drainCoalesced();
     switch (exit.reason) {
       case 'io':
         c.io++;

@@ -8,6 +8,7 @@ import { readFileSync } from 'node:fs';
 import { requireKvm } from '../helpers/kvm.js';
 import { buildGuestFile } from '../guests/build.js';
 import { Machine } from '../../lib/machine/index.js';
+import { Kvm, constants } from '../../lib/index.js';
 
 const LOOPBACK_PATTERN = 'LOOPBACK<0123456789abcdefghijklmnopqrstuvwxyz>';
 
@@ -40,3 +41,19 @@ for (const line of ['hello from the host', `${'0123456789'.repeat(30)}!`]) {
     assert.deepEqual({ reason: result.reason, code: result.code }, { reason: 'debug-exit', code: 1 });
   });
 }
+
+test('THR writes are queued by KVM (coalesced PIO) and reach the console even when the guest then halts for good', async (t) => {
+  if (!requireKvm(t)) return;
+  // Real mode: mov dx,0x3f8; mov al,'h'; out dx,al; mov al,'i'; out dx,al; mov al,10; out dx,al;
+  // cli; hlt; jmp back to hlt. No exit to userspace follows the three writes: only the run
+  // loop's kick ('interrupted') applies them.
+  const guest = Uint8Array.of(0xba, 0xf8, 0x03, 0xb0, 0x68, 0xee, 0xb0, 0x69, 0xee, 0xb0, 0x0a, 0xee, 0xfa, 0xf4, 0xeb, 0xfd);
+  await using m = await Machine.create({ kernel: guest, memory: '16M', flat: { mode: 'real' } });
+  m.start();
+  await m.console.waitFor('hi\n', { timeout: 10_000 });
+  using kvm = Kvm.open();
+  const coalescing = kvm.checkExtension(constants.KVM_CAP_COALESCED_PIO!) > 0;
+  t.diagnostic(`coalesced PIO ${coalescing ? 'supported' : 'not supported'}: ${m.counters.coalesced} queued writes, ${m.counters.io} PIO exits`);
+  if (coalescing) assert.equal(m.counters.coalesced, 3);
+  await m.stop();
+});
