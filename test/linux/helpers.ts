@@ -39,8 +39,8 @@ export async function shell(m: Machine, command: string, timeout = COMMAND_TIMEO
   const begin = `@@B${id}@@`;
   const end = `@@E${id}:`;
   m.console.write(`echo '${begin.slice(0, 3)}''${begin.slice(3)}'; ${command}; echo "${end.slice(0, 3)}""${end.slice(3)}$?@@"\n`);
-  const text = await m.console.waitFor(new RegExp(`${escape(begin)}\\r?\\n([\\s\\S]*?)${escape(end)}(\\d+)@@`), { timeout });
-  const match = new RegExp(`${escape(begin)}\\r?\\n([\\s\\S]*?)${escape(end)}(\\d+)@@`).exec(text)!;
+  const reply = new RegExp(`${escape(begin)}\\r?\\n([\\s\\S]*?)${escape(end)}(\\d+)@@`);
+  const match = reply.exec(await m.console.waitFor(reply, { timeout }))!;
   await m.console.waitFor(GUEST_PROMPT, { timeout });
   return { output: match[1]!.replace(/\r/g, ''), status: Number(match[2]) };
 }

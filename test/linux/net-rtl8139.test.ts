@@ -20,6 +20,7 @@ import { findCommand, NetNs, netnsUnavailableReason } from '../../lib/net/netns.
 import { PcapWriter } from '../../lib/net/pcap.js';
 import { TapBackend } from '../../lib/net/tap.js';
 import { inCI, requireKvm } from '../helpers/kvm.js';
+import { shell as consoleShell, type ShellResult } from './helpers.js';
 
 const inLab = process.env.NODE_KVM_LAB === '1';
 const FILE_MIB = Number(process.env.NODE_KVM_NET_MIB ?? (inLab ? 4 : 32));
@@ -93,22 +94,13 @@ class ServerLog {
   }
 }
 
-let sequence = 0;
-
-/** Run `command` in the guest's console shell; its output (CR stripped) and exit status. */
-async function shell(m: Machine, command: string, timeout = COMMAND_TIMEOUT_MS): Promise<{ output: string; status: number }> {
-  const id = ++sequence;
-  // The markers are split by quotes in the typed text, so only the shell's output matches.
-  m.console.write(`echo '@@B''${id}@@'; ${command}; echo "@@E""${id}:$?@@"\n`);
-  const re = new RegExp(`@@B${id}@@\\r?\\n([\\s\\S]*?)@@E${id}:(\\d+)@@`);
-  const text = await m.console.waitFor(re, { timeout });
-  const match = re.exec(text)!;
-  await m.console.waitFor(GUEST_PROMPT, { timeout });
-  return { output: match[1]!.replace(/\r/g, ''), status: Number(match[2]) };
+/** The shared console shell (helpers.ts) with this file's longer default timeout. */
+function shell(m: Machine, command: string, timeout = COMMAND_TIMEOUT_MS): Promise<ShellResult> {
+  return consoleShell(m, command, timeout);
 }
 
 /** Poll a sysfs value in the guest until it reads `want` (the driver notices link changes asynchronously). */
-function waitSysfs(m: Machine, path: string, want: string, seconds: number): Promise<{ output: string; status: number }> {
+function waitSysfs(m: Machine, path: string, want: string, seconds: number): Promise<ShellResult> {
   return shell(m, `i=0; while [ "$(cat ${path})" != ${want} ] && [ $i -lt ${seconds * 5} ]; do sleep 0.2; i=$((i+1)); done; cat ${path}`);
 }
 

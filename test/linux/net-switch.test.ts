@@ -14,6 +14,7 @@ import { Machine } from '../../lib/machine/index.js';
 import { LinkShaper } from '../../lib/net/link.js';
 import { L2Switch } from '../../lib/net/switch.js';
 import { requireKvm } from '../helpers/kvm.js';
+import { shell as consoleShell, type ShellResult } from './helpers.js';
 
 const inLab = process.env.NODE_KVM_LAB === '1';
 const [CLEAN_MIB, SHAPED_MIB] = (process.env.NODE_KVM_SWITCH_MIB ?? (inLab ? '2,1' : '32,8')).split(',').map(Number) as [number, number];
@@ -24,18 +25,9 @@ const TRANSFER_TIMEOUT_MS = 600_000;
 const A_IP = '10.0.3.1';
 const B_IP = '10.0.3.2';
 
-let sequence = 0;
-
-/** Run `command` in a guest's console shell; its output (CR stripped) and exit status. */
-async function shell(m: Machine, command: string, timeout = COMMAND_TIMEOUT_MS): Promise<{ output: string; status: number }> {
-  const id = ++sequence;
-  // The markers are split by quotes in the typed text, so only the shell's output matches.
-  m.console.write(`echo '@@B''${id}@@'; ${command}; echo "@@E""${id}:$?@@"\n`);
-  const re = new RegExp(`@@B${id}@@\\r?\\n([\\s\\S]*?)@@E${id}:(\\d+)@@`);
-  const text = await m.console.waitFor(re, { timeout });
-  const match = re.exec(text)!;
-  await m.console.waitFor(GUEST_PROMPT, { timeout });
-  return { output: match[1]!.replace(/\r/g, ''), status: Number(match[2]) };
+/** The shared console shell (helpers.ts) with this file's longer default timeout. */
+function shell(m: Machine, command: string, timeout = COMMAND_TIMEOUT_MS): Promise<ShellResult> {
+  return consoleShell(m, command, timeout);
 }
 
 async function bootToPrompt(m: Machine): Promise<void> {

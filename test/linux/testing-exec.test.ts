@@ -7,7 +7,9 @@ import { createHash } from 'node:crypto';
 import { bootVm, ExecFailedError, type TestVm } from '../../lib/testing/index.js';
 import { kvmUnavailableReason, inCI } from '../helpers/kvm.js';
 
+// Skipped only outside CI, and loudly; in CI a missing /dev/kvm fails the boot in before().
 const skip = kvmUnavailableReason() !== undefined && !inCI ? kvmUnavailableReason() : undefined;
+if (skip !== undefined) process.stderr.write(`\n*** SKIPPING testing-exec: ${skip} ***\n`);
 let vm: TestVm;
 
 before(async () => {
