@@ -19,6 +19,8 @@ export interface NativeLayout {
   kvm_vcpu_events: Offsets;
   kvm_stats: Offsets;
   kvm_coalesced_mmio_ring: Offsets;
+  /** <linux/virtio_net.h>: the header IFF_VNET_HDR puts before each TAP frame. */
+  virtio_net_hdr: Offsets;
   sizes: { kvm_lapic_state: number; kvm_xcrs: number };
 }
 
@@ -87,11 +89,13 @@ export interface INative {
   stopVcpuThread(vcpufd: number): void;
   vcpuThreadCount(): number;
   // TAP (/dev/net/tun): frames arrive in batches from a uv_poll_t; errno != 0 ends reading
-  tapOpen(name: string, flags?: number): { fd: number; name: string; persistent: boolean };
-  tapStartReading(fd: number, onFrames: (frames: Uint8Array[], errno: number) => void): void;
+  tapOpen(name: string, flags?: number): { fd: number; name: string; persistent: boolean; vnetHdrLen: number };
+  /** `hdrLen`: bytes of virtio-net header before each frame read, dropped natively. */
+  tapStartReading(fd: number, onFrames: (frames: Uint8Array[], errno: number) => void, hdrLen?: number): void;
   tapStopReading(fd: number): void;
   tapSetRef(fd: number, ref: boolean): void;
-  tapWrite(fd: number, frame: Uint8Array): number;
+  /** One writev of `header` (if given) and `frame`. */
+  tapWrite(fd: number, frame: Uint8Array, header?: Uint8Array): number;
   /** Read what the TAP already holds, now (no waiting for libuv). */
   tapReadNow(fd: number): { frames: Uint8Array[]; errno: number };
   tapClose(fd: number): void;

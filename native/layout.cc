@@ -1,6 +1,11 @@
 // Struct layouts and constants from the uapi headers, exported once so the TS side never
 // hard-codes an offset (DESIGN §3).
+#include <linux/if_tun.h>
 #include <linux/kvm.h>
+// <linux/virtio_net.h> names a field `class` (its control-queue header), a keyword in C++.
+#define class virtio_class
+#include <linux/virtio_net.h>
+#undef class
 #include <stddef.h>
 
 #include "common.h"
@@ -199,6 +204,9 @@ Napi::Object Constants(Napi::Env env) {
   c.Set("KVM_IOEVENTFD_FLAG_PIO", Napi::Number::New(env, KVM_IOEVENTFD_FLAG_PIO));
   c.Set("KVM_IOEVENTFD_FLAG_DEASSIGN", Napi::Number::New(env, KVM_IOEVENTFD_FLAG_DEASSIGN));
   CONST(c, KVM_PIT_SPEAKER_DUMMY);
+  // TAP: the virtio-net header that IFF_VNET_HDR puts before every frame (lib/net/tap.ts)
+  CONST(c, IFF_VNET_HDR);
+  CONST(c, VIRTIO_NET_HDR_F_NEEDS_CSUM); CONST(c, VIRTIO_NET_HDR_GSO_NONE); CONST(c, VIRTIO_NET_HDR_GSO_TCPV4);
   return c;
 }
 
@@ -231,6 +239,15 @@ void InitLayout(Napi::Env env, Napi::Object exports) {
   sizes.Set("kvm_lapic_state", Napi::Number::New(env, sizeof(kvm_lapic_state)));
   sizes.Set("kvm_xcrs", Napi::Number::New(env, sizeof(kvm_xcrs)));
   l.Set("sizes", sizes);
+  Napi::Object vnet = Napi::Object::New(env);
+  SIZE(vnet, virtio_net_hdr);
+  OFF(vnet, virtio_net_hdr, flags);
+  OFF(vnet, virtio_net_hdr, gso_type);
+  OFF(vnet, virtio_net_hdr, hdr_len);
+  OFF(vnet, virtio_net_hdr, gso_size);
+  OFF(vnet, virtio_net_hdr, csum_start);
+  OFF(vnet, virtio_net_hdr, csum_offset);
+  l.Set("virtio_net_hdr", vnet);
   exports.Set("layout", l);
   exports.Set("constants", Constants(env));
 }

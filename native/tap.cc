@@ -1,9 +1,12 @@
-// TAP devices (DESIGN §7): open /dev/net/tun as a TAP without packet-info header, and read it
+// TAP devices (DESIGN §7): open /dev/net/tun as a TAP without packet-info header (optionally
+// with a virtio-net header before each frame, IFF_VNET_HDR, so that TSO frames go to the host
+// stack whole), and read it
 // from libuv with a uv_poll_t so the event loop never blocks. Each readiness event drains up to
 // kMaxBatch frames (until EAGAIN) and hands them to JS in one call. No policy here: lib/net/tap.ts
 // maps errnos to messages, counts drops and owns the fd's lifetime.
 #include <dlfcn.h>
 #include <fcntl.h>
+#include <sys/uio.h>
 #include <linux/if.h>
 #include <linux/if_tun.h>
 #include <unistd.h>
@@ -32,6 +35,9 @@ struct Reader {
   uv_poll_t poll;
   napi_env env = nullptr;
   int fd = -1;
+  // Bytes of virtio-net header before each frame read (IFF_VNET_HDR), dropped here: offloads
+  // are never enabled (no TUNSETOFFLOAD), so the kernel hands us complete, checksummed frames.
+  size_t hdr_len = 0;
   bool ref = true;
   Napi::FunctionReference callback;
   std::unique_ptr<Napi::AsyncContext> context;
@@ -125,7 +131,8 @@ int ReadBatch(Reader* r, std::vector<std::pair<size_t, size_t>>& frames, size_t&
       break;
     }
     if (n == 0) break;
-    frames.emplace_back(used, static_cast<size_t>(n));
+    if (static_cast<size_t>(n) <= r->hdr_len) continue;  // a header without a frame: nothing to deliver
+    frames.emplace_back(used + r->hdr_len, static_cast<size_t>(n) - r->hdr_len);
     used += static_cast<size_t>(n);
   }
   return 0;
@@ -183,6 +190,7 @@ Napi::Value TapOpen(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   std::string name = info[0].IsString() ? info[0].As<Napi::String>().Utf8Value() : std::string();
   int extra = info.Length() > 1 && info[1].IsNumber() ? info[1].As<Napi::Number>().Int32Value() : 0;
+  extra &= IFF_VNET_HDR | IFF_PERSIST;  // the caller may ask for these; IFF_TAP|IFF_NO_PI always
   if (name.size() >= IFNAMSIZ) {
     ThrowArg(env, "interface name longer than 15 bytes");
     return env.Undefined();
@@ -216,8 +224,16 @@ Napi::Value TapOpen(const Napi::CallbackInfo& info) {
     ThrowErrno(env, e, "TUNGETIFF");
     return env.Undefined();
   }
+  int hdr_len = 0;
+  if ((got.ifr_flags & IFF_VNET_HDR) != 0 && IoctlRetry(fd, TUNGETVNETHDRSZ, &hdr_len) < 0) {
+    int e = errno;
+    close(fd);
+    ThrowErrno(env, e, "TUNGETVNETHDRSZ");
+    return env.Undefined();
+  }
   Napi::Object out = Napi::Object::New(env);
   out.Set("fd", Napi::Number::New(env, fd));
+  out.Set("vnetHdrLen", Napi::Number::New(env, hdr_len));
   out.Set("name", Napi::String::New(env, std::string(got.ifr_name, strnlen(got.ifr_name, IFNAMSIZ))));
   out.Set("persistent", Napi::Boolean::New(env, (got.ifr_flags & IFF_PERSIST) != 0));
   return out;
@@ -237,6 +253,7 @@ Napi::Value TapStartReading(const Napi::CallbackInfo& info) {
     r = new Reader();
     r->env = env;
     r->fd = fd;
+    r->hdr_len = info.Length() > 2 && info[2].IsNumber() ? info[2].As<Napi::Number>().Uint32Value() : 0;
     r->scratch.resize(kScratch);
     r->poll.data = r;
     int e = uv_poll_init(loop, &r->poll, fd);
@@ -283,14 +300,26 @@ Napi::Value TapSetRef(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
-// Bytes written, or -1 when the kernel would block or has no buffer (the caller counts a drop).
+// tapWrite(fd, frame, header?): one write of header + frame (writev, no copy). Bytes written,
+// or -1 when the kernel would block or has no buffer (the caller counts a drop).
 Napi::Value TapWrite(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int fd = FdArg(info, 0);
+  if (!info[1].IsTypedArray() || (info.Length() > 2 && !info[2].IsUndefined() && !info[2].IsTypedArray())) {
+    ThrowArg(env, "tapWrite: frame and header must be Uint8Arrays");
+    return env.Undefined();
+  }
   Napi::Uint8Array frame = info[1].As<Napi::Uint8Array>();
+  struct iovec iov[2];
+  int cnt = 0;
+  if (info.Length() > 2 && info[2].IsTypedArray()) {
+    Napi::Uint8Array hdr = info[2].As<Napi::Uint8Array>();
+    iov[cnt++] = {hdr.Data(), hdr.ByteLength()};
+  }
+  iov[cnt++] = {frame.Data(), frame.ByteLength()};
   ssize_t n;
   do {
-    n = write(fd, frame.Data(), frame.ByteLength());
+    n = writev(fd, iov, cnt);
   } while (n < 0 && errno == EINTR);
   if (n < 0) {
     if (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS) return Napi::Number::New(env, -1);

@@ -7,6 +7,25 @@
 // to several listeners or ports.
 
 export type FrameListener = (frame: Uint8Array) => void;
+
+/**
+ * A TCP/IPv4 frame a NIC was asked to segment (TSO, the RTL8139C+'s LargeSend), handed over
+ * whole so that whoever is downstream cuts it, or never needs to (a host stack takes it as one
+ * GSO packet). Offsets count from the start of the frame. The frame follows Linux's
+ * CHECKSUM_PARTIAL convention: its IPv4 header is complete (total length and checksum) and the
+ * TCP checksum field holds the folded, uncomplemented pseudo-header sum over the whole TCP
+ * length; each segment's checksum is finished downstream.
+ */
+export interface TcpSegmentation {
+  /** Payload bytes per segment (the descriptor's MSS). */
+  mss: number;
+  /** Offset of the TCP header. */
+  l4Offset: number;
+  /** Ethernet + IPv4 + TCP header bytes: the payload starts here. */
+  headerLength: number;
+  /** Segments the frame makes on the wire: the payload divided by `mss`, rounded up. */
+  segments: number;
+}
 export type LinkListener = (up: boolean) => void;
 
 export interface NetBackend {
@@ -25,6 +44,14 @@ export interface NetBackend {
    * out again before it sees it. Backends that deliver synchronously need not implement it.
    */
   pollReceive?(): void;
+  /**
+   * Optional: take a frame that needs TCP segmentation whole (see TcpSegmentation), sent or
+   * dropped with a counter. Returns false when this backend cannot, and the NIC then segments
+   * the frame itself and calls send() per segment. A TAP implements it (one write instead of
+   * one per segment, and no checksums computed here); wrappers that look at frames on the
+   * wire (capture, shaper, switch) do not, so they always see real segments.
+   */
+  sendSegmented?(frame: Uint8Array, tso: TcpSegmentation): boolean;
   /** Release resources (fds, timers). Idempotent. */
   close(): void;
 }

@@ -106,6 +106,18 @@ export function fillL4Checksum(frame: Uint8Array, ipOffset: number, l4Offset: nu
   frame[field + 1] = c & 0xff;
 }
 
+/**
+ * Store in the TCP/UDP checksum field only the folded, uncomplemented pseudo-header sum over
+ * `l4Length` bytes: Linux's CHECKSUM_PARTIAL form, which whoever finishes the checksum (or cuts
+ * the segment) expects.
+ */
+export function fillL4PartialChecksum(frame: Uint8Array, ipOffset: number, l4Offset: number, l4Length: number, protocol: number): void {
+  const field = l4Offset + (protocol === 6 ? 16 : 6);
+  const c = ~foldChecksum(ipv4PseudoHeaderSum(frame, ipOffset, protocol, l4Length)) & 0xffff;
+  frame[field] = c >>> 8;
+  frame[field + 1] = c & 0xff;
+}
+
 /** True when the L4 checksum of a received TCP/UDP segment verifies (UDP 0 = "no checksum"). */
 export function verifyL4Checksum(frame: Uint8Array, ipOffset: number, l4Offset: number, l4Length: number, protocol: number): boolean {
   if (protocol === 17 && frame[l4Offset + 6] === 0 && frame[l4Offset + 7] === 0) return true;

@@ -1,4 +1,4 @@
-export { BackendBase, createPipe, MemoryBackend, NullBackend, type FrameListener, type LinkListener, type NetBackend } from './backend.js';
+export { BackendBase, createPipe, MemoryBackend, NullBackend, type FrameListener, type LinkListener, type NetBackend, type TcpSegmentation } from './backend.js';
 export { L2Switch, SwitchPort, type SwitchOptions, type SwitchStats } from './switch.js';
 export { PcapWriter, PCAP_MAGIC_NS, LINKTYPE_ETHERNET, type PcapOptions, type PcapSink } from './pcap.js';
 export { LinkShaper, seededRandom, type DirectionStats, type Impairments, type LinkShaperOptions, type ShaperTimers } from './link.js';

@@ -4,7 +4,7 @@
 // persistent TAP owned by this user (`ip tuntap add dev NAME mode tap user $USER`).
 import { InvalidArgumentError, KvmError, NodeKvmError } from '../errors.js';
 import { native } from '../native.js';
-import { BackendBase } from './backend.js';
+import { BackendBase, type TcpSegmentation } from './backend.js';
 
 export interface TapOptions {
   /**
@@ -15,6 +15,11 @@ export interface TapOptions {
   name?: string;
   /** Keep the event loop alive while the TAP is open, like a listening socket (default true). */
   ref?: boolean;
+  /**
+   * Hand TSO frames to the host stack whole, as GSO packets behind a virtio-net header
+   * (IFF_VNET_HDR), instead of having the NIC cut them into segments first (default true).
+   */
+  segmentationOffload?: boolean;
 }
 
 export interface TapStats {
@@ -25,8 +30,12 @@ export interface TapStats {
   rxBatches: number;
   /** Read errors; reading stops after one (the interface was deleted, e.g. with its netns). */
   rxErrors: number;
+  /** Frames written; a TSO frame handed over whole counts once (see txSegmented). */
   txFrames: number;
   txBytes: number;
+  /** Of txFrames, the TSO frames written whole (GSO), and the segments they made. */
+  txSegmented: number;
+  txSegments: number;
   /** Frames not sent: kernel queue full, host side of the TAP down, or our link down. */
   txDropped: number;
   /** Frames refused as malformed (shorter than an Ethernet header) or failed writes. */
@@ -34,6 +43,8 @@ export interface TapStats {
 }
 
 const ETH_HLEN = 14;
+/** Offset of the checksum field in a TCP header (RFC 793). */
+const TCP_CHECKSUM_OFFSET = 16;
 const IFNAMSIZ = 16;
 
 function validateName(name: string): void {
@@ -79,25 +90,29 @@ export class TapBackend extends BackendBase {
   readonly persistent: boolean;
   readonly stats: TapStats = {
     rxFrames: 0, rxBytes: 0, rxBatches: 0, rxErrors: 0,
-    txFrames: 0, txBytes: 0, txDropped: 0, txErrors: 0,
+    txFrames: 0, txBytes: 0, txSegmented: 0, txSegments: 0, txDropped: 0, txErrors: 0,
   };
   private fd: number;
   private paused = false;
+  /** virtio-net header for plain frames (all zero), or undefined without IFF_VNET_HDR. */
+  private readonly plainHeader: Uint8Array | undefined;
+  /** Reused header for GSO frames. */
+  private readonly gsoHeader: Uint8Array | undefined;
 
   /** Open (or create) a TAP interface and start reading it. */
   static open(options: TapOptions = {}): TapBackend {
     const name = options.name ?? '';
     validateName(name);
     const n = native();
-    let opened: { fd: number; name: string; persistent: boolean };
+    let opened: { fd: number; name: string; persistent: boolean; vnetHdrLen: number };
     try {
-      opened = n.tapOpen(name);
+      opened = n.tapOpen(name, options.segmentationOffload === false ? 0 : n.constants.IFF_VNET_HDR);
     } catch (e) {
       throw openError(e, name);
     }
-    const tap = new TapBackend(opened.fd, opened.name, opened.persistent);
+    const tap = new TapBackend(opened.fd, opened.name, opened.persistent, opened.vnetHdrLen);
     try {
-      n.tapStartReading(opened.fd, (frames, errno) => tap.onFrames(frames, errno));
+      n.tapStartReading(opened.fd, (frames, errno) => tap.onFrames(frames, errno), opened.vnetHdrLen);
     } catch (e) {
       n.tapClose(opened.fd);
       throw e;
@@ -106,11 +121,22 @@ export class TapBackend extends BackendBase {
     return tap;
   }
 
-  private constructor(fd: number, name: string, persistent: boolean) {
+  private constructor(fd: number, name: string, persistent: boolean, vnetHdrLen: number) {
     super();
     this.fd = fd;
     this.name = name;
     this.persistent = persistent;
+    // The kernel's header may be longer than struct virtio_net_hdr (TUNSETVNETHDRSZ); the
+    // fields we fill are at the front and the rest stays zero.
+    if (vnetHdrLen >= native().layout.virtio_net_hdr.size!) {
+      this.plainHeader = new Uint8Array(vnetHdrLen);
+      this.gsoHeader = new Uint8Array(vnetHdrLen);
+    }
+  }
+
+  /** Whether sendSegmented() hands TSO frames to the kernel whole. */
+  get segmentationOffload(): boolean {
+    return this.gsoHeader !== undefined;
   }
 
   private onFrames(frames: Uint8Array[], errno: number): void {
@@ -141,24 +167,61 @@ export class TapBackend extends BackendBase {
       this.stats.txErrors++;
       return;
     }
+    this.write(frame, this.plainHeader);
+  }
+
+  /**
+   * A TSO frame as one GSO packet: the virtio-net header asks the kernel to finish the TCP
+   * checksum (NEEDS_CSUM at the TCP checksum field) and to treat the frame as TCPv4 segments of
+   * `mss`; a local socket then receives it without it ever being cut, and anything that
+   * forwards it segments it in the kernel. False without IFF_VNET_HDR: the NIC segments.
+   */
+  sendSegmented(frame: Uint8Array, tso: TcpSegmentation): boolean {
+    const h = this.gsoHeader;
+    if (h === undefined) return false;
+    if (this.closed) return true;
+    if (!this.linkUp) {
+      this.stats.txDropped++;
+      return true;
+    }
+    const V = native().layout.virtio_net_hdr;
+    const c = native().constants;
+    const dv = new DataView(h.buffer, h.byteOffset, h.byteLength);
+    // Little-endian: a TAP's header is in the host's byte order unless TUNSETVNETBE says otherwise.
+    h[V.flags!] = c.VIRTIO_NET_HDR_F_NEEDS_CSUM!;
+    h[V.gso_type!] = c.VIRTIO_NET_HDR_GSO_TCPV4!;
+    dv.setUint16(V.hdr_len!, tso.headerLength, true);
+    dv.setUint16(V.gso_size!, tso.mss, true);
+    dv.setUint16(V.csum_start!, tso.l4Offset, true);
+    dv.setUint16(V.csum_offset!, TCP_CHECKSUM_OFFSET, true);
+    if (this.write(frame, h)) {
+      this.stats.txSegmented++;
+      this.stats.txSegments += tso.segments;
+    }
+    return true;
+  }
+
+  /** One write of header + frame, counted; true if the kernel took it. */
+  private write(frame: Uint8Array, header: Uint8Array | undefined): boolean {
     let n: number;
     try {
-      n = native().tapWrite(this.fd, frame);
+      n = native().tapWrite(this.fd, frame, header);
     } catch (e) {
       if (e instanceof KvmError && e.code === 'EIO') {
         this.stats.txDropped++; // host side of the TAP is administratively down
-        return;
+        return false;
       }
       this.stats.txErrors++;
       if (e instanceof KvmError && (e.code === 'EBADFD' || e.code === 'EBADF')) this.setLink(false);
-      return;
+      return false;
     }
     if (n < 0) {
       this.stats.txDropped++;
-      return;
+      return false;
     }
     this.stats.txFrames++;
-    this.stats.txBytes += n;
+    this.stats.txBytes += n - (header?.length ?? 0);
+    return true;
   }
 
   /** Deliver what the TAP already holds without waiting for libuv (see NetBackend.pollReceive). */

@@ -334,6 +334,81 @@ process.exit(fds() === before ? 0 : 7);`;
   assert.equal(await runChild(script, 120_000), 0);
 });
 
+/** An IPv4/TCP segment from the guest to the namespace without ACK (port 9: nobody listens). */
+function tcpToNs(dstMac: Uint8Array, seq: number, payload: number): Uint8Array {
+  const f = new Uint8Array(54 + payload);
+  f.set(dstMac, 0);
+  f.set(GUEST_MAC, 6);
+  f[12] = 0x08;
+  f[14] = 0x45;
+  f[16] = (40 + payload) >> 8; f[17] = (40 + payload) & 0xff;
+  f[20] = 0x40; // DF
+  f[22] = 64; f[23] = 6;
+  f.set(GUEST_IP, 26);
+  f.set(NS_IP, 30);
+  f[34] = 0xc0; f[35] = 0x01; f[36] = 0; f[37] = 9;
+  new DataView(f.buffer).setUint32(38, seq);
+  f[46] = 0x50;
+  f[47] = 0x08; // PSH
+  f[48] = 0xff; f[49] = 0xff;
+  for (let i = 0; i < payload; i++) f[54 + i] = i & 0xff;
+  fillIpv4HeaderChecksum(f, 14);
+  // CHECKSUM_PARTIAL: the pseudo-header sum only (TcpSegmentation's convention).
+  const pseudo = [...f.subarray(26, 34)].reduce((a, b, i) => a + (i % 2 === 0 ? b << 8 : b), 0) + 6 + 20 + payload;
+  let sum = pseudo;
+  while (sum > 0xffff) sum = (sum & 0xffff) + (sum >>> 16);
+  f[50] = sum >> 8; f[51] = sum & 0xff;
+  return f;
+}
+
+test('a TSO frame goes to the host stack whole (virtio-net GSO header): one RST acknowledging all of it', { timeout: 120_000 }, async (t) => {
+  if (!requireTap(t)) return;
+  const ns = await NetNs.create();
+  const tap = TapBackend.open();
+  try {
+    assert.equal(tap.segmentationOffload, true);
+    await ns.adoptLink(tap.name, `${ipText(NS_IP)}/24`);
+    await ns.ip(['neigh', 'replace', ipText(GUEST_IP), 'lladdr', macText(GUEST_MAC), 'dev', tap.name, 'nud', 'permanent']);
+    const link = JSON.parse((await ns.ip(['-j', 'link', 'show', 'dev', tap.name])).stdout) as Array<{ address: string }>;
+    const nsMac = Uint8Array.from(link[0]!.address.split(':').map((h) => parseInt(h, 16)));
+    const resets: Array<{ seq: number; ack: number; flags: number }> = [];
+    tap.onReceive((f) => {
+      if (f.length >= 54 && be16(f, 12) === 0x0800 && f[23] === 6 && be16(f, 34) === 9) {
+        const dv = new DataView(f.buffer, f.byteOffset, f.byteLength);
+        resets.push({ seq: dv.getUint32(38), ack: dv.getUint32(42), flags: f[47]! });
+      }
+    });
+    const seq = 0x01000000;
+    const payload = 3000;
+    const frame = tcpToNs(nsMac, seq, payload);
+    assert.equal(tap.sendSegmented(frame, { mss: 1000, l4Offset: 34, headerLength: 54, segments: 3 }), true);
+    for (let i = 0; i < 100 && resets.length === 0; i++) {
+      tap.pollReceive();
+      if (resets.length === 0) await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    t.diagnostic(`resets ${JSON.stringify(resets)} stats ${JSON.stringify(tap.stats)}`);
+    assert.equal(resets.length, 1, 'one RST: the stack took the frame as one packet');
+    assert.equal(resets[0]!.flags & 0x14, 0x14, 'RST+ACK');
+    assert.equal(resets[0]!.ack, seq + payload, 'the RST acknowledges the whole payload');
+    assert.equal(tap.stats.txSegmented, 1);
+    assert.equal(tap.stats.txSegments, 3);
+    assert.equal(tap.stats.txBytes, frame.length);
+
+    // Without the offload the TAP refuses, and the NIC cuts the frame itself.
+    const plain = TapBackend.open({ segmentationOffload: false });
+    try {
+      assert.equal(plain.segmentationOffload, false);
+      assert.equal(plain.sendSegmented(frame, { mss: 1000, l4Offset: 34, headerLength: 54, segments: 3 }), false);
+      assert.equal(plain.stats.txFrames, 0);
+    } finally {
+      plain.close();
+    }
+  } finally {
+    tap.close();
+    await ns.close();
+  }
+});
+
 test('deleting the namespace holding the interface takes the carrier down', { timeout: 60_000 }, async (t) => {
   if (!requireTap(t)) return;
   const ns = await NetNs.create();

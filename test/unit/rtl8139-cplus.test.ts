@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { RecordingIrqLine } from '../../lib/bus/irq.js';
 import { fakeGuestMemory, type GuestMemory } from '../../lib/kvm/memory.js';
 import { internetChecksum, sum16, foldChecksum, ipv4PseudoHeaderSum } from '../../lib/net/checksum.js';
-import { MemoryBackend } from '../../lib/net/backend.js';
+import { MemoryBackend, type TcpSegmentation } from '../../lib/net/backend.js';
 import { Rtl8139, regs as R, segmentTcp, insertChecksums } from '../../lib/devices/rtl8139/index.js';
 
 const RAM = 0x100000;
@@ -199,6 +199,74 @@ test('TSO (LargeSend): MSS-sized segments, ids, seq, flags and checksums', () =>
   });
   assert.deepEqual(Uint8Array.from(rebuilt), f.subarray(54));
   assert.equal(segmentTcp(ipFrame(17, 100), 100), undefined);
+});
+
+/** A MemoryBackend that takes TSO frames whole (as a TAP with a virtio-net header does), or refuses them. */
+class SegmentingBackend extends MemoryBackend {
+  readonly whole: Array<{ frame: Uint8Array; tso: TcpSegmentation }> = [];
+  constructor(private readonly accept: boolean) {
+    super();
+  }
+  sendSegmented(frame: Uint8Array, tso: TcpSegmentation): boolean {
+    if (!this.accept) return false;
+    this.whole.push({ frame: frame.slice(), tso });
+    return true;
+  }
+}
+
+test('TSO to a backend that segments: one frame, IP checksum complete, TCP field = pseudo-header sum, counted as segments', () => {
+  const { mem, nic, irq, w } = makeNic();
+  const backend = new SegmentingBackend(true);
+  nic.attachBackend(backend);
+  const payload = 4000;
+  const mss = 1448;
+  const f = ipFrame(6, payload);
+  // Ethernet padding after the IP datagram must not reach the backend as payload.
+  mem.write(0x20000, f.subarray(0, 54));
+  mem.write(0x30000, Uint8Array.from([...f.subarray(54), 0xee, 0xee]));
+  txDesc(mem, 0, 0x20000, 54, R.FirstFrag | R.LargeSend | (mss << R.MSSShift));
+  txDesc(mem, 1, 0x30000, payload + 2, R.LastFrag | R.LargeSend | (mss << R.MSSShift));
+  const before = nic.stats.txFrames;
+  w(R.TxPoll, 1, R.NormalTxPoll);
+  assert.equal(backend.sent.length, 0, 'nothing cut by the NIC');
+  assert.equal(backend.whole.length, 1);
+  const { frame, tso } = backend.whole[0]!;
+  assert.deepEqual(tso, { mss, l4Offset: 34, headerLength: 54, segments: 3 });
+  assert.equal(frame.length, f.length);
+  assert.deepEqual(frame.subarray(54), f.subarray(54), 'payload untouched');
+  assert.equal(internetChecksum(frame, 14, 34), 0, 'IP header checksum filled');
+  const partial = (frame[50]! << 8) | frame[51]!;
+  assert.equal(partial, ~foldChecksum(ipv4PseudoHeaderSum(frame, 14, 6, 20 + payload)) & 0xffff, 'CHECKSUM_PARTIAL form');
+  assert.equal(nic.stats.txFrames - before, 3, 'TX counters count wire segments');
+  assert.equal((nic.interruptStatus & R.TxOK) !== 0, true);
+  assert.ok(irq.level);
+  assert.equal(mem.readU32(TX_RING) & R.DescOwn, 0, 'descriptors returned');
+});
+
+test('TSO falls back to cutting in the NIC: backend refuses, frame fits one MSS, or a VLAN tag is inserted', () => {
+  const { mem, nic, w } = makeNic();
+  const refuse = new SegmentingBackend(false);
+  nic.attachBackend(refuse);
+  const mss = 1000;
+  const f = ipFrame(6, 2500);
+  mem.write(0x20000, f);
+  txDesc(mem, 0, 0x20000, f.length, R.FirstFrag | R.LastFrag | R.LargeSend | (mss << R.MSSShift));
+  w(R.TxPoll, 1, R.NormalTxPoll);
+  assert.deepEqual(refuse.sent.map((s) => s.length - 54), [1000, 1000, 500]);
+  assert.ok(refuse.sent.every((s) => l4Ok(s) && internetChecksum(s, 14, 34) === 0), 'segments fully checksummed after a refused handover');
+
+  const take = new SegmentingBackend(true);
+  nic.attachBackend(take);
+  const small = ipFrame(6, 800);
+  mem.write(0x40000, small);
+  txDesc(mem, 1, 0x40000, small.length, R.FirstFrag | R.LastFrag | R.LargeSend | (mss << R.MSSShift));
+  mem.write(0x50000, f);
+  txDesc(mem, 2, 0x50000, f.length, R.FirstFrag | R.LastFrag | R.LargeSend | (mss << R.MSSShift), R.TxVlanTag | 0x0500);
+  w(R.TxPoll, 1, R.NormalTxPoll);
+  assert.equal(take.whole.length, 0);
+  assert.equal(take.sent.length, 4, 'one short frame + three tagged segments');
+  assert.ok(l4Ok(take.sent[0]!));
+  assert.ok(take.sent.slice(1).every((s) => s[12] === 0x81 && s[13] === 0x00 && l4Ok(s, 18)));
 });
 
 test('VLAN: TxVlanTag inserts the (byte-swapped) tag; RxVlanOn strips it into opts2', () => {

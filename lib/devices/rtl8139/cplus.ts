@@ -3,7 +3,8 @@
 // address is checked against guest RAM before use; a bad one completes the descriptor with an
 // error bit (or stops the ring if the descriptor itself is unreachable), never throws.
 import type { DmaMemory } from '../../bus/device.js';
-import { insertChecksums, insertVlanTag, rxChecksumStatus, segmentTcp, stripVlanTag } from './offload.js';
+import type { TcpSegmentation } from '../../net/backend.js';
+import { insertChecksums, insertVlanTag, prepareSegmentation, rxChecksumStatus, segmentTcp, stripVlanTag } from './offload.js';
 import {
   CP_DESC_SIZE, CpRxLenMask, CpTxLenMask, DescOwn, FirstFrag, IPCS, LargeSend, LastFrag,
   MSSMask, MSSShift, RingEnd, RxBcast, RxBroadcast, RxError, RxErrFIFO, RxMcast, RxMulticast,
@@ -30,6 +31,11 @@ export interface CplusTxResult {
 
 export interface CplusTxOptions {
   send(frame: Uint8Array): void;
+  /**
+   * Optional: take a LargeSend frame whole (NetBackend.sendSegmented); false makes the ring
+   * segment it and send() each segment, as it does when this is absent.
+   */
+  sendSegmented?(frame: Uint8Array, tso: TcpSegmentation): boolean;
 }
 
 /** CplusTxRing.saveState(). */
@@ -128,13 +134,19 @@ export class CplusTxRing {
     }
     const f = this.first;
     let out: Uint8Array[] = [frame];
+    const tagged = (this.firstOpts2 & TxVlanTag) !== 0;
     if ((f & LargeSend) !== 0) {
       const mss = (f >>> MSSShift) & MSSMask;
+      // Tagged frames are always cut here: the tag goes into each segment below.
+      if (opts.sendSegmented !== undefined && !tagged) {
+        const whole = prepareSegmentation(frame, mss);
+        if (whole !== undefined && opts.sendSegmented(whole.frame, whole.tso)) return whole.tso.segments;
+      }
       out = segmentTcp(frame, mss) ?? [frame];
     } else if ((f & (IPCS | TCPCS | UDPCS)) !== 0) {
       insertChecksums(frame, (f & IPCS) !== 0, (f & TCPCS) !== 0, (f & UDPCS) !== 0);
     }
-    if ((this.firstOpts2 & TxVlanTag) !== 0) {
+    if (tagged) {
       // 8139cp stores the tag byte-swapped (swab16) in the low half of opts2.
       const tci = swab16(this.firstOpts2 & 0xffff);
       out = out.map((s) => insertVlanTag(s, tci));

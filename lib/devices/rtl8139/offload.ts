@@ -1,7 +1,8 @@
 // C+ mode offloads on whole Ethernet frames: IPv4/TCP/UDP checksum insertion, TCP segmentation
 // (LargeSend), 802.1Q tag insertion and stripping, and RX checksum verification.
+import type { TcpSegmentation } from '../../net/backend.js';
 import {
-  fillIpv4HeaderChecksum, fillL4Checksum, internetChecksum, verifyL4Checksum,
+  fillIpv4HeaderChecksum, fillL4Checksum, fillL4PartialChecksum, internetChecksum, verifyL4Checksum,
 } from '../../net/checksum.js';
 import { IPFail, PID0, RxProtoIP, RxProtoTCP, RxProtoUDP, TCPFail, UDPFail } from './regs.js';
 
@@ -60,13 +61,19 @@ export function insertChecksums(frame: Uint8Array, ip: boolean, tcp: boolean, ud
   return true;
 }
 
-/**
- * TCP segmentation offload: cut an IPv4/TCP frame with a payload larger than `mss` into
- * frames of at most `mss` payload bytes. IP id increments per segment, IP length and both
- * checksums are recomputed, the sequence number advances, and FIN/PSH stay only on the last
- * segment (CWR only on the first). Returns undefined when the frame is not TSO-able.
- */
-export function segmentTcp(frame: Uint8Array, mss: number): Uint8Array[] | undefined {
+interface TcpFrame {
+  info: Ipv4Info;
+  /** TCP header length (data offset). */
+  doff: number;
+  /** End of the headers / start of the payload. */
+  hdrEnd: number;
+  /** End of the IP datagram (Ethernet padding after it is not payload). */
+  payloadEnd: number;
+  payload: number;
+}
+
+/** The TCP layout of an IPv4/TCP frame a descriptor asked to segment; undefined if it has none. */
+function parseTcpFrame(frame: Uint8Array, mss: number): TcpFrame | undefined {
   const info = parseIpv4(frame);
   if (info === undefined || info.protocol !== IPPROTO_TCP || info.fragment || mss <= 0) return undefined;
   const tcpLen = info.totalLength - info.ihl;
@@ -75,11 +82,23 @@ export function segmentTcp(frame: Uint8Array, mss: number): Uint8Array[] | undef
   if (doff < 20 || doff > tcpLen) return undefined;
   const hdrEnd = info.l4 + doff;
   const payloadEnd = info.l3 + info.totalLength;
-  const payload = payloadEnd - hdrEnd;
+  return { info, doff, hdrEnd, payloadEnd, payload: payloadEnd - hdrEnd };
+}
+
+/**
+ * TCP segmentation offload: cut an IPv4/TCP frame with a payload larger than `mss` into
+ * frames of at most `mss` payload bytes. IP id increments per segment, IP length and both
+ * checksums are recomputed, the sequence number advances, and FIN/PSH stay only on the last
+ * segment (CWR only on the first). Returns undefined when the frame is not TSO-able.
+ */
+export function segmentTcp(frame: Uint8Array, mss: number): Uint8Array[] | undefined {
+  const t = parseTcpFrame(frame, mss);
+  if (t === undefined) return undefined;
+  const { info, doff, hdrEnd, payloadEnd, payload } = t;
   if (payload <= mss) {
     const one = frame.slice(0, payloadEnd);
     fillIpv4HeaderChecksum(one, info.l3);
-    fillL4Checksum(one, info.l3, info.l4, tcpLen, IPPROTO_TCP);
+    fillL4Checksum(one, info.l3, info.l4, info.totalLength - info.ihl, IPPROTO_TCP);
     return [one];
   }
   const id0 = (frame[info.l3 + 4]! << 8) | frame[info.l3 + 5]!;
@@ -112,6 +131,21 @@ export function segmentTcp(frame: Uint8Array, mss: number): Uint8Array[] | undef
     out.push(seg);
   }
   return out;
+}
+
+/**
+ * The other way to honour LargeSend: leave the cutting to the backend (NetBackend.sendSegmented).
+ * Completes the IPv4 header checksum, puts the pseudo-header sum in the TCP checksum field
+ * (TcpSegmentation's convention) and trims Ethernet padding. Undefined when the frame is not
+ * TSO-able or fits in one segment: segmentTcp handles those.
+ */
+export function prepareSegmentation(frame: Uint8Array, mss: number): { frame: Uint8Array; tso: TcpSegmentation } | undefined {
+  const t = parseTcpFrame(frame, mss);
+  if (t === undefined || t.payload <= mss) return undefined;
+  const whole = t.payloadEnd === frame.length ? frame : frame.subarray(0, t.payloadEnd);
+  fillIpv4HeaderChecksum(whole, t.info.l3);
+  fillL4PartialChecksum(whole, t.info.l3, t.info.l4, t.info.totalLength - t.info.ihl, IPPROTO_TCP);
+  return { frame: whole, tso: { mss, l4Offset: t.info.l4, headerLength: t.hdrEnd, segments: Math.ceil(t.payload / mss) } };
 }
 
 /** Insert an 802.1Q tag with `tci` (host order) after the MAC addresses. */
