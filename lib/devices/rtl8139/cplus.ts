@@ -104,7 +104,8 @@ export class CplusTxRing {
       if (!this.broken) {
         if (this.bytes + len > CP_MAX_TX_FRAME || !mem.contains(addr, len)) this.broken = true;
         else if (len > 0) {
-          this.parts.push(mem.read(addr, len));
+          // A view: the chain is usually complete in this call and copied once, in emit().
+          this.parts.push(mem.view(addr, len));
           this.bytes += len;
         }
       }
@@ -122,6 +123,9 @@ export class CplusTxRing {
       mem.writeU32(desc, status >>> 0);
       this.index = (opts1 & RingEnd) !== 0 || this.index + 1 >= CP_MAX_DESCRIPTORS ? 0 : this.index + 1;
     }
+    // A chain still open when the walk stops waits for its next TxPoll: the driver owns those
+    // buffers again (OWN is clear), so keep copies, not views of them.
+    if (this.parts.length > 0) this.parts = this.parts.map((p) => p.slice());
     return res;
   }
 
@@ -132,6 +136,7 @@ export class CplusTxRing {
       frame.set(p, o);
       o += p.length;
     }
+    this.parts = [];
     const f = this.first;
     let out: Uint8Array[] = [frame];
     const tagged = (this.firstOpts2 & TxVlanTag) !== 0;

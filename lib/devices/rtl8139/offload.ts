@@ -105,10 +105,14 @@ export function segmentTcp(frame: Uint8Array, mss: number): Uint8Array[] | undef
   const seq0 = ((frame[info.l4 + 4]! << 24) | (frame[info.l4 + 5]! << 16) | (frame[info.l4 + 6]! << 8) | frame[info.l4 + 7]!) >>> 0;
   const flags0 = frame[info.l4 + 13]!;
   const out: Uint8Array[] = [];
-  for (let off = 0, i = 0; off < payload; off += mss, i++) {
+  // One allocation for all the segments (each a view of its own part of it).
+  const count = Math.ceil(payload / mss);
+  const buf = new Uint8Array(count * hdrEnd + payload);
+  for (let off = 0, i = 0, at = 0; off < payload; off += mss, i++) {
     const n = Math.min(mss, payload - off);
     const last = off + n >= payload;
-    const seg = new Uint8Array(hdrEnd + n);
+    const seg = buf.subarray(at, at + hdrEnd + n);
+    at += hdrEnd + n;
     seg.set(frame.subarray(0, hdrEnd));
     seg.set(frame.subarray(hdrEnd + off, hdrEnd + off + n), hdrEnd);
     const ipLen = info.ihl + doff + n;

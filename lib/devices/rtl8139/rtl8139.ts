@@ -189,6 +189,9 @@ export class Rtl8139 extends PciDevice {
 
   readRegister(offset: number, size: number): number {
     this.timer.poll();
+    // The interrupt handlers' reads, every interrupt: skip the byte-by-byte assembly.
+    if (size === 2 && offset === R.IntrStatus) return this.isr;
+    if (size === 2 && offset === R.IntrMask) return this.dv.getUint16(R.IntrMask, true);
     let v = 0;
     for (let i = size - 1; i >= 0; i--) v = v * 256 + this.readByte(offset + i, true);
     return v >>> 0;
@@ -240,6 +243,12 @@ export class Rtl8139 extends PciDevice {
 
   writeRegister(offset: number, size: number, value: number): void {
     this.timer.poll();
+    if (offset >= 0 && offset < R.REGS_SIZE && REGISTER_SPAN[offset] === offset && REGISTER_WIDTH[offset] === size) {
+      // A whole register at once (what drivers do): nothing of the old value survives.
+      const v = size === 4 ? value >>> 0 : value & (size === 2 ? 0xffff : 0xff);
+      this.writeReg(offset, v, v, size === 4 ? 0xffffffff : size === 2 ? 0xffff : 0xff);
+      return;
+    }
     const end = Math.min(offset + size, R.REGS_SIZE);
     let o = Math.max(offset, 0);
     while (o < end) {
