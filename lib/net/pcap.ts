@@ -2,7 +2,8 @@
 // NetBackend (recording both directions) or tap one (recording what it delivers).
 import { closeSync, openSync, writeSync } from 'node:fs';
 import { InvalidArgumentError } from '../errors.js';
-import { BackendBase, type NetBackend } from './backend.js';
+import { BackendBase, type NetBackend, type TcpSegmentation } from './backend.js';
+import { segmentTcp } from './tcp-segmentation.js';
 
 export const PCAP_MAGIC_NS = 0xa1b23c4d;
 export const LINKTYPE_ETHERNET = 1;
@@ -116,6 +117,17 @@ class CapturingBackend extends BackendBase {
   }
   pollReceive(): void {
     this.inner.pollReceive?.();
+  }
+  /**
+   * Pass a TSO frame on whole if the wrapped backend takes it so, and record the segments it
+   * stands for (what the wire carries, checksums complete), as if the NIC had cut it.
+   */
+  sendSegmented(frame: Uint8Array, tso: TcpSegmentation): boolean {
+    if (this.inner.sendSegmented === undefined) return false;
+    if (this.closed) return true;
+    if (!this.inner.sendSegmented(frame, tso)) return false;
+    for (const seg of segmentTcp(frame, tso.mss) ?? [frame]) this.pcap.write(seg);
+    return true;
   }
   override close(): void {
     if (this.closed) return;

@@ -4,7 +4,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execFileSync } from 'node:child_process';
-import { MemoryBackend, PcapWriter, type PcapSink } from '../../lib/net/index.js';
+import { foldChecksum, internetChecksum, ipv4PseudoHeaderSum, MemoryBackend, PcapWriter, prepareSegmentation, sum16, type PcapSink, type TcpSegmentation } from '../../lib/net/index.js';
 
 class BufferSink implements PcapSink {
   readonly chunks: Uint8Array[] = [];
@@ -68,6 +68,56 @@ test('wrap() records both directions and passes frames and carrier through', () 
   inner.inject(udpFrame());
   assert.equal(p.packets, 5, 'wrap + tap saw the third frame; only wrap the fourth');
   b.close();
+});
+
+/** IPv4/TCP frame with `payload` bytes (checksums left zero). */
+function tcpFrame(payload: number): Uint8Array {
+  const f = new Uint8Array(54 + payload);
+  f.set([2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 0x08, 0x00], 0);
+  const tot = 40 + payload;
+  f.set([0x45, 0, tot >> 8, tot & 0xff, 0, 1, 0x40, 0, 64, 6, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2], 14);
+  f.set([0x30, 0x39, 0x00, 0x50, 0, 0, 0, 1, 0, 0, 0, 1, 0x50, 0x18, 0xff, 0xff, 0, 0, 0, 0], 34);
+  for (let i = 0; i < payload; i++) f[54 + i] = i & 0xff;
+  return f;
+}
+
+class WholeBackend extends MemoryBackend {
+  readonly whole: Uint8Array[] = [];
+  sendSegmented(frame: Uint8Array, _tso: TcpSegmentation): boolean {
+    this.whole.push(frame.slice());
+    return true;
+  }
+}
+
+test('wrap() passes a TSO frame on whole when the inner backend takes it, and records the wire segments', () => {
+  const sink = new BufferSink();
+  const p = new PcapWriter(sink);
+  const inner = new WholeBackend();
+  const b = p.wrap(inner);
+  const prepared = prepareSegmentation(tcpFrame(3000), 1448)!;
+  assert.equal(b.sendSegmented!(prepared.frame, prepared.tso), true);
+  assert.equal(inner.whole.length, 1);
+  assert.equal(inner.sent.length, 0);
+  assert.equal(p.packets, 3, 'three segments recorded');
+  // Records: 24-byte global header, then 16-byte record headers.
+  const bytes = sink.bytes();
+  let o = 24;
+  const lens: number[] = [];
+  for (let i = 0; i < 3; i++) {
+    const len = bytes.readUInt32LE(o + 8);
+    const seg = Uint8Array.from(bytes.subarray(o + 16, o + 16 + len));
+    lens.push(len - 54);
+    assert.equal(internetChecksum(seg, 14, 34), 0, 'IP checksum');
+    assert.equal(foldChecksum(sum16(seg, 34, seg.length, ipv4PseudoHeaderSum(seg, 14, 6, seg.length - 34))), 0, 'TCP checksum complete');
+    o += 16 + len;
+  }
+  assert.deepEqual(lens, [1448, 1448, 104]);
+  // An inner backend that cannot take frames whole: the wrapper declines too (the NIC cuts).
+  const plain = p.wrap(new MemoryBackend());
+  assert.equal(plain.sendSegmented!(prepared.frame, prepared.tso), false);
+  assert.equal(p.packets, 3);
+  b.close();
+  plain.close();
 });
 
 test('tshark reads the file back', { skip: !existsSync('/usr/bin/tshark') ? 'tshark not installed' : false }, () => {
