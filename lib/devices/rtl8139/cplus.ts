@@ -84,7 +84,7 @@ export class CplusTxRing {
       const desc = ring + this.index * CP_DESC_SIZE;
       if (!mem.contains(desc, CP_DESC_SIZE)) {
         res.ringError = true;
-        return res;
+        break;
       }
       const opts1 = mem.readU32(desc);
       if ((opts1 & DescOwn) === 0) break;
