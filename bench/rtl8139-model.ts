@@ -23,13 +23,6 @@ const FRAME_AT = 0x100000;
 const RX_BUFFERS = 0x200000;
 const MSS = 1448;
 const RING = 64;
-// C+ TX descriptor opts1 bits (8139cp.c names).
-const DescOwn = 1 << 31;
-const RingEnd = 1 << 30;
-const FirstFrag = 1 << 29;
-const LastFrag = 1 << 28;
-const LargeSend = 1 << 27;
-const MSSShift = 16;
 
 /** Ethernet + IPv4 + TCP, `payload` bytes, from the guest to 10.0.2.2. */
 function tcpFrame(payload: number, dst: number[], src: number[]): Uint8Array {
@@ -74,12 +67,12 @@ export function runRtl8139ModelBench(opts: ModelBenchOptions = {}): void {
   const model = (): void => {
     const d = TX_RING + 16 * tx;
     mem.writeU32(d + 4, 0); mem.writeU32(d + 8, FRAME_AT); mem.writeU32(d + 12, 0);
-    mem.writeU32(d, (DescOwn | FirstFrag | LastFrag | LargeSend | (MSS << MSSShift) | (tx === RING - 1 ? RingEnd : 0) | tso.length) >>> 0);
+    mem.writeU32(d, (R.DescOwn | R.FirstFrag | R.LastFrag | R.LargeSend | (MSS << R.MSSShift) | (tx === RING - 1 ? R.RingEnd : 0) | tso.length) >>> 0);
     tx = (tx + 1) % RING;
     w(R.TxPoll, 1, R.NormalTxPoll);
     const rd = RX_RING + 16 * rx;
     mem.writeU32(rd + 4, 0); mem.writeU32(rd + 8, RX_BUFFERS + rx * 2048); mem.writeU32(rd + 12, 0);
-    mem.writeU32(rd, (DescOwn | (rx === RING - 1 ? RingEnd : 0) | 1536) >>> 0);
+    mem.writeU32(rd, (R.DescOwn | (rx === RING - 1 ? R.RingEnd : 0) | 1536) >>> 0);
     rx = (rx + 1) % RING;
     backend.inject(ack);
     // cp_interrupt, then the NAPI poll: read mask and status, ack TX, mask RX, flush, ack RX, unmask, flush.

@@ -1,9 +1,9 @@
 // TAP devices (DESIGN §7): open /dev/net/tun as a TAP without packet-info header (optionally
 // with a virtio-net header before each frame, IFF_VNET_HDR, so that TSO frames go to the host
-// stack whole), and read it
-// from libuv with a uv_poll_t so the event loop never blocks. Each readiness event drains up to
-// kMaxBatch frames (until EAGAIN) and hands them to JS in one call. No policy here: lib/net/tap.ts
-// maps errnos to messages, counts drops and owns the fd's lifetime.
+// stack whole), and read it from libuv with a uv_poll_t so the event loop never blocks. Each
+// readiness event drains up to kMaxBatch frames (until EAGAIN) and hands them to JS in one call.
+// No policy here: lib/net/tap.ts maps errnos to messages, counts drops, fills the headers and
+// owns the fd's lifetime.
 #include <dlfcn.h>
 #include <fcntl.h>
 #include <sys/uio.h>

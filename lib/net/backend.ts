@@ -7,6 +7,7 @@
 // to several listeners or ports.
 
 export type FrameListener = (frame: Uint8Array) => void;
+export type LinkListener = (up: boolean) => void;
 
 /**
  * A TCP/IPv4 frame a NIC was asked to segment (TSO, the RTL8139C+'s LargeSend), handed over
@@ -26,7 +27,6 @@ export interface TcpSegmentation {
   /** Segments the frame makes on the wire: the payload divided by `mss`, rounded up. */
   segments: number;
 }
-export type LinkListener = (up: boolean) => void;
 
 export interface NetBackend {
   /** Transmit a frame from the NIC side. Ignored (dropped) after close() or while link is down. */
@@ -48,8 +48,9 @@ export interface NetBackend {
    * Optional: take a frame that needs TCP segmentation whole (see TcpSegmentation), sent or
    * dropped with a counter. Returns false when this backend cannot, and the NIC then segments
    * the frame itself and calls send() per segment. A TAP implements it (one write instead of
-   * one per segment, and no checksums computed here); wrappers that look at frames on the
-   * wire (capture, shaper, switch) do not, so they always see real segments.
+   * one per segment, and no checksums computed here); a capture passes the frame on and
+   * records its segments; the shaper and the switch do not implement it, so they always see
+   * real segments.
    */
   sendSegmented?(frame: Uint8Array, tso: TcpSegmentation): boolean;
   /** Release resources (fds, timers). Idempotent. */

@@ -96,8 +96,9 @@ export class TapBackend extends BackendBase {
   private paused = false;
   /** virtio-net header for plain frames (all zero), or undefined without IFF_VNET_HDR. */
   private readonly plainHeader: Uint8Array | undefined;
-  /** Reused header for GSO frames. */
+  /** Reused header for GSO frames: flags, type and checksum offset set once, sizes per frame. */
   private readonly gsoHeader: Uint8Array | undefined;
+  private readonly gsoView: DataView | undefined;
 
   /** Open (or create) a TAP interface and start reading it. */
   static open(options: TapOptions = {}): TapBackend {
@@ -128,9 +129,17 @@ export class TapBackend extends BackendBase {
     this.persistent = persistent;
     // The kernel's header may be longer than struct virtio_net_hdr (TUNSETVNETHDRSZ); the
     // fields we fill are at the front and the rest stays zero.
-    if (vnetHdrLen >= native().layout.virtio_net_hdr.size!) {
+    const V = native().layout.virtio_net_hdr;
+    if (vnetHdrLen >= V.size!) {
+      const c = native().constants;
       this.plainHeader = new Uint8Array(vnetHdrLen);
-      this.gsoHeader = new Uint8Array(vnetHdrLen);
+      const h = new Uint8Array(vnetHdrLen);
+      this.gsoHeader = h;
+      this.gsoView = new DataView(h.buffer);
+      // Little-endian: a TAP's header is in the host's byte order unless TUNSETVNETBE says otherwise.
+      h[V.flags!] = c.VIRTIO_NET_HDR_F_NEEDS_CSUM!;
+      h[V.gso_type!] = c.VIRTIO_NET_HDR_GSO_TCPV4!;
+      this.gsoView.setUint16(V.csum_offset!, TCP_CHECKSUM_OFFSET, true);
     }
   }
 
@@ -178,22 +187,22 @@ export class TapBackend extends BackendBase {
    */
   sendSegmented(frame: Uint8Array, tso: TcpSegmentation): boolean {
     const h = this.gsoHeader;
-    if (h === undefined) return false;
+    const dv = this.gsoView;
+    if (h === undefined || dv === undefined) return false;
+    const { mss, l4Offset, headerLength } = tso;
+    // The header's fields are 16 bits: refuse what they cannot say rather than truncate it.
+    if (!Number.isInteger(mss) || mss < 1 || mss > 0xffff || !Number.isInteger(l4Offset) || l4Offset < ETH_HLEN ||
+      !Number.isInteger(headerLength) || headerLength < l4Offset + 20 || headerLength > Math.min(frame.length, 0xffff))
+      throw new InvalidArgumentError(`TAP ${this.name}: bad TCP segmentation request ${JSON.stringify(tso)} for a ${frame.length}-byte frame`);
     if (this.closed) return true;
     if (!this.linkUp) {
       this.stats.txDropped++;
       return true;
     }
     const V = native().layout.virtio_net_hdr;
-    const c = native().constants;
-    const dv = new DataView(h.buffer, h.byteOffset, h.byteLength);
-    // Little-endian: a TAP's header is in the host's byte order unless TUNSETVNETBE says otherwise.
-    h[V.flags!] = c.VIRTIO_NET_HDR_F_NEEDS_CSUM!;
-    h[V.gso_type!] = c.VIRTIO_NET_HDR_GSO_TCPV4!;
-    dv.setUint16(V.hdr_len!, tso.headerLength, true);
-    dv.setUint16(V.gso_size!, tso.mss, true);
-    dv.setUint16(V.csum_start!, tso.l4Offset, true);
-    dv.setUint16(V.csum_offset!, TCP_CHECKSUM_OFFSET, true);
+    dv.setUint16(V.hdr_len!, headerLength, true);
+    dv.setUint16(V.gso_size!, mss, true);
+    dv.setUint16(V.csum_start!, l4Offset, true);
     if (this.write(frame, h)) {
       this.stats.txSegmented++;
       this.stats.txSegments += tso.segments;

@@ -393,6 +393,10 @@ test('a TSO frame goes to the host stack whole (virtio-net GSO header): one RST 
     assert.equal(tap.stats.txSegmented, 1);
     assert.equal(tap.stats.txSegments, 3);
     assert.equal(tap.stats.txBytes, frame.length);
+    // What the 16-bit header fields cannot carry is refused with a code, not truncated.
+    for (const bad of [{ mss: 0 }, { mss: 0x10000 }, { headerLength: 30 }, { headerLength: frame.length + 1 }])
+      assert.throws(() => tap.sendSegmented(frame, { mss: 1000, l4Offset: 34, headerLength: 54, segments: 3, ...bad }), { code: 'ERR_INVALID_ARG' });
+    assert.equal(tap.stats.txFrames, 1);
 
     // Without the offload the TAP refuses, and the NIC cuts the frame itself.
     const plain = TapBackend.open({ segmentationOffload: false });

@@ -4,7 +4,8 @@
 // error bit (or stops the ring if the descriptor itself is unreachable), never throws.
 import type { DmaMemory } from '../../bus/device.js';
 import type { TcpSegmentation } from '../../net/backend.js';
-import { insertChecksums, insertVlanTag, prepareSegmentation, rxChecksumStatus, segmentTcp, stripVlanTag } from './offload.js';
+import { prepareSegmentation, segmentTcp } from '../../net/tcp-segmentation.js';
+import { insertChecksums, insertVlanTag, rxChecksumStatus, stripVlanTag } from './offload.js';
 import {
   CP_DESC_SIZE, CpRxLenMask, CpTxLenMask, DescOwn, FirstFrag, IPCS, LargeSend, LastFrag,
   MSSMask, MSSShift, RingEnd, RxBcast, RxBroadcast, RxError, RxErrFIFO, RxMcast, RxMulticast,
@@ -136,7 +137,6 @@ export class CplusTxRing {
       frame.set(p, o);
       o += p.length;
     }
-    this.parts = [];
     const f = this.first;
     let out: Uint8Array[] = [frame];
     const tagged = (this.firstOpts2 & TxVlanTag) !== 0;

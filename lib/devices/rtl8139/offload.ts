@@ -11,8 +11,6 @@ const ETH_P_8021Q = 0x8100;
 const IPPROTO_TCP = 6;
 const IPPROTO_UDP = 17;
 
-export { parseIpv4, prepareSegmentation, segmentTcp, type Ipv4Info } from '../../net/tcp-segmentation.js';
-
 /**
  * Fill the checksums the descriptor asked for. Returns false when the frame is not IPv4 with
  * the requested transport (the frame is then sent unchanged, as the chip would).
