@@ -8,7 +8,7 @@
 // packet the NIC moved during each transfer, and the NIC's RX backpressure counters.
 import type { ChildProcess } from 'node:child_process';
 import { copyFileSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import os, { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { doctor, qemuVersion } from '../lib/doctor.js';
@@ -22,6 +22,8 @@ import { TapBackend } from '../lib/net/tap.js';
 export interface NetBenchOptions {
   /** iperf3 seconds per direction (default 10). */
   iterations?: number;
+  /** CPUs of the nested lab when the bench runs in one (default 1). */
+  labCpus?: number;
   log?: (line: string) => void;
 }
 
@@ -32,6 +34,9 @@ const MARK = '@@NKVM-BENCH';
 interface Transfer {
   mbps: number;
   retransmits: number | undefined;
+  /** The sender's smoothed RTT (mean over iperf3's samples, ms) and its largest cwnd (KiB). */
+  meanRttMs?: number;
+  maxCwndKiB?: number;
   /** node-kvm only: PIO+MMIO exits per frame the NIC moved, frames, RX held back / missed. */
   exitsPerPacket?: number;
   packets?: number;
@@ -62,7 +67,12 @@ function guestScript(seconds: number): string {
 }
 
 interface IperfJson {
-  end?: { sum_sent?: { bits_per_second?: number; retransmits?: number }; sum_received?: { bits_per_second?: number } };
+  end?: {
+    sum_sent?: { bits_per_second?: number; retransmits?: number };
+    sum_received?: { bits_per_second?: number };
+    // TCP_INFO of the sending side, as iperf3 read it (rtt in µs, cwnd in bytes).
+    streams?: { sender?: { mean_rtt?: number; max_snd_cwnd?: number } }[];
+  };
   error?: string;
 }
 
@@ -93,7 +103,12 @@ function parse(label: string, raw: string): Sample {
     const json = JSON.parse(body.slice(body.indexOf('{'), body.lastIndexOf('}') + 1)) as IperfJson;
     if (json.error !== undefined) { s.error = `iperf3 ${key}: ${json.error}`; continue; }
     const bps = json.end?.sum_received?.bits_per_second ?? json.end?.sum_sent?.bits_per_second ?? 0;
-    s[key] = { mbps: bps / 1e6, retransmits: json.end?.sum_sent?.retransmits };
+    // The guest sends up and the host down: iperf3 reports TCP_INFO only where it runs the
+    // sender, so `-R` (down) has it from the server's side only when the server sends it.
+    const sender = json.end?.streams?.[0]?.sender;
+    s[key] = { mbps: bps / 1e6, retransmits: json.end?.sum_sent?.retransmits,
+      meanRttMs: sender?.mean_rtt === undefined ? undefined : sender.mean_rtt / 1000,
+      maxCwndKiB: sender?.max_snd_cwnd === undefined ? undefined : sender.max_snd_cwnd / 1024 };
   }
   return s;
 }
@@ -201,6 +216,8 @@ function report(samples: Sample[], seconds: number, where: string, log: (l: stri
     log(`${name.padEnd(30)}${samples.map((s) => f1(get(s)).padStart(18)).join('')}${r ? `   ${ratio(ours && get(ours), qemu && get(qemu))}` : ''}`);
   row('guest->host Mbit/s', (s) => s.up?.mbps);
   row('  retransmits', (s) => s.up?.retransmits, false);
+  row('  guest sender RTT ms (mean)', (s) => s.up?.meanRttMs, false);
+  row('  guest sender max cwnd KiB', (s) => s.up?.maxCwndKiB, false);
   row('host->guest Mbit/s', (s) => s.down?.mbps);
   row('  retransmits', (s) => s.down?.retransmits, false);
   row('ping avg ms', (s) => s.pingAvgMs);
@@ -223,7 +240,8 @@ export async function runNetBench(opts: NetBenchOptions = {}): Promise<void> {
     log('net: this host\'s /dev/kvm cannot boot Linux; running the bench inside one nested-lab boot');
     await getImage('net', { build: true, buildOptions, log: (l) => log(`net: image: ${l}`) });
     const index = fileURLToPath(new URL('./index.js', import.meta.url));
-    const r = await runInLab({ command: [process.execPath, index, 'net', `--iterations=${seconds}`], stdout: process.stdout, stderr: process.stderr });
+    const r = await runInLab({ command: [process.execPath, index, 'net', `--iterations=${seconds}`], cpus: opts.labCpus,
+      stdout: process.stdout, stderr: process.stderr });
     if (r.exitCode !== 0) throw new Error(`net bench in the lab failed (exit ${r.exitCode}): ${r.error ?? ''}\n${r.consoleTail}`);
     return;
   }
@@ -244,7 +262,8 @@ export async function runNetBench(opts: NetBenchOptions = {}): Promise<void> {
     ]) {
       samples.push(await run().catch((e: unknown) => ({ label: '?', error: String((e as Error)?.stack ?? e) })));
     }
-    report(samples, seconds, inLab ? 'nested lab (QEMU TCG + SVM, both VMMs on kvm_amd in L1)' : 'this host', log);
+    const where = inLab ? `nested lab (QEMU TCG + SVM, ${os.cpus().length} L1 CPU(s), both VMMs on kvm_amd in L1)` : 'this host';
+    report(samples, seconds, where, log);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

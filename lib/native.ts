@@ -51,6 +51,7 @@ export interface INative {
   getStatsFd(fd: number): number;
   createVcpu(vmfd: number, id: number): number;
   registerCoalescedMmio(vmfd: number, addr: number, size: number, pio: number): number;
+  unregisterCoalescedMmio(vmfd: number, addr: number, size: number, pio: number): number;
   // memory
   mmapAnonymous(size: number): ArrayBuffer;
   mmapFd(fd: number, size: number): ArrayBuffer;

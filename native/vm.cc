@@ -110,6 +110,16 @@ Napi::Value RegisterCoalescedMmio(const Napi::CallbackInfo& info) {
   return Done(info, IoctlRetry(FdArg(info, 0), KVM_REGISTER_COALESCED_MMIO, &z), "KVM_REGISTER_COALESCED_MMIO");
 }
 
+// unregisterCoalescedMmio(vmfd, addr, size, pio): the zone registered with exactly these
+// values exits on every write again (a PCI BAR that moved or stopped decoding).
+Napi::Value UnregisterCoalescedMmio(const Napi::CallbackInfo& info) {
+  kvm_coalesced_mmio_zone z{};
+  z.addr = U64Arg(info, 1);
+  z.size = info[2].As<Napi::Number>().Uint32Value();
+  z.pio = info[3].As<Napi::Number>().Uint32Value();
+  return Done(info, IoctlRetry(FdArg(info, 0), KVM_UNREGISTER_COALESCED_MMIO, &z), "KVM_UNREGISTER_COALESCED_MMIO");
+}
+
 Napi::Value CreateVcpu(const Napi::CallbackInfo& info) {
   int fd = IoctlRetry(FdArg(info, 0), KVM_CREATE_VCPU, static_cast<unsigned long>(info[1].As<Napi::Number>().Uint32Value()));
   if (fd >= 0) fcntl(fd, F_SETFD, FD_CLOEXEC);
@@ -131,6 +141,7 @@ void InitVm(Napi::Env env, Napi::Object exports) {
   exports.Set("getStatsFd", Napi::Function::New(env, GetStatsFd));
   exports.Set("createVcpu", Napi::Function::New(env, CreateVcpu));
   exports.Set("registerCoalescedMmio", Napi::Function::New(env, RegisterCoalescedMmio));
+  exports.Set("unregisterCoalescedMmio", Napi::Function::New(env, UnregisterCoalescedMmio));
 }
 
 }  // namespace nkvm

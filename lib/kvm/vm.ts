@@ -136,6 +136,15 @@ export class Vm extends FdHandle {
     native().registerCoalescedMmio(this.rawFd, checkInt('addr', opts.addr), checkInt('size', opts.size, 1), opts.pio ? 1 : 0);
   }
 
+  /**
+   * KVM_UNREGISTER_COALESCED_MMIO: writes to a zone registered with these same values exit
+   * again. Apply what the ring holds first (KvmRun.drainCoalesced): queued writes stay queued.
+   */
+  unregisterCoalesced(opts: { addr: number; size: number; pio: boolean }): void {
+    this.ensureOpen();
+    native().unregisterCoalescedMmio(this.rawFd, checkInt('addr', opts.addr), checkInt('size', opts.size, 1), opts.pio ? 1 : 0);
+  }
+
   createIrqchip(): void {
     this.ensureOpen();
     native().createIrqchip(this.rawFd);

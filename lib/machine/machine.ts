@@ -113,7 +113,9 @@ export class Machine extends EventEmitter implements AsyncDisposable {
       // exits and applies the queue first), so the console's bytes cost one exit each instead of
       // two, and a byte left queued by a guest that then halts goes out at the next kick (see
       // start(): the run loop drains on 'interrupted').
-      if (vm.checkExtension(constants.KVM_CAP_COALESCED_PIO!) > 0) {
+      const coalescedPio = vm.checkExtension(constants.KVM_CAP_COALESCED_PIO!) > 0;
+      const coalescedMmio = vm.checkExtension(constants.KVM_CAP_COALESCED_MMIO!) > 0;
+      if (coalescedPio) {
         vm.registerCoalesced({ addr: L.PORT_PCI_CONFIG_ADDRESS, size: 4, pio: true });
         for (let i = 0; i < o.comPorts; i++) vm.registerCoalesced({ addr: L.PORT_COM[i]! + UART_THR, size: 1, pio: true });
       }
@@ -144,6 +146,17 @@ export class Machine extends EventEmitter implements AsyncDisposable {
           // guest's output would wait for an unrelated event.
           consoleByte: (b) => { if (ref.console?.guestByte(b) === true) yieldSoon(1); },
           consoleRxSpace: () => ref.console?.rxSpace(),
+          // Device registers whose writes may be queued (PCI BARs declare them, see the RTL8139).
+          // A BAR that moves or stops decoding first gets what the ring holds for it applied.
+          coalesce: (kind, addr, size, on) => {
+            const pio = kind === 'io';
+            if (!(pio ? coalescedPio : coalescedMmio)) return;
+            if (on) theVm.registerCoalesced({ addr, size, pio });
+            else {
+              ref.machine?.drainCoalescedNow();
+              theVm.unregisterCoalesced({ addr, size, pio });
+            }
+          },
         },
       );
       const plat = platform;
@@ -225,6 +238,11 @@ export class Machine extends EventEmitter implements AsyncDisposable {
   private readonly applyCoalesced = (pio: boolean, address: number, size: number, value: number): void => {
     (pio ? this.platform.pio : this.platform.mmio).write(address, size, value);
   };
+
+  /** @internal A BAR is about to move: apply what the ring holds while its old address still decodes. */
+  drainCoalescedNow(): void {
+    if (!this.vcpus[0]!.closed) this.drainCoalesced();
+  }
 
   /** Apply the writes KVM queued in the coalesced ring (the ring is per VM; every vCPU maps it). */
   private readonly drainCoalesced = (): void => {

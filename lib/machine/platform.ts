@@ -24,6 +24,8 @@ export interface PlatformHooks {
   end(reason: EndReason, code: number, detail?: string): void;
   consoleByte(byte: number): void;
   consoleRxSpace(): void;
+  /** Queue guest writes to [addr, addr+size) instead of exiting on each (see BarMapper.coalesce). */
+  coalesce?(kind: 'io' | 'mmio', addr: number, size: number, on: boolean): void;
 }
 
 export interface PlatformConfig {
@@ -86,6 +88,7 @@ export class Platform {
     const mapper: BarMapper = {
       map: (kind, base, length, device) => (kind === 'io' ? pio : mmio).register(base, length, device),
       unmap: (kind, device) => { (kind === 'io' ? pio : mmio).unregister(device); },
+      ...(hooks.coalesce !== undefined ? { coalesce: hooks.coalesce } : {}),
     };
     this.pci = new PciHostBridge({
       mapper,

@@ -21,6 +21,18 @@ class FakeMapper implements BarMapper {
     this.live.delete(device);
     this.log.push(`unmap ${kind}`);
   }
+  /** Coalesced zones currently on, as "kind addr+size". */
+  readonly zones = new Set<string>();
+  coalesce(kind: BarKind, addr: number, size: number, on: boolean): void {
+    const z = `${kind} 0x${addr.toString(16)}+${size}`;
+    if (on) {
+      assert.equal(this.zones.has(z), false, `zone ${z} registered twice`);
+      this.zones.add(z);
+    } else {
+      assert.equal(this.zones.delete(z), true, `zone ${z} unregistered but never registered`);
+    }
+    this.log.push(`${on ? 'coalesce' : 'uncoalesce'} ${z}`);
+  }
 }
 
 const clock = { nowNs: () => 0n };
@@ -125,6 +137,37 @@ test('assignResources programs and enables BARs; remapping and disabling go thro
   assert.equal(mapper.live.has(nic.mmioBar), false);
   // Register access through a mapped BAR reaches the NIC.
   assert.equal(nic.ioBar.read(0x40, 4) & 0x7cc0_0000, 0x7400_0000);
+});
+
+test('the RTL8139\'s IntrMask/IntrStatus writes are coalesced wherever its BARs decode, and nowhere else', () => {
+  const { hb, nic, cfgWrite, mapper } = setup();
+  assert.equal(mapper.zones.size, 0);
+  hb.assignResources();
+  assert.deepEqual([...mapper.zones].sort(), [`io 0x${(PCI_IO_START + 0x3c).toString(16)}+4`, `mmio 0x${(PCI_MMIO_START + 0x3c).toString(16)}+4`]);
+  // A moved BAR takes its zone along: the old one is dropped before the new one is added.
+  cfgWrite(1, 0x14, 4, 0xd000_0000);
+  assert.ok(mapper.zones.has('mmio 0xd000003c+4'));
+  assert.equal(mapper.zones.has(`mmio 0x${(PCI_MMIO_START + 0x3c).toString(16)}+4`), false);
+  const i = mapper.log.indexOf(`uncoalesce mmio 0x${(PCI_MMIO_START + 0x3c).toString(16)}+4`);
+  assert.ok(i >= 0 && i < mapper.log.indexOf('coalesce mmio 0xd000003c+4'));
+  // Decode off, sizing, unassigned: no zone for a BAR that does not decode.
+  cfgWrite(1, 0x04, 2, 0x0);
+  assert.equal(mapper.zones.size, 0);
+  cfgWrite(1, 0x04, 2, 0x3);
+  assert.equal(mapper.zones.size, 2);
+  cfgWrite(1, 0x14, 4, 0xffff_ffff);
+  assert.equal(mapper.zones.has('mmio 0xd000003c+4'), false);
+  assert.equal(nic.mapFailures, 0);
+});
+
+test('a BAR\'s coalesced zone must lie inside the BAR', () => {
+  class Bad extends Rtl8139 {
+    constructor() {
+      super({ mem: fakeGuestMemory([{ guestPhysAddr: 0, size: 0x1000 }]), clock, timers: noTimers });
+      this.defineBar(2, { kind: 'mmio', size: 16, device: this.mmioBar, coalescedWrites: [{ offset: 12, size: 8 }] });
+    }
+  }
+  assert.throws(() => new Bad(), { code: 'ERR_INVALID_ARG', message: /coalesced zone/ });
 });
 
 test('a mapper refusing a BAR is counted, not thrown', () => {

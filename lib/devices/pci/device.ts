@@ -23,6 +23,18 @@ export interface BarMapper {
   map(kind: BarKind, base: number, length: number, device: BusDevice): void;
   /** Remove `device` from that bus. */
   unmap(kind: BarKind, device: BusDevice): void;
+  /**
+   * Optional: let guest writes to [addr, addr+size) be queued instead of exiting one by one
+   * (KVM's coalesced MMIO/PIO), or stop that (`on` false, same addr and size). Called for each
+   * zone a BAR declares (PciBarDefinition.coalescedWrites) when it is mapped and unmapped.
+   */
+  coalesce?(kind: BarKind, addr: number, size: number, on: boolean): void;
+}
+
+/** A register range inside a BAR (offset from its base) whose writes may be queued. */
+export interface CoalescedZone {
+  offset: number;
+  size: number;
 }
 
 export interface PciBarDefinition {
@@ -32,6 +44,13 @@ export interface PciBarDefinition {
   /** The register window the BAR decodes to. One object per BAR. */
   device: BusDevice;
   prefetchable?: boolean;
+  /**
+   * Registers whose writes may reach the device late: the hypervisor queues them and the
+   * machine applies them, in order, before it handles the next exit of any kind. Only for
+   * writes whose effect the guest cannot miss until its next access to the device (a read
+   * exits and sees them applied); an interrupt line they lower stays up until then.
+   */
+  coalescedWrites?: readonly CoalescedZone[];
 }
 
 export interface PciIdentity {
@@ -102,6 +121,11 @@ export class PciDevice {
     const min = def.kind === 'io' ? 4 : 16;
     if (!Number.isInteger(def.size) || def.size < min || (def.size & (def.size - 1)) !== 0 || def.size > 0x8000_0000) {
       throw new InvalidArgumentError(`BAR ${index} size ${def.size} is not a power of two >= ${min}`);
+    }
+    for (const z of def.coalescedWrites ?? []) {
+      if (!Number.isInteger(z.offset) || !Number.isInteger(z.size) || z.offset < 0 || z.size < 1 || z.offset + z.size > def.size) {
+        throw new InvalidArgumentError(`BAR ${index}: coalesced zone ${JSON.stringify(z)} is not inside its ${def.size} bytes`);
+      }
     }
     const o = PCI_BASE_ADDRESS_0 + 4 * index;
     const flags = def.kind === 'io' ? PCI_BASE_ADDRESS_SPACE_IO : def.prefetchable ? PCI_BASE_ADDRESS_MEM_PREFETCH : 0;
@@ -201,6 +225,19 @@ export class PciDevice {
     else this.irq?.lower();
   }
 
+  /** Tell the mapper about the BAR's coalesced zones at `base` (best effort: a zone is an optimisation). */
+  private coalesceZones(bar: Bar, base: number, on: boolean): void {
+    const coalesce = this.mapper?.coalesce;
+    if (coalesce === undefined || bar.coalescedWrites === undefined) return;
+    for (const z of bar.coalescedWrites) {
+      try {
+        coalesce.call(this.mapper, bar.kind, base + z.offset, z.size, on);
+      } catch {
+        this.mapFailures++;
+      }
+    }
+  }
+
   private syncBars(): void {
     const cmd = this.command;
     for (const bar of this.bars) {
@@ -214,6 +251,7 @@ export class PciDevice {
       if (want === bar.mappedAt) continue;
       if (this.mapper === undefined) continue;
       if (bar.mappedAt !== undefined) {
+        this.coalesceZones(bar, bar.mappedAt, false);
         try {
           this.mapper.unmap(bar.kind, bar.device);
         } catch {
@@ -228,6 +266,7 @@ export class PciDevice {
         } catch {
           this.mapFailures++;
         }
+        if (bar.mappedAt !== undefined) this.coalesceZones(bar, want, true);
       }
     }
   }
