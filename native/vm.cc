@@ -100,23 +100,26 @@ Napi::Value GetStatsFd(const Napi::CallbackInfo& info) {
   return Done(info, fd, "KVM_GET_STATS_FD");
 }
 
-// registerCoalescedMmio(vmfd, addr, size, pio): guest writes to this zone are queued in the
-// coalesced ring (read by the next exit's handler) instead of exiting each time.
-Napi::Value RegisterCoalescedMmio(const Napi::CallbackInfo& info) {
+// The zone of registerCoalescedMmio/unregisterCoalescedMmio(vmfd, addr, size, pio).
+kvm_coalesced_mmio_zone ZoneArg(const Napi::CallbackInfo& info) {
   kvm_coalesced_mmio_zone z{};
   z.addr = U64Arg(info, 1);
   z.size = info[2].As<Napi::Number>().Uint32Value();
   z.pio = info[3].As<Napi::Number>().Uint32Value();
+  return z;
+}
+
+// Guest writes to this zone are queued in the coalesced ring (read by the next exit's handler)
+// instead of exiting each time.
+Napi::Value RegisterCoalescedMmio(const Napi::CallbackInfo& info) {
+  kvm_coalesced_mmio_zone z = ZoneArg(info);
   return Done(info, IoctlRetry(FdArg(info, 0), KVM_REGISTER_COALESCED_MMIO, &z), "KVM_REGISTER_COALESCED_MMIO");
 }
 
-// unregisterCoalescedMmio(vmfd, addr, size, pio): the zone registered with exactly these
-// values exits on every write again (a PCI BAR that moved or stopped decoding).
+// The zone registered with exactly these values exits on every write again (a PCI BAR that
+// moved or stopped decoding).
 Napi::Value UnregisterCoalescedMmio(const Napi::CallbackInfo& info) {
-  kvm_coalesced_mmio_zone z{};
-  z.addr = U64Arg(info, 1);
-  z.size = info[2].As<Napi::Number>().Uint32Value();
-  z.pio = info[3].As<Napi::Number>().Uint32Value();
+  kvm_coalesced_mmio_zone z = ZoneArg(info);
   return Done(info, IoctlRetry(FdArg(info, 0), KVM_UNREGISTER_COALESCED_MMIO, &z), "KVM_UNREGISTER_COALESCED_MMIO");
 }
 

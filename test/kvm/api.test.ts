@@ -179,6 +179,26 @@ test('binary stats fd: header sane, descriptors and data inside the file', (t) =
   }
 });
 
+test('coalesced zones: register, unregister (KVM_UNREGISTER_COALESCED_MMIO), malformed -> ERR_INVALID_ARG', (t) => {
+  if (!requireKvm(t)) return;
+  using kvm = Kvm.open();
+  using vm = kvm.createVm();
+  if (vm.checkExtension(constants.KVM_CAP_COALESCED_MMIO!) <= 0) {
+    t.diagnostic('KVM_CAP_COALESCED_MMIO not supported here');
+    return;
+  }
+  vm.registerCoalesced({ addr: 0xc000_003c, size: 4, pio: false });
+  vm.unregisterCoalesced({ addr: 0xc000_003c, size: 4, pio: false });
+  // Each zone is a device on KVM's MMIO bus, which holds at most 1000 (NR_IOBUS_DEVS): 1,100
+  // rounds only succeed if unregistering really removes it.
+  for (let i = 0; i < 1100; i++) {
+    vm.registerCoalesced({ addr: 0xc000_003c, size: 4, pio: false });
+    vm.unregisterCoalesced({ addr: 0xc000_003c, size: 4, pio: false });
+  }
+  assert.equal(codeOf(() => vm.unregisterCoalesced({ addr: -1, size: 4, pio: false })), 'ERR_INVALID_ARG');
+  assert.equal(codeOf(() => vm.registerCoalesced({ addr: 0x1000, size: 0, pio: false })), 'ERR_INVALID_ARG');
+});
+
 test('close() is idempotent; use after close throws ERR_KVM_CLOSED', (t) => {
   if (!requireKvm(t)) return;
   const kvm = Kvm.open();
