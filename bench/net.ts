@@ -103,8 +103,7 @@ function parse(label: string, raw: string): Sample {
     const json = JSON.parse(body.slice(body.indexOf('{'), body.lastIndexOf('}') + 1)) as IperfJson;
     if (json.error !== undefined) { s.error = `iperf3 ${key}: ${json.error}`; continue; }
     const bps = json.end?.sum_received?.bits_per_second ?? json.end?.sum_sent?.bits_per_second ?? 0;
-    // The guest sends up and the host down: iperf3 reports TCP_INFO only where it runs the
-    // sender, so `-R` (down) has it from the server's side only when the server sends it.
+    // TCP_INFO of the sender: the guest's for `up`, which is the row the report prints.
     const sender = json.end?.streams?.[0]?.sender;
     s[key] = { mbps: bps / 1e6, retransmits: json.end?.sum_sent?.retransmits,
       meanRttMs: sender?.mean_rtt === undefined ? undefined : sender.mean_rtt / 1000,
