@@ -168,6 +168,32 @@ test('C+ TX checksum offload: IPCS+TCPCS and IPCS+UDPCS verified by recomputatio
   }
 });
 
+test('C+ TX completion status: the command bits (MSS, IPCS/UDPCS/TCPCS) do not come back as TxColCnt or error bits', () => {
+  // 8139cp's cp_tx reads bits 16-25 of a completed descriptor as status: TxColCnt (19:16) is
+  // added to the collision counter, TxFIFOUnder (25) counts a TX error. Those bits share their
+  // places with the command's MSS and checksum flags, which the chip must not echo back.
+  const { mem, w } = makeNic();
+  const t = ipFrame(6, 2000);
+  const c = ipFrame(6, 100);
+  mem.write(0x20000, t);
+  mem.write(0x24000, c);
+  const mss = 536; // Linux's default MSS; bit 9 of it sits on TxFIFOUnder
+  txDesc(mem, 0, 0x20000, t.length, R.FirstFrag | R.LastFrag | R.LargeSend | (mss << R.MSSShift));
+  txDesc(mem, 1, 0x24000, c.length, R.FirstFrag | R.LastFrag | R.IPCS | R.TCPCS | R.UDPCS);
+  w(R.TxPoll, 1, R.NormalTxPoll);
+  for (const [i, len] of [[0, t.length], [1, c.length]] as const) {
+    const st = mem.readU32(TX_RING + 16 * i);
+    assert.equal(st & R.DescOwn, 0, `descriptor ${i} returned to the driver`);
+    assert.equal(st & R.TxStatusBits, 0, `descriptor ${i}: no collision count or error bits (status ${st.toString(16)})`);
+    assert.equal(st & (R.FirstFrag | R.LastFrag), R.FirstFrag | R.LastFrag);
+    assert.equal(st & R.CpTxLenMask, len);
+  }
+  // An error still reports TxError (and only that).
+  txDesc(mem, 2, 0xfff000, 0x2000, R.FirstFrag | R.LastFrag | R.LargeSend | (mss << R.MSSShift));
+  w(R.TxPoll, 1, R.NormalTxPoll);
+  assert.equal(mem.readU32(TX_RING + 32) & R.TxStatusBits, R.TxError);
+});
+
 test('TSO (LargeSend): MSS-sized segments, ids, seq, flags and checksums', () => {
   const { mem, backend, w } = makeNic();
   const payload = 4000;

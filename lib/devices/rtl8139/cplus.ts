@@ -9,7 +9,7 @@ import { insertChecksums, insertVlanTag, rxChecksumStatus, stripVlanTag } from '
 import {
   CP_DESC_SIZE, CpRxLenMask, CpTxLenMask, DescOwn, FirstFrag, IPCS, LargeSend, LastFrag,
   MSSMask, MSSShift, RingEnd, RxBcast, RxBroadcast, RxError, RxErrFIFO, RxMcast, RxMulticast,
-  RxPhysical, RxPhysMatch, RxVlanTagged, TCPCS, TxError, TxVlanTag, UDPCS,
+  RxPhysical, RxPhysMatch, RxVlanTagged, TCPCS, TxError, TxStatusBits, TxVlanTag, UDPCS,
 } from './regs.js';
 
 /** Descriptors a ring may hold (datasheet maximum); also bounds the work of one TxPoll. */
@@ -111,7 +111,10 @@ export class CplusTxRing {
         }
       }
       const last = (opts1 & LastFrag) !== 0;
-      let status = (opts1 & ~(DescOwn | TxError)) >>> 0;
+      // The chip writes status over the command bits (LargeSend, MSS, IPCS/UDPCS/TCPCS), where
+      // the driver reads TxColCnt and the error bits: clear them, or every TSO frame would come
+      // back with "collisions" (and an MSS with bit 9 set, like 536, with TxFIFOUnder).
+      let status = (opts1 & ~(DescOwn | TxStatusBits)) >>> 0;
       if (last) {
         if (this.broken || this.bytes === 0) {
           status |= TxError;

@@ -180,8 +180,15 @@ export const TxError = 0x0080_0000;
 export const IPCS = 0x0004_0000;
 export const UDPCS = 0x0002_0000;
 export const TCPCS = 0x0001_0000;
+// TX completion status, written by the chip over the command bits above (8139cp's cp_tx).
 export const TxFIFOUnder = 0x0200_0000;
+export const TxOWC = 0x0040_0000;
 export const TxLinkFail = 0x0020_0000;
+export const TxMaxCol = 0x0010_0000;
+export const TxColCntShift = 16;
+export const TxColCntMask = 0xf;
+/** Bits 27..16: on completion they hold status (TxError, TxFIFOUnder, TxOWC, ... TxColCnt), not the command. */
+export const TxStatusBits = 0x0fff_0000;
 export const CpTxLenMask = 0xffff;
 export const TxVlanTag = 0x0002_0000; // opts2
 // RX descriptor status
