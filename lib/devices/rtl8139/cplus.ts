@@ -174,41 +174,43 @@ export class CplusRxRing {
   }
 
   /**
-   * Store one received frame (padded, FCS appended) in the next RX descriptor.
+   * Store one received frame (padded) and its FCS in the next RX descriptor.
    * `filterBits` are the normal-mode RxBroadcast/RxPhysical/RxMulticast bits of the filter.
    */
-  receive(mem: DmaMemory, ring: number, frameWithCrc: Uint8Array, filterBits: number,
+  receive(mem: DmaMemory, ring: number, frame: Uint8Array, fcs: Uint8Array, filterBits: number,
     vlanStrip: boolean, checksum: boolean): CplusRxResult {
     const desc = ring + this.index * CP_DESC_SIZE;
     if (!mem.contains(desc, CP_DESC_SIZE)) return 'dma-error';
     const opts1 = mem.readU32(desc);
     if ((opts1 & DescOwn) === 0) return 'no-descriptor';
-    let data = frameWithCrc;
+    let data = frame;
     let opts2 = 0;
     if (vlanStrip) {
-      const s = stripVlanTag(frameWithCrc);
+      const s = stripVlanTag(frame);
       if (s !== undefined) {
         data = s[0];
         opts2 = RxVlanTagged | swab16(s[1]);
       }
     }
+    const length = data.length + 4; // the FCS goes with the frame, as the wire had it
     const bufSize = opts1 & CpRxLenMask;
     // 8139cp does not reassemble frames spread over descriptors: one frame, one buffer.
-    if (data.length > bufSize) return 'too-long';
+    if (length > bufSize) return 'too-long';
     const addr = mem.readU32(desc + 8) + mem.readU32(desc + 12) * 0x1_0000_0000;
     const eor = opts1 & RingEnd;
-    if (!mem.contains(addr, data.length)) {
+    if (!mem.contains(addr, length)) {
       mem.writeU32(desc + 4, 0);
-      mem.writeU32(desc, (eor | FirstFrag | LastFrag | RxError | RxErrFIFO | data.length) >>> 0);
+      mem.writeU32(desc, (eor | FirstFrag | LastFrag | RxError | RxErrFIFO | length) >>> 0);
       this.advance(eor);
       return 'dma-error';
     }
     mem.write(addr, data);
-    let status = eor | FirstFrag | LastFrag | data.length;
+    mem.write(addr + data.length, fcs);
+    let status = eor | FirstFrag | LastFrag | length;
     if (filterBits & RxBroadcast) status |= RxBcast;
     if (filterBits & RxPhysical) status |= RxPhysMatch;
     if (filterBits & RxMulticast) status |= RxMcast;
-    if (checksum) status |= rxChecksumStatus(data.subarray(0, data.length - 4));
+    if (checksum) status |= rxChecksumStatus(data);
     mem.writeU32(desc + 4, opts2 >>> 0);
     // opts1 last: clearing OWN hands the descriptor back to the driver.
     mem.writeU32(desc, status >>> 0);

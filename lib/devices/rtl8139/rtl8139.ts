@@ -12,7 +12,7 @@ import { CplusRxRing, CplusTxRing, type CplusTxOptions, type CplusTxRingState } 
 import { Eeprom93C46, rtl8139EepromImage, type EepromState } from './eeprom.js';
 import { Rtl8139Phy, type PhyState } from './mii.js';
 import * as R from './regs.js';
-import { filterFrame, RX_MAX_FRAME, RxRing, withCrc } from './rx.js';
+import { fcsOf, filterFrame, padFrame, RX_MAX_FRAME, RxRing } from './rx.js';
 import { TxDescriptors, type TxDescriptorsState } from './tx.js';
 import { RxQueue } from './rx-queue.js';
 import { parseMac } from './mac.js';
@@ -500,10 +500,12 @@ export class Rtl8139 extends PciDevice {
       this.stats.rxTooLong++;
       return 'dropped';
     }
-    const data = withCrc(frame);
+    // Written to guest RAM straight from the backend's buffer, the FCS after it: no copy here.
+    const data = padFrame(frame);
+    const fcs = fcsOf(data);
     if (cplusRx) {
       const cmd = this.cpCmd;
-      const r = this.cpRx.receive(this.mem, this.reg64(R.RxRingAddr), data, bits, (cmd & R.RxVlanOn) !== 0, (cmd & R.RxChkSum) !== 0);
+      const r = this.cpRx.receive(this.mem, this.reg64(R.RxRingAddr), data, fcs, bits, (cmd & R.RxVlanOn) !== 0, (cmd & R.RxChkSum) !== 0);
       if (r === 'no-descriptor') {
         this.raise(R.RxOverflow | R.RxFIFOOver); // RxEmpty: no free descriptor
         return 'full';
@@ -520,7 +522,7 @@ export class Rtl8139 extends PciDevice {
     } else {
       let r: string;
       try {
-        r = this.rx.store(this.mem, this.dv.getUint32(R.RxBuf, true), rxConfig, data, R.RxStatusOK | bits);
+        r = this.rx.store(this.mem, this.dv.getUint32(R.RxBuf, true), rxConfig, data, fcs, R.RxStatusOK | bits);
       } catch {
         r = 'dma-error';
       }

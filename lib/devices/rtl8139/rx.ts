@@ -39,20 +39,41 @@ export function filterFrame(frame: Uint8Array, regs: Uint8Array, rxConfig: numbe
   return (rxConfig & AcceptAllPhys) !== 0 ? 0 : -1;
 }
 
-/** The frame as the MAC sees it: padded to 60 bytes, with its 4-byte FCS appended. */
-export function withCrc(frame: Uint8Array): Uint8Array {
-  const len = Math.max(frame.length, ETH_ZLEN);
-  const out = new Uint8Array(len + 4);
+/** The frame padded to 60 bytes as the wire would carry it (the frame itself when long enough). */
+export function padFrame(frame: Uint8Array): Uint8Array {
+  if (frame.length >= ETH_ZLEN) return frame;
+  const out = new Uint8Array(ETH_ZLEN);
   out.set(frame);
-  const fcs = crc32(out, 0, len);
-  out[len] = fcs & 0xff;
-  out[len + 1] = (fcs >>> 8) & 0xff;
-  out[len + 2] = (fcs >>> 16) & 0xff;
-  out[len + 3] = fcs >>> 24;
+  return out;
+}
+
+/**
+ * The FCS written after a (padded) frame, as 4 bytes in wire order. A shared scratch: it is
+ * copied into guest RAM before the next frame is prepared.
+ */
+const fcsBytes = new Uint8Array(4);
+export function fcsOf(padded: Uint8Array): Uint8Array {
+  const fcs = crc32(padded);
+  fcsBytes[0] = fcs & 0xff;
+  fcsBytes[1] = (fcs >>> 8) & 0xff;
+  fcsBytes[2] = (fcs >>> 16) & 0xff;
+  fcsBytes[3] = fcs >>> 24;
+  return fcsBytes;
+}
+
+/** The frame as the MAC sees it: padded to 60 bytes, with its 4-byte FCS appended (a copy). */
+export function withCrc(frame: Uint8Array): Uint8Array {
+  const padded = padFrame(frame);
+  const out = new Uint8Array(padded.length + 4);
+  out.set(padded);
+  out.set(fcsOf(padded), padded.length);
   return out;
 }
 
 export type RxResult = 'ok' | 'full' | 'dma-error';
+
+/** The 4-byte packet header, reused: store() copies it into guest RAM at once. */
+const headerBytes = new Uint8Array(4);
 
 /** The normal-mode ring: read and write offsets, plus the copy into guest RAM. */
 export class RxRing {
@@ -84,17 +105,18 @@ export class RxRing {
   }
 
   /**
-   * Store one frame (already padded, FCS included) with header `status`. Never throws: a ring
-   * outside guest RAM reports 'dma-error', a ring without room for it 'full'.
+   * Store one frame (already padded) and its FCS with header `status`; the length in the header
+   * counts the FCS. Never throws: a ring outside guest RAM reports 'dma-error', a ring without
+   * room for it 'full'.
    */
-  store(mem: DmaMemory, rbstart: number, rxConfig: number, frameWithCrc: Uint8Array, status: number): RxResult {
+  store(mem: DmaMemory, rbstart: number, rxConfig: number, frame: Uint8Array, fcs: Uint8Array, status: number): RxResult {
     const size = RxRing.size(rxConfig);
     // A ring shrunk under us (RxConfig rewritten mid-stream) may leave offsets past its end.
     if (this.writeOffset >= size || this.readOffset >= size) {
       this.writeOffset %= size;
       this.readOffset %= size;
     }
-    const len = frameWithCrc.length;
+    const len = frame.length + 4;
     const total = (4 + len + 3) & ~3;
     const used = (this.writeOffset - this.readOffset + size) % size;
     // Keep one dword free so a full ring never looks empty (write offset == read offset).
@@ -104,13 +126,15 @@ export class RxRing {
     const linear = (rxConfig & RxCfgWrap) !== 0 && size < 65536;
     const span = linear ? this.writeOffset + 4 + len : size;
     if (!mem.contains(rbstart, Math.max(span, size))) return 'dma-error';
-    const header = new Uint8Array(4);
+    const header = headerBytes;
     header[0] = status & 0xff;
     header[1] = (status >>> 8) & 0xff;
     header[2] = len & 0xff;
     header[3] = (len >>> 8) & 0xff;
+    const at = (o: number): number => (linear ? o : o % size);
     this.copy(mem, rbstart, size, linear, this.writeOffset, header);
-    this.copy(mem, rbstart, size, linear, linear ? this.writeOffset + 4 : (this.writeOffset + 4) % size, frameWithCrc);
+    this.copy(mem, rbstart, size, linear, at(this.writeOffset + 4), frame);
+    this.copy(mem, rbstart, size, linear, at(this.writeOffset + 4 + frame.length), fcs);
     this.writeOffset = (this.writeOffset + total) % size;
     return 'ok';
   }
