@@ -200,6 +200,15 @@ for (const d of DRIVERS) {
       // 8139cp's TSO frames reach the host stack whole, through the capture (how many depends on
       // how the guest's TCP sizes its frames: few at the lab's rates); 8139too has no TSO.
       if (d.revision === 0x10) assert.equal(tap.stats.txSegmented, 0);
+      // The driver's own account of the transfer: no TX errors, no collisions (8139cp adds the
+      // completed descriptor's TxColCnt, so a chip echoing the MSS there would show some), and
+      // RX errors only for frames the NIC really dropped (8139too counts RxOverflow; a frame
+      // held back while the ring is full must not count).
+      const st = await shell(m, 'cd /sys/class/net/eth0/statistics && cat tx_errors collisions tx_fifo_errors rx_crc_errors rx_errors');
+      assert.equal(st.status, 0, st.output);
+      const [txErrors, collisions, txFifo, rxCrc, rxErrors] = st.output.trim().split(/\s+/).map(Number);
+      assert.deepEqual([txErrors, collisions, txFifo, rxCrc], [0, 0, 0, 0], `tx_errors collisions tx_fifo_errors rx_crc_errors: ${st.output.trim()}`);
+      assert.ok(rxErrors! <= nic.stats.rxMissed, `rx_errors ${rxErrors} > frames the NIC dropped (${nic.stats.rxMissed})`);
     });
 
     await t.test('carrier loss is seen by the guest and traffic resumes when the link comes back', async () => {

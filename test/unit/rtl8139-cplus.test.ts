@@ -113,6 +113,20 @@ test('C+ RX: no free descriptor drops, counts MPC and raises RxEmpty', () => {
   assert.equal(r(R.IntrStatus, 2) & R.RxOverflow, R.RxOverflow);
 });
 
+test('C+ RX: a frame held back for want of a descriptor raises RxEmpty only; RxFIFOOvr when one is dropped', () => {
+  const { mem, nic, backend, r, w } = makeNic();
+  rxDesc(mem, 0, 0x10000, 1536, true);
+  backend.inject(ipFrame(17, 10));
+  w(R.IntrStatus, 2, 0xffff);
+  backend.inject(ipFrame(17, 11)); // no descriptor: held back
+  assert.equal(nic.stats.rxQueued, 1);
+  assert.equal(r(R.IntrStatus, 2) & (R.RxOverflow | R.RxFIFOOver), R.RxOverflow);
+  assert.equal(r(R.RxMissed, 4), 0);
+  assert.equal(nic.receive(ipFrame(17, 12)), false); // the direct path drops while the ring is full
+  assert.equal(r(R.RxMissed, 4), 1);
+  assert.equal(r(R.IntrStatus, 2) & R.RxFIFOOver, R.RxFIFOOver);
+});
+
 test('C+ RX checksum status: good TCP/UDP pass, corrupted ones flag Fail', () => {
   const { mem, nic } = makeNic();
   for (let i = 0; i < 4; i++) rxDesc(mem, i, 0x10000 + i * 0x800, 1536, i === 3);

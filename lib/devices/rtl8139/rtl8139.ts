@@ -507,7 +507,9 @@ export class Rtl8139 extends PciDevice {
       const cmd = this.cpCmd;
       const r = this.cpRx.receive(this.mem, this.reg64(R.RxRingAddr), data, fcs, bits, (cmd & R.RxVlanOn) !== 0, (cmd & R.RxChkSum) !== 0);
       if (r === 'no-descriptor') {
-        this.raise(R.RxOverflow | R.RxFIFOOver); // RxEmpty: no free descriptor
+        // RxEmpty (RxOverflow's bit in C+ mode): no free descriptor, the driver's cue to refill.
+        // The frame is not lost yet (the caller may hold it back); countMissed() says when it is.
+        this.raise(R.RxOverflow);
         return 'full';
       }
       if (r === 'too-long') {
@@ -526,8 +528,12 @@ export class Rtl8139 extends PciDevice {
       } catch {
         r = 'dma-error';
       }
+      // A full ring with a frame held back: the chip would drop it and raise RxOverflow, which
+      // 8139too counts in rx_errors; ours is not lost yet (countMissed() raises RxOverflow when
+      // one is). RxOK instead: 8139too's poll reads the ring only while ISR has an Rx bit, so
+      // without one it would leave the unread frames there and wait for an interrupt.
       if (r === 'full') {
-        this.raise(R.RxOverflow | R.RxFIFOOver);
+        this.raise(R.RxOK);
         return 'full';
       }
       if (r === 'dma-error') {
@@ -552,9 +558,14 @@ export class Rtl8139 extends PciDevice {
     return r === 'ok';
   }
 
+  /**
+   * A frame the ring could not take is dropped: MPC counts it and ISR says so (RxOverflow and
+   * RxFIFOOver; in C+ mode the same bits are RxEmpty and RxFIFOOvr).
+   */
   private countMissed(): void {
     this.missed = (this.missed + 1) & 0xffffff;
     this.stats.rxMissed++;
+    this.raise(R.RxOverflow | R.RxFIFOOver);
   }
 
   // ---------------------------------------------------------------- link and backend
