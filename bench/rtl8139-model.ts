@@ -113,7 +113,6 @@ export function runRtl8139ModelBench(opts: ModelBenchOptions = {}): void {
       mem.writeU32(rd + 4, 0); mem.writeU32(rd + 8, RX_BUFFERS + i * 2048); mem.writeU32(rd + 12, 0);
       mem.writeU32(rd, (R.DescOwn | (i === RING - 1 ? R.RingEnd : 0) | 1536) >>> 0);
     }
-    rx = 0;
   };
   const rxBatch = (): void => {
     refill();

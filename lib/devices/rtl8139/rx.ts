@@ -61,15 +61,6 @@ export function fcsOf(padded: Uint8Array): Uint8Array {
   return fcsBytes;
 }
 
-/** The frame as the MAC sees it: padded to 60 bytes, with its 4-byte FCS appended (a copy). */
-export function withCrc(frame: Uint8Array): Uint8Array {
-  const padded = padFrame(frame);
-  const out = new Uint8Array(padded.length + 4);
-  out.set(padded);
-  out.set(fcsOf(padded), padded.length);
-  return out;
-}
-
 export type RxResult = 'ok' | 'full' | 'dma-error';
 
 /** The 4-byte packet header, reused: store() copies it into guest RAM at once. */
@@ -131,15 +122,16 @@ export class RxRing {
     header[1] = (status >>> 8) & 0xff;
     header[2] = len & 0xff;
     header[3] = (len >>> 8) & 0xff;
-    const at = (o: number): number => (linear ? o : o % size);
     this.copy(mem, rbstart, size, linear, this.writeOffset, header);
-    this.copy(mem, rbstart, size, linear, at(this.writeOffset + 4), frame);
-    this.copy(mem, rbstart, size, linear, at(this.writeOffset + 4 + frame.length), fcs);
+    this.copy(mem, rbstart, size, linear, this.writeOffset + 4, frame);
+    this.copy(mem, rbstart, size, linear, this.writeOffset + 4 + frame.length, fcs);
     this.writeOffset = (this.writeOffset + total) % size;
     return 'ok';
   }
 
-  private copy(mem: DmaMemory, rbstart: number, size: number, linear: boolean, offset: number, bytes: Uint8Array): void {
+  /** Copy `bytes` to ring offset `at`; without WRAP, offsets past the end wrap to the start. */
+  private copy(mem: DmaMemory, rbstart: number, size: number, linear: boolean, at: number, bytes: Uint8Array): void {
+    const offset = linear ? at : at % size;
     if (linear || offset + bytes.length <= size) {
       mem.write(rbstart + offset, bytes);
       return;
