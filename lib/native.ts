@@ -98,7 +98,8 @@ export interface INative {
   /** One writev of `header` (if given) and `frame`. */
   tapWrite(fd: number, frame: Uint8Array, header?: Uint8Array): number;
   /** Read what the TAP already holds, now (no waiting for libuv). */
-  tapReadNow(fd: number): { frames: Uint8Array[]; errno: number };
+  /** Frames already queued on the TAP; `errno` is set on the array only when reading failed. */
+  tapReadNow(fd: number): Uint8Array[] & { errno?: number };
   tapClose(fd: number): void;
   tapReaderCount(): number;
   // snapshots: in-kernel irqchip/PIT/kvmclock, XSAVE, TSC rate, copy-on-write file mappings

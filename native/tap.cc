@@ -170,19 +170,20 @@ void OnReadable(uv_poll_t* handle, int status, int events) {
   }
 }
 
-// tapReadNow(fd) -> { frames, errno }: read what is already queued, synchronously, without
-// waiting for libuv. A NIC calls it right after transmitting, because the host stack often
-// answers inside the write (an ACK, or data the ACK released) and the vCPU would otherwise
-// re-enter the guest and wait for a kick before seeing it.
+// tapReadNow(fd) -> frames: read what is already queued, synchronously, without waiting for
+// libuv. A NIC calls it right after transmitting, because the host stack often answers inside
+// the write (an ACK, or data the ACK released) and the vCPU would otherwise re-enter the guest
+// and wait for a kick before seeing it. It runs inside that vCPU exit, so it returns the array
+// itself: an `errno` property appears on it only when reading failed.
 Napi::Value TapReadNow(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Reader* r = Find(FdArg(info, 0));
-  Napi::Object out = Napi::Object::New(env);
+  if (r == nullptr) return Napi::Array::New(env, 0);
   size_t used = 0;
   std::vector<std::pair<size_t, size_t>> frames;
-  int err = r == nullptr ? 0 : ReadBatch(r, frames, used);
-  out.Set("frames", r == nullptr ? Napi::Array::New(env, 0) : BatchToJs(env, r, frames, used));
-  out.Set("errno", Napi::Number::New(env, err));
+  int err = ReadBatch(r, frames, used);
+  Napi::Array out = frames.empty() ? Napi::Array::New(env, 0) : BatchToJs(env, r, frames, used);
+  if (err != 0) out.Set("errno", Napi::Number::New(env, err));
   return out;
 }
 

@@ -236,8 +236,9 @@ export class TapBackend extends BackendBase {
   /** Deliver what the TAP already holds without waiting for libuv (see NetBackend.pollReceive). */
   pollReceive(): void {
     if (this.closed || this.paused) return;
-    const r = native().tapReadNow(this.fd);
-    if (r.frames.length > 0 || r.errno !== 0) this.onFrames(r.frames, r.errno);
+    const frames = native().tapReadNow(this.fd);
+    const errno = frames.errno ?? 0;
+    if (frames.length > 0 || errno !== 0) this.onFrames(frames, errno);
   }
 
   /**
