@@ -13,6 +13,7 @@
         "native/kick.cc",
         "native/layout.cc",
         "native/tap.cc",
+        "native/tap-writer.cc",
         "native/snapshot.cc",
         "native/memfd.cc"
       ],

@@ -6,6 +6,12 @@
 // The guest image is "net": the default image plus the host's iperf3 (and its libraries);
 // install it with `apt-get install iperf3`. Also reported for our model: exits (PIO + MMIO) per
 // packet the NIC moved during each transfer, and the NIC's RX backpressure counters.
+//
+// Why rounds and medians: on one TCG CPU a guest->host transfer settles into one of two
+// states and stays there, for either VMM. Either the guest's TCP sends large TSO frames (11-17
+// KB per skb, RTT ~10-25 ms), or its RTT inflates to ~100 ms, TCP's TSO autosizing drops to
+// two segments per skb and the cost per byte of everything (guest, VMM, host stack) rises
+// 4-5x. Which one a 10 s run lands in varies from run to run, so one run per VMM says little.
 import type { ChildProcess } from 'node:child_process';
 import { copyFileSync, mkdtempSync, rmSync } from 'node:fs';
 import os, { tmpdir } from 'node:os';
@@ -22,6 +28,11 @@ import { TapBackend } from '../lib/net/tap.js';
 export interface NetBenchOptions {
   /** iperf3 seconds per direction (default 10). */
   iterations?: number;
+  /**
+   * Rounds of (node-kvm 8139cp, QEMU), alternating, in the one lab boot (default 3); the table
+   * shows each one's median and the rounds follow it. 8139too runs once, after them.
+   */
+  runs?: number;
   /** CPUs of the nested lab when the bench runs in one (default 1). */
   labCpus?: number;
   log?: (line: string) => void;
@@ -213,14 +224,27 @@ async function runQemu(files: { kernel: string; initrd: string }, seconds: numbe
 const f1 = (v: number | undefined): string => (v === undefined ? '-' : v.toFixed(v < 10 ? 2 : 1));
 const ratio = (a: number | undefined, b: number | undefined): string => (a === undefined || b === undefined || b === 0 ? '-' : `${(a / b).toFixed(2)}x`);
 
+function median(values: (number | undefined)[]): number | undefined {
+  const v = values.filter((x): x is number => x !== undefined && Number.isFinite(x)).sort((a, b) => a - b);
+  if (v.length === 0) return undefined;
+  const mid = v.length >> 1;
+  return v.length % 2 === 1 ? v[mid] : (v[mid - 1]! + v[mid]!) / 2;
+}
+
 function report(samples: Sample[], seconds: number, where: string, log: (l: string) => void): void {
-  const ours = samples.find((s) => s.label === 'node-kvm 8139cp');
-  const qemu = samples.find((s) => s.label === 'QEMU rtl8139');
-  log(`net: iperf3 -t ${seconds} -O ${OMIT_SECONDS} each way (the first ${OMIT_SECONDS} s not counted), ping x10 (guest ${GUEST_IP} -> netns ${HOST_IP} over a TAP), ${where}, one run`);
-  const cols = samples.map((s) => s.label.padStart(18)).join('');
+  const labels = [...new Set(samples.map((s) => s.label))];
+  const groups = labels.map((label) => samples.filter((s) => s.label === label));
+  const rounds = Math.max(...groups.map((g) => g.length));
+  const ours = groups.find((g) => g[0]!.label === 'node-kvm 8139cp');
+  const qemu = groups.find((g) => g[0]!.label === 'QEMU rtl8139');
+  log(`net: iperf3 -t ${seconds} -O ${OMIT_SECONDS} each way (the first ${OMIT_SECONDS} s not counted), ping x10 (guest ${GUEST_IP} -> netns ${HOST_IP} over a TAP), ${where}, one lab boot`);
+  if (rounds > 1) log(`net: each column is the median of its runs (listed below the table); 8139cp and QEMU alternate`);
+  const cols = groups.map((g) => `${g[0]!.label}${g.length > 1 ? ` (${g.length})` : ''}`.padStart(22)).join('');
   log(`${''.padEnd(30)}${cols}   node-kvm/QEMU (8139cp)`);
-  const row = (name: string, get: (s: Sample) => number | undefined, r = true): void =>
-    log(`${name.padEnd(30)}${samples.map((s) => f1(get(s)).padStart(18)).join('')}${r ? `   ${ratio(ours && get(ours), qemu && get(qemu))}` : ''}`);
+  const row = (name: string, get: (s: Sample) => number | undefined, r = true): void => {
+    const m = (g: Sample[] | undefined): number | undefined => (g === undefined ? undefined : median(g.map(get)));
+    log(`${name.padEnd(30)}${groups.map((g) => f1(m(g)).padStart(22)).join('')}${r ? `   ${ratio(m(ours), m(qemu))}` : ''}`);
+  };
   row('guest->host Mbit/s', (s) => s.up?.mbps);
   row('  retransmits', (s) => s.up?.retransmits, false);
   row('  guest sender RTT ms (mean)', (s) => s.up?.meanRttMs, false);
@@ -233,12 +257,19 @@ function report(samples: Sample[], seconds: number, where: string, log: (l: stri
   row('exits/packet host->guest', (s) => s.down?.exitsPerPacket, false);
   row('RX held back (host->guest)', (s) => s.down?.rxQueued, false);
   row('RX missed (host->guest)', (s) => s.down?.rxMissed, false);
+  if (rounds > 1) {
+    log('runs (guest->host Mbit/s @ guest TX bytes/skb, host->guest Mbit/s):');
+    for (const g of groups) {
+      log(`  ${g[0]!.label.padEnd(18)} ${g.map((s) => `${f1(s.up?.mbps)} @ ${f1(s.guestTxFrameBytes)}, ${f1(s.down?.mbps)}`).join('  |  ')}`);
+    }
+  }
   for (const s of samples) if (s.error !== undefined) log(`  ${s.label}: ${s.error}`);
 }
 
 export async function runNetBench(opts: NetBenchOptions = {}): Promise<void> {
   const log = opts.log ?? ((l: string) => process.stdout.write(l + '\n'));
   const seconds = Math.max(2, opts.iterations ?? 10);
+  const rounds = Math.max(1, opts.runs ?? 3);
   const iperf = findCommand('iperf3');
   if (iperf === undefined) throw new Error('iperf3 not found: the net bench runs it on both sides (apt-get install iperf3)');
   const inLab = process.env.NODE_KVM_LAB === '1';
@@ -247,7 +278,7 @@ export async function runNetBench(opts: NetBenchOptions = {}): Promise<void> {
     log('net: this host\'s /dev/kvm cannot boot Linux; running the bench inside one nested-lab boot');
     await getImage('net', { build: true, buildOptions, log: (l) => log(`net: image: ${l}`) });
     const index = fileURLToPath(new URL('./index.js', import.meta.url));
-    const r = await runInLab({ command: [process.execPath, index, 'net', `--iterations=${seconds}`], cpus: opts.labCpus,
+    const r = await runInLab({ command: [process.execPath, index, 'net', `--iterations=${seconds}`, `--runs=${rounds}`], cpus: opts.labCpus,
       stdout: process.stdout, stderr: process.stderr });
     if (r.exitCode !== 0) throw new Error(`net bench in the lab failed (exit ${r.exitCode}): ${r.error ?? ''}\n${r.consoleTail}`);
     return;
@@ -262,11 +293,10 @@ export async function runNetBench(opts: NetBenchOptions = {}): Promise<void> {
     copyFileSync(img.kernel, files.kernel);
     copyFileSync(img.initrd, files.initrd);
     const samples: Sample[] = [];
-    for (const run of [
-      () => runNodeKvm(files, 0x20, seconds),
-      () => runQemu(files, seconds, inLab),
-      () => runNodeKvm(files, 0x10, seconds),
-    ]) {
+    const runs: (() => Promise<Sample>)[] = [];
+    for (let i = 0; i < rounds; i++) runs.push(() => runNodeKvm(files, 0x20, seconds), () => runQemu(files, seconds, inLab));
+    runs.push(() => runNodeKvm(files, 0x10, seconds));
+    for (const run of runs) {
       samples.push(await run().catch((e: unknown) => ({ label: '?', error: String((e as Error)?.stack ?? e) })));
     }
     const where = inLab ? `nested lab (QEMU TCG + SVM, ${os.cpus().length} L1 CPU(s), both VMMs on kvm_amd in L1)` : 'this host';

@@ -101,6 +101,13 @@ export interface INative {
   /** Frames already queued on the TAP; `errno` is set on the array only when reading failed. */
   tapReadNow(fd: number): Uint8Array[] & { errno?: number };
   tapClose(fd: number): void;
+  /** Start fd's writer thread (idempotent); its queue holds at most `maxQueuedBytes`. */
+  tapWriterStart(fd: number, maxQueuedBytes: number): void;
+  /** 1 queued, 0 dropped (queue full), -errno once the writer stopped for good (EBADFD). */
+  tapWriteQueued(fd: number, frame: Uint8Array, header?: Uint8Array): number;
+  tapWriterStats(fd: number): { frames: number; bytes: number; dropped: number; errors: number; errno: number; queuedBytes: number } | undefined;
+  tapWriterStop(fd: number): void;
+  tapWriterCount(): number;
   tapReaderCount(): number;
   // snapshots: in-kernel irqchip/PIT/kvmclock, XSAVE, TSC rate, copy-on-write file mappings
   getIrqchip(vmfd: number, chipId: number): Uint8Array;

@@ -3,6 +3,7 @@
 #include <napi.h>
 
 #include "common.h"
+#include "tap-writer.h"
 
 namespace nkvm {
 
@@ -16,6 +17,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InitVcpuThread(env, exports);
   InitLayout(env, exports);
   InitTap(env, exports);
+  InitTapWriter(env, exports);
   InitSnapshot(env, exports);
   InitMemfd(env, exports);
   return exports;

@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "common.h"
+#include "tap-writer.h"
 
 namespace nkvm {
 namespace {
@@ -90,6 +91,7 @@ void EnvCleanup(void* arg) {
   for (Reader* r : mine) {
     int fd = r->fd;
     Retire(r);
+    StopTapWriter(fd);
     close(fd);
   }
 }
@@ -333,6 +335,7 @@ Napi::Value TapWrite(const Napi::CallbackInfo& info) {
 // Stop reading, free the poll handle (asynchronously, via uv_close) and close the fd.
 Napi::Value TapClose(const Napi::CallbackInfo& info) {
   int fd = FdArg(info, 0);
+  StopTapWriter(fd);  // joined first: its writes must not reach a reused fd number
   Reader* r = Find(fd);
   if (r != nullptr) Retire(r);  // unregisters the fd from epoll before it is closed
   if (close(fd) < 0 && errno != EINTR) ThrowErrno(info.Env(), errno, "close");

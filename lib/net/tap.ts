@@ -20,6 +20,15 @@ export interface TapOptions {
    * (IFF_VNET_HDR), instead of having the NIC cut them into segments first (default true).
    */
   segmentationOffload?: boolean;
+  /**
+   * Write frames from a native thread (default true). The NIC's transmit then returns once
+   * the frame is copied into a bounded queue, instead of running the host's receive path for
+   * the frame (IP, TCP, the reader's wake-up, often its ACK) inside the guest's exit. False:
+   * each send writes the fd on the calling thread.
+   */
+  writeThread?: boolean;
+  /** Bytes the writer thread may hold queued (default 4 MiB); a frame beyond it is dropped. */
+  writeQueueBytes?: number;
 }
 
 export interface TapStats {
@@ -30,7 +39,10 @@ export interface TapStats {
   rxBatches: number;
   /** Read errors; reading stops after one (the interface was deleted, e.g. with its netns). */
   rxErrors: number;
-  /** Frames written; a TSO frame handed over whole counts once (see txSegmented). */
+  /**
+   * Frames written; a TSO frame handed over whole counts once (see txSegmented). With the
+   * writer thread, frames it has written so far (frames still queued at close are discarded).
+   */
   txFrames: number;
   txBytes: number;
   /** Of txFrames, the TSO frames written whole (GSO), and the segments they made. */
@@ -42,6 +54,10 @@ export interface TapStats {
   txErrors: number;
 }
 
+interface WriterCounts { frames: number; bytes: number; dropped: number; errors: number }
+
+/** TapOptions.writeQueueBytes by default: 64 of the largest frames. */
+const DEFAULT_WRITE_QUEUE_BYTES = 4 * 1024 * 1024;
 const ETH_HLEN = 14;
 /** Offset of the checksum field in a TCP header (RFC 793). */
 const TCP_CHECKSUM_OFFSET = 16;
@@ -88,10 +104,14 @@ export class TapBackend extends BackendBase {
   readonly name: string;
   /** True when we attached to an administrator's persistent TAP (it outlives close()). */
   readonly persistent: boolean;
-  readonly stats: TapStats = {
+  private readonly counts: TapStats = {
     rxFrames: 0, rxBytes: 0, rxBatches: 0, rxErrors: 0,
     txFrames: 0, txBytes: 0, txSegmented: 0, txSegments: 0, txDropped: 0, txErrors: 0,
   };
+  /** Whether a native writer thread does the writes (TapOptions.writeThread). */
+  private threaded = false;
+  /** The writer thread's counters, kept when the TAP closes. */
+  private writerFinal: WriterCounts | undefined;
   private fd: number;
   private paused = false;
   /** virtio-net header for plain frames (all zero), or undefined without IFF_VNET_HDR. */
@@ -118,6 +138,15 @@ export class TapBackend extends BackendBase {
       n.tapClose(opened.fd);
       throw e;
     }
+    if (options.writeThread !== false) {
+      const bytes = options.writeQueueBytes ?? DEFAULT_WRITE_QUEUE_BYTES;
+      if (!Number.isSafeInteger(bytes) || bytes < 0x10000 + 64) {
+        tap.close();
+        throw new InvalidArgumentError(`writeQueueBytes must be an integer of at least ${0x10000 + 64} (one largest frame), got ${bytes}`);
+      }
+      n.tapWriterStart(opened.fd, bytes);
+      tap.threaded = true;
+    }
     if (options.ref === false) tap.unref();
     return tap;
   }
@@ -143,6 +172,24 @@ export class TapBackend extends BackendBase {
     }
   }
 
+  /** Counters; with the writer thread, its writes and losses so far are included. */
+  get stats(): TapStats {
+    const w = this.threaded ? (this.closed ? this.writerFinal : native().tapWriterStats(this.fd)) : undefined;
+    if (w === undefined) return { ...this.counts };
+    const c = this.counts;
+    return { ...c, txFrames: c.txFrames + w.frames, txBytes: c.txBytes + w.bytes,
+      txDropped: c.txDropped + w.dropped, txErrors: c.txErrors + w.errors };
+  }
+
+  /**
+   * Wait (at most a second) until the writer thread has written every frame sent so far; a
+   * no-op without one. Anything the host stack answered inside those writes is then ready for
+   * pollReceive().
+   */
+  flushWrites(): void {
+    if (this.threaded && !this.closed) native().tapWriterStats(this.fd);
+  }
+
   /** Whether sendSegmented() hands TSO frames to the kernel whole. */
   get segmentationOffload(): boolean {
     return this.gsoHeader !== undefined;
@@ -151,17 +198,17 @@ export class TapBackend extends BackendBase {
   private onFrames(frames: Uint8Array[], errno: number): void {
     if (this.closed) return;
     if (frames.length > 0) {
-      this.stats.rxBatches++;
+      this.counts.rxBatches++;
       for (const f of frames) {
-        this.stats.rxFrames++;
-        this.stats.rxBytes += f.length;
+        this.counts.rxFrames++;
+        this.counts.rxBytes += f.length;
         this.deliver(f);
         if (this.closed) return; // a listener closed us mid-batch
       }
     }
     if (errno !== 0) {
       // The interface went away under the fd (deleted, or its netns destroyed): no carrier.
-      this.stats.rxErrors++;
+      this.counts.rxErrors++;
       this.setLink(false);
     }
   }
@@ -169,11 +216,11 @@ export class TapBackend extends BackendBase {
   send(frame: Uint8Array): void {
     if (this.closed) return;
     if (!this.linkUp) {
-      this.stats.txDropped++;
+      this.counts.txDropped++;
       return;
     }
     if (frame.length < ETH_HLEN) {
-      this.stats.txErrors++;
+      this.counts.txErrors++;
       return;
     }
     this.write(frame, this.plainHeader);
@@ -196,7 +243,7 @@ export class TapBackend extends BackendBase {
       throw new InvalidArgumentError(`TAP ${this.name}: bad TCP segmentation request ${JSON.stringify(tso)} for a ${frame.length}-byte frame`);
     if (this.closed) return true;
     if (!this.linkUp) {
-      this.stats.txDropped++;
+      this.counts.txDropped++;
       return true;
     }
     const V = native().layout.virtio_net_hdr;
@@ -204,33 +251,43 @@ export class TapBackend extends BackendBase {
     dv.setUint16(V.gso_size!, mss, true);
     dv.setUint16(V.csum_start!, l4Offset, true);
     if (this.write(frame, h)) {
-      this.stats.txSegmented++;
-      this.stats.txSegments += tso.segments;
+      this.counts.txSegmented++;
+      this.counts.txSegments += tso.segments;
     }
     return true;
   }
 
-  /** One write of header + frame, counted; true if the kernel took it. */
+  /** One write of header + frame, counted; true if the kernel (or the writer's queue) took it. */
   private write(frame: Uint8Array, header: Uint8Array | undefined): boolean {
+    if (this.threaded) return this.queue(frame, header);
     let n: number;
     try {
       n = native().tapWrite(this.fd, frame, header);
     } catch (e) {
       if (e instanceof KvmError && e.code === 'EIO') {
-        this.stats.txDropped++; // host side of the TAP is administratively down
+        this.counts.txDropped++; // host side of the TAP is administratively down
         return false;
       }
-      this.stats.txErrors++;
+      this.counts.txErrors++;
       if (e instanceof KvmError && (e.code === 'EBADFD' || e.code === 'EBADF')) this.setLink(false);
       return false;
     }
     if (n < 0) {
-      this.stats.txDropped++;
+      this.counts.txDropped++;
       return false;
     }
-    this.stats.txFrames++;
-    this.stats.txBytes += n - (header?.length ?? 0);
+    this.counts.txFrames++;
+    this.counts.txBytes += n - (header?.length ?? 0);
     return true;
+  }
+
+  /** Hand header + frame to the writer thread, which counts what it writes and loses. */
+  private queue(frame: Uint8Array, header: Uint8Array | undefined): boolean {
+    const r = native().tapWriteQueued(this.fd, frame, header);
+    if (r > 0) return true;
+    // r < 0: the writer met EBADFD (the interface went away under the fd): no carrier.
+    if (r < 0) this.setLink(false);
+    return false;
   }
 
   /** Deliver what the TAP already holds without waiting for libuv (see NetBackend.pollReceive). */
@@ -276,6 +333,7 @@ export class TapBackend extends BackendBase {
     super.close();
     const fd = this.fd;
     this.fd = -1;
+    if (this.threaded) this.writerFinal = native().tapWriterStats(fd);
     native().tapClose(fd);
   }
 

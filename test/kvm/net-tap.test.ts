@@ -38,6 +38,7 @@ function requireTap(t: TestContext): boolean {
 }
 
 const fdCount = (): number => readdirSync('/proc/self/fd').length;
+const threadCount = (): number => readdirSync('/proc/self/task').length;
 const nextTurn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
 // The made-up host behind the TAP, and the namespace's side of the link.
@@ -112,6 +113,18 @@ function icmpEchoRequest(dstMac: Uint8Array): Uint8Array {
   return f;
 }
 
+/** A broadcast ARP who-has 10.0.4.2 from 10.0.4.(10 + i % 200), MAC 52:54:00:00:00:i. */
+function arpRequest(i: number): Uint8Array {
+  const f = new Uint8Array(42);
+  f.fill(0xff, 0, 6);
+  f.set([0x52, 0x54, 0x00, 0x00, 0x00, i & 0xff], 6);
+  f.set([0x08, 0x06, 0x00, 0x01, 0x08, 0x00, 6, 4, 0x00, 0x01], 12);
+  f.set(f.subarray(6, 12), 22);
+  f.set([10, 0, 4, 10 + (i % 200)], 28);
+  f.set([10, 0, 4, 2], 38);
+  return f;
+}
+
 const macText = (m: Uint8Array): string => [...m].map((b) => b.toString(16).padStart(2, '0')).join(':');
 const ipText = (a: Uint8Array): string => [...a].join('.');
 
@@ -153,13 +166,15 @@ test('a netns pings a made-up host behind the TAP: ARP request in, ARP + ICMP ec
     const neigh = await ns.ip(['neigh', 'show', ipText(GUEST_IP), 'dev', tap.name]);
     assert.match(neigh.stdout, new RegExp(macText(GUEST_MAC)));
 
-    // The namespace's kernel answers inside the write: pollReceive() hands the reply over
-    // synchronously, before the event loop turns (what the NIC relies on after a TX burst).
+    // The namespace's kernel answers inside the write: once the writer thread has written the
+    // request (flushWrites), pollReceive() hands the reply over synchronously, before the
+    // event loop turns.
     let replies = 0;
     const off = tap.onReceive((f) => {
       if (f.length >= 42 && be16(f, 12) === 0x0800 && f[14 + 9] === 1 && f[34] === 0 && eqBytes(f.subarray(30, 34), GUEST_IP)) replies++;
     });
     tap.send(icmpEchoRequest(req.senderMac));
+    tap.flushWrites();
     tap.pollReceive();
     off();
     assert.equal(replies, 1, 'the echo reply was not waiting right after the write');
@@ -260,11 +275,48 @@ test('close() releases the fd and the poll handle (50 open/close cycles)', { tim
   await nextTurn();
   const fds0 = fdCount();
   const readers0 = native().tapReaderCount();
+  const writers0 = native().tapWriterCount();
+  const threads0 = threadCount();
   for (let i = 0; i < 50; i++) await once();
   await nextTurn();
-  t.diagnostic(`fds ${fds0} -> ${fdCount()}, live poll handles ${readers0} -> ${native().tapReaderCount()}`);
+  t.diagnostic(`fds ${fds0} -> ${fdCount()}, live poll handles ${readers0} -> ${native().tapReaderCount()}, writer threads ${writers0} -> ${native().tapWriterCount()}, threads ${threads0} -> ${threadCount()}`);
   assert.equal(fdCount(), fds0);
   assert.equal(native().tapReaderCount(), readers0);
+  assert.equal(native().tapWriterCount(), writers0);
+  assert.equal(threadCount(), threads0);
+});
+
+test('the writer thread: every frame sent is written and counted, the host answers them, a bad queue size is refused', { timeout: 60_000 }, async (t) => {
+  if (!requireTap(t)) return;
+  assert.throws(() => TapBackend.open({ writeQueueBytes: 1000 }), { code: 'ERR_INVALID_ARG' });
+  const ns = await NetNs.create();
+  const tap = TapBackend.open();
+  const sync = TapBackend.open({ writeThread: false });
+  try {
+    await ns.adoptLink(tap.name, '10.0.4.2/24');
+    // 200 ARP requests from the guest's side: the host stack answers each one it received.
+    const replies: number[] = [];
+    tap.onReceive((f) => {
+      if (f.length >= 42 && f[12] === 0x08 && f[13] === 0x06 && f[21] === 2) replies.push((f[38]! << 24 | f[39]! << 16 | f[40]! << 8 | f[41]!) >>> 0);
+    });
+    for (let i = 0; i < 200; i++) tap.send(arpRequest(i));
+    const s = tap.stats; // waits for the queue to drain: every send above is counted
+    assert.equal(s.txFrames + s.txDropped, 200);
+    assert.equal(s.txErrors, 0);
+    assert.equal(s.txBytes, s.txFrames * 42);
+    for (let i = 0; i < 100 && replies.length < s.txFrames; i++) await new Promise((resolve) => setTimeout(resolve, 20));
+    t.diagnostic(`written ${s.txFrames}, dropped ${s.txDropped}, replies ${replies.length}`);
+    assert.ok(replies.length > 0);
+    // On the calling thread nothing is queued: the counts are there at once.
+    sync.send(arpRequest(0));
+    assert.equal(sync.stats.txFrames + sync.stats.txDropped, 1);
+  } finally {
+    tap.close();
+    sync.close();
+    await ns.close();
+  }
+  // Closed: the last counts stay readable, and the thread is gone.
+  assert.equal(tap.stats.txFrames + tap.stats.txDropped, 200);
 });
 
 /**
