@@ -21,10 +21,12 @@ export interface TapOptions {
    */
   segmentationOffload?: boolean;
   /**
-   * Write frames from a native thread (default true). The NIC's transmit then returns once
-   * the frame is copied into a bounded queue, instead of running the host's receive path for
-   * the frame (IP, TCP, the reader's wake-up, often its ACK) inside the guest's exit. False:
-   * each send writes the fd on the calling thread.
+   * Write frames from a native thread (default false: each send writes the fd on the calling
+   * thread). The NIC's transmit then returns once the frame is copied into a bounded queue,
+   * instead of running the host's receive path for it (IP, TCP, the reader's wake-up, often
+   * its ACK) inside the guest's exit. In the one-CPU lab that made transfers 20–30% slower:
+   * the ACK the write provokes then reaches the guest through a kick and an event-loop turn
+   * instead of being read back inside the same exit (README, Known limits).
    */
   writeThread?: boolean;
   /** Bytes the writer thread may hold queued (default 4 MiB); a frame beyond it is dropped. */
@@ -138,7 +140,7 @@ export class TapBackend extends BackendBase {
       n.tapClose(opened.fd);
       throw e;
     }
-    if (options.writeThread !== false) {
+    if (options.writeThread === true) {
       const bytes = options.writeQueueBytes ?? DEFAULT_WRITE_QUEUE_BYTES;
       if (!Number.isSafeInteger(bytes) || bytes < 0x10000 + 64) {
         tap.close();

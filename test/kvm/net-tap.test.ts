@@ -261,8 +261,9 @@ try { TapBackend.open(); console.log('opened'); } catch (e) { console.log(JSON.s
 
 test('close() releases the fd and the poll handle (50 open/close cycles)', { timeout: 300_000 }, async (t) => {
   if (!requireTap(t)) return;
+  let cycle = 0;
   const once = async (): Promise<void> => {
-    const tap = TapBackend.open();
+    const tap = TapBackend.open({ writeThread: cycle++ % 2 === 0 });
     tap.onReceive(() => undefined);
     tap.send(new Uint8Array(60)); // host side down: counted, not thrown
     assert.equal(tap.stats.txDropped + tap.stats.txFrames, 1);
@@ -288,10 +289,10 @@ test('close() releases the fd and the poll handle (50 open/close cycles)', { tim
 
 test('the writer thread: every frame sent is written and counted, the host answers them, a bad queue size is refused', { timeout: 60_000 }, async (t) => {
   if (!requireTap(t)) return;
-  assert.throws(() => TapBackend.open({ writeQueueBytes: 1000 }), { code: 'ERR_INVALID_ARG' });
+  assert.throws(() => TapBackend.open({ writeThread: true, writeQueueBytes: 1000 }), { code: 'ERR_INVALID_ARG' });
   const ns = await NetNs.create();
-  const tap = TapBackend.open();
-  const sync = TapBackend.open({ writeThread: false });
+  const tap = TapBackend.open({ writeThread: true });
+  const sync = TapBackend.open();
   try {
     await ns.adoptLink(tap.name, '10.0.4.2/24');
     // 200 ARP requests from the guest's side: the host stack answers each one it received.
