@@ -140,12 +140,12 @@ export class TapBackend extends BackendBase {
       n.tapClose(opened.fd);
       throw e;
     }
+    const bytes = options.writeQueueBytes ?? DEFAULT_WRITE_QUEUE_BYTES;
+    if (!Number.isSafeInteger(bytes) || bytes < 0x10000 + 64) {
+      tap.close();
+      throw new InvalidArgumentError(`writeQueueBytes must be an integer of at least ${0x10000 + 64} (one largest frame), got ${bytes}`);
+    }
     if (options.writeThread === true) {
-      const bytes = options.writeQueueBytes ?? DEFAULT_WRITE_QUEUE_BYTES;
-      if (!Number.isSafeInteger(bytes) || bytes < 0x10000 + 64) {
-        tap.close();
-        throw new InvalidArgumentError(`writeQueueBytes must be an integer of at least ${0x10000 + 64} (one largest frame), got ${bytes}`);
-      }
       n.tapWriterStart(opened.fd, bytes);
       tap.threaded = true;
     }
