@@ -8,10 +8,11 @@
 // packet the NIC moved during each transfer, and the NIC's RX backpressure counters.
 //
 // Why rounds and medians: on one TCG CPU a guest->host transfer settles into one of two
-// states and stays there, for either VMM. Either the guest's TCP sends large TSO frames (11-17
-// KB per skb, RTT ~10-25 ms), or its RTT inflates to ~100 ms, TCP's TSO autosizing drops to
+// states and stays there, for either VMM. Either the guest's TCP sends large TSO frames (7-17
+// KB per skb, RTT ~10-25 ms), or its RTT inflates to 75-100 ms, TCP's TSO autosizing drops to
 // two segments per skb and the cost per byte of everything (guest, VMM, host stack) rises
-// 4-5x. Which one a 10 s run lands in varies from run to run, so one run per VMM says little.
+// 4-6x. Which one a 10 s run lands in varies from run to run, so one run per VMM says little
+// (README, Known limits).
 import type { ChildProcess } from 'node:child_process';
 import { copyFileSync, mkdtempSync, rmSync } from 'node:fs';
 import os, { tmpdir } from 'node:os';
