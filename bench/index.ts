@@ -1,4 +1,4 @@
-// `npm run bench [filter] [--runs=N] [--iterations=N] [--lab-cpus=N]`: runs every benchmark whose name contains
+// `npm run bench [filter] [--runs=N] [--iterations=N] [--lab-cpus=N] [--warmup=N]`: runs every benchmark whose name contains
 // `filter` (all without one). Benchmarks print their own figures; nothing here asserts on time.
 import { runExitRoundtrip } from './exit-roundtrip.js';
 import { runNetBench } from './net.js';
@@ -16,6 +16,8 @@ interface BenchOptions {
   iterations?: number;
   /** CPUs of the nested lab, for benches that run inside one (default 1). */
   labCpus?: number;
+  /** net: seconds of unmeasured transfer before the warm measurements (default 20). */
+  warmup?: number;
 }
 
 const benches: Bench[] = [
@@ -30,9 +32,9 @@ function parseArgs(argv: readonly string[]): { filter: string | undefined; opts:
   let filter: string | undefined;
   const opts: BenchOptions = {};
   for (const a of argv) {
-    const m = /^--(runs|iterations|lab-cpus)=(\d+)$/.exec(a);
-    if (m !== null) opts[m[1] === 'lab-cpus' ? 'labCpus' : m[1] as 'runs' | 'iterations'] = Number(m[2]);
-    else if (a.startsWith('--')) throw new Error(`unknown option ${a} (known: --runs=N, --iterations=N, --lab-cpus=N)`);
+    const m = /^--(runs|iterations|lab-cpus|warmup)=(\d+)$/.exec(a);
+    if (m !== null) opts[m[1] === 'lab-cpus' ? 'labCpus' : m[1] as 'runs' | 'iterations' | 'warmup'] = Number(m[2]);
+    else if (a.startsWith('--')) throw new Error(`unknown option ${a} (known: --runs=N, --iterations=N, --lab-cpus=N, --warmup=N)`);
     else filter = a;
   }
   return { filter, opts };

@@ -36,6 +36,11 @@ export interface NetBenchOptions {
   runs?: number;
   /** CPUs of the nested lab when the bench runs in one (default 1). */
   labCpus?: number;
+  /**
+   * Seconds of unmeasured guest->host iperf3 before both directions are measured again
+   * (default 20; 0 skips it): the steady state once the JIT has compiled the network path.
+   */
+  warmup?: number;
   log?: (line: string) => void;
 }
 
@@ -60,6 +65,10 @@ interface Sample {
   label: string;
   up?: Transfer;
   down?: Transfer;
+  /** The same two transfers again after the warm-up (NetBenchOptions.warmup). */
+  warmUp?: Transfer;
+  warmDown?: Transfer;
+  warmTxFrameBytes?: number;
   pingAvgMs?: number;
   /** Guest→host: bytes per packet the guest's driver handed the NIC (TSO frames count once). */
   guestTxFrameBytes?: number;
@@ -74,8 +83,18 @@ interface Sample {
  */
 const OMIT_SECONDS = 2;
 
-/** The guest's whole job: ping, iperf3 up, iperf3 down (reverse), each between markers. */
-function guestScript(seconds: number): string {
+/**
+ * The guest's whole job: ping, iperf3 up, iperf3 down (reverse), each between markers; then,
+ * with a warm-up, `warmup` s of unmeasured iperf3 up and both directions again.
+ */
+function guestScript(seconds: number, warmup: number): string {
+  const warm = warmup <= 0 ? [] : [
+    `iperf3 -c ${HOST_IP} -t ${warmup} -i 0 > /dev/null`,
+    `echo ${MARK}-DEV2 $(grep eth0: /proc/net/dev)`,
+    `echo ${MARK}-WUP; iperf3 -c ${HOST_IP} -t ${seconds} -O ${OMIT_SECONDS} -i 0 -J; echo ${MARK}-WUPEND`,
+    `echo ${MARK}-DEV3 $(grep eth0: /proc/net/dev)`,
+    `echo ${MARK}-WDOWN; iperf3 -c ${HOST_IP} -t ${seconds} -O ${OMIT_SECONDS} -i 0 -R -J; echo ${MARK}-WDOWNEND`,
+  ];
   return [
     `echo ${MARK}-PING; ping -c 10 -i 0.2 ${HOST_IP} | tail -1`,
     // The driver counts one TX packet per skb: a TSO frame is one, however many segments.
@@ -83,6 +102,7 @@ function guestScript(seconds: number): string {
     `echo ${MARK}-UP; iperf3 -c ${HOST_IP} -t ${seconds} -O ${OMIT_SECONDS} -i 0 -J; echo ${MARK}-UPEND`,
     `echo ${MARK}-DEV1 $(grep eth0: /proc/net/dev)`,
     `echo ${MARK}-DOWN; iperf3 -c ${HOST_IP} -t ${seconds} -O ${OMIT_SECONDS} -i 0 -R -J; echo ${MARK}-DOWNEND`,
+    ...warm,
   ].join('; ');
 }
 
@@ -104,7 +124,7 @@ function between(text: string, start: string, end: string): string | undefined {
 }
 
 /** Parse the console text of a finished guest script. */
-function parse(label: string, raw: string): Sample {
+function parse(label: string, raw: string, warmed: boolean): Sample {
   const text = raw.replace(/\r/g, '');
   const s: Sample = { label };
   const ping = /round-trip min\/avg\/max = [\d.]+\/([\d.]+)\/[\d.]+ ms/.exec(text.slice(text.indexOf(`${MARK}-PING`)));
@@ -117,9 +137,15 @@ function parse(label: string, raw: string): Sample {
   const d0 = dev('DEV0');
   const d1 = dev('DEV1');
   if (d0 !== undefined && d1 !== undefined && d1[9]! > d0[9]!) s.guestTxFrameBytes = (d1[8]! - d0[8]!) / (d1[9]! - d0[9]!);
-  for (const [dir, key] of [['UP', 'up'], ['DOWN', 'down']] as const) {
+  const d2 = dev('DEV2');
+  const d3 = dev('DEV3');
+  if (d2 !== undefined && d3 !== undefined && d3[9]! > d2[9]!) s.warmTxFrameBytes = (d3[8]! - d2[8]!) / (d3[9]! - d2[9]!);
+  for (const [dir, key] of [['UP', 'up'], ['DOWN', 'down'], ['WUP', 'warmUp'], ['WDOWN', 'warmDown']] as const) {
     const body = between(text, `${MARK}-${dir}`, `${MARK}-${dir}END`);
-    if (body === undefined) { s.error = `no iperf3 ${key} output`; continue; }
+    if (body === undefined) {
+      if (warmed || key === 'up' || key === 'down') s.error = `no iperf3 ${key} output`;
+      continue;
+    }
     const json = JSON.parse(body.slice(body.indexOf('{'), body.lastIndexOf('}') + 1)) as IperfJson;
     if (json.error !== undefined) { s.error = `iperf3 ${key}: ${json.error}`; continue; }
     const bps = json.end?.sum_received?.bits_per_second ?? json.end?.sum_sent?.bits_per_second ?? 0;
@@ -143,19 +169,19 @@ async function withNetns<T>(fn: (ns: NetNs) => Promise<T>): Promise<T> {
   }
 }
 
-function cmdline(seconds: number): string {
-  const run64 = Buffer.from(guestScript(seconds)).toString('base64');
+function cmdline(seconds: number, warmup: number): string {
+  const run64 = Buffer.from(guestScript(seconds, warmup)).toString('base64');
   return `${DEFAULT_CMDLINE} quiet nkvm.ip=${GUEST_IP}/24 nkvm.run64=${run64}`;
 }
 
 /** Our VMM: TapBackend moved into the namespace, counters sampled at the guest's markers. */
-async function runNodeKvm(files: { kernel: string; initrd: string }, revision: 0x10 | 0x20, seconds: number): Promise<Sample> {
+async function runNodeKvm(files: { kernel: string; initrd: string }, revision: 0x10 | 0x20, seconds: number, warmup: number): Promise<Sample> {
   const label = `node-kvm ${revision === 0x20 ? '8139cp' : '8139too'}`;
   return withNetns(async (ns) => {
     const tap = TapBackend.open();
     try {
       await ns.adoptLink(tap.name, `${HOST_IP}/24`);
-      await using m = await Machine.create({ kernel: files.kernel, initrd: files.initrd, cmdline: cmdline(seconds), memory: '256M', cpus: 1,
+      await using m = await Machine.create({ kernel: files.kernel, initrd: files.initrd, cmdline: cmdline(seconds, warmup), memory: '256M', cpus: 1,
         net: [{ backend: tap, revision }] });
       const nic = m.platform.nics[0]!;
       let text = '';
@@ -176,10 +202,14 @@ async function runNodeKvm(files: { kernel: string; initrd: string }, revision: 0
       m.start();
       const up = await phase(`${MARK}-UP\r\n`, `${MARK}-UPEND`);
       const down = await phase(`${MARK}-DOWN\r\n`, `${MARK}-DOWNEND`);
+      const warmUp = warmup > 0 ? await phase(`${MARK}-WUP\r\n`, `${MARK}-WUPEND`) : undefined;
+      const warmDown = warmup > 0 ? await phase(`${MARK}-WDOWN\r\n`, `${MARK}-WDOWNEND`) : undefined;
       const r = await m.wait();
-      const s = parse(label, text);
+      const s = parse(label, text, warmup > 0);
       if (s.up) Object.assign(s.up, up);
       if (s.down) Object.assign(s.down, down);
+      if (s.warmUp && warmUp) Object.assign(s.warmUp, warmUp);
+      if (s.warmDown && warmDown) Object.assign(s.warmDown, warmDown);
       if (r.reason !== 'poweroff') s.error = `guest ended with ${r.reason}`;
       return s;
     } finally {
@@ -189,7 +219,7 @@ async function runNodeKvm(files: { kernel: string; initrd: string }, revision: 0
 }
 
 /** QEMU, started inside the namespace so its TAP is created there; its serial console on stdout. */
-async function runQemu(files: { kernel: string; initrd: string }, seconds: number, inLab: boolean): Promise<Sample> {
+async function runQemu(files: { kernel: string; initrd: string }, seconds: number, warmup: number, inLab: boolean): Promise<Sample> {
   const label = 'QEMU rtl8139';
   return withNetns(async (ns) => {
     const ifname = 'nkvmq0';
@@ -197,7 +227,7 @@ async function runQemu(files: { kernel: string; initrd: string }, seconds: numbe
     const cpu = inLab ? 'host,-xsave' : 'host';
     const child: ChildProcess = ns.spawn(['qemu-system-x86_64', '-accel', 'kvm', '-cpu', cpu, '-m', '256M', '-smp', '1',
       '-M', 'pc', '-nodefaults', '-no-user-config', '-display', 'none', '-vga', 'none', '-no-reboot', '-serial', 'stdio',
-      '-kernel', files.kernel, '-initrd', files.initrd, '-append', cmdline(seconds),
+      '-kernel', files.kernel, '-initrd', files.initrd, '-append', cmdline(seconds, warmup),
       '-netdev', `tap,id=n0,ifname=${ifname},script=no,downscript=no`, '-device', 'rtl8139,netdev=n0,mac=52:54:00:12:34:56']);
     let text = '';
     let err = '';
@@ -216,7 +246,7 @@ async function runQemu(files: { kernel: string; initrd: string }, seconds: numbe
     const timer = setTimeout(() => child.kill('SIGKILL'), 900_000);
     const code = await exited;
     clearTimeout(timer);
-    const s = parse(label, text);
+    const s = parse(label, text, warmup > 0);
     if (code !== 0) s.error = `QEMU exited with ${code}: ${err.trim()}`;
     return s;
   });
@@ -232,7 +262,7 @@ function median(values: (number | undefined)[]): number | undefined {
   return v.length % 2 === 1 ? v[mid] : (v[mid - 1]! + v[mid]!) / 2;
 }
 
-function report(samples: Sample[], seconds: number, where: string, log: (l: string) => void): void {
+function report(samples: Sample[], seconds: number, warmup: number, where: string, log: (l: string) => void): void {
   const labels = [...new Set(samples.map((s) => s.label))];
   const groups = labels.map((label) => samples.filter((s) => s.label === label));
   const rounds = Math.max(...groups.map((g) => g.length));
@@ -258,10 +288,20 @@ function report(samples: Sample[], seconds: number, where: string, log: (l: stri
   row('exits/packet host->guest', (s) => s.down?.exitsPerPacket, false);
   row('RX held back (host->guest)', (s) => s.down?.rxQueued, false);
   row('RX missed (host->guest)', (s) => s.down?.rxMissed, false);
+  if (warmup > 0) {
+    log(`after ${warmup} s more of unmeasured guest->host iperf3 (the JIT has compiled the network path), both again:`);
+    row('guest->host Mbit/s, warm', (s) => s.warmUp?.mbps);
+    row('  guest sender RTT ms (mean)', (s) => s.warmUp?.meanRttMs, false);
+    row('host->guest Mbit/s, warm', (s) => s.warmDown?.mbps);
+    row('guest TX bytes/skb (up), warm', (s) => s.warmTxFrameBytes, false);
+    row('exits/packet guest->host, warm', (s) => s.warmUp?.exitsPerPacket, false);
+    row('exits/packet host->guest, warm', (s) => s.warmDown?.exitsPerPacket, false);
+  }
   if (rounds > 1) {
-    log('runs (guest->host Mbit/s @ guest TX bytes/skb, host->guest Mbit/s):');
+    log(`runs (guest->host Mbit/s @ guest TX bytes/skb, host->guest Mbit/s${warmup > 0 ? '; the same warm' : ''}):`);
+    const warm = (s: Sample): string => (warmup > 0 ? `; ${f1(s.warmUp?.mbps)} @ ${f1(s.warmTxFrameBytes)}, ${f1(s.warmDown?.mbps)}` : '');
     for (const g of groups) {
-      log(`  ${g[0]!.label.padEnd(18)} ${g.map((s) => `${f1(s.up?.mbps)} @ ${f1(s.guestTxFrameBytes)}, ${f1(s.down?.mbps)}`).join('  |  ')}`);
+      log(`  ${g[0]!.label.padEnd(18)} ${g.map((s) => `${f1(s.up?.mbps)} @ ${f1(s.guestTxFrameBytes)}, ${f1(s.down?.mbps)}${warm(s)}`).join('  |  ')}`);
     }
   }
   for (const s of samples) if (s.error !== undefined) log(`  ${s.label}: ${s.error}`);
@@ -271,6 +311,7 @@ export async function runNetBench(opts: NetBenchOptions = {}): Promise<void> {
   const log = opts.log ?? ((l: string) => process.stdout.write(l + '\n'));
   const seconds = Math.max(2, opts.iterations ?? 10);
   const rounds = Math.max(1, opts.runs ?? 3);
+  const warmup = Math.max(0, opts.warmup ?? 20);
   const iperf = findCommand('iperf3');
   if (iperf === undefined) throw new Error('iperf3 not found: the net bench runs it on both sides (apt-get install iperf3)');
   const inLab = process.env.NODE_KVM_LAB === '1';
@@ -279,7 +320,7 @@ export async function runNetBench(opts: NetBenchOptions = {}): Promise<void> {
     log('net: this host\'s /dev/kvm cannot boot Linux; running the bench inside one nested-lab boot');
     await getImage('net', { build: true, buildOptions, log: (l) => log(`net: image: ${l}`) });
     const index = fileURLToPath(new URL('./index.js', import.meta.url));
-    const r = await runInLab({ command: [process.execPath, index, 'net', `--iterations=${seconds}`, `--runs=${rounds}`], cpus: opts.labCpus,
+    const r = await runInLab({ command: [process.execPath, index, 'net', `--iterations=${seconds}`, `--runs=${rounds}`, `--warmup=${warmup}`], cpus: opts.labCpus,
       stdout: process.stdout, stderr: process.stderr });
     if (r.exitCode !== 0) throw new Error(`net bench in the lab failed (exit ${r.exitCode}): ${r.error ?? ''}\n${r.consoleTail}`);
     return;
@@ -295,13 +336,13 @@ export async function runNetBench(opts: NetBenchOptions = {}): Promise<void> {
     copyFileSync(img.initrd, files.initrd);
     const samples: Sample[] = [];
     const runs: (() => Promise<Sample>)[] = [];
-    for (let i = 0; i < rounds; i++) runs.push(() => runNodeKvm(files, 0x20, seconds), () => runQemu(files, seconds, inLab));
-    runs.push(() => runNodeKvm(files, 0x10, seconds));
+    for (let i = 0; i < rounds; i++) runs.push(() => runNodeKvm(files, 0x20, seconds, warmup), () => runQemu(files, seconds, warmup, inLab));
+    runs.push(() => runNodeKvm(files, 0x10, seconds, warmup));
     for (const run of runs) {
       samples.push(await run().catch((e: unknown) => ({ label: '?', error: String((e as Error)?.stack ?? e) })));
     }
     const where = inLab ? `nested lab (QEMU TCG + SVM, ${os.cpus().length} L1 CPU(s), both VMMs on kvm_amd in L1)` : 'this host';
-    report(samples, seconds, where, log);
+    report(samples, seconds, warmup, where, log);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
