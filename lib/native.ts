@@ -105,8 +105,8 @@ export interface INative {
   tapWriterStart(fd: number, maxQueuedBytes: number): void;
   /** 1 queued, 0 dropped (queue full), -errno once the writer stopped for good (EBADFD). */
   tapWriteQueued(fd: number, frame: Uint8Array, header?: Uint8Array): number;
-  tapWriterStats(fd: number): { frames: number; bytes: number; dropped: number; errors: number; errno: number; queuedBytes: number } | undefined;
-  tapWriterStop(fd: number): void;
+  /** The writer's counters, after waiting (at most 1 s) for its queue to drain. */
+  tapWriterStats(fd: number): { frames: number; bytes: number; dropped: number; errors: number } | undefined;
   tapWriterCount(): number;
   tapReaderCount(): number;
   // snapshots: in-kernel irqchip/PIT/kvmclock, XSAVE, TSC rate, copy-on-write file mappings

@@ -35,10 +35,10 @@ struct Writer {
   bool busy = false;           // a write is under way (the queue may already be empty)
   std::condition_variable idle;  // the queue is empty and no write is under way
   // Counters the thread keeps; read at any time from the main thread.
-  std::atomic<double> frames{0};
-  std::atomic<double> bytes{0};
-  std::atomic<double> dropped{0};
-  std::atomic<double> errors{0};
+  std::atomic<uint64_t> frames{0};
+  std::atomic<uint64_t> bytes{0};
+  std::atomic<uint64_t> dropped{0};
+  std::atomic<uint64_t> errors{0};
   // The errno that ended writing for good (EBADFD: the interface is gone), 0 while healthy.
   std::atomic<int> fatal{0};
 };
@@ -54,15 +54,9 @@ std::shared_ptr<Writer> Find(int fd) {
   return it == g_writers.end() ? nullptr : it->second;
 }
 
-void Add(std::atomic<double>& a, double v) {
-  double cur = a.load(std::memory_order_relaxed);
-  while (!a.compare_exchange_weak(cur, cur + v, std::memory_order_relaxed)) {
-  }
-}
-
 void WriteOne(Writer& w, const std::vector<uint8_t>& buf, size_t hlen) {
   if (w.fatal.load() != 0) {
-    Add(w.dropped, 1);
+    w.dropped++;
     return;
   }
   ssize_t n;
@@ -70,12 +64,12 @@ void WriteOne(Writer& w, const std::vector<uint8_t>& buf, size_t hlen) {
     n = write(w.fd, buf.data(), buf.size());
   } while (n < 0 && errno == EINTR);
   if (n >= 0) {
-    Add(w.frames, 1);
-    Add(w.bytes, static_cast<double>(static_cast<size_t>(n) > hlen ? static_cast<size_t>(n) - hlen : 0));
+    w.frames++;
+    w.bytes += static_cast<size_t>(n) > hlen ? static_cast<size_t>(n) - hlen : 0;
   } else if (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS || errno == EIO) {
-    Add(w.dropped, 1);  // no room, or the host side of the TAP is down: the frame is lost
+    w.dropped++;  // no room, or the host side of the TAP is down: the frame is lost
   } else {
-    Add(w.errors, 1);
+    w.errors++;
     if (errno == EBADFD || errno == EBADF) w.fatal.store(errno);
   }
 }
@@ -144,7 +138,7 @@ Napi::Value TapWriteQueued(const Napi::CallbackInfo& info) {
   {
     std::lock_guard<std::mutex> l(w->mu);
     if (w->queued_bytes + total > w->max_bytes) {
-      Add(w->dropped, 1);
+      w->dropped++;
       return Napi::Number::New(env, 0);
     }
     std::vector<uint8_t> buf(total);
@@ -157,32 +151,23 @@ Napi::Value TapWriteQueued(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, 1);
 }
 
-// tapWriterStats(fd) -> { frames, bytes, dropped, errors, errno, queuedBytes } or undefined.
+// tapWriterStats(fd) -> { frames, bytes, dropped, errors } or undefined.
 // Waits (up to a second) for what is queued to be written first, so the counts cover every
 // frame sent before the call.
 Napi::Value TapWriterStats(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   std::shared_ptr<Writer> w = Find(FdArg(info, 0));
   if (w == nullptr) return env.Undefined();
-  size_t queued;
   {
     std::unique_lock<std::mutex> l(w->mu);
     w->idle.wait_for(l, std::chrono::seconds(1), [&] { return w->stop || (w->queue.empty() && !w->busy); });
-    queued = w->queued_bytes;
   }
   Napi::Object o = Napi::Object::New(env);
-  o.Set("frames", Napi::Number::New(env, w->frames.load()));
-  o.Set("bytes", Napi::Number::New(env, w->bytes.load()));
-  o.Set("dropped", Napi::Number::New(env, w->dropped.load()));
-  o.Set("errors", Napi::Number::New(env, w->errors.load()));
-  o.Set("errno", Napi::Number::New(env, w->fatal.load()));
-  o.Set("queuedBytes", Napi::Number::New(env, static_cast<double>(queued)));
+  o.Set("frames", Napi::Number::New(env, static_cast<double>(w->frames.load())));
+  o.Set("bytes", Napi::Number::New(env, static_cast<double>(w->bytes.load())));
+  o.Set("dropped", Napi::Number::New(env, static_cast<double>(w->dropped.load())));
+  o.Set("errors", Napi::Number::New(env, static_cast<double>(w->errors.load())));
   return o;
-}
-
-Napi::Value TapWriterStop(const Napi::CallbackInfo& info) {
-  StopTapWriter(FdArg(info, 0));
-  return info.Env().Undefined();
 }
 
 Napi::Value TapWriterCount(const Napi::CallbackInfo& info) {
@@ -216,7 +201,6 @@ void InitTapWriter(Napi::Env env, Napi::Object exports) {
   exports.Set("tapWriterStart", Napi::Function::New(env, TapWriterStart));
   exports.Set("tapWriteQueued", Napi::Function::New(env, TapWriteQueued));
   exports.Set("tapWriterStats", Napi::Function::New(env, TapWriterStats));
-  exports.Set("tapWriterStop", Napi::Function::New(env, TapWriterStop));
   exports.Set("tapWriterCount", Napi::Function::New(env, TapWriterCount));
 }
 
