@@ -48,20 +48,51 @@ export function multicastHashBit(mac: Uint8Array, offset = 0): number {
 }
 
 /**
- * Running sum of 16-bit big-endian words over bytes[start, end) (odd tail padded), exact in a
- * double up to 2^53; foldChecksum() reduces the result. Plain byte loads, four words a turn:
- * measured about twice as fast as DataView reads of 32-bit words, which need a DataView per
- * call (an allocation) and are slower still when frames come from several buffers.
+ * Running sum of 16-bit big-endian words over bytes[start, end) (odd tail padded), for
+ * foldChecksum() to reduce. The value is congruent to the plain word sum modulo 0xffff and zero
+ * only when that sum is, which is all the one's-complement fold sees. Spans of 64 bytes and more
+ * are summed as 32-bit little-endian words through a Uint32Array view: a quarter of the loads of
+ * a byte loop and no shifts, which matters most where every load is emulated (the nested lab's
+ * TCG ran the byte loop at 33 µs per received 1500-byte frame, a tenth of the VMM's CPU).
  */
 export function sum16(bytes: Uint8Array, start: number, end: number, initial = 0): number {
-  let s = initial;
-  let i = start;
-  for (; i + 7 < end; i += 8) {
+  if (end - start < 64) return initial + sum16Bytes(bytes, start, end, start);
+  // The 4-byte-aligned middle [a, b) as words, the 0-3 bytes either side one by one.
+  const base = bytes.byteOffset;
+  const a = start + ((4 - ((base + start) & 3)) & 3);
+  const words = (end - a) >>> 2;
+  const b = a + words * 4;
+  const w = new Uint32Array(bytes.buffer, base + a, words);
+  let s0 = 0;
+  let s1 = 0;
+  let i = 0;
+  for (; i + 3 < words; i += 4) {
+    s0 += w[i]! + w[i + 2]!;
+    s1 += w[i + 1]! + w[i + 3]!;
+  }
+  for (; i < words; i++) s0 += w[i]!;
+  // Exact in a double (< 2^53 for any 64 KiB span). A little-endian word holds two big-endian
+  // 16-bit words byte-swapped, and a byte swap is multiplication by 256 modulo 0xffff (2^16 ≡ 1):
+  // so the middle's big-endian sum is 256 * its little-endian sum when it starts on an even
+  // offset from `start`, and that sum unchanged on an odd one.
+  const le = s0 + s1;
+  let mid = le % 0xffff;
+  if (mid === 0 && le !== 0) mid = 0xffff;
+  if (((a - start) & 1) === 0) mid *= 256;
+  return initial + mid + sum16Bytes(bytes, start, a, start) + sum16Bytes(bytes, b, end, start);
+}
+
+/** Bytes [from, to) as big-endian 16-bit words paired from `origin` (even offsets are high). */
+function sum16Bytes(bytes: Uint8Array, from: number, to: number, origin: number): number {
+  let s = 0;
+  let i = from;
+  if (((i - origin) & 1) !== 0 && i < to) s += bytes[i++]!;
+  for (; i + 7 < to; i += 8) {
     s += ((bytes[i]! << 8) | bytes[i + 1]!) + ((bytes[i + 2]! << 8) | bytes[i + 3]!) +
       ((bytes[i + 4]! << 8) | bytes[i + 5]!) + ((bytes[i + 6]! << 8) | bytes[i + 7]!);
   }
-  for (; i + 1 < end; i += 2) s += (bytes[i]! << 8) | bytes[i + 1]!;
-  if (i < end) s += bytes[i]! << 8;
+  for (; i + 1 < to; i += 2) s += (bytes[i]! << 8) | bytes[i + 1]!;
+  if (i < to) s += bytes[i]! << 8;
   return s;
 }
 
