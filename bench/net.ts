@@ -262,6 +262,12 @@ function median(values: (number | undefined)[]): number | undefined {
   return v.length % 2 === 1 ? v[mid] : (v[mid - 1]! + v[mid]!) / 2;
 }
 
+/** One run: guest->host Mbit/s @ guest TX bytes/skb, host->guest Mbit/s; the same warm. */
+function runLine(s: Sample, warmup: number): string {
+  const warm = warmup > 0 ? `; ${f1(s.warmUp?.mbps)} @ ${f1(s.warmTxFrameBytes)}, ${f1(s.warmDown?.mbps)}` : '';
+  return `${f1(s.up?.mbps)} @ ${f1(s.guestTxFrameBytes)}, ${f1(s.down?.mbps)}${warm}`;
+}
+
 function report(samples: Sample[], seconds: number, warmup: number, where: string, log: (l: string) => void): void {
   const labels = [...new Set(samples.map((s) => s.label))];
   const groups = labels.map((label) => samples.filter((s) => s.label === label));
@@ -299,10 +305,7 @@ function report(samples: Sample[], seconds: number, warmup: number, where: strin
   }
   if (rounds > 1) {
     log(`runs (guest->host Mbit/s @ guest TX bytes/skb, host->guest Mbit/s${warmup > 0 ? '; the same warm' : ''}):`);
-    const warm = (s: Sample): string => (warmup > 0 ? `; ${f1(s.warmUp?.mbps)} @ ${f1(s.warmTxFrameBytes)}, ${f1(s.warmDown?.mbps)}` : '');
-    for (const g of groups) {
-      log(`  ${g[0]!.label.padEnd(18)} ${g.map((s) => `${f1(s.up?.mbps)} @ ${f1(s.guestTxFrameBytes)}, ${f1(s.down?.mbps)}${warm(s)}`).join('  |  ')}`);
-    }
+    for (const g of groups) log(`  ${g[0]!.label.padEnd(18)} ${g.map((s) => runLine(s, warmup)).join('  |  ')}`);
   }
   for (const s of samples) if (s.error !== undefined) log(`  ${s.label}: ${s.error}`);
 }
@@ -320,8 +323,10 @@ export async function runNetBench(opts: NetBenchOptions = {}): Promise<void> {
     log('net: this host\'s /dev/kvm cannot boot Linux; running the bench inside one nested-lab boot');
     await getImage('net', { build: true, buildOptions, log: (l) => log(`net: image: ${l}`) });
     const index = fileURLToPath(new URL('./index.js', import.meta.url));
+    // Each VMM run: a boot, ping, four transfers and the warm-up, plus slack for a slow L1.
+    const perRunS = 60 + 4 * (seconds + 5) + warmup;
     const r = await runInLab({ command: [process.execPath, index, 'net', `--iterations=${seconds}`, `--runs=${rounds}`, `--warmup=${warmup}`], cpus: opts.labCpus,
-      stdout: process.stdout, stderr: process.stderr });
+      stdout: process.stdout, stderr: process.stderr, timeoutMs: Math.max(1800, 300 + 2 * (2 * rounds + 1) * perRunS) * 1000 });
     if (r.exitCode !== 0) throw new Error(`net bench in the lab failed (exit ${r.exitCode}): ${r.error ?? ''}\n${r.consoleTail}`);
     return;
   }
@@ -338,8 +343,11 @@ export async function runNetBench(opts: NetBenchOptions = {}): Promise<void> {
     const runs: (() => Promise<Sample>)[] = [];
     for (let i = 0; i < rounds; i++) runs.push(() => runNodeKvm(files, 0x20, seconds, warmup), () => runQemu(files, seconds, warmup, inLab));
     runs.push(() => runNodeKvm(files, 0x10, seconds, warmup));
-    for (const run of runs) {
-      samples.push(await run().catch((e: unknown) => ({ label: '?', error: String((e as Error)?.stack ?? e) })));
+    for (const [i, run] of runs.entries()) {
+      const s: Sample = await run().catch((e: unknown) => ({ label: '?', error: String((e as Error)?.stack ?? e) }));
+      samples.push(s);
+      // One line per run as it ends, so a lab that stalls or times out still leaves its figures.
+      log(`net: run ${i + 1}/${runs.length} ${s.label}: ${s.error ?? runLine(s, warmup)}`);
     }
     const where = inLab ? `nested lab (QEMU TCG + SVM, ${os.cpus().length} L1 CPU(s), both VMMs on kvm_amd in L1)` : 'this host';
     report(samples, seconds, warmup, where, log);
