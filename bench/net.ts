@@ -7,12 +7,12 @@
 // install it with `apt-get install iperf3`. Also reported for our model: exits (PIO + MMIO) per
 // packet the NIC moved during each transfer, and the NIC's RX backpressure counters.
 //
-// Why rounds and medians: on one TCG CPU a guest->host transfer settles into one of two
-// states and stays there, for either VMM. Either the guest's TCP sends large TSO frames (7-17
-// KB per skb, RTT ~10-25 ms), or its RTT inflates to 75-100 ms, TCP's TSO autosizing drops to
-// two segments per skb and the cost per byte of everything (guest, VMM, host stack) rises
-// 4-6x. Which one a 10 s run lands in varies from run to run, so one run per VMM says little
-// (README, Known limits).
+// Why rounds and medians: on one TCG CPU a guest->host transfer settles into a state and stays
+// there, for either VMM. One skb costs about the same cycle whatever its size, and the guest's
+// TSO autosizing sizes skbs by its RTT: either it sends large TSO frames (10-43 KB per skb, RTT
+// ~5-25 ms), or its RTT inflates to 75-100 ms, skbs fall to two segments and the cost per byte
+// of everything (guest, VMM, host stack) rises 4-6x. Which one a 10 s run lands in varies from
+// run to run, so one run per VMM says little (README, Known limits).
 import type { ChildProcess } from 'node:child_process';
 import { copyFileSync, mkdtempSync, rmSync } from 'node:fs';
 import os, { tmpdir } from 'node:os';
