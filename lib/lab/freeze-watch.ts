@@ -32,28 +32,39 @@ const USER_HZ = 100;
  * A frozen L1 is not always at exactly zero: QEMU's I/O thread still serves the console and
  * 9p sockets now and then, so "no CPU at all" missed a freeze in CI. A running TCG guest keeps
  * its vCPU thread near 100%, and a stray carriage return costs L1 one interrupt.
+ *
+ * Also poke every `periodMs` whatever the CPU: once (a 5-round net bench) L1 stalled for 834 s
+ * ("soft lockup", in the idle task) while QEMU stayed busy, and the lab's budget ran out. It
+ * ended about when the one poke of that run came; a poke a minute costs nothing and bounds
+ * such a stall if an interrupt is what ends it.
  */
 export function watchForFreeze(pid: number, console: () => Socket | undefined, log?: (line: string) => void,
-  idleMs = 6000, everyMs = 2000, busyShare = 0.2): FreezeWatch {
+  idleMs = 6000, everyMs = 2000, busyShare = 0.2, periodMs = 60_000): FreezeWatch {
   const samples: { at: number; ticks: number }[] = [];
-  let lastPoke = 0;
+  const started = Date.now();
+  let lastPoke = started;
   let pokes = 0;
+  const poke = (at: number, why: string): boolean => {
+    const s = console();
+    if (s === undefined || s.destroyed) return false;
+    s.write('\r');
+    pokes++;
+    lastPoke = at;
+    log?.(`${why} at ${((at - started) / 1000).toFixed(0)} s: poked L1's console to wake it (QEMU TCG lost wakeup)`);
+    return true;
+  };
   const timer = setInterval(() => {
     const ticks = cpuTicks(pid);
     if (ticks === undefined) return;
     const at = Date.now();
+    if (at - lastPoke >= periodMs && poke(at, 'periodic')) return;
     samples.push({ at, ticks });
     while (samples.length > 1 && at - samples[1]!.at >= idleMs) samples.shift();
     const first = samples[0]!;
     if (at - first.at < idleMs || at - lastPoke < idleMs) return;
     const used = (ticks - first.ticks) / USER_HZ; // CPU seconds over the window
     if (used >= busyShare * (at - first.at) / 1000) return;
-    const s = console();
-    if (s === undefined || s.destroyed) return;
-    s.write('\r');
-    pokes++;
-    lastPoke = at;
-    log?.(`L1 used ${used.toFixed(2)} CPU s in ${((at - first.at) / 1000).toFixed(0)} s: poked its console to wake it (QEMU TCG lost wakeup)`);
+    poke(at, `L1 used ${used.toFixed(2)} CPU s in ${((at - first.at) / 1000).toFixed(0)} s`);
   }, everyMs);
   timer.unref();
   return {
