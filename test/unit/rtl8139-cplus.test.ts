@@ -3,9 +3,9 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { RecordingIrqLine } from '../../lib/bus/irq.js';
 import { fakeGuestMemory, type GuestMemory } from '../../lib/kvm/memory.js';
-import { internetChecksum, sum16, foldChecksum, ipv4PseudoHeaderSum } from '../../lib/net/checksum.js';
+import { crc32, internetChecksum, sum16, foldChecksum, ipv4PseudoHeaderSum } from '../../lib/net/checksum.js';
 import { MemoryBackend, type TcpSegmentation } from '../../lib/net/backend.js';
-import { Rtl8139, regs as R, segmentTcp, insertChecksums } from '../../lib/devices/rtl8139/index.js';
+import { Rtl8139, padFrame, regs as R, segmentTcp, insertChecksums } from '../../lib/devices/rtl8139/index.js';
 
 const RAM = 0x100000;
 const RX_RING = 0x1000;
@@ -125,6 +125,17 @@ test('C+ RX: a frame held back for want of a descriptor raises RxEmpty only; RxF
   assert.equal(nic.receive(ipFrame(17, 12)), false); // the direct path drops while the ring is full
   assert.equal(r(R.RxMissed, 4), 1);
   assert.equal(r(R.IntrStatus, 2) & R.RxFIFOOver, R.RxFIFOOver);
+  // Retried at every register write while the ring stays full (the FCS is computed only once
+  // a descriptor takes the frame), then stored whole, with its FCS, once one is free.
+  for (let i = 0; i < 3; i++) w(R.IntrMask, 2, 0);
+  assert.equal(nic.stats.rxFrames, 1);
+  rxDesc(mem, 0, 0x11000, 1536, true); // the driver refills the one-descriptor ring
+  w(R.IntrMask, 2, 0);
+  assert.equal(nic.stats.rxFrames, 2);
+  const held = padFrame(ipFrame(17, 11));
+  assert.deepEqual(mem.read(0x11000, held.length), held);
+  assert.equal(mem.readU32(0x11000 + held.length), crc32(held));
+  assert.equal((mem.readU32(RX_RING) & 0x1fff) - 4, held.length);
 });
 
 test('C+ RX checksum status: good TCP/UDP pass, corrupted ones flag Fail', () => {

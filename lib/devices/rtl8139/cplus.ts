@@ -6,6 +6,7 @@ import type { DmaMemory } from '../../bus/device.js';
 import type { TcpSegmentation } from '../../net/backend.js';
 import { prepareSegmentation, segmentTcp } from '../../net/tcp-segmentation.js';
 import { insertChecksums, insertVlanTag, rxChecksumStatus, stripVlanTag } from './offload.js';
+import { fcsOf } from './rx.js';
 import {
   CP_DESC_SIZE, CpRxLenMask, CpTxLenMask, DescOwn, FirstFrag, IPCS, LargeSend, LastFrag,
   MSSMask, MSSShift, RingEnd, RxBcast, RxBroadcast, RxError, RxErrFIFO, RxMcast, RxMulticast,
@@ -177,7 +178,7 @@ export class CplusRxRing {
    * Store one received frame (padded) and its FCS in the next RX descriptor.
    * `filterBits` are the normal-mode RxBroadcast/RxPhysical/RxMulticast bits of the filter.
    */
-  receive(mem: DmaMemory, ring: number, frame: Uint8Array, fcs: Uint8Array, filterBits: number,
+  receive(mem: DmaMemory, ring: number, frame: Uint8Array, filterBits: number,
     vlanStrip: boolean, checksum: boolean): CplusRxResult {
     const desc = ring + this.index * CP_DESC_SIZE;
     if (!mem.contains(desc, CP_DESC_SIZE)) return 'dma-error';
@@ -205,7 +206,8 @@ export class CplusRxRing {
       return 'dma-error';
     }
     mem.write(addr, data);
-    mem.write(addr + data.length, fcs);
+    // The FCS of the frame as the wire carried it, tag included.
+    mem.write(addr + data.length, fcsOf(frame));
     let status = eor | FirstFrag | LastFrag | length;
     if (filterBits & RxBroadcast) status |= RxBcast;
     if (filterBits & RxPhysical) status |= RxPhysMatch;

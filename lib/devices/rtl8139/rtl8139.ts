@@ -12,7 +12,7 @@ import { CplusRxRing, CplusTxRing, type CplusTxOptions, type CplusTxRingState } 
 import { Eeprom93C46, rtl8139EepromImage, type EepromState } from './eeprom.js';
 import { Rtl8139Phy, type PhyState } from './mii.js';
 import * as R from './regs.js';
-import { fcsOf, filterFrame, padFrame, RX_MAX_FRAME, RxRing } from './rx.js';
+import { filterFrame, padFrame, RX_MAX_FRAME, RxRing } from './rx.js';
 import { TxDescriptors, type TxDescriptorsState } from './tx.js';
 import { RxQueue } from './rx-queue.js';
 import { parseMac } from './mac.js';
@@ -501,11 +501,12 @@ export class Rtl8139 extends PciDevice {
       return 'dropped';
     }
     // Written to guest RAM straight from the backend's buffer, the FCS after it: no copy here.
+    // The rings compute the FCS only once they have room: a frame held back for a full ring is
+    // offered again at every register write until the driver refills it.
     const data = padFrame(frame);
-    const fcs = fcsOf(data);
     if (cplusRx) {
       const cmd = this.cpCmd;
-      const r = this.cpRx.receive(this.mem, this.reg64(R.RxRingAddr), data, fcs, bits, (cmd & R.RxVlanOn) !== 0, (cmd & R.RxChkSum) !== 0);
+      const r = this.cpRx.receive(this.mem, this.reg64(R.RxRingAddr), data, bits, (cmd & R.RxVlanOn) !== 0, (cmd & R.RxChkSum) !== 0);
       if (r === 'no-descriptor') {
         // RxEmpty (RxOverflow's bit in C+ mode): no free descriptor, the driver's cue to refill.
         // The frame is not lost yet (the caller may hold it back); countMissed() says when it is.
@@ -524,7 +525,7 @@ export class Rtl8139 extends PciDevice {
     } else {
       let r: string;
       try {
-        r = this.rx.store(this.mem, this.dv.getUint32(R.RxBuf, true), rxConfig, data, fcs, R.RxStatusOK | bits);
+        r = this.rx.store(this.mem, this.dv.getUint32(R.RxBuf, true), rxConfig, data, R.RxStatusOK | bits);
       } catch {
         r = 'dma-error';
       }

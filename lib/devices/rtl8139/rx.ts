@@ -100,7 +100,7 @@ export class RxRing {
    * counts the FCS. Never throws: a ring outside guest RAM reports 'dma-error', a ring without
    * room for it 'full'.
    */
-  store(mem: DmaMemory, rbstart: number, rxConfig: number, frame: Uint8Array, fcs: Uint8Array, status: number): RxResult {
+  store(mem: DmaMemory, rbstart: number, rxConfig: number, frame: Uint8Array, status: number): RxResult {
     const size = RxRing.size(rxConfig);
     // A ring shrunk under us (RxConfig rewritten mid-stream) may leave offsets past its end.
     if (this.writeOffset >= size || this.readOffset >= size) {
@@ -124,7 +124,7 @@ export class RxRing {
     header[3] = (len >>> 8) & 0xff;
     this.copy(mem, rbstart, size, linear, this.writeOffset, header);
     this.copy(mem, rbstart, size, linear, this.writeOffset + 4, frame);
-    this.copy(mem, rbstart, size, linear, this.writeOffset + 4 + frame.length, fcs);
+    this.copy(mem, rbstart, size, linear, this.writeOffset + 4 + frame.length, fcsOf(frame));
     this.writeOffset = (this.writeOffset + total) % size;
     return 'ok';
   }
