@@ -326,7 +326,7 @@ export async function runNetBench(opts: NetBenchOptions = {}): Promise<void> {
     // Each VMM run: a boot, ping, four transfers and the warm-up, plus slack for a slow L1.
     const perRunS = 60 + 4 * (seconds + 5) + warmup;
     const r = await runInLab({ command: [process.execPath, index, 'net', `--iterations=${seconds}`, `--runs=${rounds}`, `--warmup=${warmup}`], cpus: opts.labCpus,
-      stdout: process.stdout, stderr: process.stderr, timeoutMs: Math.max(1800, 300 + 2 * (2 * rounds + 1) * perRunS) * 1000 });
+      stdout: process.stdout, stderr: process.stderr, log: (l) => log(`net: lab: ${l}`), timeoutMs: Math.max(1800, 300 + 2 * (2 * rounds + 1) * perRunS) * 1000 });
     if (r.exitCode !== 0) throw new Error(`net bench in the lab failed (exit ${r.exitCode}): ${r.error ?? ''}\n${r.consoleTail}`);
     return;
   }

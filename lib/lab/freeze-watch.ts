@@ -34,9 +34,9 @@ const USER_HZ = 100;
  * its vCPU thread near 100%, and a stray carriage return costs L1 one interrupt.
  *
  * Also poke every `periodMs` whatever the CPU: once (a 5-round net bench) L1 stalled for 834 s
- * ("soft lockup", in the idle task) while QEMU stayed busy, and the lab's budget ran out. It
- * ended about when the one poke of that run came; a poke a minute costs nothing and bounds
- * such a stall if an interrupt is what ends it.
+ * ("soft lockup", in the idle task) while QEMU stayed busy, and the lab's budget ran out. The
+ * run's only poke may be what ended it (its time was not logged). A poke a minute costs
+ * nothing and bounds such a stall if an interrupt is what ends it.
  */
 export function watchForFreeze(pid: number, console: () => Socket | undefined, log?: (line: string) => void,
   idleMs = 6000, everyMs = 2000, busyShare = 0.2, periodMs = 60_000): FreezeWatch {
@@ -44,20 +44,21 @@ export function watchForFreeze(pid: number, console: () => Socket | undefined, l
   const started = Date.now();
   let lastPoke = started;
   let pokes = 0;
-  const poke = (at: number, why: string): boolean => {
+  // `why` is logged for the low-CPU pokes only: a periodic one says nothing about L1.
+  const poke = (at: number, why?: string): boolean => {
     const s = console();
     if (s === undefined || s.destroyed) return false;
     s.write('\r');
     pokes++;
     lastPoke = at;
-    log?.(`${why} at ${((at - started) / 1000).toFixed(0)} s: poked L1's console to wake it (QEMU TCG lost wakeup)`);
+    if (why !== undefined) log?.(`${why} at ${((at - started) / 1000).toFixed(0)} s: poked L1's console to wake it (QEMU TCG lost wakeup)`);
     return true;
   };
   const timer = setInterval(() => {
     const ticks = cpuTicks(pid);
     if (ticks === undefined) return;
     const at = Date.now();
-    if (at - lastPoke >= periodMs && poke(at, 'periodic')) return;
+    if (at - lastPoke >= periodMs && poke(at)) return;
     samples.push({ at, ticks });
     while (samples.length > 1 && at - samples[1]!.at >= idleMs) samples.shift();
     const first = samples[0]!;
