@@ -123,6 +123,11 @@ function between(text: string, start: string, end: string): string | undefined {
   return j < 0 ? undefined : text.slice(i + start.length + 1, j);
 }
 
+/** The measured transfers: the guest script's marker for each, and its field in a Sample. */
+const PHASES = [['UP', 'up'], ['DOWN', 'down'], ['WUP', 'warmUp'], ['WDOWN', 'warmDown']] as const;
+type PhaseKey = (typeof PHASES)[number][1];
+const isWarm = (key: PhaseKey): boolean => key === 'warmUp' || key === 'warmDown';
+
 /** Parse the console text of a finished guest script. */
 function parse(label: string, raw: string, warmed: boolean): Sample {
   const text = raw.replace(/\r/g, '');
@@ -140,10 +145,10 @@ function parse(label: string, raw: string, warmed: boolean): Sample {
   const d2 = dev('DEV2');
   const d3 = dev('DEV3');
   if (d2 !== undefined && d3 !== undefined && d3[9]! > d2[9]!) s.warmTxFrameBytes = (d3[8]! - d2[8]!) / (d3[9]! - d2[9]!);
-  for (const [dir, key] of [['UP', 'up'], ['DOWN', 'down'], ['WUP', 'warmUp'], ['WDOWN', 'warmDown']] as const) {
+  for (const [dir, key] of PHASES) {
     const body = between(text, `${MARK}-${dir}`, `${MARK}-${dir}END`);
     if (body === undefined) {
-      if (warmed || key === 'up' || key === 'down') s.error = `no iperf3 ${key} output`;
+      if (warmed || !isWarm(key)) s.error = `no iperf3 ${key} output`;
       continue;
     }
     const json = JSON.parse(body.slice(body.indexOf('{'), body.lastIndexOf('}') + 1)) as IperfJson;
@@ -200,16 +205,13 @@ async function runNodeKvm(files: { kernel: string; initrd: string }, revision: 0
           rxQueued: b.queued - a.queued, rxMissed: b.missed - a.missed };
       };
       m.start();
-      const up = await phase(`${MARK}-UP\r\n`, `${MARK}-UPEND`);
-      const down = await phase(`${MARK}-DOWN\r\n`, `${MARK}-DOWNEND`);
-      const warmUp = warmup > 0 ? await phase(`${MARK}-WUP\r\n`, `${MARK}-WUPEND`) : undefined;
-      const warmDown = warmup > 0 ? await phase(`${MARK}-WDOWN\r\n`, `${MARK}-WDOWNEND`) : undefined;
+      const counted: Partial<Record<PhaseKey, Partial<Transfer>>> = {};
+      for (const [dir, key] of PHASES) {
+        if (warmup > 0 || !isWarm(key)) counted[key] = await phase(`${MARK}-${dir}\r\n`, `${MARK}-${dir}END`);
+      }
       const r = await m.wait();
       const s = parse(label, text, warmup > 0);
-      if (s.up) Object.assign(s.up, up);
-      if (s.down) Object.assign(s.down, down);
-      if (s.warmUp && warmUp) Object.assign(s.warmUp, warmUp);
-      if (s.warmDown && warmDown) Object.assign(s.warmDown, warmDown);
+      for (const [, key] of PHASES) if (s[key] !== undefined) Object.assign(s[key]!, counted[key]);
       if (r.reason !== 'poweroff') s.error = `guest ended with ${r.reason}`;
       return s;
     } finally {
