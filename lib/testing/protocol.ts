@@ -71,7 +71,10 @@ export function execLine(id: string, script: string, timeoutSec: number, stdin =
     `setsid sh ${script} <${stdin} >${w}/o 2>${w}/e & __nkp=$!`,
     `setsid sh -c "sleep ${Math.max(1, Math.ceil(timeoutSec))}; kill -9 -$__nkp && : >${w}/t" >/dev/null 2>&1 & __nkw=$!`,
     `wait $__nkp; __nkrc=$?`,
-    `kill -9 -$__nkw 2>/dev/null; wait $__nkw`,
+    // Until the watchdog child has called setsid it has no group of its own, and a command
+    // quicker than that fork+exec would leave it running: the shell would wait out the whole
+    // timeout and the watchdog would then report one. Kill it by pid as well in that case.
+    `{ kill -9 -$__nkw || kill -9 $__nkw; } 2>/dev/null; wait $__nkw`,
     `__nkto=0; [ -e ${w}/t ] && __nkto=1`,
     printMarker('B', id, `":$__nkrc:$(wc -c <${w}/o):$(wc -c <${w}/e):$__nkto"`),
     `base64 ${w}/o`,

@@ -49,6 +49,37 @@ test('the exec line runs in a host sh and its reply parses back to the same byte
   assert.equal(r.stderr.toString(), 'err\n');
 });
 
+// The watchdog is started in the background and makes itself a session leader with setsid.
+// A command quicker than that fork+exec used to find no watchdog group to kill: the shell then
+// waited the whole timeout, and the watchdog reported a timeout (and killed the command's
+// background jobs). A setsid that is slow to start the watchdog reproduces that order.
+for (const shell of ['dash', 'busybox']) {
+  test(`a command that ends before the watchdog has started is not reported as timed out (${shell} sh)`, (t) => {
+    const argv0 = shell === 'busybox' ? ['busybox', 'sh'] : ['dash'];
+    try { execFileSync(argv0[0]!, [...argv0.slice(1), '-c', 'true']); } catch {
+      assert.ok(process.env.CI !== 'true', `${shell} is missing: .ci/run installs it`);
+      t.skip(`${shell} is not installed`);
+      return;
+    }
+    const dir = sh('mktemp -d').trim();
+    t.after(() => sh(`[ -s ${dir}/pid ] && kill -9 -$(cat ${dir}/pid) 2>/dev/null; rm -rf ${dir}`));
+    const real = sh('command -v setsid').trim();
+    sh(`printf '#!/bin/sh\\nsleep 1\\nexec ${real} "$@"\\n' >${dir}/slow-setsid && chmod +x ${dir}/slow-setsid`);
+    sh(`printf '%s\\n' 'echo $$ >${dir}/pid; sleep 30 >/dev/null 2>&1 & echo started' > ${dir}/c`);
+    // Only the watchdog's setsid is slow (busybox sh would run its own applet for a plain name).
+    const line = execLine('r1', `${dir}/c`, 3).replaceAll('/tmp/.nk', dir).replace('setsid sh -c', `${dir}/slow-setsid sh -c`);
+    assert.notEqual(line, execLine('r1', `${dir}/c`, 3).replaceAll('/tmp/.nk', dir));
+    const t0 = Date.now();
+    const out = execFileSync(argv0[0]!, [...argv0.slice(1), '-c', line], { encoding: 'latin1' });
+    const r = parseExecReply(out, 'r1');
+    assert.equal(r.timedOut, false);
+    assert.equal(r.stdout.toString(), 'started\n');
+    assert.ok(Date.now() - t0 < 2500, `the reply took ${Date.now() - t0} ms`);
+    // The command's background job outlives the call (the examples leave servers running).
+    assert.doesNotThrow(() => sh(`kill -0 -$(cat ${dir}/pid)`));
+  });
+}
+
 test('a reply with kernel messages interleaved, even inside a base64 line, decodes exactly', () => {
   const out = Buffer.from(Array.from({ length: 300 }, (_, i) => (i * 37) & 0xff));
   let text = reply('k1', 0, out, Buffer.from('warn\n'));
