@@ -90,8 +90,9 @@ export interface INative {
   stopVcpuThread(vcpufd: number): void;
   vcpuThreadCount(): number;
   // TAP (/dev/net/tun): frames arrive in batches from a uv_poll_t; errno != 0 ends reading
-  tapOpen(name: string, flags?: number): { fd: number; name: string; persistent: boolean; vnetHdrLen: number };
-  /** `hdrLen`: bytes of virtio-net header before each frame read, dropped natively. */
+  /** `offloads` (TUN_F_*): TUNSETOFFLOAD, when the TAP has a virtio-net header; the result says what was set. */
+  tapOpen(name: string, flags?: number, offloads?: number): { fd: number; name: string; persistent: boolean; vnetHdrLen: number; offloads: number };
+  /** `hdrLen`: bytes of virtio-net header before each frame read; the frame's view starts after it. */
   tapStartReading(fd: number, onFrames: (frames: Uint8Array[], errno: number) => void, hdrLen?: number): void;
   tapStopReading(fd: number): void;
   tapSetRef(fd: number, ref: boolean): void;

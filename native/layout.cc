@@ -207,6 +207,9 @@ Napi::Object Constants(Napi::Env env) {
   // TAP: the virtio-net header that IFF_VNET_HDR puts before every frame (lib/net/tap.ts)
   CONST(c, IFF_VNET_HDR);
   CONST(c, VIRTIO_NET_HDR_F_NEEDS_CSUM); CONST(c, VIRTIO_NET_HDR_GSO_NONE); CONST(c, VIRTIO_NET_HDR_GSO_TCPV4);
+  CONST(c, VIRTIO_NET_HDR_GSO_ECN);
+  // TUNSETOFFLOAD: what the host stack may hand us unfinished (checksums, TCPv4 super-frames)
+  CONST(c, TUN_F_CSUM); CONST(c, TUN_F_TSO4);
   return c;
 }
 

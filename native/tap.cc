@@ -36,8 +36,9 @@ struct Reader {
   uv_poll_t poll;
   napi_env env = nullptr;
   int fd = -1;
-  // Bytes of virtio-net header before each frame read (IFF_VNET_HDR), dropped here: offloads
-  // are never enabled (no TUNSETOFFLOAD), so the kernel hands us complete, checksummed frames.
+  // Bytes of virtio-net header before each frame read (IFF_VNET_HDR). The frame's view starts
+  // after it; the header stays in the batch's buffer just before the frame, where
+  // lib/net/tap.ts reads it when it enabled receive offloads (TUNSETOFFLOAD).
   size_t hdr_len = 0;
   bool ref = true;
   Napi::FunctionReference callback;
@@ -189,11 +190,15 @@ Napi::Value TapReadNow(const Napi::CallbackInfo& info) {
   return out;
 }
 
+// tapOpen(name, flags, offloads): `offloads` (TUN_F_*) is given to TUNSETOFFLOAD when the TAP
+// has a virtio-net header; a kernel that refuses it fails the open (the caller asked for it).
 Napi::Value TapOpen(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   std::string name = info[0].IsString() ? info[0].As<Napi::String>().Utf8Value() : std::string();
   int extra = info.Length() > 1 && info[1].IsNumber() ? info[1].As<Napi::Number>().Int32Value() : 0;
   extra &= IFF_VNET_HDR | IFF_PERSIST;  // the caller may ask for these; IFF_TAP|IFF_NO_PI always
+  unsigned offloads = info.Length() > 2 && info[2].IsNumber() ? info[2].As<Napi::Number>().Uint32Value() : 0;
+  offloads &= TUN_F_CSUM | TUN_F_TSO4;
   if (name.size() >= IFNAMSIZ) {
     ThrowArg(env, "interface name longer than 15 bytes");
     return env.Undefined();
@@ -234,8 +239,15 @@ Napi::Value TapOpen(const Napi::CallbackInfo& info) {
     ThrowErrno(env, e, "TUNGETVNETHDRSZ");
     return env.Undefined();
   }
+  if (hdr_len > 0 && offloads != 0 && IoctlRetry(fd, TUNSETOFFLOAD, static_cast<unsigned long>(offloads)) < 0) {
+    int e = errno;
+    close(fd);
+    ThrowErrno(env, e, "TUNSETOFFLOAD");
+    return env.Undefined();
+  }
   Napi::Object out = Napi::Object::New(env);
   out.Set("fd", Napi::Number::New(env, fd));
+  out.Set("offloads", Napi::Number::New(env, hdr_len > 0 ? offloads : 0));
   out.Set("vnetHdrLen", Napi::Number::New(env, hdr_len));
   out.Set("name", Napi::String::New(env, std::string(got.ifr_name, strnlen(got.ifr_name, IFNAMSIZ))));
   out.Set("persistent", Napi::Boolean::New(env, (got.ifr_flags & IFF_PERSIST) != 0));

@@ -6,7 +6,11 @@
 // to the backend: listeners must not modify it (copy first), since one frame may be delivered
 // to several listeners or ports.
 
-export type FrameListener = (frame: Uint8Array) => void;
+/**
+ * `flags`: RX_CHECKSUMS_VALID (lib/net/receive-offload.ts) when the backend vouches for the
+ * frame's checksums; 0 otherwise. A wrapper that may change frames passes 0 on.
+ */
+export type FrameListener = (frame: Uint8Array, flags: number) => void;
 export type LinkListener = (up: boolean) => void;
 
 /**
@@ -53,6 +57,15 @@ export interface NetBackend {
    * real segments.
    */
   sendSegmented?(frame: Uint8Array, tso: TcpSegmentation): boolean;
+  /**
+   * Optional backpressure: stop delivering frames until resumeReceive(). A NIC whose ring and
+   * hold-back queue are filling calls it; the backend keeps what it already read (a TAP leaves
+   * the rest in the kernel's queue, which the host's TCP paces itself by). Frames the backend
+   * cannot hold are dropped with a counter.
+   */
+  pauseReceive?(): void;
+  /** Deliver held frames, then read again. */
+  resumeReceive?(): void;
   /** Release resources (fds, timers). Idempotent. */
   close(): void;
 }
@@ -81,9 +94,9 @@ export abstract class BackendBase implements NetBackend {
   }
 
   /** Hand a frame to the receive listeners. */
-  protected deliver(frame: Uint8Array): void {
+  protected deliver(frame: Uint8Array, flags = 0): void {
     if (this.closed) return;
-    for (const l of this.rx) l(frame);
+    for (const l of this.rx) l(frame, flags);
   }
 
   /** Change carrier and notify listeners if it changed. */

@@ -106,7 +106,7 @@ class CapturingBackend extends BackendBase {
     super();
     this.setLink(inner.linkUp);
     this.unsub = [
-      inner.onReceive((f) => { this.pcap.write(f); this.deliver(f); }),
+      inner.onReceive((f, flags) => { this.pcap.write(f); this.deliver(f, flags); }),
       inner.onLinkChange((up) => this.setLink(up)),
     ];
   }
@@ -117,6 +117,12 @@ class CapturingBackend extends BackendBase {
   }
   pollReceive(): void {
     this.inner.pollReceive?.();
+  }
+  pauseReceive(): void {
+    this.inner.pauseReceive?.();
+  }
+  resumeReceive(): void {
+    this.inner.resumeReceive?.();
   }
   /**
    * Pass a TSO frame on whole if the wrapped backend takes it so, and record the segments it

@@ -5,6 +5,7 @@ import { RecordingIrqLine } from '../../lib/bus/irq.js';
 import { fakeGuestMemory, type GuestMemory } from '../../lib/kvm/memory.js';
 import { crc32, internetChecksum, sum16, foldChecksum, ipv4PseudoHeaderSum } from '../../lib/net/checksum.js';
 import { MemoryBackend, type TcpSegmentation } from '../../lib/net/backend.js';
+import { RX_CHECKSUMS_VALID } from '../../lib/net/receive-offload.js';
 import { Rtl8139, padFrame, regs as R, segmentTcp, insertChecksums } from '../../lib/devices/rtl8139/index.js';
 
 const RAM = 0x100000;
@@ -138,6 +139,21 @@ test('C+ RX: a frame held back for want of a descriptor raises RxEmpty only; RxF
   assert.equal((mem.readU32(RX_RING) & 0x1fff) - 4, held.length);
 });
 
+test('C+ RX: frames piling up for a full ring pause the backend; it resumes once they are all in the ring', () => {
+  const { mem, nic, backend, w } = makeNic();
+  const calls: string[] = [];
+  Object.assign(backend, { pauseReceive: () => calls.push('pause'), resumeReceive: () => calls.push('resume') });
+  rxDesc(mem, 0, 0x10000, 1536, true);
+  for (let i = 0; i < 20; i++) backend.inject(ipFrame(17, 10 + i));
+  assert.deepEqual(calls, ['pause'], 'paused once 16 wait');
+  assert.equal(nic.stats.rxPauses, 1);
+  assert.equal(nic.stats.rxMissed, 0, 'nothing lost: the queue holds 64');
+  for (let i = 0; i < 32; i++) rxDesc(mem, i, 0x10000 + i * 0x800, 1536, i === 31);
+  w(R.IntrMask, 2, 0xffff);
+  assert.deepEqual(calls, ['pause', 'resume']);
+  assert.equal(nic.stats.rxFrames, 20);
+});
+
 test('C+ RX checksum status: good TCP/UDP pass, corrupted ones flag Fail', () => {
   const { mem, nic } = makeNic();
   for (let i = 0; i < 4; i++) rxDesc(mem, i, 0x10000 + i * 0x800, 1536, i === 3);
@@ -155,6 +171,20 @@ test('C+ RX checksum status: good TCP/UDP pass, corrupted ones flag Fail', () =>
   assert.equal(st[1]! & R.UDPFail, 0);
   assert.equal(st[2]! & R.UDPFail, R.UDPFail);
   assert.equal(st[3]! & R.IPFail, R.IPFail);
+});
+
+test('C+ RX checksum status: a frame whose backend vouched for it (RX_CHECKSUMS_VALID) is not summed again', () => {
+  const { mem, nic } = makeNic();
+  for (let i = 0; i < 2; i++) rxDesc(mem, i, 0x10000 + i * 0x800, 1536, i === 1);
+  const tcp = ipFrame(6, 50);
+  insertChecksums(tcp, true, true, false);
+  tcp[60] ^= 0xff; // a wrong checksum would be caught if it were summed
+  assert.equal(nic.tryReceive(tcp, RX_CHECKSUMS_VALID), 'ok');
+  assert.equal(nic.tryReceive(tcp, 0), 'ok');
+  const st = [0, 1].map((i) => mem.readU32(RX_RING + 16 * i));
+  assert.equal((st[0]! >>> 16) & 3, R.RxProtoTCP);
+  assert.equal(st[0]! & (R.TCPFail | R.IPFail), 0);
+  assert.equal(st[1]! & R.TCPFail, R.TCPFail);
 });
 
 test('C+ TX: multi-descriptor frame (FS..LS), OWN cleared, EOR wraps, TxOK', () => {

@@ -176,10 +176,11 @@ export class CplusRxRing {
 
   /**
    * Store one received frame (padded) and its FCS in the next RX descriptor.
-   * `filterBits` are the normal-mode RxBroadcast/RxPhysical/RxMulticast bits of the filter.
+   * `filterBits` are the normal-mode RxBroadcast/RxPhysical/RxMulticast bits of the filter;
+   * `checksumsValid`: the backend vouched for the frame's checksums (no need to sum it).
    */
   receive(mem: DmaMemory, ring: number, frame: Uint8Array, filterBits: number,
-    vlanStrip: boolean, checksum: boolean): CplusRxResult {
+    vlanStrip: boolean, checksum: boolean, checksumsValid = false): CplusRxResult {
     const desc = ring + this.index * CP_DESC_SIZE;
     if (!mem.contains(desc, CP_DESC_SIZE)) return 'dma-error';
     const opts1 = mem.readU32(desc);
@@ -212,7 +213,7 @@ export class CplusRxRing {
     if (filterBits & RxBroadcast) status |= RxBcast;
     if (filterBits & RxPhysical) status |= RxPhysMatch;
     if (filterBits & RxMulticast) status |= RxMcast;
-    if (checksum) status |= rxChecksumStatus(data);
+    if (checksum) status |= rxChecksumStatus(data, checksumsValid);
     mem.writeU32(desc + 4, opts2 >>> 0);
     // opts1 last: clearing OWN hands the descriptor back to the driver.
     mem.writeU32(desc, status >>> 0);

@@ -54,22 +54,23 @@ export function stripVlanTag(frame: Uint8Array): [Uint8Array, number] | undefine
 /**
  * C+ RX descriptor protocol/checksum bits (PID1:PID0, IPFail/UDPFail/TCPFail) for a received
  * frame. 8139cp trusts PID = TCP/UDP without a Fail bit as CHECKSUM_UNNECESSARY, so anything
- * not verified here reports as plain IP or non-IP.
+ * not verified here reports as plain IP or non-IP. `valid`: the backend vouched for the
+ * checksums (RX_CHECKSUMS_VALID: it computed them itself), so only the protocol is looked up.
  */
-export function rxChecksumStatus(frame: Uint8Array): number {
+export function rxChecksumStatus(frame: Uint8Array, valid = false): number {
   const info = parseIpv4(frame);
   if (info === undefined) return 0;
   let st = 0;
-  if (internetChecksum(frame, info.l3, info.l3 + info.ihl) !== 0) st |= IPFail;
+  if (!valid && internetChecksum(frame, info.l3, info.l3 + info.ihl) !== 0) st |= IPFail;
   const l4Len = info.totalLength - info.ihl;
   if (!info.fragment && info.protocol === IPPROTO_TCP && l4Len >= 20) {
     st |= RxProtoTCP * PID0;
-    if ((st & IPFail) !== 0 || !verifyL4Checksum(frame, info.l3, info.l4, l4Len, IPPROTO_TCP)) st |= TCPFail;
+    if (!valid && ((st & IPFail) !== 0 || !verifyL4Checksum(frame, info.l3, info.l4, l4Len, IPPROTO_TCP))) st |= TCPFail;
     return st;
   }
   if (!info.fragment && info.protocol === IPPROTO_UDP && l4Len >= 8) {
     st |= RxProtoUDP * PID0;
-    if ((st & IPFail) !== 0 || !verifyL4Checksum(frame, info.l3, info.l4, l4Len, IPPROTO_UDP)) st |= UDPFail;
+    if (!valid && ((st & IPFail) !== 0 || !verifyL4Checksum(frame, info.l3, info.l4, l4Len, IPPROTO_UDP))) st |= UDPFail;
     return st;
   }
   return st | RxProtoIP * PID0;

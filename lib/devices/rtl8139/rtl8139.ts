@@ -15,6 +15,7 @@ import * as R from './regs.js';
 import { filterFrame, padFrame, RX_MAX_FRAME, RxRing } from './rx.js';
 import { TxDescriptors, type TxDescriptorsState } from './tx.js';
 import { RxQueue } from './rx-queue.js';
+import { RX_CHECKSUMS_VALID } from '../../net/receive-offload.js';
 import { parseMac } from './mac.js';
 import { tallyCounters, zeroStats, type Rtl8139Stats } from './stats.js';
 
@@ -98,8 +99,13 @@ export class Rtl8139 extends PciDevice {
       subsystemVendorId: 0x10ec, subsystemId: 0x8139, interruptPin: 1 });
     this.mem = opts.mem;
     this.hwVersion = revision >= 0x20 ? R.HWVER_RTL8139CP : R.HWVER_RTL8139C;
-    this.queue = new RxQueue({ tryReceive: (f) => this.tryReceive(f), countMissed: () => this.countMissed(),
-      countQueued: () => { this.stats.rxQueued++; } }, opts.rxQueueLimit ?? 64);
+    this.queue = new RxQueue({ tryReceive: (f, flags) => this.tryReceive(f, flags), countMissed: () => this.countMissed(),
+      countQueued: () => { this.stats.rxQueued++; },
+      backpressure: (pause) => {
+        this.stats.rxPauses += pause ? 1 : 0;
+        if (pause) this.backend?.pauseReceive?.();
+        else this.backend?.resumeReceive?.();
+      } }, opts.rxQueueLimit ?? 64);
     const mac = parseMac(opts.mac ?? '52:54:00:12:34:56');
     this.eeprom = new Eeprom93C46(rtl8139EepromImage(mac, { vendorId: 0x10ec, deviceId: 0x8139, subsystemVendorId: 0x10ec, subsystemId: 0x8139 }));
     this.timer = new Rtl8139Timer(opts.clock, opts.timers, () => this.raise(R.PCSTimeout));
@@ -482,9 +488,10 @@ export class Rtl8139 extends PciDevice {
 
   /**
    * Offer a frame from the wire without counting a miss when there is no room ('full'), so a
-   * caller can hold it back and retry. Frames are whole Ethernet frames without FCS.
+   * caller can hold it back and retry. Frames are whole Ethernet frames without FCS; `flags`
+   * are the backend's (RX_CHECKSUMS_VALID spares the C+ checksum report a sum over the frame).
    */
-  tryReceive(frame: Uint8Array): RxOutcome {
+  tryReceive(frame: Uint8Array, flags = 0): RxOutcome {
     if ((this.chipCmd & R.CmdRxEnb) === 0 || !this.phy.linkUp) {
       this.stats.rxDisabled++;
       return 'disabled';
@@ -506,7 +513,8 @@ export class Rtl8139 extends PciDevice {
     const data = padFrame(frame);
     if (cplusRx) {
       const cmd = this.cpCmd;
-      const r = this.cpRx.receive(this.mem, this.reg64(R.RxRingAddr), data, bits, (cmd & R.RxVlanOn) !== 0, (cmd & R.RxChkSum) !== 0);
+      const r = this.cpRx.receive(this.mem, this.reg64(R.RxRingAddr), data, bits, (cmd & R.RxVlanOn) !== 0, (cmd & R.RxChkSum) !== 0,
+        (flags & RX_CHECKSUMS_VALID) !== 0);
       if (r === 'no-descriptor') {
         // RxEmpty (RxOverflow's bit in C+ mode): no free descriptor, the driver's cue to refill.
         // The frame is not lost yet (the caller may hold it back); countMissed() says when it is.
@@ -582,7 +590,7 @@ export class Rtl8139 extends PciDevice {
   attachBackend(backend: NetBackend): void {
     this.detachBackend();
     this.backend = backend;
-    this.unsubscribe.push(backend.onReceive((frame) => this.queue.push(frame)));
+    this.unsubscribe.push(backend.onReceive((frame, flags) => this.queue.push(frame, flags)));
     this.unsubscribe.push(backend.onLinkChange((up) => this.setLink(up)));
     this.setLink(backend.linkUp);
   }
@@ -590,6 +598,8 @@ export class Rtl8139 extends PciDevice {
   detachBackend(): void {
     for (const u of this.unsubscribe) u();
     this.unsubscribe = [];
+    // A backend we paused reads again for whoever else listens (and is not left stuck).
+    if (this.queue.backendPaused) this.backend?.resumeReceive?.();
     this.backend = undefined;
     this.queue.clear();
   }
