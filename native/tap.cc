@@ -141,10 +141,10 @@ int ReadBatch(Reader* r, std::vector<std::pair<size_t, size_t>>& frames, size_t&
   return 0;
 }
 
-// One ArrayBuffer holding the batch, and a Uint8Array view per frame.
+// One ArrayBuffer holding the batch, and a Uint8Array view per frame. Node's Buffer copy
+// allocates without zero-filling first (ArrayBuffer::New clears what memcpy then overwrites).
 Napi::Array BatchToJs(Napi::Env env, Reader* r, const std::vector<std::pair<size_t, size_t>>& frames, size_t used) {
-  Napi::ArrayBuffer buf = Napi::ArrayBuffer::New(env, used);
-  if (used > 0) memcpy(buf.Data(), r->scratch.data(), used);
+  Napi::ArrayBuffer buf = Napi::Buffer<uint8_t>::Copy(env, r->scratch.data(), used).ArrayBuffer();
   Napi::Array batch = Napi::Array::New(env, frames.size());
   for (size_t i = 0; i < frames.size(); i++)
     batch.Set(static_cast<uint32_t>(i), Napi::Uint8Array::New(env, frames[i].second, buf, frames[i].first));

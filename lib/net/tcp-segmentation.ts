@@ -85,9 +85,11 @@ export function segmentTcp(frame: Uint8Array, mss: number): Uint8Array[] | undef
   const seq0 = ((frame[info.l4 + 4]! << 24) | (frame[info.l4 + 5]! << 16) | (frame[info.l4 + 6]! << 8) | frame[info.l4 + 7]!) >>> 0;
   const flags0 = frame[info.l4 + 13]!;
   const out: Uint8Array[] = [];
-  // One allocation for all the segments (each a view of its own part of it).
+  // One allocation for all the segments (each a view of its own part of it), not zero-filled
+  // first: the loop below writes every byte of it (a header and a payload slice per segment).
   const count = Math.ceil(payload / mss);
-  const buf = new Uint8Array(count * hdrEnd + payload);
+  const raw = Buffer.allocUnsafeSlow(count * hdrEnd + payload);
+  const buf = new Uint8Array(raw.buffer, raw.byteOffset, raw.length);
   for (let off = 0, i = 0, at = 0; off < payload; off += mss, i++) {
     const n = Math.min(mss, payload - off);
     const last = off + n >= payload;
