@@ -19,7 +19,7 @@ const zlibCrc32 = (zlib as { crc32?: (data: Uint8Array, value?: number) => numbe
 
 /** IEEE 802.3 CRC-32 of bytes[start, end) as transmitted (the FCS value, reflected). */
 export function crc32(bytes: Uint8Array, start = 0, end = bytes.length): number {
-  if (zlibCrc32 !== undefined) return zlibCrc32(bytes.subarray(start, end)) >>> 0;
+  if (zlibCrc32 !== undefined) return zlibCrc32(start === 0 && end === bytes.length ? bytes : bytes.subarray(start, end)) >>> 0;
   return crc32Table(bytes, start, end);
 }
 

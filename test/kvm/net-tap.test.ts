@@ -11,6 +11,7 @@ import { TapBackend } from '../../lib/net/tap.js';
 import { NetNs, findCommand, netnsUnavailableReason, pingArgv } from '../../lib/net/netns.js';
 import { fillIpv4HeaderChecksum, internetChecksum } from '../../lib/net/checksum.js';
 import { native } from '../../lib/native.js';
+import { VNET_F_NEEDS_CSUM, VNET_GSO_ECN, VNET_GSO_NONE, VNET_GSO_TCPV4 } from '../../lib/net/receive-offload.js';
 
 const inCI = process.env.CI === 'true' || process.env.CI === '1';
 
@@ -490,6 +491,16 @@ function outputOf(child: ReturnType<NetNs['spawn']>): Promise<string> {
   child.stderr!.on('data', (b: Buffer) => { err += b.toString(); });
   return new Promise((resolve, reject) => child.once('exit', (code) => (code === 0 ? resolve(out) : reject(new Error(`exit ${code}: ${err}`)))));
 }
+
+test('the receive-offload constants are <linux/virtio_net.h> and the kernel layout', () => {
+  const c = native().constants;
+  assert.equal(VNET_F_NEEDS_CSUM, c.VIRTIO_NET_HDR_F_NEEDS_CSUM);
+  assert.equal(VNET_GSO_NONE, c.VIRTIO_NET_HDR_GSO_NONE);
+  assert.equal(VNET_GSO_TCPV4, c.VIRTIO_NET_HDR_GSO_TCPV4);
+  assert.equal(VNET_GSO_ECN, c.VIRTIO_NET_HDR_GSO_ECN);
+  const L = native().layout.virtio_net_hdr;
+  assert.deepEqual([L.flags, L.gso_type, L.hdr_len, L.gso_size, L.csum_start, L.csum_offset], [0, 1, 2, 4, 6, 8]);
+});
 
 for (const receiveOffload of [true, false]) {
   test(`TCP between two namespaces through two bridged TAPs, receive offload ${receiveOffload ? 'on: super-frames are cut here' : 'off'}; the bytes arrive intact`, { timeout: 120_000 }, async (t) => {
