@@ -92,7 +92,10 @@ export interface INative {
   // TAP (/dev/net/tun): frames arrive in batches from a uv_poll_t; errno != 0 ends reading
   /** `offloads` (TUN_F_*): TUNSETOFFLOAD, when the TAP has a virtio-net header; the result says what was set. */
   tapOpen(name: string, flags?: number, offloads?: number): { fd: number; name: string; persistent: boolean; vnetHdrLen: number; offloads: number };
-  /** `hdrLen`: bytes of virtio-net header before each frame read; the frame's view starts after it. */
+  /**
+   * `hdrLen`: bytes of virtio-net header before each frame read; the frame's view starts after
+   * it. The frames are views of one read buffer that every batch reuses: copy what you keep.
+   */
   tapStartReading(fd: number, onFrames: (frames: Uint8Array[], errno: number) => void, hdrLen?: number): void;
   tapStopReading(fd: number): void;
   tapSetRef(fd: number, ref: boolean): void;

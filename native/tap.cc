@@ -30,7 +30,9 @@ constexpr size_t kMaxFrame = 65536 + 64;
 // Frames per JS call. One readiness event drains at most this many; epoll is level-triggered,
 // so whatever is left is picked up on the next loop iteration.
 constexpr size_t kMaxBatch = 64;
-constexpr size_t kScratch = 256 * 1024;
+// The read buffer: frames are read straight into a JS ArrayBuffer that every batch reuses, and
+// handed over as views of it (JS copies what it keeps: lib/net/tap.ts).
+constexpr size_t kBuffer = 256 * 1024;
 
 struct Reader {
   uv_poll_t poll;
@@ -43,7 +45,8 @@ struct Reader {
   bool ref = true;
   Napi::FunctionReference callback;
   std::unique_ptr<Napi::AsyncContext> context;
-  std::vector<uint8_t> scratch;
+  // Owned by V8, so a view JS kept by mistake stays valid memory after the reader is gone.
+  Napi::Reference<Napi::ArrayBuffer> buffer;
 };
 
 // All readers of the process, keyed by fd (fds are process-wide; workers each have their own
@@ -75,6 +78,7 @@ void Retire(Reader* r) {
   }
   r->callback.Reset();
   r->context.reset();
+  r->buffer.Reset();
   uv_close(reinterpret_cast<uv_handle_t*>(&r->poll), OnClosed);  // also stops the poll
 }
 
@@ -118,12 +122,23 @@ void HookEnv(napi_env env) {
   napi_add_env_cleanup_hook(env, EnvCleanup, env);
 }
 
-// Read frames until EAGAIN, the batch bound or the scratch space runs out. Returns the error
-// that ended reading (0 for none); the poll is then stopped: an fd whose interface was deleted
-// reports EBADFD forever.
-int ReadBatch(Reader* r, std::vector<std::pair<size_t, size_t>>& frames, size_t& used) {
-  while (frames.size() < kMaxBatch && kScratch - used >= kMaxFrame) {
-    ssize_t n = read(r->fd, r->scratch.data() + used, kScratch - used);
+// The reader's buffer, a new one if JS detached it (transferred it to a worker, say). Needs a
+// handle scope.
+Napi::ArrayBuffer ReadBuffer(Napi::Env env, Reader* r) {
+  Napi::ArrayBuffer buf = r->buffer.Value();
+  if (buf.ByteLength() != kBuffer) {
+    buf = Napi::ArrayBuffer::New(env, kBuffer);
+    r->buffer = Napi::Persistent(buf);
+  }
+  return buf;
+}
+
+// Read frames into `buf` until EAGAIN, the batch bound or the buffer runs out. Returns the
+// error that ended reading (0 for none); the poll is then stopped: an fd whose interface was
+// deleted reports EBADFD forever.
+int ReadBatch(Reader* r, uint8_t* buf, std::vector<std::pair<size_t, size_t>>& frames, size_t& used) {
+  while (frames.size() < kMaxBatch && kBuffer - used >= kMaxFrame) {
+    ssize_t n = read(r->fd, buf + used, kBuffer - used);
     if (n < 0) {
       if (errno == EINTR) continue;
       if (errno != EAGAIN && errno != EWOULDBLOCK) {
@@ -141,10 +156,8 @@ int ReadBatch(Reader* r, std::vector<std::pair<size_t, size_t>>& frames, size_t&
   return 0;
 }
 
-// One ArrayBuffer holding the batch, and a Uint8Array view per frame. Node's Buffer copy
-// allocates without zero-filling first (ArrayBuffer::New clears what memcpy then overwrites).
-Napi::Array BatchToJs(Napi::Env env, Reader* r, const std::vector<std::pair<size_t, size_t>>& frames, size_t used) {
-  Napi::ArrayBuffer buf = Napi::Buffer<uint8_t>::Copy(env, r->scratch.data(), used).ArrayBuffer();
+// A Uint8Array view of the read buffer per frame: no copy, valid until the next read.
+Napi::Array BatchToJs(Napi::Env env, Napi::ArrayBuffer buf, const std::vector<std::pair<size_t, size_t>>& frames) {
   Napi::Array batch = Napi::Array::New(env, frames.size());
   for (size_t i = 0; i < frames.size(); i++)
     batch.Set(static_cast<uint32_t>(i), Napi::Uint8Array::New(env, frames[i].second, buf, frames[i].first));
@@ -154,14 +167,14 @@ Napi::Array BatchToJs(Napi::Env env, Reader* r, const std::vector<std::pair<size
 // libuv says the fd is readable: read a batch and make one JS call, onFrames(frames, errno).
 void OnReadable(uv_poll_t* handle, int status, int events) {
   Reader* r = static_cast<Reader*>(handle->data);
-  size_t used = 0;
-  std::vector<std::pair<size_t, size_t>> frames;  // (offset, length) in scratch
-  int err = status < 0 ? -status : ReadBatch(r, frames, used);  // status < 0: libuv stopped it (POLLERR)
-  if (frames.empty() && err == 0) return;
-
   Napi::Env env(r->env);
   Napi::HandleScope scope(env);
-  Napi::Array batch = BatchToJs(env, r, frames, used);
+  Napi::ArrayBuffer buf = ReadBuffer(env, r);
+  size_t used = 0;
+  std::vector<std::pair<size_t, size_t>> frames;  // (offset, length) in buf
+  int err = status < 0 ? -status : ReadBatch(r, static_cast<uint8_t*>(buf.Data()), frames, used);  // status < 0: libuv stopped it (POLLERR)
+  if (frames.empty() && err == 0) return;
+  Napi::Array batch = BatchToJs(env, buf, frames);
   // The callback may close this reader (Retire); r stays allocated until OnClosed, which runs
   // in a later loop phase, and nothing below touches it after the call.
   Napi::Function fn = r->callback.Value();
@@ -177,15 +190,17 @@ void OnReadable(uv_poll_t* handle, int status, int events) {
 // libuv. A NIC calls it right after transmitting, because the host stack often answers inside
 // the write (an ACK, or data the ACK released) and the vCPU would otherwise re-enter the guest
 // and wait for a kick before seeing it. It runs inside that vCPU exit, so it returns the array
-// itself: an `errno` property appears on it only when reading failed.
+// itself: an `errno` property appears on it only when reading failed. The frames share the
+// read buffer with those of the batch before: a caller still holding those must not call it.
 Napi::Value TapReadNow(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Reader* r = Find(FdArg(info, 0));
   if (r == nullptr) return Napi::Array::New(env, 0);
+  Napi::ArrayBuffer buf = ReadBuffer(env, r);
   size_t used = 0;
   std::vector<std::pair<size_t, size_t>> frames;
-  int err = ReadBatch(r, frames, used);
-  Napi::Array out = frames.empty() ? Napi::Array::New(env, 0) : BatchToJs(env, r, frames, used);
+  int err = ReadBatch(r, static_cast<uint8_t*>(buf.Data()), frames, used);
+  Napi::Array out = frames.empty() ? Napi::Array::New(env, 0) : BatchToJs(env, buf, frames);
   if (err != 0) out.Set("errno", Napi::Number::New(env, err));
   return out;
 }
@@ -269,7 +284,7 @@ Napi::Value TapStartReading(const Napi::CallbackInfo& info) {
     r->env = env;
     r->fd = fd;
     r->hdr_len = info.Length() > 2 && info[2].IsNumber() ? info[2].As<Napi::Number>().Uint32Value() : 0;
-    r->scratch.resize(kScratch);
+    r->buffer = Napi::Persistent(Napi::ArrayBuffer::New(env, kBuffer));
     r->poll.data = r;
     int e = uv_poll_init(loop, &r->poll, fd);
     if (e < 0) {

@@ -135,6 +135,8 @@ export class TapBackend extends BackendBase {
   private writerFinal: WriterCounts | undefined;
   private fd: number;
   private paused = false;
+  /** A batch is being delivered: its frames are views of the read buffer that a read would overwrite. */
+  private reading = false;
   /** Wire frames read but not delivered (paused mid-batch), with their RX flags; at most one batch. */
   private held: Uint8Array[] = [];
   private heldFlags: number[] = [];
@@ -232,8 +234,27 @@ export class TapBackend extends BackendBase {
     return this.rxOffload !== undefined;
   }
 
+  /**
+   * A batch from the shim. Its frames are views of the shim's read buffer, which the next read
+   * fills again: what is delivered or held is a copy (a super-frame's segments are new anyway),
+   * and no read may happen while the batch is walked (pollReceive() waits for it to end).
+   */
   private onFrames(frames: Uint8Array[], errno: number): void {
     if (this.closed) return;
+    this.reading = true;
+    try {
+      this.deliverBatch(frames);
+    } finally {
+      this.reading = false;
+    }
+    if (errno !== 0 && !this.closed) {
+      // The interface went away under the fd (deleted, or its netns destroyed): no carrier.
+      this.counts.rxErrors++;
+      this.setLink(false);
+    }
+  }
+
+  private deliverBatch(frames: Uint8Array[]): void {
     if (frames.length > 0) {
       this.counts.rxBatches++;
       const L = this.rxOffload;
@@ -243,7 +264,7 @@ export class TapBackend extends BackendBase {
         this.counts.rxFrames++;
         this.counts.rxBytes += f.length;
         if (all === undefined || L === undefined) {
-          this.offer(f, 0);
+          this.offer(f.slice(), 0);
         } else {
           const r = finishReceiveOffload(f, all, f.byteOffset - this.vnetHdrLen, L);
           if ('error' in r) {
@@ -256,15 +277,11 @@ export class TapBackend extends BackendBase {
           } else if (r.kind === 'checksummed') {
             this.counts.rxChecksummed++;
           }
-          for (const seg of r.frames) this.offer(seg, r.flags);
+          if (r.kind === 'segmented') for (const seg of r.frames) this.offer(seg, r.flags);
+          else this.offer(f.slice(), r.flags); // still a view of the read buffer
         }
         if (this.closed) return; // a listener closed us mid-batch
       }
-    }
-    if (errno !== 0) {
-      // The interface went away under the fd (deleted, or its netns destroyed): no carrier.
-      this.counts.rxErrors++;
-      this.setLink(false);
     }
   }
 
@@ -358,7 +375,7 @@ export class TapBackend extends BackendBase {
 
   /** Deliver what the TAP already holds without waiting for libuv (see NetBackend.pollReceive). */
   pollReceive(): void {
-    if (this.closed || this.paused) return;
+    if (this.closed || this.paused || this.reading) return;
     const frames = native().tapReadNow(this.fd);
     const errno = frames.errno ?? 0;
     if (frames.length > 0 || errno !== 0) this.onFrames(frames, errno);
