@@ -5,3 +5,4 @@ export { LinkShaper, seededRandom, type DirectionStats, type Impairments, type L
 export * from './checksum.js';
 export { parseIpv4, prepareSegmentation, segmentTcp, type Ipv4Info } from './tcp-segmentation.js';
 export { TapBackend, type TapOptions, type TapStats } from './tap.js';
+export { finishReceiveOffload, RX_CHECKSUMS_VALID, type OffloadResult, type VnetHeaderLayout } from './receive-offload.js';

@@ -274,11 +274,11 @@ export class TapBackend extends BackendBase {
           if (r.kind === 'segmented') {
             this.counts.rxSegmented++;
             this.counts.rxSegments += r.frames.length;
-          } else if (r.kind === 'checksummed') {
-            this.counts.rxChecksummed++;
+            for (const seg of r.frames) this.offer(seg, r.flags);
+          } else {
+            if (r.kind === 'checksummed') this.counts.rxChecksummed++;
+            this.offer(f.slice(), r.flags); // still a view of the read buffer
           }
-          if (r.kind === 'segmented') for (const seg of r.frames) this.offer(seg, r.flags);
-          else this.offer(f.slice(), r.flags); // still a view of the read buffer
         }
         if (this.closed) return; // a listener closed us mid-batch
       }
@@ -399,8 +399,7 @@ export class TapBackend extends BackendBase {
     while (this.heldAt < this.held.length) {
       const i = this.heldAt++;
       this.deliver(this.held[i]!, this.heldFlags[i]!);
-      if (this.closed) return;
-      if (this.paused) return;
+      if (this.closed || this.paused) return;
     }
     this.held = [];
     this.heldFlags = [];

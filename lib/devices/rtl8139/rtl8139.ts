@@ -102,9 +102,12 @@ export class Rtl8139 extends PciDevice {
     this.queue = new RxQueue({ tryReceive: (f, flags) => this.tryReceive(f, flags), countMissed: () => this.countMissed(),
       countQueued: () => { this.stats.rxQueued++; },
       backpressure: (pause) => {
-        this.stats.rxPauses += pause ? 1 : 0;
-        if (pause) this.backend?.pauseReceive?.();
-        else this.backend?.resumeReceive?.();
+        if (!pause) {
+          this.backend?.resumeReceive?.();
+          return;
+        }
+        this.stats.rxPauses++;
+        this.backend?.pauseReceive?.();
       } }, opts.rxQueueLimit ?? 64);
     const mac = parseMac(opts.mac ?? '52:54:00:12:34:56');
     this.eeprom = new Eeprom93C46(rtl8139EepromImage(mac, { vendorId: 0x10ec, deviceId: 0x8139, subsystemVendorId: 0x10ec, subsystemId: 0x8139 }));
