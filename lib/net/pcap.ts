@@ -47,7 +47,7 @@ export class PcapWriter {
   private readonly sink: PcapSink;
   private readonly snaplen: number;
   private readonly now: () => bigint;
-  private closed = false;
+  private ended = false;
   packets = 0;
 
   /** `target`: a file path (created/truncated) or a sink receiving the byte stream. */
@@ -70,7 +70,7 @@ export class PcapWriter {
 
   /** Append one frame, stamped `tsNs` (default: now). */
   write(frame: Uint8Array, tsNs: bigint = this.now()): void {
-    if (this.closed) return;
+    if (this.ended) return;
     const incl = Math.min(frame.length, this.snaplen);
     const rec = new Uint8Array(16 + incl);
     const d = new DataView(rec.buffer);
@@ -93,9 +93,14 @@ export class PcapWriter {
     return backend.onReceive((f) => this.write(f));
   }
 
+  /** True once close() was called: frames are no longer recorded. */
+  get closed(): boolean {
+    return this.ended;
+  }
+
   close(): void {
-    if (this.closed) return;
-    this.closed = true;
+    if (this.ended) return;
+    this.ended = true;
     this.sink.close?.();
   }
 }
@@ -132,7 +137,8 @@ class CapturingBackend extends BackendBase {
     if (this.inner.sendSegmented === undefined) return false;
     if (this.closed) return true;
     if (!this.inner.sendSegmented(frame, tso)) return false;
-    for (const seg of segmentTcp(frame, tso.mss) ?? [frame]) this.pcap.write(seg);
+    // Cutting the frame only to record it: not once the capture is closed.
+    if (!this.pcap.closed) for (const seg of segmentTcp(frame, tso.mss) ?? [frame]) this.pcap.write(seg);
     return true;
   }
   override close(): void {
