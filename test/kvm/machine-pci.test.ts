@@ -80,19 +80,21 @@ test('guest PCI scan finds the RTL8139 and sizes its BARs (I/O 256 bytes, MMIO 2
   assert.equal(s.mac, mac);
 });
 
-test('the guest\'s writes to the RTL8139\'s IntrMask/IntrStatus are queued by KVM (coalesced MMIO and PIO) and applied in order', async (t) => {
+test('the guest\'s writes to the RTL8139\'s CAPR and IntrMask/IntrStatus are queued by KVM (coalesced MMIO and PIO) and applied in order', async (t) => {
   if (!requireKvm(t)) return;
   const backend = new NullBackend();
   t.after(() => backend.close());
   const le = (v: number, n: number): number[] => Array.from({ length: n }, (_, i) => (v >>> (8 * i)) & 0xff);
   // 32-bit flat code, at the addresses the platform assigns the NIC's BARs (checked below):
+  //   mov eax, 0x0ff0; mov [BAR1 + RxBufPtr], ax      (MMIO, CAPR)
   //   mov eax, 0x8001; mov [BAR1 + IntrMask], ax      (MMIO)
   //   mov dx, BAR0 + IntrMask; mov ax, 0x0055; out dx, ax   (PIO)
   //   cli; hlt; jmp back to hlt
   // No exit to userspace follows: only the run loop's kick applies the queued writes.
   const mmio = PCI_MMIO_START + 0x3c;
+  const capr = PCI_MMIO_START + 0x38;
   const port = PCI_IO_START + 0x3c;
-  const kernel = Uint8Array.from([0xb8, ...le(0x8001, 4), 0x66, 0xa3, ...le(mmio, 4),
+  const kernel = Uint8Array.from([0xb8, ...le(0x0ff0, 4), 0x66, 0xa3, ...le(capr, 4), 0xb8, ...le(0x8001, 4), 0x66, 0xa3, ...le(mmio, 4),
     0x66, 0xba, ...le(port, 2), 0x66, 0xb8, ...le(0x55, 2), 0x66, 0xef, 0xfa, 0xf4, 0xeb, 0xfd]);
   await using m = await Machine.create({ kernel, memory: '16M', net: [{ backend }], flat: { mode: 'protected' } });
   const nic = m.platform.nics[0]!;
@@ -105,8 +107,9 @@ test('the guest\'s writes to the RTL8139\'s IntrMask/IntrStatus are queued by KV
   while (nic.mmioBar.read(0x3c, 2) !== 0x55 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
   t.diagnostic(`coalesced MMIO+PIO ${supported ? 'supported' : 'not supported'}: ${m.counters.coalesced} queued writes, ${m.counters.mmio} MMIO and ${m.counters.io} PIO exits`);
   assert.equal(nic.mmioBar.read(0x3c, 2), 0x55, 'the PIO write, applied after the MMIO one');
+  assert.equal(nic.mmioBar.read(0x38, 2), 0x0ff0, 'CAPR');
   if (supported) {
-    assert.equal(m.counters.coalesced, 2);
+    assert.equal(m.counters.coalesced, 3);
     assert.equal(m.counters.mmio + m.counters.io, 0, 'neither write exited');
   }
   await m.stop();
