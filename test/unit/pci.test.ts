@@ -139,13 +139,13 @@ test('assignResources programs and enables BARs; remapping and disabling go thro
   assert.equal(nic.ioBar.read(0x40, 4) & 0x7cc0_0000, 0x7400_0000);
 });
 
-test('the RTL8139\'s CAPR and IntrMask/IntrStatus writes are coalesced wherever its BARs decode, and nowhere else', () => {
+test('the RTL8139\'s TSD0-3, CAPR and IntrMask/IntrStatus writes are coalesced wherever its BARs decode, and nowhere else', () => {
   const { hb, nic, cfgWrite, mapper } = setup();
   assert.equal(mapper.zones.size, 0);
   hb.assignResources();
   assert.deepEqual([...mapper.zones].sort(), [
-    `io 0x${(PCI_IO_START + 0x38).toString(16)}+2`, `io 0x${(PCI_IO_START + 0x3c).toString(16)}+4`,
-    `mmio 0x${(PCI_MMIO_START + 0x38).toString(16)}+2`, `mmio 0x${(PCI_MMIO_START + 0x3c).toString(16)}+4`]);
+    `io 0x${(PCI_IO_START + 0x10).toString(16)}+16`, `io 0x${(PCI_IO_START + 0x38).toString(16)}+2`, `io 0x${(PCI_IO_START + 0x3c).toString(16)}+4`,
+    `mmio 0x${(PCI_MMIO_START + 0x10).toString(16)}+16`, `mmio 0x${(PCI_MMIO_START + 0x38).toString(16)}+2`, `mmio 0x${(PCI_MMIO_START + 0x3c).toString(16)}+4`]);
   // A moved BAR takes its zone along: the old one is dropped before the new one is added.
   cfgWrite(1, 0x14, 4, 0xd000_0000);
   assert.ok(mapper.zones.has('mmio 0xd000003c+4'));
@@ -156,7 +156,7 @@ test('the RTL8139\'s CAPR and IntrMask/IntrStatus writes are coalesced wherever 
   cfgWrite(1, 0x04, 2, 0x0);
   assert.equal(mapper.zones.size, 0);
   cfgWrite(1, 0x04, 2, 0x3);
-  assert.equal(mapper.zones.size, 4);
+  assert.equal(mapper.zones.size, 6);
   cfgWrite(1, 0x14, 4, 0xffff_ffff);
   assert.equal(mapper.zones.has('mmio 0xd000003c+4'), false);
   assert.equal(nic.mapFailures, 0);

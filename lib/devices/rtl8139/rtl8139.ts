@@ -64,9 +64,14 @@ export interface Rtl8139State extends PciDeviceState {
  *   IRQ_NONE).
  * - CAPR (RxBufPtr): 8139too writes it once per received frame and then reads IntrStatus (its
  *   acknowledge) and ChipCmd (is the ring empty?) before it looks at the ring again, so the read
- *   sees the new CAPR and the room it makes. One exit less per frame in normal mode.
+ *   sees the new CAPR and the room it makes. One exit less per received frame in normal mode.
+ * - TSD0-3 (TxStatus0): 8139too starts each transmit with a write the driver flushes by reading
+ *   the same TSD back (RTL_W32_F); that read applies the write, which transmits the frame, and
+ *   reports OWN/TOK. One exit less per sent frame. A driver that never reads after a TSD write
+ *   would see its frame go at the next exit, or at the run loop's next kick (DESIGN §4). In C+
+ *   mode these bytes are StatsAddr, which 8139cp reads right after asking for a tally dump.
  */
-const COALESCED_WRITES = [{ offset: R.RxBufPtr, size: 2 }, { offset: R.IntrMask, size: 4 }] as const;
+const COALESCED_WRITES = [{ offset: R.TxStatus0, size: 16 }, { offset: R.RxBufPtr, size: 2 }, { offset: R.IntrMask, size: 4 }] as const;
 
 export class Rtl8139 extends PciDevice {
   /** Register window for BAR0 (I/O) and BAR1 (MMIO): distinct objects over one register file. */
