@@ -110,7 +110,7 @@ test('the guest\'s writes to the RTL8139\'s CAPR and IntrMask/IntrStatus are que
   assert.equal(nic.mmioBar.read(0x38, 2), 0x0ff0, 'CAPR');
   if (supported) {
     assert.equal(m.counters.coalesced, 3);
-    assert.equal(m.counters.mmio + m.counters.io, 0, 'neither write exited');
+    assert.equal(m.counters.mmio + m.counters.io, 0, 'no write exited');
   }
   await m.stop();
 });
