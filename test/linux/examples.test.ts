@@ -11,6 +11,12 @@ import { requireKvm } from '../helpers/kvm.js';
 const dir = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'examples');
 const examples = readdirSync(dir).filter((f) => f.endsWith('.js')).sort();
 
+/**
+ * parallel.test.js boots its VMs at once. In the nested lab they all share one emulated CPU, so
+ * eight took 120-210 s of the CI run there; four show the same (boot, exec, close, no leaked fd).
+ */
+const LAB_PARALLEL_VMS = '4';
+
 function run(file: string): Promise<{ code: number | null; out: string }> {
   const args = file.endsWith('.test.js') ? ['--test', '--test-reporter=spec', join(dir, file)] : [join(dir, file)];
   return new Promise((resolve) => {
@@ -18,6 +24,7 @@ function run(file: string): Promise<{ code: number | null; out: string }> {
     // skip its files ("run() is being called recursively") and pass without running anything.
     const env = { ...process.env };
     delete env.NODE_TEST_CONTEXT;
+    if (process.env.NODE_KVM_LAB === '1' && env.VMS === undefined) env.VMS = LAB_PARALLEL_VMS;
     const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env });
     let out = '';
     child.stdout.on('data', (d) => { out += d; });
