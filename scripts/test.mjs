@@ -4,12 +4,15 @@
 //   kvm    small guests on the host's KVM    dist/test/kvm/*.test.js
 //   linux  real kernels                       dist/test/linux/*.test.js
 // The linux tier needs a KVM that boots stock Linux. Where the host cannot (kvm_pvm, no
-// VMX/SVM), it runs inside ONE boot of the nested lab (`node-kvm lab`), together with a second
-// run of the kvm tier, so the small guests are proven under real (emulated) SVM too.
+// VMX/SVM), it runs inside the nested lab (`node-kvm lab`), together with a second run of the
+// kvm tier, so the small guests are proven under real (emulated) SVM too. The lab emulates one
+// CPU on one host CPU, so with two or more host CPUs the files are shared between two lab boots
+// that run at once (NODE_KVM_LABS=N sets how many).
 //
-// Usage: node scripts/test.mjs [--tier unit,kvm,linux] [--in-lab] [FILTER]
+// Usage: node scripts/test.mjs [--tier unit,kvm,linux] [--in-lab [--files=TIER/FILE,...]] [FILTER]
 import { spawn } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -18,12 +21,15 @@ const args = process.argv.slice(2);
 const inLab = args.includes('--in-lab');
 const tierArg = args.find((a) => a.startsWith('--tier='))?.slice(7);
 const filter = args.find((a) => !a.startsWith('--'));
+// In a lab: only these files (tier/name), the share of the lab work given to this boot.
+const only = args.find((a) => a.startsWith('--files='))?.slice(8).split(',').filter(Boolean);
 const tiers = tierArg ? tierArg.split(',') : inLab ? ['kvm', 'linux'] : ['unit', 'kvm', 'linux'];
 
 function files(tier) {
   const dir = join(root, 'dist', 'test', tier);
   if (!existsSync(dir)) return [];
-  return readdirSync(dir).filter((f) => f.endsWith('.test.js') && (!filter || f.includes(filter))).sort().map((f) => join(dir, f));
+  return readdirSync(dir).filter((f) => f.endsWith('.test.js') && (!filter || f.includes(filter)) && (!only || only.includes(`${tier}/${f}`)))
+    .sort().map((f) => join(dir, f));
 }
 
 /**
@@ -108,29 +114,96 @@ async function canBootLinuxDirectly() {
 /** The lab's whole budget: the file budgets bound a wedged test, this bounds a wedged L1. */
 const LAB_BUDGET_MS = 45 * 60_000;
 
+/**
+ * Seconds each file took in the lab (CI, one L1 CPU), used only to share the files fairly
+ * between lab boots; a file not listed counts as LAB_FILE_WEIGHT_DEFAULT.
+ */
+const LAB_FILE_WEIGHTS = {
+  'linux/net-rtl8139.test.js': 270, 'linux/examples.test.js': 200, 'linux/testing-exec.test.js': 178,
+  'linux/net-switch.test.js': 82, 'linux/boot.test.js': 46, 'linux/snapshot.test.js': 38, 'linux/console.test.js': 21,
+  'kvm/net-tap.test.js': 42, 'kvm/snapshot-memfd.test.js': 34, 'kvm/leaks.test.js': 20,
+};
+const LAB_FILE_WEIGHT_DEFAULT = 8;
+
+/** Split the lab's files into `n` shares of about equal time (longest first, to the lightest share). */
+function shareLabFiles(labTiers, n) {
+  const items = labTiers.flatMap((tier) => files(tier).map((f) => `${tier}/${basename(f)}`));
+  const weight = (k) => LAB_FILE_WEIGHTS[k] ?? LAB_FILE_WEIGHT_DEFAULT;
+  const shares = Array.from({ length: Math.max(1, Math.min(n, items.length)) }, () => ({ files: [], seconds: 0 }));
+  for (const k of [...items].sort((a, b) => weight(b) - weight(a))) {
+    const s = shares.reduce((a, b) => (b.seconds < a.seconds ? b : a));
+    s.files.push(k);
+    s.seconds += weight(k);
+  }
+  // Each share runs its files in the usual order: tier by tier, then by name.
+  for (const s of shares) s.files.sort((a, b) => labTiers.indexOf(a.split('/')[0]) - labTiers.indexOf(b.split('/')[0]) || a.localeCompare(b));
+  return shares;
+}
+
+/** How many lab boots run at once: each keeps one host CPU busy. */
+function labCount() {
+  const env = process.env.NODE_KVM_LABS;
+  if (env !== undefined) {
+    const n = Number(env);
+    if (!Number.isInteger(n) || n < 1 || n > 8) throw new Error(`NODE_KVM_LABS must be an integer 1..8, got ${JSON.stringify(env)}`);
+    return n;
+  }
+  return availableParallelism() >= 2 ? 2 : 1;
+}
+
+/** One lab boot running `share` of the lab's files; its tier results, or a failure that says why. */
+async function runLabShare(runInLab, share, index, count, out) {
+  const label = count > 1 ? `lab ${index + 1}/${count}` : 'lab';
+  const tiersHere = [...new Set(share.files.map((k) => k.split('/')[0]))];
+  const cmd = [process.execPath, join(root, 'scripts', 'test.mjs'), '--in-lab', `--tier=${tiersHere.join(',')}`, `--files=${share.files.join(',')}`];
+  let captured = '';
+  const stdout = new (await import('node:stream')).Writable({
+    write(chunk, _enc, cb) { captured += chunk; out.write(chunk); cb(); },
+  });
+  const res = await runInLab({ command: cmd, cwd: root, stdout, stderr: process.stderr, env: { CI: process.env.CI, NODE_KVM_FILE_TIMEOUT_S: process.env.NODE_KVM_FILE_TIMEOUT_S },
+    timeoutMs: LAB_BUDGET_MS,
+    log: (l) => process.stderr.write(`[${label}] ${l}\n`) });
+  const results = [];
+  for (const m of captured.matchAll(/^NODE-KVM-TIER (\S+) (\{.*\})$/gm)) results.push({ ...JSON.parse(m[2]), where: 'lab' });
+  const reported = new Set(results.map((r) => r.tier));
+  const missing = tiersHere.filter((t) => !reported.has(t));
+  if (res.exitCode !== 0 && (missing.length > 0 || results.every((r) => r.code === 0 && r.fail === 0))) {
+    results.push({ tier: missing.join('+') || 'lab', where: 'lab', code: res.exitCode, tests: 0, pass: 0, fail: 1, skipped: 0, cancelled: 0 });
+    process.stderr.write(`${label} failed (exit ${res.exitCode}${res.timedOut ? ', timed out' : ''}): ${res.error ?? ''}\n${res.consoleTail}\n`);
+  }
+  return results;
+}
+
 async function runTiersInLab(labTiers) {
   const { runInLab } = await import(join(root, 'dist', 'lib', 'lab', 'index.js'));
   const { getDefaultImage } = await import(join(root, 'dist', 'lib', 'images', 'index.js'));
   await getDefaultImage({ build: true, log: (l) => process.stderr.write(`[image] ${l}\n`) });
-  process.stdout.write(`\n=== tiers ${labTiers.join(', ')}: inside the nested lab (this host's KVM cannot boot Linux) ===\n`);
-  const cmd = [process.execPath, join(root, 'scripts', 'test.mjs'), '--in-lab', `--tier=${labTiers.join(',')}`];
-  if (filter) cmd.push(filter);
-  let captured = '';
-  const stdout = new (await import('node:stream')).Writable({
-    write(chunk, _enc, cb) { captured += chunk; process.stdout.write(chunk); cb(); },
+  const shares = shareLabFiles(labTiers, labCount());
+  const how = shares.length > 1 ? `${shares.length} lab boots at once, one host CPU each` : 'one lab boot';
+  process.stdout.write(`\n=== tiers ${labTiers.join(', ')}: inside the nested lab (this host's KVM cannot boot Linux), ${how} ===\n`);
+  // The first boot's output streams; the others' is kept and printed, whole, once the first ends,
+  // so that no two files' lines interleave.
+  const kept = shares.map(() => []);
+  const outs = shares.map((_, i) => (i === 0 ? process.stdout : { write: (c) => { kept[i].push(c); } }));
+  const runs = shares.map((share, i) => {
+    if (shares.length > 1) process.stdout.write(`lab ${i + 1}/${shares.length}: ${share.files.join(' ')}\n`);
+    return runLabShare(runInLab, share, i, shares.length, outs[i]);
   });
-  const res = await runInLab({ command: cmd, cwd: root, stdout, stderr: process.stderr, env: { CI: process.env.CI, NODE_KVM_FILE_TIMEOUT_S: process.env.NODE_KVM_FILE_TIMEOUT_S },
-    timeoutMs: LAB_BUDGET_MS,
-    log: (l) => process.stderr.write(`[lab] ${l}\n`) });
-  const results = [];
-  for (const m of captured.matchAll(/^NODE-KVM-TIER (\S+) (\{.*\})$/gm)) results.push({ ...JSON.parse(m[2]), where: 'lab' });
-  const reported = new Set(results.map((r) => r.tier));
-  const missing = labTiers.filter((t) => !reported.has(t));
-  if (res.exitCode !== 0 && (missing.length > 0 || results.every((r) => r.code === 0 && r.fail === 0))) {
-    results.push({ tier: missing.join('+') || 'lab', where: 'lab', code: res.exitCode, tests: 0, pass: 0, fail: 1, skipped: 0, cancelled: 0 });
-    process.stderr.write(`lab failed (exit ${res.exitCode}${res.timedOut ? ', timed out' : ''}): ${res.error ?? ''}\n${res.consoleTail}\n`);
+  const all = [];
+  for (let i = 0; i < runs.length; i++) {
+    const r = await runs[i];
+    if (i > 0) process.stdout.write(`\n=== lab ${i + 1}/${shares.length} ===\n${kept[i].join('')}`);
+    all.push(...r);
   }
-  return results;
+  // One line per tier in the summary, whichever boots ran its files.
+  const byTier = new Map();
+  for (const r of all) {
+    const t = byTier.get(r.tier);
+    if (t === undefined) { byTier.set(r.tier, { ...r }); continue; }
+    if (r.code !== 0 && t.code === 0) t.code = r.code;
+    for (const k of ['tests', 'pass', 'fail', 'skipped', 'cancelled']) t[k] += r[k];
+  }
+  return [...byTier.values()].sort((a, b) => labTiers.indexOf(a.tier) - labTiers.indexOf(b.tier));
 }
 
 const results = [];
