@@ -115,13 +115,13 @@ async function canBootLinuxDirectly() {
 const LAB_BUDGET_MS = 45 * 60_000;
 
 /**
- * Seconds each file took in the lab (CI, one L1 CPU), used only to share the files fairly
- * between lab boots; a file not listed counts as LAB_FILE_WEIGHT_DEFAULT.
+ * Seconds each file took in the lab (CI, two lab boots at once, one L1 CPU each), used only to
+ * share the files fairly between lab boots; a file not listed counts as LAB_FILE_WEIGHT_DEFAULT.
  */
 const LAB_FILE_WEIGHTS = {
-  'linux/net-rtl8139.test.js': 270, 'linux/examples.test.js': 200, 'linux/testing-exec.test.js': 178,
-  'linux/net-switch.test.js': 82, 'linux/boot.test.js': 46, 'linux/snapshot.test.js': 38, 'linux/console.test.js': 21,
-  'kvm/net-tap.test.js': 42, 'kvm/snapshot-memfd.test.js': 34, 'kvm/leaks.test.js': 20,
+  'linux/net-rtl8139.test.js': 355, 'linux/examples.test.js': 218, 'linux/testing-exec.test.js': 218,
+  'linux/net-switch.test.js': 108, 'linux/boot.test.js': 74, 'linux/snapshot.test.js': 35, 'linux/console.test.js': 18,
+  'kvm/net-tap.test.js': 64, 'kvm/snapshot-memfd.test.js': 33, 'kvm/leaks.test.js': 16,
 };
 const LAB_FILE_WEIGHT_DEFAULT = 8;
 
