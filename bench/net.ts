@@ -9,16 +9,22 @@
 //
 // Why rounds and medians: on one TCG CPU a guest->host transfer settles into a state and stays
 // there, for either VMM. One skb costs about the same cycle whatever its size, and the guest's
-// TSO autosizing sizes skbs by its RTT: either it sends large TSO frames (10-43 KB per skb, RTT
-// ~5-25 ms), or its RTT inflates to 75-100 ms, skbs fall to two segments and the cost per byte
-// of everything (guest, VMM, host stack) rises 4-6x. Which one a 10 s run lands in varies from
-// run to run, so one run per VMM says little (README, Known limits).
+// TSO autosizing (tcp_tso_autosize) sizes skbs by the connection's min_rtt: it adds
+// 64 KiB >> (min_rtt / 512 us) to about a millisecond of the pacing rate, so below ~1.5 ms of
+// min_rtt the guest sends large TSO frames (10-43 KB per skb), and from ~2.5 ms up two segments
+// (~2.9 KB), with the cost per byte of everything (guest, VMM, host stack) 4-6x higher. min_rtt
+// is a minimum over the connection, so its first fast samples decide the state; which one a
+// 10 s run lands in varies from run to run, so one run per VMM says little (README, Known
+// limits). The guest's min_rtt is read from iperf3's socket by bench/c/tcp-min-rtt.c (built
+// here with gcc -static and appended to the initrd) and printed for both VMMs.
 import type { ChildProcess } from 'node:child_process';
-import { copyFileSync, mkdtempSync, rmSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os, { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { doctor, qemuVersion } from '../lib/doctor.js';
+import { CpioWriter } from '../lib/images/cpio.js';
 import { getImage, type Image } from '../lib/images/index.js';
 import { runInLab } from '../lib/lab/index.js';
 import { DEFAULT_CMDLINE } from '../lib/machine/cmdline.js';
@@ -53,6 +59,8 @@ interface Transfer {
   retransmits: number | undefined;
   /** The sender's smoothed RTT (mean over iperf3's samples, ms) and its largest cwnd (KiB). */
   meanRttMs?: number;
+  /** The guest kernel's min_rtt of the connection (ms), from bench/c/tcp-min-rtt.c. */
+  minRttMs?: number;
   maxCwndKiB?: number;
   /** node-kvm only: PIO+MMIO exits per frame the NIC moved, frames, RX held back / missed. */
   exitsPerPacket?: number;
@@ -83,15 +91,45 @@ interface Sample {
  */
 const OMIT_SECONDS = 2;
 
+/** Where the min_rtt probe lands in the guest (appended to the initrd by withMinRttProbe). */
+const PROBE_PATH = '/usr/bin/tcp-min-rtt';
+
+/**
+ * Build bench/c/tcp-min-rtt.c (static) and append it to the initrd as a second cpio archive
+ * (the kernel unpacks one after another). Without gcc or a static libc the bench runs without it.
+ */
+function withMinRttProbe(initrd: string, dir: string, log: (l: string) => void): void {
+  const exe = join(dir, 'tcp-min-rtt');
+  const src = fileURLToPath(new URL('../../bench/c/tcp-min-rtt.c', import.meta.url));
+  try {
+    execFileSync('gcc', ['-static', '-O2', '-o', exe, src], { stdio: ['ignore', 'ignore', 'pipe'] });
+  } catch (e) {
+    log(`net: no guest min_rtt probe (gcc -static ${src} failed: ${String((e as Error).message).split('\n')[0]})`);
+    return;
+  }
+  const cpio = new CpioWriter();
+  cpio.dir('usr');
+  cpio.dir('usr/bin');
+  cpio.file(PROBE_PATH.slice(1), readFileSync(exe), 0o755);
+  const base = readFileSync(initrd);
+  // The next archive starts on a 4-byte boundary; zeros between archives are skipped.
+  writeFileSync(initrd, Buffer.concat([base, Buffer.alloc((512 - (base.length % 512)) % 512), cpio.finish()]));
+}
+
 /**
  * The guest's whole job: ping, iperf3 up, iperf3 down (reverse), each between markers; then,
  * with a warm-up, `warmup` s of unmeasured iperf3 up and both directions again.
  */
 function guestScript(seconds: number, warmup: number): string {
+  // The min_rtt probe, when the initrd has it, samples the guest->host connection beside iperf3.
+  const probe = (key: string): string => `{ [ -x ${PROBE_PATH} ] && ${PROBE_PATH} iperf3 5201 500 ${seconds + 60} > /tmp/min-rtt-${key} & }`;
+  const probed = (key: string): string => `wait; echo ${MARK}-${key}RTT $(cat /tmp/min-rtt-${key} 2>/dev/null)`;
   const warm = warmup <= 0 ? [] : [
     `iperf3 -c ${HOST_IP} -t ${warmup} -i 0 > /dev/null`,
     `echo ${MARK}-DEV2 $(grep eth0: /proc/net/dev)`,
+    probe('WUP'),
     `echo ${MARK}-WUP; iperf3 -c ${HOST_IP} -t ${seconds} -O ${OMIT_SECONDS} -i 0 -J; echo ${MARK}-WUPEND`,
+    probed('WUP'),
     `echo ${MARK}-DEV3 $(grep eth0: /proc/net/dev)`,
     `echo ${MARK}-WDOWN; iperf3 -c ${HOST_IP} -t ${seconds} -O ${OMIT_SECONDS} -i 0 -R -J; echo ${MARK}-WDOWNEND`,
   ];
@@ -99,8 +137,10 @@ function guestScript(seconds: number, warmup: number): string {
     `echo ${MARK}-PING; ping -c 10 -i 0.2 ${HOST_IP} | tail -1`,
     // The driver counts one TX packet per skb: a TSO frame is one, however many segments.
     `echo ${MARK}-DEV0 $(grep eth0: /proc/net/dev)`,
+    probe('UP'),
     `echo ${MARK}-UP; iperf3 -c ${HOST_IP} -t ${seconds} -O ${OMIT_SECONDS} -i 0 -J; echo ${MARK}-UPEND`,
     `echo ${MARK}-DEV1 $(grep eth0: /proc/net/dev)`,
+    probed('UP'),
     `echo ${MARK}-DOWN; iperf3 -c ${HOST_IP} -t ${seconds} -O ${OMIT_SECONDS} -i 0 -R -J; echo ${MARK}-DOWNEND`,
     ...warm,
   ].join('; ');
@@ -156,9 +196,11 @@ function parse(label: string, raw: string, warmed: boolean): Sample {
     const bps = json.end?.sum_received?.bits_per_second ?? json.end?.sum_sent?.bits_per_second ?? 0;
     // TCP_INFO of the sender: the guest's for `up`, which is the row the report prints.
     const sender = json.end?.streams?.[0]?.sender;
+    const probe = new RegExp(`${MARK}-${dir}RTT TCPINFO .*min_rtt_us=(\\d+)`).exec(text);
     s[key] = { mbps: bps / 1e6, retransmits: json.end?.sum_sent?.retransmits,
       meanRttMs: sender?.mean_rtt === undefined ? undefined : sender.mean_rtt / 1000,
-      maxCwndKiB: sender?.max_snd_cwnd === undefined ? undefined : sender.max_snd_cwnd / 1024 };
+      maxCwndKiB: sender?.max_snd_cwnd === undefined ? undefined : sender.max_snd_cwnd / 1024,
+      minRttMs: probe === null ? undefined : Number(probe[1]) / 1000 };
   }
   return s;
 }
@@ -266,8 +308,8 @@ function median(values: (number | undefined)[]): number | undefined {
 
 /** One run: guest->host Mbit/s @ guest TX bytes/skb, host->guest Mbit/s; the same warm. */
 function runLine(s: Sample, warmup: number): string {
-  const warm = warmup > 0 ? `; ${f1(s.warmUp?.mbps)} @ ${f1(s.warmTxFrameBytes)}, ${f1(s.warmDown?.mbps)}` : '';
-  return `${f1(s.up?.mbps)} @ ${f1(s.guestTxFrameBytes)}, ${f1(s.down?.mbps)}${warm}`;
+  const warm = warmup > 0 ? `; ${f1(s.warmUp?.mbps)} @ ${f1(s.warmTxFrameBytes)} (${f1(s.warmUp?.minRttMs)}), ${f1(s.warmDown?.mbps)}` : '';
+  return `${f1(s.up?.mbps)} @ ${f1(s.guestTxFrameBytes)} (${f1(s.up?.minRttMs)}), ${f1(s.down?.mbps)}${warm}`;
 }
 
 function report(samples: Sample[], seconds: number, warmup: number, where: string, log: (l: string) => void): void {
@@ -287,6 +329,7 @@ function report(samples: Sample[], seconds: number, warmup: number, where: strin
   row('guest->host Mbit/s', (s) => s.up?.mbps);
   row('  retransmits', (s) => s.up?.retransmits, false);
   row('  guest sender RTT ms (mean)', (s) => s.up?.meanRttMs, false);
+  row('  guest min_rtt ms (TSO sizing)', (s) => s.up?.minRttMs, false);
   row('  guest sender max cwnd KiB', (s) => s.up?.maxCwndKiB, false);
   row('host->guest Mbit/s', (s) => s.down?.mbps);
   row('  retransmits', (s) => s.down?.retransmits, false);
@@ -300,13 +343,14 @@ function report(samples: Sample[], seconds: number, warmup: number, where: strin
     log(`after ${warmup} s more of unmeasured guest->host iperf3 (the JIT has compiled the network path), both again:`);
     row('guest->host Mbit/s, warm', (s) => s.warmUp?.mbps);
     row('  guest sender RTT ms (mean)', (s) => s.warmUp?.meanRttMs, false);
+    row('  guest min_rtt ms (TSO sizing)', (s) => s.warmUp?.minRttMs, false);
     row('host->guest Mbit/s, warm', (s) => s.warmDown?.mbps);
     row('guest TX bytes/skb (up), warm', (s) => s.warmTxFrameBytes, false);
     row('exits/packet guest->host, warm', (s) => s.warmUp?.exitsPerPacket, false);
     row('exits/packet host->guest, warm', (s) => s.warmDown?.exitsPerPacket, false);
   }
   if (rounds > 1) {
-    log(`runs (guest->host Mbit/s @ guest TX bytes/skb, host->guest Mbit/s${warmup > 0 ? '; the same warm' : ''}):`);
+    log(`runs (guest->host Mbit/s @ guest TX bytes/skb (guest min_rtt ms), host->guest Mbit/s${warmup > 0 ? '; the same warm' : ''}):`);
     for (const g of groups) log(`  ${g[0]!.label.padEnd(18)} ${g.map((s) => runLine(s, warmup)).join('  |  ')}`);
   }
   for (const s of samples) if (s.error !== undefined) log(`  ${s.label}: ${s.error}`);
@@ -341,6 +385,7 @@ export async function runNetBench(opts: NetBenchOptions = {}): Promise<void> {
     const files = { kernel: join(dir, 'bzImage'), initrd: join(dir, 'initrd.cpio.gz') };
     copyFileSync(img.kernel, files.kernel);
     copyFileSync(img.initrd, files.initrd);
+    withMinRttProbe(files.initrd, dir, log);
     const samples: Sample[] = [];
     const runs: (() => Promise<Sample>)[] = [];
     for (let i = 0; i < rounds; i++) runs.push(() => runNodeKvm(files, 0x20, seconds, warmup), () => runQemu(files, seconds, warmup, inLab));
