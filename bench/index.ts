@@ -1,4 +1,4 @@
-// `npm run bench [filter] [--runs=N] [--iterations=N] [--lab-cpus=N] [--warmup=N]`: runs every benchmark whose name contains
+// `npm run bench [filter] [--runs=N] [--iterations=N] [--lab-cpus=N] [--warmup=N] [--tso-rtt-log=N]`: runs every benchmark whose name contains
 // `filter` (all without one). Benchmarks print their own figures; nothing here asserts on time.
 import { runExitRoundtrip } from './exit-roundtrip.js';
 import { runNetBench } from './net.js';
@@ -18,6 +18,8 @@ interface BenchOptions {
   labCpus?: number;
   /** net: seconds of unmeasured transfer before the warm measurements (default 20). */
   warmup?: number;
+  /** net: the guest's net.ipv4.tcp_tso_rtt_log for both VMMs (default: the kernel's, 9). */
+  tsoRttLog?: number;
 }
 
 const benches: Bench[] = [
@@ -32,9 +34,10 @@ function parseArgs(argv: readonly string[]): { filter: string | undefined; opts:
   let filter: string | undefined;
   const opts: BenchOptions = {};
   for (const a of argv) {
-    const m = /^--(runs|iterations|lab-cpus|warmup)=(\d+)$/.exec(a);
-    if (m !== null) opts[m[1] === 'lab-cpus' ? 'labCpus' : m[1] as 'runs' | 'iterations' | 'warmup'] = Number(m[2]);
-    else if (a.startsWith('--')) throw new Error(`unknown option ${a} (known: --runs=N, --iterations=N, --lab-cpus=N, --warmup=N)`);
+    const m = /^--(runs|iterations|lab-cpus|warmup|tso-rtt-log)=(\d+)$/.exec(a);
+    const key = { 'runs': 'runs', 'iterations': 'iterations', 'lab-cpus': 'labCpus', 'warmup': 'warmup', 'tso-rtt-log': 'tsoRttLog' } as const;
+    if (m !== null) opts[key[m[1] as keyof typeof key]] = Number(m[2]);
+    else if (a.startsWith('--')) throw new Error(`unknown option ${a} (known: --runs=N, --iterations=N, --lab-cpus=N, --warmup=N, --tso-rtt-log=N)`);
     else filter = a;
   }
   return { filter, opts };

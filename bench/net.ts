@@ -16,7 +16,9 @@
 // is a minimum over the connection, so its first fast samples decide the state; which one a
 // 10 s run lands in varies from run to run, so one run per VMM says little (README, Known
 // limits). The guest's min_rtt is read from iperf3's socket by bench/c/tcp-min-rtt.c (built
-// here with gcc -static and appended to the initrd) and printed for both VMMs.
+// here with gcc -static and appended to the initrd) and printed for both VMMs. `--tso-rtt-log=12`
+// sets the guest's net.ipv4.tcp_tso_rtt_log for both, so that RTTs below ~4 ms no longer shrink
+// its skbs: what each VMM does once that is out of the way.
 import type { ChildProcess } from 'node:child_process';
 import { execFileSync } from 'node:child_process';
 import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -47,6 +49,12 @@ export interface NetBenchOptions {
    * (default 20; 0 skips it): the steady state once the JIT has compiled the network path.
    */
   warmup?: number;
+  /**
+   * The guest's net.ipv4.tcp_tso_rtt_log, set for both VMMs before the transfers (default: left
+   * at the kernel's 9). 12 makes TSO sizing ignore RTTs below ~4 ms: a test of the header's
+   * claim that min_rtt alone decides the guest->host state in the lab.
+   */
+  tsoRttLog?: number;
   log?: (line: string) => void;
 }
 
@@ -120,7 +128,7 @@ function withMinRttProbe(initrd: string, dir: string, log: (l: string) => void):
  * The guest's whole job: ping, iperf3 up, iperf3 down (reverse), each between markers; then,
  * with a warm-up, `warmup` s of unmeasured iperf3 up and both directions again.
  */
-function guestScript(seconds: number, warmup: number): string {
+function guestScript(seconds: number, warmup: number, tsoRttLog: number | undefined): string {
   // The min_rtt probe, when the initrd has it, samples the guest->host connection beside iperf3.
   const probe = (key: string): string => `{ [ -x ${PROBE_PATH} ] && ${PROBE_PATH} iperf3 5201 500 ${seconds + 60} > /tmp/min-rtt-${key} & }`;
   const probed = (key: string): string => `wait; echo ${MARK}-${key}RTT $(cat /tmp/min-rtt-${key} 2>/dev/null)`;
@@ -134,6 +142,7 @@ function guestScript(seconds: number, warmup: number): string {
     `echo ${MARK}-WDOWN; iperf3 -c ${HOST_IP} -t ${seconds} -O ${OMIT_SECONDS} -i 0 -R -J; echo ${MARK}-WDOWNEND`,
   ];
   return [
+    ...(tsoRttLog === undefined ? [] : [`echo ${tsoRttLog} > /proc/sys/net/ipv4/tcp_tso_rtt_log`]),
     `echo ${MARK}-PING; ping -c 10 -i 0.2 ${HOST_IP} | tail -1`,
     // The driver counts one TX packet per skb: a TSO frame is one, however many segments.
     `echo ${MARK}-DEV0 $(grep eth0: /proc/net/dev)`,
@@ -216,19 +225,23 @@ async function withNetns<T>(fn: (ns: NetNs) => Promise<T>): Promise<T> {
   }
 }
 
-function cmdline(seconds: number, warmup: number): string {
-  const run64 = Buffer.from(guestScript(seconds, warmup)).toString('base64');
+/** What each VMM run does: the guest script's parameters. */
+interface Job { seconds: number; warmup: number; tsoRttLog: number | undefined }
+
+function cmdline(job: Job): string {
+  const run64 = Buffer.from(guestScript(job.seconds, job.warmup, job.tsoRttLog)).toString('base64');
   return `${DEFAULT_CMDLINE} quiet nkvm.ip=${GUEST_IP}/24 nkvm.run64=${run64}`;
 }
 
 /** Our VMM: TapBackend moved into the namespace, counters sampled at the guest's markers. */
-async function runNodeKvm(files: { kernel: string; initrd: string }, revision: 0x10 | 0x20, seconds: number, warmup: number): Promise<Sample> {
+async function runNodeKvm(files: { kernel: string; initrd: string }, revision: 0x10 | 0x20, job: Job): Promise<Sample> {
+  const { warmup } = job;
   const label = `node-kvm ${revision === 0x20 ? '8139cp' : '8139too'}`;
   return withNetns(async (ns) => {
     const tap = TapBackend.open();
     try {
       await ns.adoptLink(tap.name, `${HOST_IP}/24`);
-      await using m = await Machine.create({ kernel: files.kernel, initrd: files.initrd, cmdline: cmdline(seconds, warmup), memory: '256M', cpus: 1,
+      await using m = await Machine.create({ kernel: files.kernel, initrd: files.initrd, cmdline: cmdline(job), memory: '256M', cpus: 1,
         net: [{ backend: tap, revision }] });
       const nic = m.platform.nics[0]!;
       let text = '';
@@ -263,7 +276,8 @@ async function runNodeKvm(files: { kernel: string; initrd: string }, revision: 0
 }
 
 /** QEMU, started inside the namespace so its TAP is created there; its serial console on stdout. */
-async function runQemu(files: { kernel: string; initrd: string }, seconds: number, warmup: number, inLab: boolean): Promise<Sample> {
+async function runQemu(files: { kernel: string; initrd: string }, job: Job, inLab: boolean): Promise<Sample> {
+  const { warmup } = job;
   const label = 'QEMU rtl8139';
   return withNetns(async (ns) => {
     const ifname = 'nkvmq0';
@@ -271,7 +285,7 @@ async function runQemu(files: { kernel: string; initrd: string }, seconds: numbe
     const cpu = inLab ? 'host,-xsave' : 'host';
     const child: ChildProcess = ns.spawn(['qemu-system-x86_64', '-accel', 'kvm', '-cpu', cpu, '-m', '256M', '-smp', '1',
       '-M', 'pc', '-nodefaults', '-no-user-config', '-display', 'none', '-vga', 'none', '-no-reboot', '-serial', 'stdio',
-      '-kernel', files.kernel, '-initrd', files.initrd, '-append', cmdline(seconds, warmup),
+      '-kernel', files.kernel, '-initrd', files.initrd, '-append', cmdline(job),
       '-netdev', `tap,id=n0,ifname=${ifname},script=no,downscript=no`, '-device', 'rtl8139,netdev=n0,mac=52:54:00:12:34:56']);
     let text = '';
     let err = '';
@@ -361,6 +375,10 @@ export async function runNetBench(opts: NetBenchOptions = {}): Promise<void> {
   const seconds = Math.max(2, opts.iterations ?? 10);
   const rounds = Math.max(1, opts.runs ?? 3);
   const warmup = Math.max(0, opts.warmup ?? 20);
+  const tsoRttLog = opts.tsoRttLog;
+  if (tsoRttLog !== undefined && !(Number.isInteger(tsoRttLog) && tsoRttLog >= 0 && tsoRttLog <= 31)) {
+    throw new Error(`--tso-rtt-log must be an integer 0..31 (net.ipv4.tcp_tso_rtt_log), got ${tsoRttLog}`);
+  }
   const iperf = findCommand('iperf3');
   if (iperf === undefined) throw new Error('iperf3 not found: the net bench runs it on both sides (apt-get install iperf3)');
   const inLab = process.env.NODE_KVM_LAB === '1';
@@ -371,7 +389,8 @@ export async function runNetBench(opts: NetBenchOptions = {}): Promise<void> {
     const index = fileURLToPath(new URL('./index.js', import.meta.url));
     // Each VMM run: a boot, ping, four transfers and the warm-up, plus slack for a slow L1.
     const perRunS = 60 + 4 * (seconds + 5) + warmup;
-    const r = await runInLab({ command: [process.execPath, index, 'net', `--iterations=${seconds}`, `--runs=${rounds}`, `--warmup=${warmup}`], cpus: opts.labCpus,
+    const r = await runInLab({ command: [process.execPath, index, 'net', `--iterations=${seconds}`, `--runs=${rounds}`, `--warmup=${warmup}`,
+      ...(tsoRttLog === undefined ? [] : [`--tso-rtt-log=${tsoRttLog}`])], cpus: opts.labCpus,
       stdout: process.stdout, stderr: process.stderr, log: (l) => log(`net: lab: ${l}`), timeoutMs: Math.max(1800, 300 + 2 * (2 * rounds + 1) * perRunS) * 1000 });
     if (r.exitCode !== 0) throw new Error(`net bench in the lab failed (exit ${r.exitCode}): ${r.error ?? ''}\n${r.consoleTail}`);
     return;
@@ -388,8 +407,9 @@ export async function runNetBench(opts: NetBenchOptions = {}): Promise<void> {
     withMinRttProbe(files.initrd, dir, log);
     const samples: Sample[] = [];
     const runs: (() => Promise<Sample>)[] = [];
-    for (let i = 0; i < rounds; i++) runs.push(() => runNodeKvm(files, 0x20, seconds, warmup), () => runQemu(files, seconds, warmup, inLab));
-    runs.push(() => runNodeKvm(files, 0x10, seconds, warmup));
+    const job: Job = { seconds, warmup, tsoRttLog };
+    for (let i = 0; i < rounds; i++) runs.push(() => runNodeKvm(files, 0x20, job), () => runQemu(files, job, inLab));
+    runs.push(() => runNodeKvm(files, 0x10, job));
     for (const [i, run] of runs.entries()) {
       const s: Sample = await run().catch((e: unknown) => ({ label: '?', error: String((e as Error)?.stack ?? e) }));
       samples.push(s);
@@ -397,7 +417,7 @@ export async function runNetBench(opts: NetBenchOptions = {}): Promise<void> {
       log(`net: run ${i + 1}/${runs.length} ${s.label}: ${s.error ?? runLine(s, warmup)}`);
     }
     const where = inLab ? `nested lab (QEMU TCG + SVM, ${os.cpus().length} L1 CPU(s), both VMMs on kvm_amd in L1)` : 'this host';
-    report(samples, seconds, warmup, where, log);
+    report(samples, seconds, warmup, tsoRttLog === undefined ? where : `${where}, guest net.ipv4.tcp_tso_rtt_log=${tsoRttLog} for both VMMs`, log);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
