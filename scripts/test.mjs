@@ -187,7 +187,12 @@ async function runTiersInLab(labTiers) {
   const outs = shares.map((_, i) => (i === 0 ? process.stdout : { write: (c) => { kept[i].push(c); } }));
   const runs = shares.map((share, i) => {
     if (shares.length > 1) process.stdout.write(`lab ${i + 1}/${shares.length}: ${share.files.join(' ')}\n`);
-    return runLabShare(runInLab, share, i, shares.length, outs[i]);
+    // A boot that cannot even start counts as a failure of its tiers; the other boot runs on.
+    return runLabShare(runInLab, share, i, shares.length, outs[i]).catch((e) => {
+      process.stderr.write(`lab ${i + 1}/${shares.length} could not run: ${e?.stack ?? e}\n`);
+      const tier = [...new Set(share.files.map((k) => k.split('/')[0]))].join('+');
+      return [{ tier, where: 'lab', code: 1, tests: 0, pass: 0, fail: 1, skipped: 0, cancelled: 0 }];
+    });
   });
   const all = [];
   for (let i = 0; i < runs.length; i++) {
