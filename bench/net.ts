@@ -11,9 +11,10 @@
 // there, for either VMM. One skb costs about the same cycle whatever its size, and the guest's
 // TSO autosizing (tcp_tso_autosize) sizes skbs by the connection's min_rtt: it adds
 // 64 KiB >> (min_rtt / 512 us) to about a millisecond of the pacing rate, so below ~1.5 ms of
-// min_rtt the guest sends large TSO frames (10-43 KB per skb), and from ~2.5 ms up two segments
-// (~2.9 KB), with the cost per byte of everything (guest, VMM, host stack) 4-6x higher. min_rtt
-// is a minimum over the connection, so its first fast samples decide the state; which one a
+// min_rtt the guest sends large TSO frames (10-43 KB per skb); from ~2.5 ms up that term is
+// under 2 KiB and, unless the pacing rate is already high, skbs fall to two segments (~2.9 KB),
+// with the cost per byte of everything (guest, VMM, host stack) 4-6x higher. min_rtt is a
+// minimum over the connection, so its first fast samples decide the state; which one a
 // 10 s run lands in varies from run to run, so one run per VMM says little (README, Known
 // limits). The guest's min_rtt is read from iperf3's socket by bench/c/tcp-min-rtt.c (built
 // here with gcc -static and appended to the initrd) and printed for both VMMs. `--tso-rtt-log=12`
@@ -51,8 +52,8 @@ export interface NetBenchOptions {
   warmup?: number;
   /**
    * The guest's net.ipv4.tcp_tso_rtt_log, set for both VMMs before the transfers (default: left
-   * at the kernel's 9). 12 makes TSO sizing ignore RTTs below ~4 ms: a test of the header's
-   * claim that min_rtt alone decides the guest->host state in the lab.
+   * at the kernel's 9). 12 makes TSO sizing ignore RTTs below ~4 ms: a test of the claim above
+   * that this term decides the guest->host state in the lab.
    */
   tsoRttLog?: number;
   log?: (line: string) => void;
