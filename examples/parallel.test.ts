@@ -3,10 +3,13 @@
 import assert from 'node:assert/strict';
 import { readdirSync } from 'node:fs';
 import { test } from 'node:test';
+import { InvalidArgumentError } from '../lib/errors.js';
 import { bootVm, type TestVm } from '../lib/testing/index.js';
 
 const openFds = (): number => readdirSync('/proc/self/fd').length;
 const count = Number(process.env.VMS ?? 8);
+// A typo must not turn into zero VMs and a test that passes without booting any.
+if (!Number.isInteger(count) || count < 1 || count > 64) throw new InvalidArgumentError(`VMS must be an integer 1..64, got ${JSON.stringify(process.env.VMS)}`);
 
 test(`${count} VMs boot, exec and close in parallel`, { timeout: 900_000 }, async () => {
   const before = openFds();

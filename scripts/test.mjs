@@ -111,7 +111,7 @@ async function canBootLinuxDirectly() {
   return (await doctor()).canBootLinuxDirectly;
 }
 
-/** The lab's whole budget: the file budgets bound a wedged test, this bounds a wedged L1. */
+/** Each lab boot's whole budget: the file budgets bound a wedged test, this bounds a wedged L1. */
 const LAB_BUDGET_MS = 45 * 60_000;
 
 /**
@@ -136,7 +136,11 @@ function shareLabFiles(labTiers, n) {
     s.seconds += weight(k);
   }
   // Each share runs its files in the usual order: tier by tier, then by name.
-  for (const s of shares) s.files.sort((a, b) => labTiers.indexOf(a.split('/')[0]) - labTiers.indexOf(b.split('/')[0]) || a.localeCompare(b));
+  const tierOf = (k) => k.split('/')[0];
+  for (const s of shares) {
+    s.files.sort((a, b) => labTiers.indexOf(tierOf(a)) - labTiers.indexOf(tierOf(b)) || a.localeCompare(b));
+    s.tiers = [...new Set(s.files.map(tierOf))];
+  }
   return shares;
 }
 
@@ -154,8 +158,7 @@ function labCount() {
 /** One lab boot running `share` of the lab's files; its tier results, or a failure that says why. */
 async function runLabShare(runInLab, share, index, count, out) {
   const label = count > 1 ? `lab ${index + 1}/${count}` : 'lab';
-  const tiersHere = [...new Set(share.files.map((k) => k.split('/')[0]))];
-  const cmd = [process.execPath, join(root, 'scripts', 'test.mjs'), '--in-lab', `--tier=${tiersHere.join(',')}`, `--files=${share.files.join(',')}`];
+  const cmd = [process.execPath, join(root, 'scripts', 'test.mjs'), '--in-lab', `--tier=${share.tiers.join(',')}`, `--files=${share.files.join(',')}`];
   let captured = '';
   const stdout = new (await import('node:stream')).Writable({
     write(chunk, _enc, cb) { captured += chunk; out.write(chunk); cb(); },
@@ -166,7 +169,7 @@ async function runLabShare(runInLab, share, index, count, out) {
   const results = [];
   for (const m of captured.matchAll(/^NODE-KVM-TIER (\S+) (\{.*\})$/gm)) results.push({ ...JSON.parse(m[2]), where: 'lab' });
   const reported = new Set(results.map((r) => r.tier));
-  const missing = tiersHere.filter((t) => !reported.has(t));
+  const missing = share.tiers.filter((t) => !reported.has(t));
   if (res.exitCode !== 0 && (missing.length > 0 || results.every((r) => r.code === 0 && r.fail === 0))) {
     results.push({ tier: missing.join('+') || 'lab', where: 'lab', code: res.exitCode, tests: 0, pass: 0, fail: 1, skipped: 0, cancelled: 0 });
     process.stderr.write(`${label} failed (exit ${res.exitCode}${res.timedOut ? ', timed out' : ''}): ${res.error ?? ''}\n${res.consoleTail}\n`);
@@ -190,8 +193,7 @@ async function runTiersInLab(labTiers) {
     // A boot that cannot even start counts as a failure of its tiers; the other boot runs on.
     return runLabShare(runInLab, share, i, shares.length, outs[i]).catch((e) => {
       process.stderr.write(`lab ${i + 1}/${shares.length} could not run: ${e?.stack ?? e}\n`);
-      const tier = [...new Set(share.files.map((k) => k.split('/')[0]))].join('+');
-      return [{ tier, where: 'lab', code: 1, tests: 0, pass: 0, fail: 1, skipped: 0, cancelled: 0 }];
+      return [{ tier: share.tiers.join('+'), where: 'lab', code: 1, tests: 0, pass: 0, fail: 1, skipped: 0, cancelled: 0 }];
     });
   });
   const all = [];

@@ -8,8 +8,9 @@
 // The file moves over HTTP: busybox httpd in the guest serves it with sendfile(), and busybox
 // wget fetches it back. busybox nc copies 1 KiB per read/write, so its TCP sends ~1 KiB
 // segments: in the nested lab (every L2 instruction emulated by TCG) 8139cp moved 2 Mbit/s
-// guest→host with it, and 4.6-6.9 Mbit/s over HTTP. The capture is closed before the transfer: tshark would take
-// about a minute per driver in the lab to dissect the transfer's ~70,000 frames.
+// guest→host with it, and 4.6-6.9 Mbit/s over HTTP. The capture is closed before the transfer:
+// tshark would take about a minute per driver in the lab to dissect the transfer's ~70,000
+// frames.
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
