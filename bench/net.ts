@@ -5,7 +5,11 @@
 //
 // The guest image is "net": the default image plus the host's iperf3 (and its libraries);
 // install it with `apt-get install iperf3`. Also reported for our model: exits (PIO + MMIO) per
-// packet the NIC moved during each transfer, and the NIC's RX backpressure counters.
+// packet the NIC moved during each transfer, and the NIC's RX backpressure counters. For both
+// VMMs, when debugfs is mounted (root): KVM's own counters, per packet the guest's driver moved
+// either way (a TSO frame counts once): every VM exit (those KVM handles itself too, such as
+// coalesced MMIO writes, HLT and interrupts), and of them the port I/O exits (KVM counts every
+// port access it intercepts) plus the MMIO exits that reached the VMM.
 //
 // Why rounds and medians: on one TCG CPU a guest->host transfer settles into a state and stays
 // there, for either VMM. One skb costs about the same cycle whatever its size, and the guest's
@@ -22,7 +26,7 @@
 // its skbs: what each VMM does once that is out of the way.
 import type { ChildProcess } from 'node:child_process';
 import { execFileSync } from 'node:child_process';
-import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os, { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -74,6 +78,11 @@ interface Transfer {
   /** node-kvm only: PIO+MMIO exits per frame the NIC moved, frames, RX held back / missed. */
   exitsPerPacket?: number;
   packets?: number;
+  /** Packets the guest's driver moved both ways (/proc/net/dev: a TSO frame counts once). */
+  guestPackets?: number;
+  /** Both VMMs, from KVM's own counters (debugfs): every VM exit, and I/O + MMIO exits, per guest packet. */
+  kvmExitsPerPacket?: number;
+  kvmIoMmioPerPacket?: number;
   rxQueued?: number;
   rxMissed?: number;
 }
@@ -140,7 +149,9 @@ function guestScript(seconds: number, warmup: number, tsoRttLog: number | undefi
     `echo ${MARK}-WUP; iperf3 -c ${HOST_IP} -t ${seconds} -O ${OMIT_SECONDS} -i 0 -J; echo ${MARK}-WUPEND`,
     probed('WUP'),
     `echo ${MARK}-DEV3 $(grep eth0: /proc/net/dev)`,
+    `echo ${MARK}-DEVD2 $(grep eth0: /proc/net/dev)`,
     `echo ${MARK}-WDOWN; iperf3 -c ${HOST_IP} -t ${seconds} -O ${OMIT_SECONDS} -i 0 -R -J; echo ${MARK}-WDOWNEND`,
+    `echo ${MARK}-DEVD3 $(grep eth0: /proc/net/dev)`,
   ];
   return [
     ...(tsoRttLog === undefined ? [] : [`echo ${tsoRttLog} > /proc/sys/net/ipv4/tcp_tso_rtt_log`]),
@@ -151,7 +162,9 @@ function guestScript(seconds: number, warmup: number, tsoRttLog: number | undefi
     `echo ${MARK}-UP; iperf3 -c ${HOST_IP} -t ${seconds} -O ${OMIT_SECONDS} -i 0 -J; echo ${MARK}-UPEND`,
     `echo ${MARK}-DEV1 $(grep eth0: /proc/net/dev)`,
     probed('UP'),
+    `echo ${MARK}-DEVD0 $(grep eth0: /proc/net/dev)`,
     `echo ${MARK}-DOWN; iperf3 -c ${HOST_IP} -t ${seconds} -O ${OMIT_SECONDS} -i 0 -R -J; echo ${MARK}-DOWNEND`,
+    `echo ${MARK}-DEVD1 $(grep eth0: /proc/net/dev)`,
     ...warm,
   ].join('; ');
 }
@@ -195,6 +208,13 @@ function parse(label: string, raw: string, warmed: boolean): Sample {
   const d2 = dev('DEV2');
   const d3 = dev('DEV3');
   if (d2 !== undefined && d3 !== undefined && d3[9]! > d2[9]!) s.warmTxFrameBytes = (d3[8]! - d2[8]!) / (d3[9]! - d2[9]!);
+  // The /proc/net/dev lines around each transfer: rx + tx packets of the guest's driver.
+  const devPairs: Record<PhaseKey, [string, string]> = { up: ['DEV0', 'DEV1'], down: ['DEVD0', 'DEVD1'], warmUp: ['DEV2', 'DEV3'], warmDown: ['DEVD2', 'DEVD3'] };
+  const guestPackets = (key: PhaseKey): number | undefined => {
+    const a = dev(devPairs[key][0]);
+    const b = dev(devPairs[key][1]);
+    return a === undefined || b === undefined ? undefined : b[1]! - a[1]! + b[9]! - a[9]!;
+  };
   for (const [dir, key] of PHASES) {
     const body = between(text, `${MARK}-${dir}`, `${MARK}-${dir}END`);
     if (body === undefined) {
@@ -210,9 +230,82 @@ function parse(label: string, raw: string, warmed: boolean): Sample {
     s[key] = { mbps: bps / 1e6, retransmits: json.end?.sum_sent?.retransmits,
       meanRttMs: sender?.mean_rtt === undefined ? undefined : sender.mean_rtt / 1000,
       maxCwndKiB: sender?.max_snd_cwnd === undefined ? undefined : sender.max_snd_cwnd / 1024,
-      minRttMs: probe === null ? undefined : Number(probe[1]) / 1000 };
+      minRttMs: probe === null ? undefined : Number(probe[1]) / 1000, guestPackets: guestPackets(key) };
   }
   return s;
+}
+
+/** KVM's exit counters for the VMs of one process, summed over their vCPUs. */
+interface KvmExitCounts { exits: number; ioMmio: number }
+
+const KVM_DEBUGFS = '/sys/kernel/debug/kvm';
+
+/**
+ * Read from debugfs (one directory per VM, named PID-FD), which KVM keeps for any VMM alike: the
+ * one count both VMMs can be compared by. Undefined without debugfs (not mounted, or not root).
+ */
+function readKvmExitCounts(pid: number): KvmExitCounts | undefined {
+  try {
+    const dirs = readdirSync(KVM_DEBUGFS).filter((d) => d.startsWith(`${pid}-`));
+    if (dirs.length === 0) return undefined;
+    const c: KvmExitCounts = { exits: 0, ioMmio: 0 };
+    const num = (d: string, f: string): number => Number(readFileSync(join(KVM_DEBUGFS, d, f), 'utf8'));
+    for (const d of dirs) {
+      c.exits += num(d, 'exits');
+      c.ioMmio += num(d, 'io_exits') + num(d, 'mmio_exits');
+    }
+    return c;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Mount debugfs in the lab's L1 (a throwaway VM) if needed; elsewhere only say it is missing. */
+function checkKvmDebugfs(inLab: boolean, log: (l: string) => void): void {
+  if (existsSync(KVM_DEBUGFS)) return;
+  if (inLab) {
+    try {
+      execFileSync('mount', ['-t', 'debugfs', 'debugfs', '/sys/kernel/debug'], { stdio: 'ignore' });
+    } catch {
+      // reported below
+    }
+    if (existsSync(KVM_DEBUGFS)) return;
+  }
+  log(`net: no ${KVM_DEBUGFS} (debugfs not mounted, or not root): the KVM exits rows stay empty`);
+}
+
+/**
+ * Samples a VMM's KVM exit counters the moment each transfer's start and end markers appear on
+ * its console (fed the console text as it grows), then divides by the guest's packets.
+ */
+class KvmExitWatch {
+  private readonly seen = new Map<string, KvmExitCounts | undefined>();
+  private scanned = 0;
+
+  constructor(private readonly pid: number) {}
+
+  feed(text: string): void {
+    // Markers are whole lines; rescan a little before the new text in case one was split.
+    const from = Math.max(0, this.scanned - 64);
+    this.scanned = text.length;
+    for (const [dir] of PHASES) {
+      for (const m of [`${MARK}-${dir}\r\n`, `${MARK}-${dir}END`]) {
+        if (!this.seen.has(m) && text.indexOf(m, from) >= 0) this.seen.set(m, readKvmExitCounts(this.pid));
+      }
+    }
+  }
+
+  /** Fill each transfer's per-packet exit figures in `s` (parsed from the same console). */
+  apply(s: Sample): void {
+    for (const [dir, key] of PHASES) {
+      const t = s[key];
+      const a = this.seen.get(`${MARK}-${dir}\r\n`);
+      const b = this.seen.get(`${MARK}-${dir}END`);
+      if (t === undefined || a === undefined || b === undefined || !t.guestPackets) continue;
+      t.kvmExitsPerPacket = (b.exits - a.exits) / t.guestPackets;
+      t.kvmIoMmioPerPacket = (b.ioMmio - a.ioMmio) / t.guestPackets;
+    }
+  }
 }
 
 async function withNetns<T>(fn: (ns: NetNs) => Promise<T>): Promise<T> {
@@ -246,7 +339,8 @@ async function runNodeKvm(files: { kernel: string; initrd: string }, revision: 0
         net: [{ backend: tap, revision }] });
       const nic = m.platform.nics[0]!;
       let text = '';
-      m.console.on('data', (d: Buffer) => { text += d.toString('latin1'); });
+      const kvmWatch = new KvmExitWatch(process.pid);
+      m.console.on('data', (d: Buffer) => { text += d.toString('latin1'); kvmWatch.feed(text); });
       const snap = (): { exits: number; packets: number; queued: number; missed: number } => ({
         exits: m.counters.io + m.counters.mmio, packets: nic.stats.txFrames + nic.stats.rxFrames,
         queued: nic.stats.rxQueued, missed: nic.stats.rxMissed,
@@ -268,6 +362,7 @@ async function runNodeKvm(files: { kernel: string; initrd: string }, revision: 0
       const r = await m.wait();
       const s = parse(label, text, warmup > 0);
       for (const [, key] of PHASES) if (s[key] !== undefined) Object.assign(s[key]!, counted[key]);
+      kvmWatch.apply(s);
       if (r.reason !== 'poweroff') s.error = `guest ended with ${r.reason}`;
       return s;
     } finally {
@@ -290,7 +385,9 @@ async function runQemu(files: { kernel: string; initrd: string }, job: Job, inLa
       '-netdev', `tap,id=n0,ifname=${ifname},script=no,downscript=no`, '-device', 'rtl8139,netdev=n0,mac=52:54:00:12:34:56']);
     let text = '';
     let err = '';
-    child.stdout!.on('data', (d: Buffer) => { text += d.toString('latin1'); });
+    // `ip netns exec` execs QEMU in place: this pid is QEMU's.
+    const kvmWatch = child.pid === undefined ? undefined : new KvmExitWatch(child.pid);
+    child.stdout!.on('data', (d: Buffer) => { text += d.toString('latin1'); kvmWatch?.feed(text); });
     child.stderr!.on('data', (d: Buffer) => { err += d.toString('utf8'); });
     const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
     // QEMU creates the TAP when it starts: configure it as soon as it exists.
@@ -306,6 +403,7 @@ async function runQemu(files: { kernel: string; initrd: string }, job: Job, inLa
     const code = await exited;
     clearTimeout(timer);
     const s = parse(label, text, warmup > 0);
+    kvmWatch?.apply(s);
     if (code !== 0) s.error = `QEMU exited with ${code}: ${err.trim()}`;
     return s;
   });
@@ -352,6 +450,10 @@ function report(samples: Sample[], seconds: number, warmup: number, where: strin
   row('guest TX bytes/skb (up)', (s) => s.guestTxFrameBytes, false);
   row('exits/packet guest->host', (s) => s.up?.exitsPerPacket, false);
   row('exits/packet host->guest', (s) => s.down?.exitsPerPacket, false);
+  row('KVM exits/guest pkt up', (s) => s.up?.kvmExitsPerPacket);
+  row('  of them I/O+MMIO', (s) => s.up?.kvmIoMmioPerPacket);
+  row('KVM exits/guest pkt down', (s) => s.down?.kvmExitsPerPacket);
+  row('  of them I/O+MMIO', (s) => s.down?.kvmIoMmioPerPacket);
   row('RX held back (host->guest)', (s) => s.down?.rxQueued, false);
   row('RX missed (host->guest)', (s) => s.down?.rxMissed, false);
   if (warmup > 0) {
@@ -363,6 +465,8 @@ function report(samples: Sample[], seconds: number, warmup: number, where: strin
     row('guest TX bytes/skb (up), warm', (s) => s.warmTxFrameBytes, false);
     row('exits/packet guest->host, warm', (s) => s.warmUp?.exitsPerPacket, false);
     row('exits/packet host->guest, warm', (s) => s.warmDown?.exitsPerPacket, false);
+    row('KVM exits/guest pkt up, warm', (s) => s.warmUp?.kvmExitsPerPacket);
+    row('KVM exits/guest pkt down, warm', (s) => s.warmDown?.kvmExitsPerPacket);
   }
   if (rounds > 1) {
     log(`runs (guest->host Mbit/s @ guest TX bytes/skb (guest min_rtt ms), host->guest Mbit/s${warmup > 0 ? '; the same warm' : ''}):`);
@@ -406,6 +510,7 @@ export async function runNetBench(opts: NetBenchOptions = {}): Promise<void> {
     copyFileSync(img.kernel, files.kernel);
     copyFileSync(img.initrd, files.initrd);
     withMinRttProbe(files.initrd, dir, log);
+    checkKvmDebugfs(inLab, log);
     const samples: Sample[] = [];
     const runs: (() => Promise<Sample>)[] = [];
     const job: Job = { seconds, warmup, tsoRttLog };
