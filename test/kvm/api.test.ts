@@ -2,11 +2,12 @@
 // codes, stats, handle lifecycle and argument validation. Assertions are our own.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { closeSync, readSync } from 'node:fs';
+import { closeSync, readFileSync, readSync } from 'node:fs';
 import { totalmem } from 'node:os';
 import { requireKvm } from '../helpers/kvm.js';
 import { Kvm, constants, KvmError } from '../../lib/index.js';
 import { readKvmStats } from '../../lib/kvm/stats.js';
+import { native } from '../../lib/native.js';
 
 function codeOf(fn: () => unknown): string {
   try {
@@ -106,6 +107,26 @@ test('memory slots: overlap -> EEXIST, unaligned -> EINVAL (KVM_SET_USER_MEMORY_
   }
   // Nothing of the refused attempts stayed behind: slot 2 is still free.
   assert.equal(vm.createMemoryRegion({ slot: 2, guestPhysAddr: 8 * MiB, size: 4096 }).bytes.length, 4096);
+});
+
+test('guest RAM is 2 MiB-aligned private memory advised for huge pages and kept out of forks', (t) => {
+  if (!requireKvm(t)) return;
+  using kvm = Kvm.open();
+  using vm = kvm.createVm();
+  const region = vm.createMemoryRegion({ slot: 0, guestPhysAddr: 0, size: 6 * MiB });
+  const addr = native().address(region.bytes.buffer as ArrayBuffer);
+  assert.equal(addr % BigInt(2 * MiB), 0n, `RAM at 0x${addr.toString(16)}`);
+  // smaps: the mapping that holds the RAM, and its VmFlags (hg: MADV_HUGEPAGE, dc: MADV_DONTFORK;
+  // no "sh": not shared).
+  const blocks = readFileSync('/proc/self/smaps', 'utf8').split(/\n(?=[0-9a-f]+-[0-9a-f]+ )/);
+  const block = blocks.find((b) => {
+    const [lo, hi] = b.slice(0, b.indexOf(' ')).split('-').map((x) => BigInt(`0x${x}`));
+    return lo! <= addr && addr < hi!;
+  });
+  assert.ok(block !== undefined, 'the RAM mapping is in /proc/self/smaps');
+  const flags = /^VmFlags:(.*)$/m.exec(block)?.[1]?.trim().split(/\s+/) ?? [];
+  for (const f of ['hg', 'dc']) assert.ok(flags.includes(f), `VmFlags ${flags.join(' ')} lack ${f}`);
+  assert.ok(!flags.includes('sh'), `VmFlags ${flags.join(' ')}: shared`);
 });
 
 test('memory larger than the host allows fails with a code, not a crash', (t) => {
