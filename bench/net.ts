@@ -6,10 +6,10 @@
 // The guest image is "net": the default image plus the host's iperf3 (and its libraries);
 // install it with `apt-get install iperf3`. Also reported for our model: exits (PIO + MMIO) per
 // packet the NIC moved during each transfer, and the NIC's RX backpressure counters. For both
-// VMMs, when debugfs is mounted (root): KVM's own counters, per packet the guest's driver moved
-// either way (a TSO frame counts once): every VM exit (those KVM handles itself too, such as
-// coalesced MMIO writes, HLT and interrupts), and of them the port I/O exits (KVM counts every
-// port access it intercepts) plus the MMIO exits that reached the VMM.
+// VMMs, when debugfs is mounted (root): KVM's own counters, per MB the guest's driver moved
+// either way: every VM exit (those KVM handles itself too, such as coalesced MMIO writes, HLT
+// and interrupts), and of them the port I/O exits (KVM counts every port access it intercepts)
+// plus the MMIO exits that reached the VMM.
 //
 // Why rounds and medians: on one TCG CPU a guest->host transfer settles into a state and stays
 // there, for either VMM. One skb costs about the same cycle whatever its size, and the guest's
@@ -78,11 +78,15 @@ interface Transfer {
   /** node-kvm only: PIO+MMIO exits per frame the NIC moved, frames, RX held back / missed. */
   exitsPerPacket?: number;
   packets?: number;
-  /** Packets the guest's driver moved both ways (/proc/net/dev: a TSO frame counts once). */
-  guestPackets?: number;
-  /** Both VMMs, from KVM's own counters (debugfs): every VM exit, and I/O + MMIO exits, per guest packet. */
-  kvmExitsPerPacket?: number;
-  kvmIoMmioPerPacket?: number;
+  /** Bytes the guest's driver moved both ways (/proc/net/dev), during the transfer. */
+  guestBytes?: number;
+  /**
+   * Both VMMs, from KVM's own counters (debugfs): every VM exit, and the I/O + MMIO exits among
+   * them, per MB the guest moved. Per MB, not per packet: the VMMs' guests cut the same bytes
+   * into skbs of different sizes.
+   */
+  kvmExitsPerMB?: number;
+  kvmIoMmioPerMB?: number;
   rxQueued?: number;
   rxMissed?: number;
 }
@@ -208,12 +212,12 @@ function parse(label: string, raw: string, warmed: boolean): Sample {
   const d2 = dev('DEV2');
   const d3 = dev('DEV3');
   if (d2 !== undefined && d3 !== undefined && d3[9]! > d2[9]!) s.warmTxFrameBytes = (d3[8]! - d2[8]!) / (d3[9]! - d2[9]!);
-  // The /proc/net/dev lines around each transfer: rx + tx packets of the guest's driver.
+  // The /proc/net/dev lines around each transfer: rx + tx bytes of the guest's driver.
   const devPairs: Record<PhaseKey, [string, string]> = { up: ['DEV0', 'DEV1'], down: ['DEVD0', 'DEVD1'], warmUp: ['DEV2', 'DEV3'], warmDown: ['DEVD2', 'DEVD3'] };
-  const guestPackets = (key: PhaseKey): number | undefined => {
+  const guestBytes = (key: PhaseKey): number | undefined => {
     const a = dev(devPairs[key][0]);
     const b = dev(devPairs[key][1]);
-    return a === undefined || b === undefined ? undefined : b[1]! - a[1]! + b[9]! - a[9]!;
+    return a === undefined || b === undefined ? undefined : b[0]! - a[0]! + b[8]! - a[8]!;
   };
   for (const [dir, key] of PHASES) {
     const body = between(text, `${MARK}-${dir}`, `${MARK}-${dir}END`);
@@ -230,7 +234,7 @@ function parse(label: string, raw: string, warmed: boolean): Sample {
     s[key] = { mbps: bps / 1e6, retransmits: json.end?.sum_sent?.retransmits,
       meanRttMs: sender?.mean_rtt === undefined ? undefined : sender.mean_rtt / 1000,
       maxCwndKiB: sender?.max_snd_cwnd === undefined ? undefined : sender.max_snd_cwnd / 1024,
-      minRttMs: probe === null ? undefined : Number(probe[1]) / 1000, guestPackets: guestPackets(key) };
+      minRttMs: probe === null ? undefined : Number(probe[1]) / 1000, guestBytes: guestBytes(key) };
   }
   return s;
 }
@@ -276,7 +280,7 @@ function checkKvmDebugfs(inLab: boolean, log: (l: string) => void): void {
 
 /**
  * Samples a VMM's KVM exit counters the moment each transfer's start and end markers appear on
- * its console (fed the console text as it grows), then divides by the guest's packets.
+ * its console (fed the console text as it grows), then divides by the bytes the guest moved.
  */
 class KvmExitWatch {
   private readonly seen = new Map<string, KvmExitCounts | undefined>();
@@ -301,9 +305,9 @@ class KvmExitWatch {
       const t = s[key];
       const a = this.seen.get(`${MARK}-${dir}\r\n`);
       const b = this.seen.get(`${MARK}-${dir}END`);
-      if (t === undefined || a === undefined || b === undefined || !t.guestPackets) continue;
-      t.kvmExitsPerPacket = (b.exits - a.exits) / t.guestPackets;
-      t.kvmIoMmioPerPacket = (b.ioMmio - a.ioMmio) / t.guestPackets;
+      if (t === undefined || a === undefined || b === undefined || !t.guestBytes) continue;
+      t.kvmExitsPerMB = (b.exits - a.exits) / (t.guestBytes / 1e6);
+      t.kvmIoMmioPerMB = (b.ioMmio - a.ioMmio) / (t.guestBytes / 1e6);
     }
   }
 }
@@ -450,10 +454,10 @@ function report(samples: Sample[], seconds: number, warmup: number, where: strin
   row('guest TX bytes/skb (up)', (s) => s.guestTxFrameBytes, false);
   row('exits/packet guest->host', (s) => s.up?.exitsPerPacket, false);
   row('exits/packet host->guest', (s) => s.down?.exitsPerPacket, false);
-  row('KVM exits/guest pkt up', (s) => s.up?.kvmExitsPerPacket);
-  row('  of them I/O+MMIO', (s) => s.up?.kvmIoMmioPerPacket);
-  row('KVM exits/guest pkt down', (s) => s.down?.kvmExitsPerPacket);
-  row('  of them I/O+MMIO', (s) => s.down?.kvmIoMmioPerPacket);
+  row('KVM exits/MB guest->host', (s) => s.up?.kvmExitsPerMB);
+  row('  of them I/O+MMIO', (s) => s.up?.kvmIoMmioPerMB);
+  row('KVM exits/MB host->guest', (s) => s.down?.kvmExitsPerMB);
+  row('  of them I/O+MMIO', (s) => s.down?.kvmIoMmioPerMB);
   row('RX held back (host->guest)', (s) => s.down?.rxQueued, false);
   row('RX missed (host->guest)', (s) => s.down?.rxMissed, false);
   if (warmup > 0) {
@@ -465,8 +469,10 @@ function report(samples: Sample[], seconds: number, warmup: number, where: strin
     row('guest TX bytes/skb (up), warm', (s) => s.warmTxFrameBytes, false);
     row('exits/packet guest->host, warm', (s) => s.warmUp?.exitsPerPacket, false);
     row('exits/packet host->guest, warm', (s) => s.warmDown?.exitsPerPacket, false);
-    row('KVM exits/guest pkt up, warm', (s) => s.warmUp?.kvmExitsPerPacket);
-    row('KVM exits/guest pkt down, warm', (s) => s.warmDown?.kvmExitsPerPacket);
+    row('KVM exits/MB guest->host, warm', (s) => s.warmUp?.kvmExitsPerMB);
+    row('  of them I/O+MMIO', (s) => s.warmUp?.kvmIoMmioPerMB);
+    row('KVM exits/MB host->guest, warm', (s) => s.warmDown?.kvmExitsPerMB);
+    row('  of them I/O+MMIO', (s) => s.warmDown?.kvmIoMmioPerMB);
   }
   if (rounds > 1) {
     log(`runs (guest->host Mbit/s @ guest TX bytes/skb (guest min_rtt ms), host->guest Mbit/s${warmup > 0 ? '; the same warm' : ''}):`);
