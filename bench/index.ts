@@ -1,5 +1,6 @@
 // `npm run bench [filter] [--runs=N] [--iterations=N] [--lab-cpus=N] [--warmup=N] [--tso-rtt-log=N]`: runs every benchmark whose name contains
 // `filter` (all without one). Benchmarks print their own figures; nothing here asserts on time.
+import { InvalidArgumentError } from '../lib/errors.js';
 import { runExitRoundtrip } from './exit-roundtrip.js';
 import { runNetBench } from './net.js';
 import { runBootBench } from './boot.js';
@@ -37,7 +38,7 @@ function parseArgs(argv: readonly string[]): { filter: string | undefined; opts:
     const m = /^--(runs|iterations|lab-cpus|warmup|tso-rtt-log)=(\d+)$/.exec(a);
     const key = { 'runs': 'runs', 'iterations': 'iterations', 'lab-cpus': 'labCpus', 'warmup': 'warmup', 'tso-rtt-log': 'tsoRttLog' } as const;
     if (m !== null) opts[key[m[1] as keyof typeof key]] = Number(m[2]);
-    else if (a.startsWith('--')) throw new Error(`unknown option ${a} (known: --runs=N, --iterations=N, --lab-cpus=N, --warmup=N, --tso-rtt-log=N)`);
+    else if (a.startsWith('--')) throw new InvalidArgumentError(`unknown option ${a} (known: --runs=N, --iterations=N, --lab-cpus=N, --warmup=N, --tso-rtt-log=N)`);
     else filter = a;
   }
   return { filter, opts };

@@ -31,6 +31,7 @@ import os, { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { doctor, qemuVersion } from '../lib/doctor.js';
+import { InvalidArgumentError } from '../lib/errors.js';
 import { CpioWriter } from '../lib/images/cpio.js';
 import { getImage, type Image } from '../lib/images/index.js';
 import { runInLab } from '../lib/lab/index.js';
@@ -153,7 +154,6 @@ function guestScript(seconds: number, warmup: number, tsoRttLog: number | undefi
     `echo ${MARK}-WUP; iperf3 -c ${HOST_IP} -t ${seconds} -O ${OMIT_SECONDS} -i 0 -J; echo ${MARK}-WUPEND`,
     probed('WUP'),
     `echo ${MARK}-DEV3 $(grep eth0: /proc/net/dev)`,
-    `echo ${MARK}-DEVD2 $(grep eth0: /proc/net/dev)`,
     `echo ${MARK}-WDOWN; iperf3 -c ${HOST_IP} -t ${seconds} -O ${OMIT_SECONDS} -i 0 -R -J; echo ${MARK}-WDOWNEND`,
     `echo ${MARK}-DEVD3 $(grep eth0: /proc/net/dev)`,
   ];
@@ -213,7 +213,7 @@ function parse(label: string, raw: string, warmed: boolean): Sample {
   const d3 = dev('DEV3');
   if (d2 !== undefined && d3 !== undefined && d3[9]! > d2[9]!) s.warmTxFrameBytes = (d3[8]! - d2[8]!) / (d3[9]! - d2[9]!);
   // The /proc/net/dev lines around each transfer: rx + tx bytes of the guest's driver.
-  const devPairs: Record<PhaseKey, [string, string]> = { up: ['DEV0', 'DEV1'], down: ['DEVD0', 'DEVD1'], warmUp: ['DEV2', 'DEV3'], warmDown: ['DEVD2', 'DEVD3'] };
+  const devPairs: Record<PhaseKey, [string, string]> = { up: ['DEV0', 'DEV1'], down: ['DEVD0', 'DEVD1'], warmUp: ['DEV2', 'DEV3'], warmDown: ['DEV3', 'DEVD3'] };
   const guestBytes = (key: PhaseKey): number | undefined => {
     const a = dev(devPairs[key][0]);
     const b = dev(devPairs[key][1]);
@@ -299,7 +299,7 @@ class KvmExitWatch {
     }
   }
 
-  /** Fill each transfer's per-packet exit figures in `s` (parsed from the same console). */
+  /** Fill each transfer's exits per MB in `s` (parsed from the same console). */
   apply(s: Sample): void {
     for (const [dir, key] of PHASES) {
       const t = s[key];
@@ -488,7 +488,7 @@ export async function runNetBench(opts: NetBenchOptions = {}): Promise<void> {
   const warmup = Math.max(0, opts.warmup ?? 20);
   const tsoRttLog = opts.tsoRttLog;
   if (tsoRttLog !== undefined && !(Number.isInteger(tsoRttLog) && tsoRttLog >= 0 && tsoRttLog <= 31)) {
-    throw new Error(`--tso-rtt-log must be an integer 0..31 (net.ipv4.tcp_tso_rtt_log), got ${tsoRttLog}`);
+    throw new InvalidArgumentError(`--tso-rtt-log must be an integer 0..31 (net.ipv4.tcp_tso_rtt_log), got ${tsoRttLog}`);
   }
   const iperf = findCommand('iperf3');
   if (iperf === undefined) throw new Error('iperf3 not found: the net bench runs it on both sides (apt-get install iperf3)');

@@ -149,7 +149,9 @@ function labCount() {
   const env = process.env.NODE_KVM_LABS;
   if (env !== undefined) {
     const n = Number(env);
-    if (!Number.isInteger(n) || n < 1 || n > 8) throw new Error(`NODE_KVM_LABS must be an integer 1..8, got ${JSON.stringify(env)}`);
+    if (!Number.isInteger(n) || n < 1 || n > 8) {
+      throw Object.assign(new Error(`NODE_KVM_LABS must be an integer 1..8, got ${JSON.stringify(env)}`), { code: 'ERR_INVALID_ARG' });
+    }
     return n;
   }
   return availableParallelism() >= 2 ? 2 : 1;
