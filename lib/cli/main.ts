@@ -35,15 +35,30 @@ export async function main(argv: string[], io: CliIo = { stdout: process.stdout,
   try {
     return await cmd.run(rest, io);
   } catch (e) {
-    if (e instanceof UsageError) {
-      write(io.stderr, `node-kvm ${name}: ${e.message}\n${cmd.usage}`);
-      return EXIT_USAGE;
-    }
-    if (e instanceof NodeKvmError) {
-      write(io.stderr, `node-kvm ${name}: ${e.message} [${e.code}]`);
-      return 1;
-    }
-    write(io.stderr, `node-kvm ${name}: internal error: ${(e as Error)?.stack ?? String(e)}`);
-    return EXIT_SOFTWARE;
+    return reportError(name, cmd.usage, e, io);
   }
+}
+
+/**
+ * The exit status and message for an error a command threw: 64 for usage and option-range
+ * errors, 1 for every other error the user or the system caused (a coded message, no stack),
+ * 70 with the stack only for what can only be a bug of ours.
+ */
+export function reportError(name: string, usage: string, e: unknown, io: CliIo): number {
+  if (e instanceof UsageError) {
+    write(io.stderr, `node-kvm ${name}: ${e.message} [${e.code}]\n${usage}`);
+    return EXIT_USAGE;
+  }
+  if (e instanceof NodeKvmError) {
+    write(io.stderr, `node-kvm ${name}: ${e.message} [${e.code}]`);
+    return 1;
+  }
+  // Node's system errors (ENOSPC on a write, EMFILE...) come from the host, not from a bug.
+  const sys = e as NodeJS.ErrnoException | undefined;
+  if (sys instanceof Error && typeof sys.code === 'string' && typeof sys.syscall === 'string') {
+    write(io.stderr, `node-kvm ${name}: ${sys.message} [ERR_SYSTEM ${sys.code}]`);
+    return 1;
+  }
+  write(io.stderr, `node-kvm ${name}: internal error (a bug in node-kvm; please report it): ${(e as Error)?.stack ?? String(e)}`);
+  return EXIT_SOFTWARE;
 }

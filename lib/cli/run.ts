@@ -1,9 +1,8 @@
 // `node-kvm run`: boot a kernel (the default image when none is given) with the serial
 // console on this terminal.
-import { open } from 'node:fs/promises';
 import { basename } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { readFileSync } from 'node:fs';
+import { createWriteStream } from 'node:fs';
 import { detectKernelFormat } from '../boot/index.js';
 import { doctor } from '../doctor.js';
 import { getDefaultImage } from '../images/index.js';
@@ -14,7 +13,11 @@ import type { NetBackend } from '../net/backend.js';
 import { PcapWriter } from '../net/pcap.js';
 import { L2Switch } from '../net/switch.js';
 import { TapBackend } from '../net/tap.js';
-import { UsageError, intOption, parseCommandArgs, write, type CliCommand, type CliIo } from './args.js';
+import { NodeKvmError } from '../errors.js';
+import { resolveMemory } from '../machine/options.js';
+import { createUserFile, readUserFile } from '../user-file.js';
+import { UsageError, asUsage, intOption, parseCommandArgs, write, type CliCommand, type CliIo } from './args.js';
+import { Deadline, DeadlineError } from './deadline.js';
 
 const usage = `usage: node-kvm run [--kernel FILE] [--initrd FILE] [--append ARGS] [--cmdline ARGS]
                     [--memory 256M] [--cpus N] [--console stdio|file:PATH|none] [--timeout S]
@@ -80,6 +83,20 @@ function openBackends(specs: ReturnType<typeof parseNetSpecs>, pcapPath: string 
     throw e;
   }
   return { backends: opened, close };
+}
+
+/** Machine.create with its option-range errors (cpus above KVM's limit...) as usage errors. */
+async function asUsageAsync<T>(fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (e) {
+    return asUsage(() => { throw e; });
+  }
+}
+
+function timedOut(io: CliIo, timeoutS: number | undefined, kernel: string | undefined): number {
+  write(io.stderr, `\nnode-kvm run: timed out after ${timeoutS} s${kernel === undefined ? '' : ` (${basename(kernel)})`} [ERR_TIMEOUT]`);
+  return 124;
 }
 
 function exitStatus(r: MachineResult): number {
@@ -152,6 +169,10 @@ export const command: CliCommand = {
     });
     const cpus = intOption(values.cpus, '--cpus', 1, 1024) ?? 1;
     const timeoutS = intOption(values.timeout, '--timeout', 1, 7 * 24 * 3600);
+    for (const k of ['kernel', 'initrd', 'pcap'] as const) {
+      if (values[k] === '') throw new UsageError(`--${k} needs a path (got an empty one)`);
+    }
+    const memory = asUsage(() => resolveMemory(values.memory ?? '256M'));
     const consoleSpec = values.console ?? 'stdio';
     if (!/^(stdio|none|file:.+)$/.test(consoleSpec)) throw new UsageError(`--console must be stdio, none or file:PATH (got ${consoleSpec})`);
     if (values.initrd !== undefined && values.kernel === undefined) throw new UsageError('--initrd needs --kernel');
@@ -171,56 +192,73 @@ export const command: CliCommand = {
       return r.exitCode;
     }
 
+    // --timeout counts from here: loading the image and the kernel, and creating the machine, too.
+    const deadline = new Deadline(timeoutS);
+    // Everything opened for this run, closed in reverse order on every path out.
+    const cleanups: Array<() => void | Promise<void>> = [];
     let kernel = values.kernel;
-    let initrd = values.initrd;
-    if (kernel === undefined) {
-      const img = await getDefaultImage({ build: true, verify: process.env.NODE_KVM_LAB === '1' ? 'size' : 'full',
-        log: (l) => write(io.stderr, `node-kvm: ${l}`) });
-      kernel = values.bzimage ? img.kernel : img.vmlinux;
-      initrd = img.initrd;
-    }
-    const kernelBytes = readFileSync(kernel);
-    const format = detectKernelFormat(kernelBytes);
-    if ((format === 'bzimage' || format === 'elf64' || format === 'pvh') && process.env.NODE_KVM_LAB !== '1') {
-      const report = await doctor();
-      if (!report.canBootLinuxDirectly) {
-        write(io.stderr, `node-kvm run: this host's KVM (${report.kvm.backends.join(', ') || 'none'}) cannot boot a Linux kernel directly.\n` +
-          '  Use the nested lab: `node-kvm run --lab ...` (or `node-kvm lab -- node-kvm run ...`); see `node-kvm doctor`.');
-        return 1;
+    try {
+      let initrd = values.initrd;
+      if (kernel === undefined) {
+        const img = await deadline.race(getDefaultImage({ build: true, verify: process.env.NODE_KVM_LAB === '1' ? 'size' : 'full',
+          log: (l) => write(io.stderr, `node-kvm: ${l}`) }));
+        kernel = values.bzimage ? img.kernel : img.vmlinux;
+        initrd = img.initrd;
       }
-    }
-    const cmdline = values.cmdline ?? (values.append ? `${DEFAULT_CMDLINE} ${values.append}` : DEFAULT_CMDLINE);
-    const net = openBackends(netSpecs, values.pcap);
-    let m: Machine;
-    try {
-      m = await Machine.create({ kernel: kernelBytes, initrd, cmdline, memory: values.memory ?? '256M', cpus,
-        net: net.backends.map((backend) => ({ backend })) });
-    } catch (e) {
-      net.close();
-      throw e;
-    }
-    let out: NodeJS.WritableStream | undefined;
-    if (consoleSpec === 'stdio') out = io.stdout;
-    else if (consoleSpec.startsWith('file:')) out = (await open(consoleSpec.slice(5), 'w')).createWriteStream();
-    if (out) m.console.pipe(out, { end: consoleSpec !== 'stdio' });
-    let timer: NodeJS.Timeout | undefined;
-    let timedOut = false;
-    const detach = consoleSpec === 'stdio' ? attachTerminal(m, io, () => void m.stop()) : () => {};
-    try {
-      if (timeoutS !== undefined) timer = setTimeout(() => { timedOut = true; void m.stop(); }, timeoutS * 1000);
+      const kernelBytes = readUserFile(kernel, 'kernel');
+      const initrdBytes = initrd === undefined ? undefined : readUserFile(initrd, 'initrd');
+      const format = detectKernelFormat(kernelBytes);
+      if ((format === 'bzimage' || format === 'elf64' || format === 'pvh') && process.env.NODE_KVM_LAB !== '1') {
+        const report = await deadline.race(doctor());
+        if (!report.canBootLinuxDirectly) {
+          throw new NodeKvmError('ERR_KVM_CANNOT_BOOT_LINUX', `this host's KVM (${report.kvm.backends.join(', ') || 'none'}) cannot boot a Linux kernel directly.\n` +
+            '  Use the nested lab: `node-kvm run --lab ...` (or `node-kvm lab -- node-kvm run ...`); see `node-kvm doctor`.');
+        }
+      }
+      const cmdline = values.cmdline ?? (values.append ? `${DEFAULT_CMDLINE} ${values.append}` : DEFAULT_CMDLINE);
+      // The user's files first (console log, capture), so a bad path fails before any VM exists.
+      let out: NodeJS.WritableStream | undefined;
+      let piped = false;
+      if (consoleSpec === 'stdio') out = io.stdout;
+      else if (consoleSpec.startsWith('file:')) {
+        const file = createWriteStream('', { fd: createUserFile(consoleSpec.slice(5), 'console file') });
+        const closed = new Promise<void>((resolve) => file.once('close', resolve));
+        // A failed write (disk full) loses console output, not the run: the guest keeps going.
+        file.on('error', (e) => write(io.stderr, `node-kvm run: console file: ${e.message}`));
+        // Once piped, the console's end ends the file after the last byte; else end it here.
+        cleanups.push(async () => { if (!piped) file.end(); await closed; });
+        out = file;
+      }
+      const net = openBackends(netSpecs, values.pcap);
+      cleanups.push(() => net.close());
+      const m = await deadline.race(asUsageAsync(() => Machine.create({ kernel: kernelBytes, initrd: initrdBytes, cmdline, memory, cpus,
+        net: net.backends.map((backend) => ({ backend })) })), (late) => void late.close());
+      cleanups.push(() => m.close());
+      if (out) {
+        m.console.pipe(out, { end: consoleSpec !== 'stdio' });
+        piped = true;
+      }
+      const detach = consoleSpec === 'stdio' ? attachTerminal(m, io, () => void m.stop()) : () => {};
+      cleanups.push(detach);
+      deadline.onExpire(() => void m.stop());
+      if (deadline.expired) return timedOut(io, timeoutS, kernel);
       m.start();
       const r = await m.wait();
-      if (timedOut) {
-        write(io.stderr, `\nnode-kvm run: timed out after ${timeoutS} s (${basename(kernel)})`);
-        return 124;
-      }
+      if (deadline.expired) return timedOut(io, timeoutS, kernel);
       if (r.reason === 'shutdown' || r.reason === 'error') write(io.stderr, `\nnode-kvm run: guest ${r.reason}: ${r.detail ?? ''}`);
       return exitStatus(r);
+    } catch (e) {
+      if (e instanceof DeadlineError) return timedOut(io, timeoutS, kernel);
+      throw e;
     } finally {
-      clearTimeout(timer);
-      detach();
-      await m.close();
-      net.close();
+      deadline.clear();
+      for (const c of cleanups.reverse()) {
+        try {
+          await c();
+        } catch {
+          // Closing is best effort here: the run's own outcome is what gets reported.
+        }
+      }
     }
   },
 };

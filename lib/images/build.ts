@@ -1,5 +1,6 @@
 // buildImage(): Debian kernel (via apt, or given files) + busybox initramfs -> a cached image
 // directory with bzImage, vmlinux, initramfs.cpio.gz and manifest.json.
+import { readUserFile } from '../user-file.js';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -74,9 +75,9 @@ export async function buildImage(opts: BuildImageOptions = {}): Promise<Image> {
     }
     let bz: Buffer;
     try {
-      bz = readFileSync(bzPath);
+      bz = readUserFile(bzPath, 'kernel');
     } catch (e) {
-      throw new ImageError('ERR_IMAGE_NOT_BZIMAGE', `cannot read kernel ${bzPath} (${(e as NodeJS.ErrnoException).code}); check --kernel`, { cause: e });
+      throw new ImageError('ERR_IMAGE_NOT_BZIMAGE', `${(e as Error).message}; check --kernel`, { cause: e });
     }
     const { vmlinux, info } = extractVmlinux(bz, bzPath);
     const release = info.version?.split(' ')[0] ?? 'unknown';

@@ -1,7 +1,8 @@
 // Compose an initramfs: a tree of entries (parents created on demand), emitted sorted so the
 // archive is reproducible, through the cpio newc writer.
 import { spawnSync } from 'node:child_process';
-import { readFileSync, realpathSync, statSync } from 'node:fs';
+import { closeSync, fstatSync, readFileSync, realpathSync, statSync } from 'node:fs';
+import { openUserFile, readUserFile, UserFileError } from '../user-file.js';
 import { CpioWriter } from './cpio.js';
 import { ImageError } from './errors.js';
 import type { ResolvedModule } from './modules.js';
@@ -75,9 +76,9 @@ export function baseRootFs(): RootFs {
 export function addBusybox(fs: RootFs, busyboxPath: string): string {
   let data: Buffer;
   try {
-    data = readFileSync(busyboxPath);
+    data = readUserFile(busyboxPath, 'busybox');
   } catch (e) {
-    throw new ImageError('ERR_IMAGE_TOOL_MISSING', `no busybox at ${busyboxPath}; install busybox-static (apt-get install busybox-static) or pass --busybox PATH`, { cause: e });
+    throw new ImageError('ERR_IMAGE_TOOL_MISSING', `${(e as Error).message}: install busybox-static (apt-get install busybox-static) or pass --busybox PATH`, { cause: e });
   }
   const list = spawnSync(busyboxPath, ['--list-full'], { encoding: 'utf8' });
   if (list.status !== 0) throw new ImageError('ERR_IMAGE_TOOL_MISSING', `${busyboxPath} --list-full failed; pass a static busybox with --busybox`);
@@ -122,13 +123,17 @@ export function addHostFile(fs: RootFs, spec: string): string[] {
   let data: Buffer;
   let mode: number;
   try {
-    const st = statSync(host);
-    if (!st.isFile()) throw new ImageError('ERR_IMAGE_ADD', `--add ${spec}: ${host} is not a regular file`);
-    data = readFileSync(host);
-    mode = st.mode & 0o7777;
+    // The shared opener: regular files only, opened without blocking (a FIFO cannot hang us).
+    const { fd } = openUserFile(host, `--add ${spec}: the file`);
+    try {
+      mode = fstatSync(fd).mode & 0o7777;
+    } finally {
+      closeSync(fd);
+    }
+    data = readUserFile(host, `--add ${spec}: the file`);
   } catch (e) {
-    if (e instanceof ImageError) throw e;
-    throw new ImageError('ERR_IMAGE_ADD', `--add ${spec}: cannot read ${host} (${(e as NodeJS.ErrnoException).code}); check the path`, { cause: e });
+    if (e instanceof UserFileError) throw new ImageError('ERR_IMAGE_ADD', e.message, { cause: e });
+    throw e;
   }
   fs.file(guest, data, mode);
   const added = [guest];

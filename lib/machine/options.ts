@@ -1,10 +1,10 @@
 // Machine options: parsing and validation, so every caller mistake is reported before a VM
 // exists (nothing to clean up, nothing half-started).
-import { readFileSync, statSync } from 'node:fs';
 import { totalmem } from 'node:os';
 import { InvalidArgumentError } from '../errors.js';
 import { MIN_MEMORY } from '../boot/layout.js';
 import type { NetBackend } from '../net/backend.js';
+import { readUserFile } from '../user-file.js';
 
 export interface NetOptions {
   /** Any NetBackend: a TapBackend, a switch port, a LinkShaper… */
@@ -63,25 +63,25 @@ export function parseSize(v: string | number, what = 'memory'): number {
 
 function readInput(v: string | Uint8Array, what: string): { bytes: Uint8Array; name: string } {
   if (v instanceof Uint8Array) return { bytes: v, name: what };
-  if (typeof v !== 'string' || v.length === 0) throw new InvalidArgumentError(`${what} must be a path or a Uint8Array`);
-  try {
-    if (!statSync(v).isFile()) throw new InvalidArgumentError(`${what} ${v} is not a regular file`, 'ERR_FILE');
-    return { bytes: readFileSync(v), name: v.split('/').pop() ?? v };
-  } catch (e) {
-    if (e instanceof InvalidArgumentError) throw e;
-    throw new InvalidArgumentError(`cannot read ${what} ${v}: ${(e as NodeJS.ErrnoException).code ?? e}`, 'ERR_FILE');
-  }
+  if (typeof v !== 'string' || v.length === 0) throw new InvalidArgumentError(`${what} must be a path or a Uint8Array`, 'ERR_FILE');
+  return { bytes: readUserFile(v, what), name: v.split('/').pop() ?? v };
 }
 
-export function resolveOptions(o: MachineOptions, maxVcpus: number): ResolvedOptions {
-  if (o === null || typeof o !== 'object') throw new InvalidArgumentError('Machine.create needs an options object');
-  if (o.kernel === undefined) throw new InvalidArgumentError('kernel is required (a path or bytes)', 'ERR_NO_KERNEL');
-  const memory = parseSize(o.memory ?? '256M');
+/** Guest RAM size in bytes, checked: at least 16M, whole pages, no more than this host has. */
+export function resolveMemory(v: string | number): number {
+  const memory = parseSize(v);
   if (memory < MIN_MEMORY) throw new InvalidArgumentError(`memory must be at least 16M, got ${memory} bytes`, 'ERR_INVALID_MEMORY');
   if (memory % 4096 !== 0) throw new InvalidArgumentError('memory must be a multiple of 4 KiB', 'ERR_INVALID_MEMORY');
   if (memory > totalmem()) {
     throw new InvalidArgumentError(`memory ${memory} bytes is more than this host has (${totalmem()})`, 'ERR_MEMORY_TOO_LARGE');
   }
+  return memory;
+}
+
+export function resolveOptions(o: MachineOptions, maxVcpus: number): ResolvedOptions {
+  if (o === null || typeof o !== 'object') throw new InvalidArgumentError('Machine.create needs an options object');
+  if (o.kernel === undefined) throw new InvalidArgumentError('kernel is required (a path or bytes)', 'ERR_NO_KERNEL');
+  const memory = resolveMemory(o.memory ?? '256M');
   const cpus = o.cpus ?? 1;
   if (!Number.isInteger(cpus) || cpus < 1 || cpus > maxVcpus) {
     throw new InvalidArgumentError(`cpus must be an integer from 1 to ${maxVcpus} (KVM's limit), got ${cpus}`, 'ERR_INVALID_CPUS');

@@ -12,7 +12,8 @@
 //
 // Every section carries its own sha256; `verify: 'state'` checks all but the memory sections
 // (hashing gigabytes of RAM is the slow part of a load), `'full'` checks everything.
-import { closeSync, fstatSync, openSync, readSync, renameSync, unlinkSync, writeSync } from 'node:fs';
+import { closeSync, fstatSync, readSync, renameSync, unlinkSync, writeSync } from 'node:fs';
+import { checkReplaceable, createUserFile, openUserFile } from '../user-file.js';
 import { createHash } from 'node:crypto';
 import { NodeKvmError } from '../errors.js';
 
@@ -115,8 +116,9 @@ export function writeSnapshotFile(path: string, meta: JsonValue, sections: reado
   pre.set(createHash('sha256').update(headerBytes).digest(), OFF_HEADER_SHA);
   pre.set(new TextEncoder().encode(NODE_KVM_VERSION).subarray(0, WRITER_LEN), OFF_WRITER);
 
+  checkReplaceable(path, 'snapshot');
   const tmp = `${path}.tmp-${process.pid}`;
-  const fd = openSync(tmp, 'w', 0o600);
+  const fd = createUserFile(tmp, 'snapshot', 0o600);
   try {
     writeAll(fd, pre, 0);
     writeAll(fd, headerBytes, PREAMBLE);
@@ -150,7 +152,7 @@ export class SnapshotFile {
    */
   static open(path: string, opts: { verify?: VerifyLevel } = {}): SnapshotFile {
     const verify = opts.verify ?? 'full';
-    const fd = openSync(path, 'r');
+    const { fd } = openUserFile(path, 'snapshot');
     try {
       const f = SnapshotFile.validate(path, fd, verify);
       return new SnapshotFile(path, fd, f.header, f.version);

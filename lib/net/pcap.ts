@@ -1,6 +1,7 @@
 // A nanosecond-resolution pcap writer (magic 0xa1b23c4d, LINKTYPE_ETHERNET) that can wrap any
 // NetBackend (recording both directions) or tap one (recording what it delivers).
-import { closeSync, openSync, writeSync } from 'node:fs';
+import { closeSync, writeSync } from 'node:fs';
+import { createUserFile } from '../user-file.js';
 import { InvalidArgumentError } from '../errors.js';
 import { BackendBase, type NetBackend, type TcpSegmentation } from './backend.js';
 import { segmentTcp } from './tcp-segmentation.js';
@@ -30,7 +31,7 @@ function defaultNow(): () => bigint {
 class FileSink implements PcapSink {
   private fd: number | undefined;
   constructor(path: string) {
-    this.fd = openSync(path, 'w');
+    this.fd = createUserFile(path, 'pcap file');
   }
   write(chunk: Uint8Array): void {
     if (this.fd === undefined) return;

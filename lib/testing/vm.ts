@@ -2,9 +2,10 @@
 // console (see protocol.ts for the wire format). One console carries one conversation, so
 // calls on a TestVm are queued and run one at a time.
 import { randomBytes } from 'node:crypto';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { NodeKvmError } from '../errors.js';
+import { readUserFile } from '../user-file.js';
 import { getDefaultImage, getImage, GUEST_PROMPT, READY_MARKER, type Image } from '../images/index.js';
 import { DEFAULT_CMDLINE } from '../machine/cmdline.js';
 import { ConsoleTimeoutError, Machine, type MachineConsole, type MachineResult, type NetOptions } from '../machine/index.js';
@@ -84,7 +85,7 @@ export function uniqueMac(): string {
 const kernelCache = new Map<string, Buffer>();
 function cachedFile(path: string): Buffer {
   let b = kernelCache.get(path);
-  if (b === undefined) kernelCache.set(path, (b = readFileSync(path)));
+  if (b === undefined) kernelCache.set(path, (b = readUserFile(path, 'kernel')));
   return b;
 }
 
@@ -341,6 +342,9 @@ export async function bootVm(opts: BootVmOptions = {}): Promise<TestVm> {
   const name = opts.name ?? `vm${++vmCount}`;
   const image = await resolveImage(opts.image);
   const kernelPath = opts.bzImage ? image.kernel : image.vmlinux;
+  // Host files first: a bad path is an ERR_FILE before any VM exists.
+  const files = Object.entries(opts.files ?? {}).map(([guestPath, src]) =>
+    [guestPath, typeof src === 'string' ? readUserFile(src, `file for ${guestPath}`) : src] as const);
   const extra = [opts.verbose ? '' : 'quiet', opts.cmdline ?? ''].filter((s) => s !== '').join(' ');
   const machine = await Machine.create({
     kernel: cachedFile(kernelPath),
@@ -360,9 +364,7 @@ export async function bootVm(opts: BootVmOptions = {}): Promise<TestVm> {
     await raceEnd(machine.console.waitFor(READY_MARKER, { timeout: left() }), machine.wait(), () => `vm ${name}: booting`);
     await raceEnd(machine.console.waitFor(GUEST_PROMPT, { timeout: left() }), machine.wait(), () => `vm ${name}: waiting for the shell`);
     await vm.setup(left());
-    for (const [guestPath, src] of Object.entries(opts.files ?? {})) {
-      await vm.writeFile(guestPath, typeof src === 'string' ? readFileSync(src) : src, { timeout: left() });
-    }
+    for (const [guestPath, bytes] of files) await vm.writeFile(guestPath, bytes, { timeout: left() });
   } catch (e) {
     const tail = vm.tail();
     await vm.close();
