@@ -40,6 +40,17 @@ export abstract class FdHandle implements Disposable {
     if (this.#closed) throw new ClosedError(this.what);
   }
 
+  /**
+   * For a subclass constructor that fails after super(): close the fd now and drop the
+   * finalizer (which would otherwise close the same number later, when it may be reused).
+   */
+  protected discardAfterFailedInit(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    leakedFds.unregister(this);
+    native().close(this.#fd);
+  }
+
   /** Release what the subclass owns besides the fd (children, mappings). */
   protected releaseResources(): void {}
 

@@ -15,24 +15,19 @@ export class Kvm extends FdHandle {
   readonly vcpuMmapSize: number;
   readonly path: string;
 
-  private constructor(fd: number, path: string) {
+  private constructor(fd: number, path: string, apiVersion: number, vcpuMmapSize: number) {
     super(fd, path);
     this.path = path;
-    const n = native();
-    this.apiVersion = n.getApiVersion(fd);
-    if (this.apiVersion !== KVM_API_VERSION) {
-      n.close(fd);
-      throw new KvmError('ENOTSUP', 95, 'KVM_GET_API_VERSION',
-        `${path} speaks KVM API ${this.apiVersion}, node-kvm needs ${KVM_API_VERSION}`);
-    }
-    this.vcpuMmapSize = n.getVcpuMmapSize(fd);
+    this.apiVersion = apiVersion;
+    this.vcpuMmapSize = vcpuMmapSize;
   }
 
   static open(path = '/dev/kvm'): Kvm {
     if (typeof path !== 'string' || path.length === 0) throw new InvalidArgumentError('path must be a non-empty string');
+    const n = native();
     let fd: number;
     try {
-      fd = native().open(path);
+      fd = n.open(path);
     } catch (e) {
       if (!(e instanceof KvmError)) throw e;
       const fix = e.code === 'ENOENT' || e.code === 'ENODEV' || e.code === 'ENXIO'
@@ -42,7 +37,24 @@ export class Kvm extends FdHandle {
           : 'see `node-kvm doctor`';
       throw new KvmError(e.code, e.errno, 'open', `cannot open ${path}: ${e.code}: ${fix}`);
     }
-    return new Kvm(fd, path);
+    // Ask before a handle exists, so a failure (ENOTTY: the path is not /dev/kvm) closes the fd
+    // here and now instead of leaving it to a finalizer.
+    let apiVersion: number;
+    let vcpuMmapSize: number;
+    try {
+      apiVersion = n.getApiVersion(fd);
+      if (apiVersion !== KVM_API_VERSION) {
+        throw new KvmError('ENOTSUP', 95, 'KVM_GET_API_VERSION', `${path} speaks KVM API ${apiVersion}, node-kvm needs ${KVM_API_VERSION}`);
+      }
+      vcpuMmapSize = n.getVcpuMmapSize(fd);
+    } catch (e) {
+      n.close(fd);
+      if (e instanceof KvmError && e.code === 'ENOTTY') {
+        throw new KvmError(e.code, e.errno, e.syscall, `${path} is not a KVM device (${e.syscall}: ENOTTY): open /dev/kvm; see \`node-kvm doctor\``);
+      }
+      throw e;
+    }
+    return new Kvm(fd, path, apiVersion, vcpuMmapSize);
   }
 
   checkExtension(cap: number): number {

@@ -43,10 +43,20 @@ export interface Sregs {
   interruptBitmap: bigint[];
 }
 
+/** What a 64-bit field accepts on the way in: a bigint, or a number when it is a safe integer. */
+export type U64 = number | bigint;
+
+/** setRegs() input: any subset of the registers, 64-bit values as bigint or number. */
+export type RegsPatch = { [K in keyof Regs]?: U64 };
+
+/** A partial segment for setSregs(): `base` may be a number too. */
+export type SegmentPatch = Partial<Omit<Segment, 'base'>> & { base?: U64 };
+
 /** A partial update: segments may be partial too; unspecified fields keep their value. */
 export type SregsPatch = {
-  [K in keyof Sregs]?: Sregs[K] extends Segment ? Partial<Segment>
-    : Sregs[K] extends DescriptorTable ? Partial<DescriptorTable> : Sregs[K];
+  [K in keyof Sregs]?: Sregs[K] extends Segment ? SegmentPatch
+    : Sregs[K] extends DescriptorTable ? { base?: U64; limit?: number }
+      : Sregs[K] extends bigint ? U64 : Sregs[K] extends bigint[] ? U64[] : Sregs[K];
 };
 
 /** struct kvm_fpu (the parts a VMM sets) */
@@ -65,6 +75,12 @@ export interface Fpu {
 export interface MsrEntry {
   index: number;
   data: bigint;
+}
+
+/** setMsrs() input: `data` may be a number too. */
+export interface MsrEntryInput {
+  index: number;
+  data: U64;
 }
 
 /** struct kvm_cpuid_entry2 */

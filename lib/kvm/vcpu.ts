@@ -6,7 +6,7 @@ import { mpStateName, mpStateNumber } from './constants.js';
 import type { VcpuExit } from './exit.js';
 import { FdHandle } from './handle.js';
 import { KvmRun } from './kvm-run.js';
-import type { CpuidEntry, Fpu, MpState, MsrEntry, Regs, Sregs, SregsPatch, VcpuEvents } from './regs.js';
+import type { CpuidEntry, Fpu, MpState, MsrEntry, MsrEntryInput, Regs, RegsPatch, Sregs, SregsPatch, VcpuEvents } from './regs.js';
 import * as S from './structs.js';
 
 export type ExitHandler = (exit: VcpuExit) => 'stop' | void;
@@ -56,11 +56,17 @@ export class Vcpu extends FdHandle {
     try {
       buf = n.mmapFd(fd, mmapSize);
     } catch (e) {
-      n.close(fd);
+      this.discardAfterFailedInit();
       throw e;
     }
-    this.runState = new KvmRun(buf);
-    n.registerRun(fd, buf);
+    try {
+      this.runState = new KvmRun(buf);
+      n.registerRun(fd, buf);
+    } catch (e) {
+      n.munmap(buf);
+      this.discardAfterFailedInit();
+      throw e;
+    }
   }
 
   protected override releaseResources(): void {
@@ -166,15 +172,10 @@ export class Vcpu extends FdHandle {
     return S.decodeRegs(native().getRegs(this.rawFd));
   }
 
-  setRegs(regs: Partial<Regs>): void {
+  /** Registers not named keep their value; each value is a bigint or a safe-integer number in [0, 2^64). */
+  setRegs(regs: RegsPatch): void {
     this.ensureOpen();
-    const cur = this.getRegs();
-    for (const [k, v] of Object.entries(regs)) {
-      if (v === undefined) continue;
-      if (typeof v !== 'bigint') throw new InvalidArgumentError(`register ${k} must be a bigint`);
-      (cur as unknown as Record<string, bigint>)[k] = v;
-    }
-    native().setRegs(this.rawFd, S.encodeRegs(cur));
+    native().setRegs(this.rawFd, S.encodeRegs(S.mergeRegs(this.getRegs(), regs)));
   }
 
   getSregs(): Sregs {
@@ -205,7 +206,7 @@ export class Vcpu extends FdHandle {
   }
 
   /** Returns how many MSRs KVM accepted (it stops at the first it refuses). */
-  setMsrs(entries: readonly MsrEntry[]): number {
+  setMsrs(entries: readonly MsrEntryInput[]): number {
     this.ensureOpen();
     return native().setMsrs(this.rawFd, S.encodeMsrs(entries));
   }

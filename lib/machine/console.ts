@@ -6,6 +6,17 @@ import { NodeKvmError } from '../errors.js';
 
 /** How much output is kept for waitFor() and error messages. */
 const HISTORY_LIMIT = 1 << 20;
+/**
+ * The most guest output the readable side holds for a reader that does not take it. A guest
+ * can print megabytes a second and nothing makes anyone read this stream (the CLI with
+ * `--console none`, an API user who only calls waitFor), so beyond this the output is DROPPED
+ * from the stream and counted in `droppedBytes`; the guest is not slowed down (no flow control:
+ * a machine nobody reads must not stall). waitFor(), `output`/tail() and the 'output' event
+ * still see every byte.
+ */
+export const STREAM_LIMIT = 1 << 20;
+/** Guest bytes batched before a flush is forced (the usual flush is the next event-loop turn). */
+const PENDING_LIMIT = 1 << 16;
 
 export class ConsoleTimeoutError extends NodeKvmError {
   constructor(readonly pattern: string, readonly tail: string, timeoutMs: number, ended?: string) {
@@ -30,6 +41,7 @@ export class MachineConsole extends Duplex {
   private readonly waiters = new Set<Waiter>();
   private pending: number[] = [];
   private flushScheduled = false;
+  private dropped = 0;
   /** Set when the guest can print no more: later waitFor calls fail at once. */
   private endedReason: Error | undefined;
 
@@ -44,6 +56,7 @@ export class MachineConsole extends Duplex {
   /** Called by the machine for every byte the guest transmits (batched to one push). True when it starts a batch. */
   guestByte(b: number): boolean {
     this.pending.push(b);
+    if (this.pending.length >= PENDING_LIMIT) this.flush();
     if (this.flushScheduled) return false;
     this.flushScheduled = true;
     setImmediate(() => this.flush());
@@ -62,9 +75,19 @@ export class MachineConsole extends Duplex {
       this.history = this.history.slice(cut);
       this.cursor = Math.max(0, this.cursor - cut);
     }
-    this.push(chunk);
+    const room = Math.max(0, STREAM_LIMIT - this.readableLength);
+    if (room >= chunk.length) this.push(chunk);
+    else {
+      if (room > 0) this.push(chunk.subarray(0, room));
+      this.dropped += chunk.length - room;
+    }
     this.emit('output', chunk);
     for (const w of [...this.waiters]) this.check(w);
+  }
+
+  /** Guest output the readable side dropped because nobody read it (see STREAM_LIMIT). */
+  get droppedBytes(): number {
+    return this.dropped;
   }
 
   /** Everything the guest printed that is still retained. */

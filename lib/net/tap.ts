@@ -154,6 +154,11 @@ export class TapBackend extends BackendBase {
   static open(options: TapOptions = {}): TapBackend {
     const name = options.name ?? '';
     validateName(name);
+    // Every option is checked before the fd exists, so a bad one leaves nothing to close.
+    const bytes = options.writeQueueBytes ?? DEFAULT_WRITE_QUEUE_BYTES;
+    if (!Number.isSafeInteger(bytes) || bytes < 0x10000 + 64) {
+      throw new InvalidArgumentError(`writeQueueBytes must be an integer of at least ${0x10000 + 64} (one largest frame), got ${bytes}`);
+    }
     const n = native();
     let opened: { fd: number; name: string; persistent: boolean; vnetHdrLen: number; offloads: number };
     const vnet = options.segmentationOffload !== false;
@@ -163,20 +168,21 @@ export class TapBackend extends BackendBase {
     } catch (e) {
       throw openError(e, name);
     }
-    const tap = new TapBackend(opened.fd, opened.name, opened.persistent, opened.vnetHdrLen, opened.offloads !== 0);
+    let tap: TapBackend;
     try {
+      tap = new TapBackend(opened.fd, opened.name, opened.persistent, opened.vnetHdrLen, opened.offloads !== 0);
       n.tapStartReading(opened.fd, (frames, errno) => tap.onFrames(frames, errno), opened.vnetHdrLen);
     } catch (e) {
       n.tapClose(opened.fd);
       throw e;
     }
-    const bytes = options.writeQueueBytes ?? DEFAULT_WRITE_QUEUE_BYTES;
-    if (!Number.isSafeInteger(bytes) || bytes < 0x10000 + 64) {
-      tap.close();
-      throw new InvalidArgumentError(`writeQueueBytes must be an integer of at least ${0x10000 + 64} (one largest frame), got ${bytes}`);
-    }
     if (options.writeThread === true) {
-      n.tapWriterStart(opened.fd, bytes);
+      try {
+        n.tapWriterStart(opened.fd, bytes);
+      } catch (e) {
+        tap.close();
+        throw e;
+      }
       tap.threaded = true;
     }
     if (options.ref === false) tap.unref();
