@@ -12,8 +12,14 @@
  * I/O contract:
  *   1. IN  0xe0 (4 bytes) N, the number of ticks to wait for (N >= 1).
  *   2. for every tick k = 1, 2, ...: OUT 0xf0 (4 bytes) k, from the interrupt handler.
- *   3. after N ticks (the loop is `sti; hlt` until the counter reaches N), masks IRQ0 and
- *      OUT 0xe8 (4 bytes) the tick count, then halts with interrupts off (stays in HLT).
+ *   3. the handler that counts tick N masks IRQ0 before its EOI, so no tick N+1 can be
+ *      taken; the main loop (`sti; hlt` until the counter reaches N) then
+ *      OUTs 0xe8 (4 bytes) the tick count and halts with interrupts off (stays in HLT).
+ *
+ * Masking in the handler, with IF clear, is what makes the count exact. Masking after the
+ * loop is not: IRET sets IF again and opens no interrupt shadow, so when ticks queue up (KVM's
+ * PIT re-injects the ones a descheduled vCPU missed, common on a loaded host) the next one is
+ * taken between the IRET and the loop's CLI, and the guest counts N+1, N+2...
  */
 #include "guest.h"
 #define VEC_BASE 0x20
@@ -76,8 +82,6 @@ wait:
 	cmpl target, %eax
 	jb wait
 
-	movb $0xff, %al
-	outb %al, $0x21
 	movl ticks, %eax
 	outl %eax, $PORT_REPORT
 3:	hlt
@@ -88,7 +92,11 @@ tick:
 	incl %cs:ticks
 	movl %cs:ticks, %eax
 	outl %eax, $PORT_TICK
-	movb $0x20, %al			/* non-specific EOI */
+	cmpl %cs:target, %eax
+	jb 1f
+	movb $0xff, %al			/* the last tick: mask IRQ0 (IF is clear here) */
+	outb %al, $0x21
+1:	movb $0x20, %al			/* non-specific EOI */
 	outb %al, $0x20
 	popl %eax
 	iret

@@ -24,8 +24,10 @@ test('event loop stays live while the guest is halted in the kernel', { timeout:
 
   const server = createServer((sock) => sock.end('hi'));
   try {
-    // Let the guest report and halt first (under nested emulation that takes a while).
-    for (let i = 0; i < 500 && report.values().length === 0; i++) await new Promise((r) => setTimeout(r, 10));
+    // Let the guest report and halt first (under nested emulation that takes a while). A
+    // deadline, not a count of 10 ms sleeps: on a loaded host each sleep lasts far longer.
+    const reportBy = performance.now() + 120_000;
+    while (report.values().length === 0 && performance.now() < reportBy) await new Promise((r) => setTimeout(r, 10));
     // A timer: fires while the vCPU thread (the main thread) is inside KVM_RUN.
     const t0 = performance.now();
     await new Promise((r) => setTimeout(r, 20));

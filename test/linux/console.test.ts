@@ -15,9 +15,11 @@ test('Ctrl-C interrupts a foreground command; exiting the shell powers off', { t
   try {
     m.start();
     await m.console.waitFor(GUEST_PROMPT, { timeout: BOOT_TIMEOUT_MS });
-    m.console.write('sleep 1000\n');
-    // Give the shell time to start sleep in the foreground before the interrupt.
-    await new Promise((r) => setTimeout(r, 2000));
+    // The marker comes from the foreground job itself, which then becomes sleep: once it shows,
+    // Ctrl-C reaches that job (before or after the exec), however slowly the guest runs. A
+    // fixed wait instead raced the shell's fork on a loaded host.
+    m.console.write("sh -c 'echo SLEEP-START; exec sleep 1000'\n");
+    await m.console.waitFor(/\nSLEEP-START/, { timeout: COMMAND_TIMEOUT_MS });
     m.console.write('\x03');
     await m.console.waitFor(GUEST_PROMPT, { timeout: COMMAND_TIMEOUT_MS });
     const r = await shell(m, 'pidof sleep; echo tty=$(tty)');
