@@ -23,18 +23,13 @@ done
 # 1. Copy the checkout (sources only: no node_modules, build output or git metadata).
 log "copying $ROOT -> $WORK"
 tar -C "$ROOT" \
-  --exclude=./node_modules --exclude=./build --exclude=./dist --exclude=./.git \
+  --exclude=./node_modules --exclude=./examples/vitest/node_modules --exclude=./build --exclude=./dist --exclude=./.git \
   -cf - . | tar -C "$WORK" -xf -
 cd "$WORK"
 
 # 2. Dependencies, without lifecycle scripts (the install script would run node-gyp).
-#    Like setup.sh: a registry mirror without other platforms' optional packages makes npm ci
-#    call the lock out of sync; npm install then installs the same tree.
 log "npm ci --ignore-scripts"
-npm ci --ignore-scripts --no-audit --no-fund || {
-  log "npm ci refused the lock; npm install --ignore-scripts instead"
-  npm install --ignore-scripts --no-audit --no-fund
-}
+npm ci --ignore-scripts --no-audit --no-fund
 
 # 3. cmake-js downloads Node headers from the network unless npm's `nodedir` points at a
 #    prefix holding include/node/node_api.h; default it to the running node's prefix.

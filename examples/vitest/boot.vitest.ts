@@ -1,6 +1,6 @@
 // node-kvm/testing under vitest: the same helpers as under node:test.
-// Run: npx vitest run --config examples/vitest/vitest.config.ts
-// (on a host whose KVM cannot boot Linux: node bin/node-kvm.js lab -- npx vitest run --config …)
+// Run, after `npm ci` at the repository's root: cd examples/vitest && npm install && npx vitest run
+// (on a host whose KVM cannot boot Linux: node ../../bin/node-kvm.js lab -- npx vitest run)
 import { describe, expect, it } from 'vitest';
 import { bootVm } from 'node-kvm/testing';
 

@@ -36,8 +36,11 @@ const usage = `usage: node-kvm run [--kernel FILE] [--initrd FILE] [--append ARG
   --lab           if this host's KVM cannot boot Linux (no VMX/SVM, kvm_pvm), run inside the
                   nested lab (QEMU TCG with emulated SVM); elsewhere boot directly
   With a terminal, the console is interactive: Ctrl-A x quits, Ctrl-A h helps.
-  Exit status: 0 poweroff/reboot, the debug-exit code, 2 triple fault or internal error,
-  124 timeout, 64 bad usage.`;
+  --timeout S     stop after S seconds, counted from the start (loading included): exit 124
+  Files named here must be regular files (a FIFO or device is refused, never waited on).
+  Exit status: 0 poweroff/reboot, the debug-exit code, 1 an error (the message ends [ERR_...]),
+  2 triple fault or KVM internal error, 64 bad usage or an option out of range,
+  70 a bug in node-kvm, 124 timeout.`;
 
 const ESCAPE = 0x01; // Ctrl-A
 

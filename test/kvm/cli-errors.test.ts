@@ -11,6 +11,8 @@ import { requireKvm } from '../helpers/kvm.js';
 import { runCli, writeEndlessKernel } from '../helpers/cli.js';
 import { Kvm } from '../../lib/kvm/index.js';
 import { main } from '../../lib/cli/main.js';
+import { Machine } from '../../lib/machine/index.js';
+import { execFileSync } from 'node:child_process';
 
 const fds = (): string[] => readdirSync('/proc/self/fd');
 
@@ -89,5 +91,28 @@ test('node-kvm run in-process: a refused --cpus and a timed-out run leave no fd 
   c = captureIo();
   assert.equal(await main(['run', '--kernel', spin, '--timeout', '1', '--console', `file:${log}`, '--net', 'switch:cli-kvm'], c.io), 124, c.err());
   assert.equal(readFileSync(log).length, 0);
+  assert.deepEqual(fds(), before);
+});
+
+test('Machine.create refusing its options or its files leaves no fd open', async (t) => {
+  if (!requireKvm(t)) return;
+  const dir = mkdtempSync(join(tmpdir(), 'nkvm-create-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const spin = writeEndlessKernel(join(dir, 'spin.elf'), 'spin');
+  const fifo = join(dir, 'fifo');
+  execFileSync('mkfifo', [fifo]);
+  const before = fds();
+  const cases: Array<[Parameters<typeof Machine.create>[0], string]> = [
+    [{ kernel: fifo }, 'ERR_FILE'],
+    [{ kernel: dir }, 'ERR_FILE'],
+    [{ kernel: spin, initrd: '/dev/zero' }, 'ERR_FILE'],
+    [{ kernel: spin, cpus: 1000 }, 'ERR_INVALID_CPUS'],
+    [{ kernel: spin, memory: 'abc' }, 'ERR_INVALID_MEMORY'],
+    [{ kernel: new Uint8Array(4096).fill(0x90) }, 'ERR_KERNEL_FORMAT'],
+    [{ kernel: spin, kvmPath: '/dev/null' }, 'ENOTTY'],
+  ];
+  for (const [opts, code] of cases) {
+    await assert.rejects(Machine.create(opts), (e: Error & { code?: string }) => e.code === code, `${JSON.stringify(opts)} → ${code}`);
+  }
   assert.deepEqual(fds(), before);
 });
