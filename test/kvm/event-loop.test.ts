@@ -33,7 +33,9 @@ test('event loop stays live while the guest is halted in the kernel', { timeout:
     await new Promise((r) => setTimeout(r, 20));
     const late = performance.now() - t0 - 20;
     t.diagnostic(`setTimeout(20) fired ${late.toFixed(2)} ms late`);
-    assert.ok(late < 1000, `setTimeout(20) fired ${late.toFixed(1)} ms late`);
+    // Without the kicker the timer would never fire (the thread sleeps in KVM_RUN for good);
+    // the bound only has to tell "fired" from "never", also on a loaded nested lab.
+    assert.ok(late < 10_000, `setTimeout(20) fired ${late.toFixed(1)} ms late`);
     assert.deepEqual(report.values(), [1], 'guest reported before halting');
 
     // A TCP accept + read, all in this process.
