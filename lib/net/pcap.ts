@@ -66,7 +66,13 @@ export class PcapWriter {
     h.setUint32(12, 0, true); // sigfigs
     h.setUint32(16, snaplen, true);
     h.setUint32(20, LINKTYPE_ETHERNET, true);
-    this.sink.write(new Uint8Array(h.buffer));
+    try {
+      this.sink.write(new Uint8Array(h.buffer));
+    } catch (e) {
+      // A file we opened is ours to close when the constructor fails (ENOSPC, EIO).
+      if (typeof target === 'string') this.sink.close?.();
+      throw e;
+    }
   }
 
   /** Append one frame, stamped `tsNs` (default: now). */
