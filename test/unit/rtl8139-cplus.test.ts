@@ -324,7 +324,7 @@ test('TSO to a backend that segments: one frame, IP checksum complete, TCP field
   assert.equal(mem.readU32(TX_RING) & R.DescOwn, 0, 'descriptors returned');
 });
 
-test('TSO falls back to cutting in the NIC: backend refuses, frame fits one MSS, or a VLAN tag is inserted', () => {
+test('TSO falls back to cutting in the NIC: backend refuses or the frame fits one MSS; a VLAN-tagged one goes whole', () => {
   const { mem, nic, w } = makeNic();
   const refuse = new SegmentingBackend(false);
   nic.attachBackend(refuse);
@@ -344,10 +344,17 @@ test('TSO falls back to cutting in the NIC: backend refuses, frame fits one MSS,
   mem.write(0x50000, f);
   txDesc(mem, 2, 0x50000, f.length, R.FirstFrag | R.LastFrag | R.LargeSend | (mss << R.MSSShift), R.TxVlanTag | 0x0500);
   w(R.TxPoll, 1, R.NormalTxPoll);
-  assert.equal(take.whole.length, 0);
-  assert.equal(take.sent.length, 4, 'one short frame + three tagged segments');
+  assert.equal(take.sent.length, 1, 'the short frame, checksummed');
   assert.ok(l4Ok(take.sent[0]!));
-  assert.ok(take.sent.slice(1).every((s) => s[12] === 0x81 && s[13] === 0x00 && l4Ok(s, 18)));
+  // The tag goes into the frame first, and the frame goes to the backend whole, its offsets
+  // counting the tag; cutting it there gives the tagged segments the wire carries.
+  assert.equal(take.whole.length, 1);
+  const { frame: whole, tso } = take.whole[0]!;
+  assert.deepEqual([...whole.subarray(12, 16)], [0x81, 0x00, 0x00, 0x05]);
+  assert.deepEqual(tso, { mss, l4Offset: 38, headerLength: 58, segments: 3 });
+  const segs = segmentTcp(whole, mss)!;
+  assert.deepEqual(segs.map((s) => s.length - 58), [1000, 1000, 500]);
+  assert.ok(segs.every((s) => s[12] === 0x81 && s[13] === 0x00 && l4Ok(s, 18)));
 });
 
 test('VLAN: TxVlanTag inserts the (byte-swapped) tag; RxVlanOn strips it into opts2', () => {
