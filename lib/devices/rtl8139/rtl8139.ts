@@ -420,8 +420,8 @@ export class Rtl8139 extends PciDevice {
         if (CONFIG_LOCKED.has(start) && !this.unlocked) return;
         this.storeBytes(start, merged, mask);
         // A new ring base restarts the ring at its first descriptor (and forgets the old one's poll).
-        if (start === R.TxRingAddr && (mask & 0xff) !== 0 && this.cplusMode) { this.txPolling &= ~R.NormalTxPoll; this.cpTx.reset(); }
-        if (start === R.HiTxRingAddr && (mask & 0xff) !== 0 && this.cplusMode) { this.txPolling &= ~R.HighTxPoll; this.cpHiTx.reset(); }
+        if (start === R.TxRingAddr && (mask & 0xff) !== 0 && this.cplusMode) { this.forgetPoll(R.NormalTxPoll); this.cpTx.reset(); }
+        if (start === R.HiTxRingAddr && (mask & 0xff) !== 0 && this.cplusMode) { this.forgetPoll(R.HighTxPoll); this.cpHiTx.reset(); }
         if (start === R.RxRingAddr && (mask & 0xff) !== 0) this.cpRx.reset();
         return;
     }
@@ -531,6 +531,12 @@ export class Rtl8139 extends PciDevice {
       });
     }
     if (frames > 0) this.pollBackend();
+  }
+
+  /** One queue's ring moved: forget its poll (and the deferred turn if nothing else is polled). */
+  private forgetPoll(bit: number): void {
+    this.txPolling &= ~bit;
+    if (this.txPolling === 0) this.stopCplusTx();
   }
 
   /** Transmitter off, reset or closed: forget the polls and any deferred turn. */
