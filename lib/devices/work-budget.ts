@@ -9,7 +9,7 @@ import { InvalidArgumentError } from '../errors.js';
 
 /** Limits of one turn. */
 export interface WorkLimits {
-  /** Frames or segments produced. */
+  /** Frames or segments produced, descriptors walked. */
   segments: number;
   /** Bytes copied, checksummed or written. */
   bytes: number;

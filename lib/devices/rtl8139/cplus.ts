@@ -154,6 +154,9 @@ export class CplusTxRing {
       }
       const opts1 = mem.readU32(desc);
       if ((opts1 & DescOwn) === 0) break;
+      // Every descriptor counts, so that a ring of ones that send nothing (refused, broken
+      // chains) is walked a turn's worth at a time like one that sends.
+      budget.spend(1, CP_DESC_SIZE);
       const opts2 = mem.readU32(desc + 4);
       const addr = mem.readU32(desc + 8) + mem.readU32(desc + 12) * 0x1_0000_0000;
       const len = opts1 & CpTxLenMask;
