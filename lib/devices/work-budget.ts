@@ -85,3 +85,22 @@ export class WorkBudget {
     return Math.max(0, Math.min(this.segmentsLeft, Math.ceil(this.bytesLeft / Math.max(1, bytesEach))));
   }
 }
+
+/**
+ * A WorkBudget per turn of the event loop. Work started from a guest exit and work a backend
+ * delivers in one callback share the budget until the turn ends (a queued microtask marks the
+ * end: the run loop runs them only when it yields to the event loop, so every exit of one pump
+ * slice counts against the same budget). A deferred turn is a new turn by construction.
+ */
+export class TurnBudget extends WorkBudget {
+  private armed = false;
+
+  /** Call before any work: refills at the first work of a turn, or always when `fresh`. */
+  begin(fresh = false): void {
+    if (this.armed && !fresh) return;
+    this.refill();
+    if (this.armed) return;
+    this.armed = true;
+    queueMicrotask(() => { this.armed = false; });
+  }
+}

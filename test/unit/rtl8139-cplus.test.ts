@@ -7,6 +7,7 @@ import { crc32, internetChecksum, sum16, foldChecksum, ipv4PseudoHeaderSum } fro
 import { MemoryBackend, type TcpSegmentation } from '../../lib/net/backend.js';
 import { RX_CHECKSUMS_VALID } from '../../lib/net/receive-offload.js';
 import { Rtl8139, padFrame, regs as R, segmentTcp, insertChecksums } from '../../lib/devices/rtl8139/index.js';
+import { DEFAULT_WORK_LIMITS } from '../../lib/devices/work-budget.js';
 
 const RAM = 0x100000;
 const RX_RING = 0x1000;
@@ -15,7 +16,9 @@ const MAC = [0x52, 0x54, 0x00, 0x12, 0x34, 0x56];
 
 function makeNic() {
   const mem = fakeGuestMemory([{ guestPhysAddr: 0, size: RAM }]);
-  const nic = new Rtl8139({ mem, clock: { nowNs: () => 0n }, timers: { schedule: () => () => {} } });
+  // The default per-turn limits without their clock: how much one synchronous test step may
+  // do must not depend on how fast this machine runs it (see rtl8139-tx-bounds.test.ts).
+  const nic = new Rtl8139({ mem, clock: { nowNs: () => 0n }, timers: { schedule: () => () => {} }, workLimits: { ...DEFAULT_WORK_LIMITS, ms: 1e9 } });
   const irq = new RecordingIrqLine();
   nic.attach({ map: () => {}, unmap: () => {} }, irq);
   const backend = new MemoryBackend();

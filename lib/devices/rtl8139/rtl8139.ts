@@ -22,7 +22,7 @@ import { tallyCounters, zeroStats, type Rtl8139Stats } from './stats.js';
 export { parseMac } from './mac.js';
 export type { Rtl8139Stats } from './stats.js';
 import { REGISTER_SPAN, REGISTER_WIDTH } from './register-span.js';
-import { deferImmediate, WorkBudget, type DeferWork, type WorkLimits } from '../work-budget.js';
+import { deferImmediate, TurnBudget, type DeferWork, type WorkLimits } from '../work-budget.js';
 import { Rtl8139Timer, type DeviceTimers, type TimerState } from './timer.js';
 
 export type { DeviceTimers } from './timer.js';
@@ -117,7 +117,14 @@ export class Rtl8139 extends PciDevice {
    */
   private txPolling = 0;
   private cancelTx: (() => void) | undefined;
-  private readonly txBudget: WorkBudget;
+  private readonly txBudget: TurnBudget;
+  /**
+   * Receive is bounded per turn the same way: frames beyond the budget wait in the RX queue
+   * (which pauses the backend) for a deferred flush, however many a TAP batch or a held-back
+   * backlog would deliver at once.
+   */
+  private readonly rxBudget: TurnBudget;
+  private cancelRx: (() => void) | undefined;
   private readonly defer: DeferWork;
   private closed = false;
   private readonly cplusSink: CplusTxOptions = {
@@ -131,7 +138,8 @@ export class Rtl8139 extends PciDevice {
       subsystemVendorId: 0x10ec, subsystemId: 0x8139, interruptPin: 1 });
     this.mem = opts.mem;
     this.defer = opts.defer ?? deferImmediate;
-    this.txBudget = new WorkBudget(opts.workLimits);
+    this.txBudget = new TurnBudget(opts.workLimits);
+    this.rxBudget = new TurnBudget(opts.workLimits);
     this.hwVersion = revision >= 0x20 ? R.HWVER_RTL8139CP : R.HWVER_RTL8139C;
     this.queue = new RxQueue({ tryReceive: (f, flags) => this.tryReceive(f, flags), countMissed: () => this.countMissed(),
       countQueued: () => { this.stats.rxQueued++; },
@@ -512,8 +520,8 @@ export class Rtl8139 extends PciDevice {
   }
 
   /** One turn of the transmit engine: what the budget allows, the rest deferred. */
-  private cplusTxTurn(): void {
-    this.txBudget.refill();
+  private cplusTxTurn(fresh = false): void {
+    this.txBudget.begin(fresh);
     let frames = 0;
     for (const [bit, ring, reg] of [[R.HighTxPoll, this.cpHiTx, R.HiTxRingAddr], [R.NormalTxPoll, this.cpTx, R.TxRingAddr]] as const) {
       if ((this.txPolling & bit) === 0) continue;
@@ -527,7 +535,7 @@ export class Rtl8139 extends PciDevice {
       this.cancelTx = this.defer(() => {
         this.cancelTx = undefined;
         if ((this.cpCmd & R.CpTxOn) === 0 || (this.chipCmd & R.CmdTxEnb) === 0) this.txPolling = 0;
-        else this.cplusTxTurn();
+        else this.cplusTxTurn(true);
       });
     }
     if (frames > 0) this.pollBackend();
@@ -592,6 +600,14 @@ export class Rtl8139 extends PciDevice {
       this.stats.rxTooLong++;
       return 'dropped';
     }
+    this.rxBudget.begin();
+    if (this.rxBudget.exhausted) {
+      // This turn's share is used: the frame waits (the caller holds it back), a later turn
+      // takes it. Not a full ring: no RxOverflow, nothing missed yet.
+      this.deferRx();
+      return 'full';
+    }
+    this.rxBudget.spend(1, frame.length);
     // Written to guest RAM straight from the backend's buffer, the FCS after it: no copy here.
     // The rings compute the FCS only once they have room: a frame held back for a full ring is
     // offered again at every register write until the driver refills it.
@@ -643,6 +659,16 @@ export class Rtl8139 extends PciDevice {
     else this.stats.rxPhysical++;
     this.raise(R.RxOK);
     return 'ok';
+  }
+
+  private deferRx(): void {
+    if (this.cancelRx !== undefined || this.closed) return;
+    this.stats.rxDeferred++;
+    this.cancelRx = this.defer(() => {
+      this.cancelRx = undefined;
+      this.rxBudget.begin(true);
+      this.queue.flush();
+    });
   }
 
   /** Deliver a frame; true if it reached guest RAM. A full ring drops it and counts MPC. */
@@ -720,7 +746,7 @@ export class Rtl8139 extends PciDevice {
       this.txPolling = polling;
       this.cancelTx = this.defer(() => {
         this.cancelTx = undefined;
-        this.cplusTxTurn();
+        this.cplusTxTurn(true);
       });
     }
   }
@@ -729,6 +755,8 @@ export class Rtl8139 extends PciDevice {
   close(): void {
     this.closed = true;
     this.stopCplusTx();
+    this.cancelRx?.();
+    this.cancelRx = undefined;
     this.timer.close();
     this.detachBackend();
   }
