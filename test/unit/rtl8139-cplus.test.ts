@@ -17,7 +17,7 @@ const MAC = [0x52, 0x54, 0x00, 0x12, 0x34, 0x56];
 function makeNic() {
   const mem = fakeGuestMemory([{ guestPhysAddr: 0, size: RAM }]);
   // The default per-turn limits without their clock: how much one synchronous test step may
-  // do must not depend on how fast this machine runs it (see rtl8139-tx-bounds.test.ts).
+  // do must not depend on how fast this machine runs it (see rtl8139-bounds.test.ts).
   const nic = new Rtl8139({ mem, clock: { nowNs: () => 0n }, timers: { schedule: () => () => {} }, workLimits: { ...DEFAULT_WORK_LIMITS, ms: 1e9 } });
   const irq = new RecordingIrqLine();
   nic.attach({ map: () => {}, unmap: () => {} }, irq);

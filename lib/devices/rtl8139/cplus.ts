@@ -230,8 +230,10 @@ export class CplusTxRing {
       const mss = (f >>> MSSShift) & MSSMask;
       if (opts.sendSegmented !== undefined) {
         const whole = prepareSegmentation(frame, mss);
-        if (whole !== undefined && opts.sendSegmented(whole.frame, whole.tso)) {
-          // Whoever takes it cuts it (a host kernel forwarding it does so on this thread).
+        // Whole only if its segments fit in a turn: whoever takes it may cut it on this thread
+        // at once (a capture recording the wire, the host kernel forwarding it). A tiny MSS
+        // (up to ~8,200 segments) is cut here instead, a turn's budget at a time.
+        if (whole !== undefined && whole.tso.segments <= budget.limits.segments && opts.sendSegmented(whole.frame, whole.tso)) {
           budget.spend(whole.tso.segments, whole.frame.length);
           res.frames += whole.tso.segments;
           return true;

@@ -1,6 +1,7 @@
-// RTL8139C+ transmit under a hostile ring: what one TxPoll write may cost the main thread.
-// LargeSend with an MSS below 8 is refused; everything else is done in per-turn budgets of
-// segments and bytes, the rest on later turns (driven here by hand through an injected defer).
+// The RTL8139C+ under hostile rings and floods: what one register write, or one backend batch,
+// may cost the main thread. LargeSend with an MSS below 8 is refused; transmit and receive work
+// in per-turn budgets of segments (descriptors, frames) and bytes, the rest on later turns
+// (driven here by hand through an injected defer).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { RecordingIrqLine } from '../../lib/bus/irq.js';
@@ -271,7 +272,7 @@ test('a snapshot taken part-way through a LargeSend frame goes on after restore 
   assert.equal(mem.readU32(TX_RING) & R.DescOwn, 0);
 });
 
-test('a backend that segments takes a LargeSend frame whole, charged as its segments', () => {
+test('a backend that segments takes a LargeSend frame whole, charged as its segments, if they fit in a turn', () => {
   class Whole extends MemoryBackend {
     readonly whole: Array<{ frame: Uint8Array; tso: TcpSegmentation }> = [];
     sendSegmented(frame: Uint8Array, tso: TcpSegmentation): boolean {
@@ -290,6 +291,15 @@ test('a backend that segments takes a LargeSend frame whole, charged as its segm
   while (turns.step());
   assert.equal(b.whole.length, 3);
   assert.equal(nic.stats.txFrames, 300);
+  // More segments than a turn may make: cut here, a turn at a time, never handed on whole.
+  const big = tcpFrame(808); // 101 segments
+  mem.write(FRAMES, big);
+  txDesc(mem, TX_RING, 0, FRAMES, big.length, large(8) | R.RingEnd);
+  w(R.TxPoll, 1, R.NormalTxPoll);
+  while (turns.step());
+  assert.equal(b.whole.length, 3);
+  assert.equal(b.sent.length, 101);
+  assert.equal(nic.stats.txFrames, 401);
 });
 
 test('WorkBudget: limits checked, the clock counts only after a quarter of the segments', () => {
@@ -311,4 +321,90 @@ test('WorkBudget: limits checked, the clock counts only after a quarter of the s
   assert.equal(b.fits(100), 1);
   now = 200;
   assert.equal(b.fits(100), 0, 'clock');
+});
+
+/** A backend that honours pauseReceive like a TAP: what it cannot deliver waits for resume. */
+class PausableBackend extends MemoryBackend {
+  private held: Uint8Array[] = [];
+  private paused = false;
+  pauses = 0;
+  flood(frames: Uint8Array[]): void {
+    this.held.push(...frames);
+    this.drain();
+  }
+  pauseReceive(): void {
+    this.paused = true;
+    this.pauses++;
+  }
+  resumeReceive(): void {
+    this.paused = false;
+    this.drain();
+  }
+  get waiting(): number {
+    return this.held.length;
+  }
+  private drain(): void {
+    while (!this.paused && this.held.length > 0) this.inject(this.held.shift()!);
+  }
+}
+
+const RX_RING = 0xa000;
+
+function rxRing(mem: GuestMemory, n: number): void {
+  for (let i = 0; i < n; i++) {
+    mem.writeU32(RX_RING + 16 * i + 4, 0);
+    mem.writeU32(RX_RING + 16 * i + 8, 0x200000 + i * 2048);
+    mem.writeU32(RX_RING + 16 * i + 12, 0);
+    mem.writeU32(RX_RING + 16 * i, (R.DescOwn | (i === n - 1 ? R.RingEnd : 0) | 1536) >>> 0);
+  }
+}
+
+test('a flood from the backend into a 1,024-descriptor RX ring is stored a turn\'s budget at a time, nothing lost', () => {
+  const limits = { segments: 64, bytes: 1e9, ms: 1e9 };
+  const { mem, nic, w, turns } = makeNic(limits);
+  const b = new PausableBackend();
+  nic.attachBackend(b);
+  w(R.RxRingAddr, 4, RX_RING);
+  w(R.RxRingAddr + 4, 4, 0);
+  w(R.RxConfig, 4, R.AcceptBroadcast | R.AcceptMyPhys);
+  rxRing(mem, 1024);
+  const f = tcpFrame(1400);
+  f.set(nic.mac, 0);
+  b.flood(Array.from({ length: 1000 }, () => f));
+  assert.equal(nic.stats.rxFrames, 64, 'one turn\'s worth stored');
+  assert.ok(b.pauses >= 1 && b.waiting > 800, 'the rest waits in the backend, which was paused');
+  // The driver acknowledging (an exit in the same turn) stores no more.
+  w(R.IntrStatus, 2, 0xffff);
+  assert.equal(nic.stats.rxFrames, 64);
+  let steps = 0;
+  let prev = 64;
+  while (turns.step()) {
+    steps++;
+    assert.ok(nic.stats.rxFrames - prev <= 64, `turn ${steps} stored ${nic.stats.rxFrames - prev}`);
+    prev = nic.stats.rxFrames;
+    assert.ok(steps < 100);
+  }
+  assert.equal(nic.stats.rxFrames, 1000);
+  assert.equal(nic.stats.rxMissed, 0);
+  assert.ok(nic.stats.rxDeferred >= 15, `${nic.stats.rxDeferred} deferred flushes`);
+  assert.equal(b.waiting, 0);
+  assert.equal(mem.readU32(RX_RING + 16 * 999) & R.DescOwn, 0);
+});
+
+test('close cancels a deferred receive flush', () => {
+  const { mem, nic, w, turns } = makeNic({ segments: 4, bytes: 1e9, ms: 1e9 });
+  const b = new PausableBackend();
+  nic.attachBackend(b);
+  w(R.RxRingAddr, 4, RX_RING);
+  w(R.RxRingAddr + 4, 4, 0);
+  w(R.RxConfig, 4, R.AcceptBroadcast | R.AcceptMyPhys);
+  rxRing(mem, 16);
+  const f = tcpFrame(100);
+  f.set(nic.mac, 0);
+  b.flood(Array.from({ length: 10 }, () => f));
+  assert.equal(nic.stats.rxFrames, 4);
+  assert.equal(turns.pending, 1);
+  nic.close();
+  assert.equal(turns.pending, 0);
+  assert.equal(turns.cancelled, 1);
 });
