@@ -118,7 +118,9 @@ export class CplusTxRing {
     const e = s.emitting;
     if (e === undefined) return;
     const seg = TcpSegmenter.of(Uint8Array.from(e.frame), e.mss);
-    if (seg === undefined || !Number.isInteger(e.next) || e.next < 0 || e.next > seg.total) return;
+    const index = (v: number): boolean => Number.isInteger(v) && v >= 0 && v < CP_MAX_DESCRIPTORS;
+    if (seg === undefined || !Number.isInteger(e.next) || e.next < 0 || e.next > seg.total || !index(e.nextIndex) ||
+      !Number.isSafeInteger(e.desc) || e.desc < 0) return;
     seg.next = e.next;
     this.emitting = { seg, desc: e.desc, status: e.status >>> 0, nextIndex: e.nextIndex };
   }
@@ -267,7 +269,7 @@ export class CplusTxRing {
       res.frames += k;
     }
     this.emitting = undefined;
-    mem.writeU32(e.desc, e.status);
+    if (mem.contains(e.desc, 4)) mem.writeU32(e.desc, e.status);
     this.index = e.nextIndex;
     return true;
   }
