@@ -10,7 +10,7 @@ import { MemoryBackend, type TcpSegmentation } from '../../lib/net/backend.js';
 import { segmentTcp, TcpSegmenter } from '../../lib/net/tcp-segmentation.js';
 import { Rtl8139, regs as R } from '../../lib/devices/rtl8139/index.js';
 import { CP_MIN_MSS } from '../../lib/devices/rtl8139/cplus.js';
-import { WorkBudget, type DeferWork, type WorkLimits } from '../../lib/devices/work-budget.js';
+import { TurnBudget, WorkBudget, type DeferWork, type WorkLimits } from '../../lib/devices/work-budget.js';
 
 const RAM = 0x400000;
 const TX_RING = 0x2000;
@@ -407,4 +407,21 @@ test('close cancels a deferred receive flush', () => {
   nic.close();
   assert.equal(turns.pending, 0);
   assert.equal(turns.cancelled, 1);
+});
+
+test('TurnBudget: one budget for everything until the turn ends (a microtask), fresh for a deferred turn', async () => {
+  const b = new TurnBudget({ segments: 10, bytes: 1e9, ms: 1e9 });
+  b.begin();
+  b.spend(6, 0);
+  b.begin(); // another exit of the same pump slice
+  b.spend(4, 0);
+  assert.equal(b.exhausted, true);
+  b.begin();
+  assert.equal(b.exhausted, true, 'still the same turn');
+  b.begin(true);
+  assert.equal(b.exhausted, false, 'a deferred turn starts afresh');
+  b.spend(10, 0);
+  await Promise.resolve();
+  b.begin();
+  assert.equal(b.exhausted, false, 'the next turn refills');
 });
