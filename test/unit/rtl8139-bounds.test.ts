@@ -425,3 +425,22 @@ test('TurnBudget: one budget for everything until the turn ends (a microtask), f
   b.begin();
   assert.equal(b.exhausted, false, 'the next turn refills');
 });
+
+test('with the default setImmediate, close() leaves no Immediate behind', () => {
+  const immediates = (): number => process.getActiveResourcesInfo().filter((r) => r === 'Immediate').length;
+  const base = immediates();
+  const mem = fakeGuestMemory([{ guestPhysAddr: 0, size: RAM }]);
+  const nic = new Rtl8139({ mem, clock: { nowNs: () => 0n }, timers: { schedule: () => () => {} }, workLimits: TIMELESS });
+  nic.attachBackend(new MemoryBackend());
+  const w = (o: number, s: number, v: number) => nic.mmioBar.write(o, s, v);
+  w(R.CpCmd, 2, R.CpTxOn);
+  w(R.TxRingAddr, 4, TX_RING);
+  w(R.ChipCmd, 1, R.CmdTxEnb);
+  const f = tcpFrame(4000);
+  mem.write(FRAMES, f);
+  txDesc(mem, TX_RING, 0, FRAMES, f.length, large(8) | R.RingEnd);
+  w(R.TxPoll, 1, R.NormalTxPoll);
+  assert.equal(immediates(), base + 1, 'a deferred turn is pending');
+  nic.close();
+  assert.equal(immediates(), base);
+});
