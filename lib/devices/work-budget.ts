@@ -37,7 +37,9 @@ export const deferImmediate: DeferWork = (callback) => {
 export class WorkBudget {
   private segmentsLeft = 0;
   private bytesLeft = 0;
-  private deadline = 0;
+  /** Time spent inside enter()/leave() this turn, and when the current stretch began. */
+  private usedMs = 0;
+  private since: number | undefined;
   /** Work done since the last refill (for counters and tests). */
   spentSegments = 0;
   spentBytes = 0;
@@ -55,7 +57,22 @@ export class WorkBudget {
     this.bytesLeft = this.limits.bytes;
     this.spentSegments = 0;
     this.spentBytes = 0;
-    this.deadline = this.now() + this.limits.ms;
+    this.usedMs = 0;
+    if (this.since !== undefined) this.since = this.now();
+  }
+
+  /**
+   * The device starts working (its clock runs until leave()). Only this time counts against
+   * `limits.ms`: the guest runs between two exits of a turn, and that is not ours to bound.
+   */
+  enter(): void {
+    if (this.since === undefined) this.since = this.now();
+  }
+
+  leave(): void {
+    if (this.since === undefined) return;
+    this.usedMs += this.now() - this.since;
+    this.since = undefined;
   }
 
   spend(segments: number, bytes: number): void {
@@ -77,7 +94,8 @@ export class WorkBudget {
    */
   get exhausted(): boolean {
     if (this.segmentsLeft <= 0 || this.bytesLeft <= 0) return true;
-    return this.spentSegments * 4 >= this.limits.segments && this.now() >= this.deadline;
+    if (this.spentSegments * 4 < this.limits.segments) return false;
+    return this.usedMs + (this.since !== undefined ? this.now() - this.since : 0) >= this.limits.ms;
   }
 
   /** How many more items of `bytesEach` fit in this turn (at least 0). */
@@ -96,8 +114,12 @@ export class WorkBudget {
 export class TurnBudget extends WorkBudget {
   private armed = false;
 
-  /** Call before any work: refills at the first work of a turn, or always when `fresh`. */
+  /**
+   * Call before any work (and leave() after it): refills at the first work of a turn, or
+   * always when `fresh`, and starts the work clock.
+   */
   begin(fresh = false): void {
+    this.enter();
     if (this.armed && !fresh) return;
     this.refill();
     if (this.armed) return;

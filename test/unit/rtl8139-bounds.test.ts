@@ -308,6 +308,7 @@ test('WorkBudget: limits checked, the clock counts only after a quarter of the s
   let now = 0;
   const b = new WorkBudget({ segments: 8, bytes: 1000, ms: 2 }, () => now);
   b.refill();
+  b.enter();
   now = 100;
   assert.equal(b.exhausted, false, 'late, but nothing done yet');
   b.spend(2, 10);
@@ -321,6 +322,16 @@ test('WorkBudget: limits checked, the clock counts only after a quarter of the s
   assert.equal(b.fits(100), 1);
   now = 200;
   assert.equal(b.fits(100), 0, 'clock');
+  // Only time between enter() and leave() counts: the guest's time between exits does not.
+  b.refill();
+  b.spend(2, 0);
+  now = 201;
+  b.leave();
+  now = 1000;
+  assert.equal(b.exhausted, false, 'outside the device');
+  b.enter();
+  now = 1001.5;
+  assert.equal(b.exhausted, true, '1 + 1.5 ms inside');
 });
 
 /** A backend that honours pauseReceive like a TAP: what it cannot deliver waits for resume. */

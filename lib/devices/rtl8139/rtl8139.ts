@@ -538,6 +538,7 @@ export class Rtl8139 extends PciDevice {
         else this.cplusTxTurn(true);
       });
     }
+    this.txBudget.leave();
     if (frames > 0) this.pollBackend();
   }
 
@@ -601,13 +602,22 @@ export class Rtl8139 extends PciDevice {
       return 'dropped';
     }
     this.rxBudget.begin();
-    if (this.rxBudget.exhausted) {
-      // This turn's share is used: the frame waits (the caller holds it back), a later turn
-      // takes it. Not a full ring: no RxOverflow, nothing missed yet.
-      this.deferRx();
-      return 'full';
+    try {
+      if (this.rxBudget.exhausted) {
+        // This turn's share is used: the frame waits (the caller holds it back), a later turn
+        // takes it. Not a full ring: no RxOverflow, nothing missed yet.
+        this.deferRx();
+        return 'full';
+      }
+      this.rxBudget.spend(1, frame.length);
+      return this.store(frame, flags, bits, rxConfig, cplusRx);
+    } finally {
+      this.rxBudget.leave();
     }
-    this.rxBudget.spend(1, frame.length);
+  }
+
+  /** tryReceive's second half: the frame passed the filter and this turn has room for it. */
+  private store(frame: Uint8Array, flags: number, bits: number, rxConfig: number, cplusRx: boolean): RxOutcome {
     // Written to guest RAM straight from the backend's buffer, the FCS after it: no copy here.
     // The rings compute the FCS only once they have room: a frame held back for a full ring is
     // offered again at every register write until the driver refills it.
@@ -668,6 +678,7 @@ export class Rtl8139 extends PciDevice {
       this.cancelRx = undefined;
       this.rxBudget.begin(true);
       this.queue.flush();
+      this.rxBudget.leave();
     });
   }
 
