@@ -39,8 +39,9 @@ export interface Rtl8139Options {
   /** Frames a full RX ring holds back before counting them missed (attachBackend). Default 64. */
   rxQueueLimit?: number;
   /**
-   * Runs the rest of a transmit on a later turn of the event loop when one turn's WorkBudget
-   * ran out (default: setImmediate). The machine's also makes the run loop yield for it soon.
+   * Runs the rest of a transmit, or of a receive flood, on a later turn of the event loop when
+   * one turn's WorkBudget ran out (default: setImmediate). The machine's also makes the run
+   * loop yield for it soon.
    */
   defer?: DeferWork;
   /** Work per turn (default DEFAULT_WORK_LIMITS); tests use small ones. */
