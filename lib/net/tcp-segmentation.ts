@@ -102,6 +102,13 @@ export class TcpSegmenter {
     return this.next >= this.total;
   }
 
+  /** The same segmenter (same position) over its own copy of the frame, which may then be reused. */
+  detached(): TcpSegmenter {
+    const s = new TcpSegmenter(this.frame.slice(), this.mss, this.t);
+    s.next = this.next;
+    return s;
+  }
+
   /** Ethernet + IP + TCP header bytes each segment repeats. */
   get headerLength(): number {
     return this.t.hdrEnd;
