@@ -33,6 +33,8 @@ const SHARED_SLICE_MS = 4;
 const IDLE_SLICE_MS = 50;
 
 let activeLoops = 0;
+/** The shortest yieldSoon() asked for since the run loop last set the kicker's slice (0: none). */
+let yieldRequestedMs = 0;
 
 /**
  * Make the run loop on the main thread give the event loop a turn within `ms`, even if the
@@ -40,6 +42,7 @@ let activeLoops = 0;
  * output), which the kicker does not see. The kicker picks the deadline up at the next run().
  */
 export function yieldSoon(ms = 1): void {
+  yieldRequestedMs = yieldRequestedMs > 0 ? Math.min(yieldRequestedMs, ms) : ms;
   native().kickerRefreshTimers(ms);
 }
 
@@ -111,7 +114,12 @@ export class Vcpu extends FdHandle {
       await new Promise<void>((resolve) => setImmediate(resolve));
       for (;;) {
         if (signal?.aborted || this.closed) return;
-        n.kickerRefreshTimers(activeLoops > 1 ? SHARED_SLICE_MS : IDLE_SLICE_MS);
+        // A request made while the loop was yielding (device work deferred from a turn of the
+        // event loop, console output) holds for this slice too, or the guest would run on
+        // without a kick for the whole idle slice.
+        const slice = activeLoops > 1 ? SHARED_SLICE_MS : IDLE_SLICE_MS;
+        n.kickerRefreshTimers(yieldRequestedMs > 0 ? Math.min(yieldRequestedMs, slice) : slice);
+        yieldRequestedMs = 0;
         const sliceEnd = performance.now() + PUMP_SLICE_MS;
         let handled = 0;
         for (;;) {

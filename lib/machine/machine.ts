@@ -146,6 +146,13 @@ export class Machine extends EventEmitter implements AsyncDisposable {
           // guest's output would wait for an unrelated event.
           consoleByte: (b) => { if (ref.console?.guestByte(b) === true) yieldSoon(1); },
           consoleRxSpace: () => ref.console?.rxSpace(),
+          // A device's leftover work (a long transmit) runs on the next turn: make the run loop
+          // yield for it within 1 ms even while the guest spins without exits.
+          deferWork: (cb) => {
+            const h = setImmediate(cb);
+            yieldSoon(1);
+            return () => clearImmediate(h);
+          },
           // Device registers whose writes may be queued (PCI BARs declare them, see the RTL8139).
           // A BAR that moves or stops decoding first gets what the ring holds for it applied.
           coalesce: (kind, addr, size, on) => {

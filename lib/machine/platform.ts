@@ -12,6 +12,7 @@ import { PciHostBridge, type BarMapper } from '../devices/pci/index.js';
 import { Rtl8139 } from '../devices/rtl8139/index.js';
 import { Sink } from '../devices/sink.js';
 import { Uart16550, UART_IO_SIZE } from '../devices/uart16550.js';
+import type { DeferWork } from '../devices/work-budget.js';
 import type { GuestMemory } from '../kvm/memory.js';
 import type { E820Entry } from '../boot/e820.js';
 import type { NetOptions } from './options.js';
@@ -26,6 +27,8 @@ export interface PlatformHooks {
   consoleRxSpace(): void;
   /** Queue guest writes to [addr, addr+size) instead of exiting on each (see BarMapper.coalesce). */
   coalesce?(kind: 'io' | 'mmio', addr: number, size: number, on: boolean): void;
+  /** Where devices put work left over from a turn's budget (lib/devices/work-budget.ts). */
+  deferWork?: DeferWork;
 }
 
 export interface PlatformConfig {
@@ -99,6 +102,7 @@ export class Platform {
     cfg.net.forEach((n, i) => {
       const nic = new Rtl8139({
         mem: cfg.memory, clock: hostClock, revision: n.revision ?? 0x20,
+        ...(hooks.deferWork !== undefined ? { defer: hooks.deferWork } : {}),
         mac: n.mac ?? `52:54:00:12:34:${(0x56 + i).toString(16).padStart(2, '0')}`,
       });
       this.pci.addDevice(nic);

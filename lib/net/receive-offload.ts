@@ -5,7 +5,7 @@
 // own thread. What reaches a NIC is still plain wire frames: this module cuts and finishes
 // them. The header's fields come from the host kernel, and are still checked like any input.
 import { foldChecksum, sum16 } from './checksum.js';
-import { segmentTcp } from './tcp-segmentation.js';
+import { TcpSegmenter } from './tcp-segmentation.js';
 
 /** <linux/virtio_net.h> values this module reads (the layout offsets come from the shim). */
 export const VNET_F_NEEDS_CSUM = 1;
@@ -64,9 +64,25 @@ export function finishReceiveOffload(frame: Uint8Array, hdr: Uint8Array, at: num
     frame[field + 1] = c & 0xff;
     return { frames: [frame], flags: RX_CHECKSUMS_VALID, kind: 'checksummed' };
   }
+  const seg = receiveOffloadSegmenter(frame, hdr, at, L);
+  if (seg === undefined) return { error: 'unreachable: a GSO frame without a GSO type' };
+  if ('error' in seg) return seg;
+  return { frames: seg.cut(seg.total), flags: RX_CHECKSUMS_VALID, kind: 'segmented' };
+}
+
+/**
+ * For a TCPv4 GSO frame: a segmenter over it instead of its segments, for a caller that cuts
+ * a few at a time (a guest that advertises a tiny MSS makes the host send 64 KiB super-frames
+ * of ~1,800 segments). The segmenter works on `frame` itself (see TcpSegmenter.detached).
+ * Undefined when the header asks for no segmentation; an error when it asks for what was not
+ * enabled or the frame cannot be cut.
+ */
+export function receiveOffloadSegmenter(frame: Uint8Array, hdr: Uint8Array, at: number, L: VnetHeaderLayout): TcpSegmenter | { error: string } | undefined {
+  const gso = hdr[at + L.gso_type]!;
+  if (gso === VNET_GSO_NONE) return undefined;
   if ((gso & ~VNET_GSO_ECN) !== VNET_GSO_TCPV4) return { error: `GSO type ${gso} was not enabled` };
   const mss = u16(hdr, at + L.gso_size);
-  const frames = mss === 0 ? undefined : segmentTcp(frame, mss);
-  if (frames === undefined) return { error: `a GSO frame of ${frame.length} bytes (MSS ${mss}) is not TCP/IPv4 that can be cut` };
-  return { frames, flags: RX_CHECKSUMS_VALID, kind: 'segmented' };
+  const seg = mss === 0 ? undefined : TcpSegmenter.of(frame, mss);
+  if (seg === undefined) return { error: `a GSO frame of ${frame.length} bytes (MSS ${mss}) is not TCP/IPv4 that can be cut` };
+  return seg;
 }

@@ -5,7 +5,8 @@
 import { InvalidArgumentError, KvmError, NodeKvmError } from '../errors.js';
 import { native } from '../native.js';
 import { BackendBase, type TcpSegmentation } from './backend.js';
-import { finishReceiveOffload, type VnetHeaderLayout } from './receive-offload.js';
+import { finishReceiveOffload, receiveOffloadSegmenter, RX_CHECKSUMS_VALID, type VnetHeaderLayout } from './receive-offload.js';
+import { TcpSegmenter } from './tcp-segmentation.js';
 
 export interface TapOptions {
   /**
@@ -82,6 +83,8 @@ const ETH_HLEN = 14;
 /** Offset of the checksum field in a TCP header (RFC 793). */
 const TCP_CHECKSUM_OFFSET = 16;
 const IFNAMSIZ = 16;
+/** Segments of a super-frame cut at once while the listener takes them. */
+const SEGMENTS_PER_CUT = 32;
 
 function validateName(name: string): void {
   if (Buffer.byteLength(name) >= IFNAMSIZ)
@@ -137,8 +140,12 @@ export class TapBackend extends BackendBase {
   private paused = false;
   /** A batch is being delivered: its frames are views of the read buffer that a read would overwrite. */
   private reading = false;
-  /** Wire frames read but not delivered (paused mid-batch), with their RX flags; at most one batch. */
-  private held: Uint8Array[] = [];
+  /**
+   * Wire frames read but not delivered (paused mid-batch), with their RX flags; at most one
+   * batch. A super-frame not cut yet waits as its segmenter: cutting is done as frames are
+   * delivered, so a paused listener never costs the cutting of a whole batch at once.
+   */
+  private held: Array<Uint8Array | TcpSegmenter> = [];
   private heldFlags: number[] = [];
   private heldAt = 0;
   /** The virtio-net header's layout when receive offloads are on; its length before each frame. */
@@ -272,21 +279,47 @@ export class TapBackend extends BackendBase {
         if (all === undefined || L === undefined) {
           this.offer(f.slice(), 0);
         } else {
-          const r = finishReceiveOffload(f, all, f.byteOffset - this.vnetHdrLen, L);
+          const at = f.byteOffset - this.vnetHdrLen;
+          const seg = receiveOffloadSegmenter(f, all, at, L);
+          if (seg !== undefined) {
+            if ('error' in seg) {
+              this.counts.rxOffloadErrors++;
+              continue;
+            }
+            this.counts.rxSegmented++;
+            this.counts.rxSegments += seg.total;
+            this.offerSegments(seg);
+            if (this.closed) return;
+            continue;
+          }
+          const r = finishReceiveOffload(f, all, at, L);
           if ('error' in r) {
             this.counts.rxOffloadErrors++;
             continue;
           }
-          if (r.kind === 'segmented') {
-            this.counts.rxSegmented++;
-            this.counts.rxSegments += r.frames.length;
-            for (const seg of r.frames) this.offer(seg, r.flags);
-          } else {
-            if (r.kind === 'checksummed') this.counts.rxChecksummed++;
-            this.offer(f.slice(), r.flags); // still a view of the read buffer
-          }
+          if (r.kind === 'checksummed') this.counts.rxChecksummed++;
+          this.offer(f.slice(), r.flags); // still a view of the read buffer
         }
         if (this.closed) return; // a listener closed us mid-batch
+      }
+    }
+  }
+
+  /**
+   * Deliver a super-frame's segments a few at a time; once a listener pauses us, the rest
+   * waits uncut (its segmenter is held, over a copy: the super-frame is in the read buffer).
+   */
+  private offerSegments(seg: TcpSegmenter): void {
+    while (!seg.done) {
+      if (this.paused || this.heldAt < this.held.length) {
+        this.held.push(seg.detached());
+        this.heldFlags.push(RX_CHECKSUMS_VALID);
+        this.counts.rxHeld += seg.total - seg.next;
+        return;
+      }
+      for (const s of seg.cut(SEGMENTS_PER_CUT)) {
+        this.offer(s, RX_CHECKSUMS_VALID);
+        if (this.closed) return;
       }
     }
   }
@@ -403,8 +436,19 @@ export class TapBackend extends BackendBase {
     if (this.closed || !this.paused) return;
     this.paused = false;
     while (this.heldAt < this.held.length) {
-      const i = this.heldAt++;
-      this.deliver(this.held[i]!, this.heldFlags[i]!);
+      const i = this.heldAt;
+      const h = this.held[i]!;
+      if (h instanceof TcpSegmenter) {
+        // One segment at a time: a pause may come after any of them.
+        while (!h.done) {
+          this.deliver(h.cut(1)[0]!, this.heldFlags[i]!);
+          if (this.closed || this.paused) return;
+        }
+        this.heldAt++;
+        continue;
+      }
+      this.heldAt++;
+      this.deliver(h, this.heldFlags[i]!);
       if (this.closed || this.paused) return;
     }
     this.held = [];

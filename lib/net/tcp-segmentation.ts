@@ -72,51 +72,111 @@ function parseTcpFrame(frame: Uint8Array, mss: number): TcpFrame | undefined {
  * segment (CWR only on the first). Returns undefined when the frame is not TSO-able.
  */
 export function segmentTcp(frame: Uint8Array, mss: number): Uint8Array[] | undefined {
-  const t = parseTcpFrame(frame, mss);
-  if (t === undefined) return undefined;
-  const { info, doff, hdrEnd, payloadEnd, payload } = t;
-  if (payload <= mss) {
-    const one = frame.slice(0, payloadEnd);
-    fillIpv4HeaderChecksum(one, info.l3);
-    fillL4Checksum(one, info.l3, info.l4, info.totalLength - info.ihl, IPPROTO_TCP);
-    return [one];
+  const s = TcpSegmenter.of(frame, mss);
+  return s === undefined ? undefined : s.cut(s.total);
+}
+
+/**
+ * segmentTcp a few segments at a time: whoever cuts a frame into many segments on the main
+ * thread (the RTL8139C+'s LargeSend, with an MSS as small as 8 and a 64 KiB payload) takes
+ * what its budget allows and comes back for the rest on a later turn. The segmenter keeps its
+ * own copy of the frame (the guest may reuse its buffers meanwhile) and its position.
+ */
+export class TcpSegmenter {
+  /** Index of the next segment cut() returns. */
+  next = 0;
+  /** Segments the frame makes in all. */
+  readonly total: number;
+
+  private constructor(readonly frame: Uint8Array, readonly mss: number, private readonly t: TcpFrame) {
+    this.total = t.payload <= mss ? 1 : Math.ceil(t.payload / mss);
   }
-  const id0 = (frame[info.l3 + 4]! << 8) | frame[info.l3 + 5]!;
-  const seq0 = ((frame[info.l4 + 4]! << 24) | (frame[info.l4 + 5]! << 16) | (frame[info.l4 + 6]! << 8) | frame[info.l4 + 7]!) >>> 0;
-  const flags0 = frame[info.l4 + 13]!;
-  const out: Uint8Array[] = [];
-  // One allocation for all the segments (each a view of its own part of it), not zero-filled
-  // first: the loop below writes every byte of it (a header and a payload slice per segment).
-  const count = Math.ceil(payload / mss);
-  const raw = Buffer.allocUnsafeSlow(count * hdrEnd + payload);
-  const buf = new Uint8Array(raw.buffer, raw.byteOffset, raw.length);
-  for (let off = 0, i = 0, at = 0; off < payload; off += mss, i++) {
-    const n = Math.min(mss, payload - off);
-    const last = off + n >= payload;
-    const seg = buf.subarray(at, at + hdrEnd + n);
-    at += hdrEnd + n;
-    seg.set(frame.subarray(0, hdrEnd));
-    seg.set(frame.subarray(hdrEnd + off, hdrEnd + off + n), hdrEnd);
-    const ipLen = info.ihl + doff + n;
-    seg[info.l3 + 2] = ipLen >>> 8;
-    seg[info.l3 + 3] = ipLen & 0xff;
-    const id = (id0 + i) & 0xffff;
-    seg[info.l3 + 4] = id >>> 8;
-    seg[info.l3 + 5] = id & 0xff;
-    const seq = (seq0 + off) >>> 0;
-    seg[info.l4 + 4] = seq >>> 24;
-    seg[info.l4 + 5] = (seq >>> 16) & 0xff;
-    seg[info.l4 + 6] = (seq >>> 8) & 0xff;
-    seg[info.l4 + 7] = seq & 0xff;
-    let flags = flags0;
-    if (!last) flags &= ~(0x01 | 0x08); // FIN, PSH
-    if (i > 0) flags &= ~0x80; // CWR
-    seg[info.l4 + 13] = flags;
-    fillIpv4HeaderChecksum(seg, info.l3);
-    fillL4Checksum(seg, info.l3, info.l4, doff + n, IPPROTO_TCP);
-    out.push(seg);
+
+  /** A segmenter over `frame` (kept, not copied), or undefined when the frame is not TSO-able. */
+  static of(frame: Uint8Array, mss: number): TcpSegmenter | undefined {
+    const t = parseTcpFrame(frame, mss);
+    return t === undefined ? undefined : new TcpSegmenter(frame, mss, t);
   }
-  return out;
+
+  get done(): boolean {
+    return this.next >= this.total;
+  }
+
+  /** The same segmenter (same position) over its own copy of the frame, which may then be reused. */
+  detached(): TcpSegmenter {
+    const s = new TcpSegmenter(this.frame.slice(), this.mss, this.t);
+    s.next = this.next;
+    return s;
+  }
+
+  /** Ethernet + IP + TCP header bytes each segment repeats. */
+  get headerLength(): number {
+    return this.t.hdrEnd;
+  }
+
+  /** Wire bytes of segments [next, next + count). */
+  bytesOf(count: number): number {
+    const n = Math.min(count, this.total - this.next);
+    if (n <= 0) return 0;
+    const payloadEnd = Math.min(this.t.payload, (this.next + n) * this.mss);
+    return n * this.t.hdrEnd + payloadEnd - this.next * this.mss;
+  }
+
+  /** The next `count` segments (fewer at the end), in one allocation. */
+  cut(count: number): Uint8Array[] {
+    const { frame, mss } = this;
+    const { info, doff, hdrEnd, payloadEnd, payload } = this.t;
+    const out: Uint8Array[] = [];
+    if (payload <= mss) {
+      if (this.next > 0 || count <= 0) return out;
+      this.next = 1;
+      const one = frame.slice(0, payloadEnd);
+      fillIpv4HeaderChecksum(one, info.l3);
+      fillL4Checksum(one, info.l3, info.l4, info.totalLength - info.ihl, IPPROTO_TCP);
+      out.push(one);
+      return out;
+    }
+    const first = this.next;
+    const n = Math.min(count, this.total - first);
+    if (n <= 0) return out;
+    const total = this.bytesOf(n);
+    this.next = first + n;
+    const id0 = (frame[info.l3 + 4]! << 8) | frame[info.l3 + 5]!;
+    const seq0 = ((frame[info.l4 + 4]! << 24) | (frame[info.l4 + 5]! << 16) | (frame[info.l4 + 6]! << 8) | frame[info.l4 + 7]!) >>> 0;
+    const flags0 = frame[info.l4 + 13]!;
+    // One allocation for these segments (each a view of its own part of it), not zero-filled
+    // first: the loop below writes every byte of it (a header and a payload slice per segment).
+    const raw = Buffer.allocUnsafeSlow(total);
+    const buf = new Uint8Array(raw.buffer, raw.byteOffset, raw.length);
+    for (let i = first, at = 0; i < first + n; i++) {
+      const off = i * mss;
+      const len = Math.min(mss, payload - off);
+      const last = off + len >= payload;
+      const seg = buf.subarray(at, at + hdrEnd + len);
+      at += hdrEnd + len;
+      seg.set(frame.subarray(0, hdrEnd));
+      seg.set(frame.subarray(hdrEnd + off, hdrEnd + off + len), hdrEnd);
+      const ipLen = info.ihl + doff + len;
+      seg[info.l3 + 2] = ipLen >>> 8;
+      seg[info.l3 + 3] = ipLen & 0xff;
+      const id = (id0 + i) & 0xffff;
+      seg[info.l3 + 4] = id >>> 8;
+      seg[info.l3 + 5] = id & 0xff;
+      const seq = (seq0 + off) >>> 0;
+      seg[info.l4 + 4] = seq >>> 24;
+      seg[info.l4 + 5] = (seq >>> 16) & 0xff;
+      seg[info.l4 + 6] = (seq >>> 8) & 0xff;
+      seg[info.l4 + 7] = seq & 0xff;
+      let flags = flags0;
+      if (!last) flags &= ~(0x01 | 0x08); // FIN, PSH
+      if (i > 0) flags &= ~0x80; // CWR
+      seg[info.l4 + 13] = flags;
+      fillIpv4HeaderChecksum(seg, info.l3);
+      fillL4Checksum(seg, info.l3, info.l4, doff + len, IPPROTO_TCP);
+      out.push(seg);
+    }
+    return out;
+  }
 }
 
 /**

@@ -22,6 +22,7 @@ import { tallyCounters, zeroStats, type Rtl8139Stats } from './stats.js';
 export { parseMac } from './mac.js';
 export type { Rtl8139Stats } from './stats.js';
 import { REGISTER_SPAN, REGISTER_WIDTH } from './register-span.js';
+import { deferImmediate, TurnBudget, type DeferWork, type WorkLimits } from '../work-budget.js';
 import { Rtl8139Timer, type DeviceTimers, type TimerState } from './timer.js';
 
 export type { DeviceTimers } from './timer.js';
@@ -37,6 +38,14 @@ export interface Rtl8139Options {
   timers?: DeviceTimers;
   /** Frames a full RX ring holds back before counting them missed (attachBackend). Default 64. */
   rxQueueLimit?: number;
+  /**
+   * Runs the rest of a transmit, or of a receive flood, on a later turn of the event loop when
+   * one turn's WorkBudget ran out (default: setImmediate). The machine's also makes the run
+   * loop yield for it soon.
+   */
+  defer?: DeferWork;
+  /** Work per turn (default DEFAULT_WORK_LIMITS); tests use small ones. */
+  workLimits?: WorkLimits;
 }
 
 export type RxOutcome = 'ok' | 'full' | 'filtered' | 'disabled' | 'dropped';
@@ -50,6 +59,8 @@ export interface Rtl8139State extends PciDeviceState {
   regs: number[]; isr: number; missed: number; cscrLinkChange: boolean;
   rx: { writeOffset: number; readOffset: number }; tx: TxDescriptorsState;
   cpTx: CplusTxRingState; cpHiTx: CplusTxRingState; cpRxIndex: number;
+  /** TxPoll's HPQ/NPQ bits of queues still being transmitted (absent: none). */
+  txPolling?: number;
   eeprom: EepromState; phy: PhyState; timer: TimerState; stats: Rtl8139Stats;
 }
 
@@ -98,6 +109,25 @@ export class Rtl8139 extends PciDevice {
   private unsubscribe: Array<() => void> = [];
   private readonly queue: RxQueue;
   private readonly sink = { transmit: (f: Uint8Array): boolean => this.transmit(f) };
+  /**
+   * C+ transmit as the chip does it: a TxPoll write starts the engine, which works through the
+   * queues it was told about while the CPU runs. Here one turn of the event loop does what its
+   * WorkBudget allows and defers the rest; `txPolling` holds the HPQ/NPQ bits still being served
+   * (TxPoll reads them back until their queue is empty, as the RTL8169 family documents), and
+   * `cancelTx` the deferred turn.
+   */
+  private txPolling = 0;
+  private cancelTx: (() => void) | undefined;
+  private readonly txBudget: TurnBudget;
+  /**
+   * Receive is bounded per turn the same way: frames beyond the budget wait in the RX queue
+   * (which pauses the backend) for a deferred flush, however many a TAP batch or a held-back
+   * backlog would deliver at once.
+   */
+  private readonly rxBudget: TurnBudget;
+  private cancelRx: (() => void) | undefined;
+  private readonly defer: DeferWork;
+  private closed = false;
   private readonly cplusSink: CplusTxOptions = {
     send: (f) => { this.transmit(f); },
     sendSegmented: (f, tso) => this.transmitSegmented(f, tso),
@@ -108,6 +138,9 @@ export class Rtl8139 extends PciDevice {
     super({ vendorId: 0x10ec, deviceId: 0x8139, classCode: 0x020000, revision,
       subsystemVendorId: 0x10ec, subsystemId: 0x8139, interruptPin: 1 });
     this.mem = opts.mem;
+    this.defer = opts.defer ?? deferImmediate;
+    this.txBudget = new TurnBudget(opts.workLimits);
+    this.rxBudget = new TurnBudget(opts.workLimits);
     this.hwVersion = revision >= 0x20 ? R.HWVER_RTL8139CP : R.HWVER_RTL8139C;
     this.queue = new RxQueue({ tryReceive: (f, flags) => this.tryReceive(f, flags), countMissed: () => this.countMissed(),
       countQueued: () => { this.stats.rxQueued++; },
@@ -151,6 +184,7 @@ export class Rtl8139 extends PciDevice {
     this.cscrLinkChange = false;
     this.rx.reset();
     this.tx.reset();
+    this.stopCplusTx();
     this.cpTx.reset();
     this.cpHiTx.reset();
     this.cpRx.reset();
@@ -263,7 +297,7 @@ export class Rtl8139 extends PciDevice {
         reg = (this.dv.getUint16(R.CSCR, true) & CSCR_WRITABLE) | (this.phy.linkUp ? R.CSCR_LinkOKBit : 0) |
           (this.cscrLinkChange ? R.CSCR_LinkChangeBit : 0);
         break;
-      case R.TxPoll: return 0; // polls complete synchronously
+      case R.TxPoll: return this.txPolling;
       default:
         return this.regs[o]!;
     }
@@ -328,6 +362,7 @@ export class Rtl8139 extends PciDevice {
         }
         this.regs[R.ChipCmd] = written & (R.CmdRxEnb | R.CmdTxEnb);
         if ((written & R.CmdTxEnb) !== 0) this.runNormalTx();
+        else this.stopCplusTx();
         if ((written & R.CmdRxEnb) !== 0) this.queue.flush();
         return;
       }
@@ -378,14 +413,14 @@ export class Rtl8139 extends PciDevice {
         return;
       case R.TxPoll:
         if ((written & R.ForceSWInt) !== 0) this.raise(R.SWInt);
-        if ((written & R.HighTxPoll) !== 0) this.runCplusTx(this.cpHiTx, R.HiTxRingAddr);
-        if ((written & R.NormalTxPoll) !== 0) this.runCplusTx(this.cpTx, R.TxRingAddr);
+        this.pollCplusTx(written & (R.HighTxPoll | R.NormalTxPoll));
         this.queue.flush();
         return;
       case R.CpCmd: {
         const old = this.cpCmd;
         const next = merged & CPCMD_WRITABLE;
         this.dv.setUint16(R.CpCmd, next, true);
+        if ((next & R.CpTxOn) === 0) this.stopCplusTx();
         if ((next & R.CpTxOn) !== 0 && (old & R.CpTxOn) === 0) { this.cpTx.reset(); this.cpHiTx.reset(); }
         if ((next & R.CpRxOn) !== 0 && (old & R.CpRxOn) === 0) this.cpRx.reset();
         return;
@@ -393,9 +428,9 @@ export class Rtl8139 extends PciDevice {
       default:
         if (CONFIG_LOCKED.has(start) && !this.unlocked) return;
         this.storeBytes(start, merged, mask);
-        // A new ring base restarts the ring at its first descriptor.
-        if (start === R.TxRingAddr && (mask & 0xff) !== 0 && this.cplusMode) this.cpTx.reset();
-        if (start === R.HiTxRingAddr && (mask & 0xff) !== 0 && this.cplusMode) this.cpHiTx.reset();
+        // A new ring base restarts the ring at its first descriptor (and forgets the old one's poll).
+        if (start === R.TxRingAddr && (mask & 0xff) !== 0 && this.cplusMode) { this.forgetPoll(R.NormalTxPoll); this.cpTx.reset(); }
+        if (start === R.HiTxRingAddr && (mask & 0xff) !== 0 && this.cplusMode) { this.forgetPoll(R.HighTxPoll); this.cpHiTx.reset(); }
         if (start === R.RxRingAddr && (mask & 0xff) !== 0) this.cpRx.reset();
         return;
     }
@@ -474,20 +509,67 @@ export class Rtl8139 extends PciDevice {
     if (sent > 0) this.pollBackend();
   }
 
-  private runCplusTx(ring: CplusTxRing, reg: number): void {
-    if ((this.cpCmd & R.CpTxOn) === 0 || (this.chipCmd & R.CmdTxEnb) === 0) return;
+  /**
+   * TxPoll: serve the queues in `bits` (HPQ before NPQ). With a turn already deferred the
+   * engine is busy and picks the new descriptors up there: a burst of TxPoll writes (a rep
+   * outsb, say) starts one turn's work, not one per write.
+   */
+  private pollCplusTx(bits: number): void {
+    if (bits === 0 || (this.cpCmd & R.CpTxOn) === 0 || (this.chipCmd & R.CmdTxEnb) === 0) return;
+    this.txPolling |= bits;
+    if (this.cancelTx === undefined) this.cplusTxTurn();
+  }
+
+  /** One turn of the transmit engine: what the budget allows, the rest deferred. */
+  private cplusTxTurn(fresh = false): void {
+    this.txBudget.begin(fresh);
+    let frames = 0;
+    for (const [bit, ring, reg] of [[R.HighTxPoll, this.cpHiTx, R.HiTxRingAddr], [R.NormalTxPoll, this.cpTx, R.TxRingAddr]] as const) {
+      if ((this.txPolling & bit) === 0) continue;
+      if (this.txBudget.exhausted) break;
+      const more = this.runCplusTx(ring, reg);
+      frames += more.frames;
+      if (!more.more) this.txPolling &= ~bit;
+    }
+    if (this.txPolling !== 0 && !this.closed) {
+      this.stats.txDeferred++;
+      this.cancelTx = this.defer(() => {
+        this.cancelTx = undefined;
+        if ((this.cpCmd & R.CpTxOn) === 0 || (this.chipCmd & R.CmdTxEnb) === 0) this.txPolling = 0;
+        else this.cplusTxTurn(true);
+      });
+    }
+    this.txBudget.leave();
+    if (frames > 0) this.pollBackend();
+  }
+
+  /** One queue's ring moved: forget its poll (and the deferred turn if nothing else is polled). */
+  private forgetPoll(bit: number): void {
+    this.txPolling &= ~bit;
+    if (this.txPolling === 0) this.stopCplusTx();
+  }
+
+  /** Transmitter off, reset or closed: forget the polls and any deferred turn. */
+  private stopCplusTx(): void {
+    this.txPolling = 0;
+    this.cancelTx?.();
+    this.cancelTx = undefined;
+  }
+
+  private runCplusTx(ring: CplusTxRing, reg: number): { frames: number; more: boolean } {
     const base = this.reg64(reg);
-    if (base === 0) return;
-    const r = ring.poll(this.mem, base, this.cplusSink);
+    if (base === 0) return { frames: 0, more: false };
+    const r = ring.poll(this.mem, base, this.cplusSink, this.txBudget);
     let bits = 0;
     if (r.frames > 0) bits |= R.TxOK;
     if (r.errors > 0 || r.ringError) {
       this.stats.txErrors += r.errors + (r.ringError ? 1 : 0);
+      this.stats.txBadMss += r.badMss;
       if (r.ringError) this.stats.txDmaErrors++;
       bits |= R.TxErr;
     }
     if (bits !== 0) this.raise(bits);
-    if (r.frames > 0) this.pollBackend();
+    return { frames: r.frames, more: r.more && !r.ringError };
   }
 
   /** C+ StatsAddr.DumpStats: write the 64-byte tally block, then clear the bit. */
@@ -520,6 +602,23 @@ export class Rtl8139 extends PciDevice {
       this.stats.rxTooLong++;
       return 'dropped';
     }
+    this.rxBudget.begin();
+    try {
+      if (this.rxBudget.exhausted) {
+        // This turn's share is used: the frame waits (the caller holds it back), a later turn
+        // takes it. Not a full ring: no RxOverflow, nothing missed yet.
+        this.deferRx();
+        return 'full';
+      }
+      this.rxBudget.spend(1, frame.length);
+      return this.store(frame, flags, bits, rxConfig, cplusRx);
+    } finally {
+      this.rxBudget.leave();
+    }
+  }
+
+  /** tryReceive's second half: the frame passed the filter and this turn has room for it. */
+  private store(frame: Uint8Array, flags: number, bits: number, rxConfig: number, cplusRx: boolean): RxOutcome {
     // Written to guest RAM straight from the backend's buffer, the FCS after it: no copy here.
     // The rings compute the FCS only once they have room: a frame held back for a full ring is
     // offered again at every register write until the driver refills it.
@@ -571,6 +670,17 @@ export class Rtl8139 extends PciDevice {
     else this.stats.rxPhysical++;
     this.raise(R.RxOK);
     return 'ok';
+  }
+
+  private deferRx(): void {
+    if (this.cancelRx !== undefined || this.closed) return;
+    this.stats.rxDeferred++;
+    this.cancelRx = this.defer(() => {
+      this.cancelRx = undefined;
+      this.rxBudget.begin(true);
+      this.queue.flush();
+      this.rxBudget.leave();
+    });
   }
 
   /** Deliver a frame; true if it reached guest RAM. A full ring drops it and counts MPC. */
@@ -627,6 +737,7 @@ export class Rtl8139 extends PciDevice {
       regs: Array.from(this.regs), isr: this.isr, missed: this.missed, cscrLinkChange: this.cscrLinkChange,
       rx: { writeOffset: this.rx.writeOffset, readOffset: this.rx.readOffset }, tx: this.tx.saveState(),
       cpTx: this.cpTx.saveState(), cpHiTx: this.cpHiTx.saveState(), cpRxIndex: this.cpRx.index,
+      ...(this.txPolling !== 0 ? { txPolling: this.txPolling } : {}),
       eeprom: this.eeprom.saveState(), phy: this.phy.saveState(), timer: this.timer.saveState(), stats: { ...this.stats },
     };
   }
@@ -640,10 +751,24 @@ export class Rtl8139 extends PciDevice {
     Object.assign(this.stats, s.stats);
     super.loadState(s);
     this.updateIrq();
+    // A transmit part-way through when the state was saved goes on, on a later turn.
+    this.stopCplusTx();
+    const polling = (s.txPolling ?? 0) & (R.HighTxPoll | R.NormalTxPoll);
+    if (polling !== 0 && !this.closed) {
+      this.txPolling = polling;
+      this.cancelTx = this.defer(() => {
+        this.cancelTx = undefined;
+        this.cplusTxTurn(true);
+      });
+    }
   }
 
-  /** Stop the timer and detach the backend. */
+  /** Stop the timer and any deferred transmit, and detach the backend. */
   close(): void {
+    this.closed = true;
+    this.stopCplusTx();
+    this.cancelRx?.();
+    this.cancelRx = undefined;
     this.timer.close();
     this.detachBackend();
   }

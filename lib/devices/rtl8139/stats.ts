@@ -8,6 +8,10 @@ export interface Rtl8139Stats {
   txBadSize: number;
   txDmaErrors: number;
   txNoCarrier: number;
+  /** C+ LargeSend descriptors refused for an MSS below CP_MIN_MSS (also in txErrors). */
+  txBadMss: number;
+  /** Times a C+ transmit ran out of its turn's WorkBudget and went on in a later turn. */
+  txDeferred: number;
   rxFrames: number;
   rxBytes: number;
   rxFiltered: number;
@@ -19,15 +23,17 @@ export interface Rtl8139Stats {
   rxQueued: number;
   /** Times the backend was asked to pause because frames were waiting for the ring. */
   rxPauses: number;
+  /** Times frames waited for a later turn because this turn's receive budget was used. */
+  rxDeferred: number;
   rxBroadcast: number;
   rxMulticast: number;
   rxPhysical: number;
 }
 
 export function zeroStats(): Rtl8139Stats {
-  return { txFrames: 0, txBytes: 0, txErrors: 0, txBadSize: 0, txDmaErrors: 0, txNoCarrier: 0,
+  return { txFrames: 0, txBytes: 0, txErrors: 0, txBadSize: 0, txDmaErrors: 0, txNoCarrier: 0, txBadMss: 0, txDeferred: 0,
     rxFrames: 0, rxBytes: 0, rxFiltered: 0, rxDisabled: 0, rxTooLong: 0, rxDmaErrors: 0,
-    rxMissed: 0, rxQueued: 0, rxPauses: 0, rxBroadcast: 0, rxMulticast: 0, rxPhysical: 0 };
+    rxMissed: 0, rxQueued: 0, rxPauses: 0, rxDeferred: 0, rxBroadcast: 0, rxMulticast: 0, rxPhysical: 0 };
 }
 
 /** The 64-byte tally block: tx_ok, rx_ok, tx_err (u64), rx_err (u32), missed (u16), ... */
