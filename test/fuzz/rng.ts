@@ -3,8 +3,11 @@
 // from (seed, device name), so replaying one device does not depend on the others.
 import { seededRandom } from '../../lib/net/link.js';
 
+const POOL_SIZE = 0x10000;
+
 export class Rng {
   private readonly next: () => number;
+  private pool: Uint8Array | undefined;
 
   constructor(readonly seed: number) {
     this.next = seededRandom(seed);
@@ -71,7 +74,28 @@ export class Rng {
 
   bytes(n: number): Uint8Array {
     const out = new Uint8Array(n);
-    for (let i = 0; i < n; i++) out[i] = Math.floor(this.next() * 0x100);
+    let i = 0;
+    for (; i + 4 <= n; i += 4) {
+      const v = Math.floor(this.next() * 0x1_0000_0000);
+      out[i] = v; out[i + 1] = v >>> 8; out[i + 2] = v >>> 16; out[i + 3] = v >>> 24;
+    }
+    for (; i < n; i++) out[i] = Math.floor(this.next() * 0x100);
+    return out;
+  }
+
+  /**
+   * `n` random-looking bytes, cheaply: a copy of a window of a 64 KiB pool drawn once per
+   * stream (large frames would otherwise cost more to make than to process).
+   */
+  junk(n: number): Uint8Array {
+    if (this.pool === undefined) this.pool = this.bytes(POOL_SIZE);
+    const out = new Uint8Array(n);
+    for (let at = 0; at < n;) {
+      const start = this.int(POOL_SIZE);
+      const take = Math.min(n - at, POOL_SIZE - start);
+      out.set(this.pool.subarray(start, start + take), at);
+      at += take;
+    }
     return out;
   }
 
