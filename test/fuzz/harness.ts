@@ -16,12 +16,12 @@ export interface FuzzInstance {
   /** The device's invariants after an operation: throws an Error naming the one that broke. */
   check(): void;
   /** The last operation, for failure messages. */
-  readonly op: string;
+  op: string;
   /**
    * True when the last operation was the host's, not the guest's (a snapshot round trip with
    * its JSON): the per-operation bound is about work a guest can make the host do.
    */
-  readonly untimed?: boolean;
+  untimed?: boolean;
   /** Counters worth reporting (frames, interrupts, DMA bytes…). */
   stats?(): Record<string, number>;
   /** Release timers and backends. */
