@@ -9,11 +9,12 @@ import { i8042Target } from './devices/i8042.js';
 import { platformTarget } from './devices/platform.js';
 import { rtl8139CplusTarget, rtl8139NormalTarget } from './devices/rtl8139.js';
 import { rtl8139RxTarget } from './devices/rtl8139-rx.js';
+import { rtl8139CplusDataTarget } from './devices/rtl8139-cplus-data.js';
 import { uartTarget } from './devices/uart.js';
 
 export const FUZZ_TARGETS: readonly FuzzTarget[] = [
   uartTarget, i8042Target, cmosTarget, fwCfgTarget, acpiPmTarget, debugExitTarget, platformTarget,
-  rtl8139NormalTarget, rtl8139CplusTarget, rtl8139RxTarget,
+  rtl8139NormalTarget, rtl8139CplusTarget, rtl8139RxTarget, rtl8139CplusDataTarget,
 ];
 
 /** Platform bus registration name (or 'rtl8139' for a NIC's BARs) → the targets that fuzz it. */
@@ -21,5 +22,5 @@ export const COVERAGE: Readonly<Record<string, readonly FuzzTarget[]>> = {
   com1: [uartTarget], com2: [uartTarget], com3: [uartTarget], com4: [uartTarget],
   i8042: [i8042Target], cmos: [cmosTarget], 'debug-exit': [debugExitTarget], 'fw-cfg': [fwCfgTarget],
   'acpi-pm': [acpiPmTarget], post: [debugExitTarget], 'io-delay': [debugExitTarget], pci: [platformTarget],
-  rtl8139: [rtl8139NormalTarget, rtl8139CplusTarget, rtl8139RxTarget, platformTarget],
+  rtl8139: [rtl8139NormalTarget, rtl8139CplusTarget, rtl8139RxTarget, rtl8139CplusDataTarget, platformTarget],
 };
