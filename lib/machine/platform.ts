@@ -2,6 +2,7 @@
 // machine; this file wires them to the buses and to the machine's lifecycle callbacks.
 import type { Clock, DmaMemory, IrqLine } from '../bus/device.js';
 import { MmioBus, PioBus } from '../bus/bus.js';
+import { WiredOrIrqLine } from '../bus/irq.js';
 import * as L from '../boot/layout.js';
 import { AcpiPm, ACPI_PM_IO_LENGTH } from '../devices/acpi-pm.js';
 import { Cmos, CMOS_IO_SIZE } from '../devices/cmos.js';
@@ -55,9 +56,17 @@ export class Platform {
   constructor(cfg: PlatformConfig, hooks: PlatformHooks) {
     const { pio, mmio } = this;
     const clock = cfg.clock ?? hostClock;
+    // COM1/COM3 share IRQ 4 and COM2/COM4 IRQ 3: each line is up while any of its UARTs has
+    // an interrupt pending, or one port going quiet would drop the other's interrupt.
+    const comIrqs = new Map<number, WiredOrIrqLine>();
+    const comIrq = (irq: number): IrqLine => {
+      let line = comIrqs.get(irq);
+      if (line === undefined) comIrqs.set(irq, (line = new WiredOrIrqLine(hooks.irq(irq))));
+      return line.source();
+    };
     for (let i = 0; i < cfg.comPorts; i++) {
       const uart = new Uart16550({
-        irq: hooks.irq(L.IRQ_COM[i]!),
+        irq: comIrq(L.IRQ_COM[i]!),
         // Only COM1 is the console; COM2-4 exist for guests that probe or use them.
         onTransmit: i === 0 ? hooks.consoleByte : () => {},
         onRxSpace: i === 0 ? hooks.consoleRxSpace : undefined,

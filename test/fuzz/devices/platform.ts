@@ -6,7 +6,8 @@
 // and to random ports across the whole I/O space.
 //
 // Invariants after every operation: no DMA outside RAM; each interrupt line (GSI) up exactly
-// while one of the devices wired to it has an interrupt pending (PCI INTx is wired-OR); every
+// while one of the devices wired to it has an interrupt pending (PCI INTx and the COM ports'
+// shared IRQs 3 and 4 are the OR of their devices); every
 // BAR the device says is decoded is on its bus at that address, routing to the device; the
 // legacy devices keep their ports.
 import { RecordingIrqLine } from '../../../lib/bus/irq.js';
@@ -15,6 +16,7 @@ import { PCI_COMMAND, PCI_COMMAND_INTX_DISABLE } from '../../../lib/devices/pci/
 import { regs as R, type Rtl8139 } from '../../../lib/devices/rtl8139/index.js';
 import { Platform, type EndReason } from '../../../lib/machine/platform.js';
 import { FuzzBackend } from '../backend.js';
+import { uartInterruptPending } from './uart.js';
 import { FakeClock, FakeTimers } from '../clock.js';
 import { CheckedMemory } from '../dma.js';
 import { wireFrame } from '../frames.js';
@@ -44,7 +46,8 @@ class PlatformFuzz implements FuzzInstance {
     const nics = rng.pick([1, 2, 5]);
     for (let i = 0; i < nics; i++) this.backends.push(new FuzzBackend(rng));
     this.platform = new Platform({
-      memory: this.mem, memoryBelow4g: 0x20000, memoryAbove4g: 0, cpus: 1, comPorts: 1,
+      // COM1/COM3 share IRQ 4 and COM2/COM4 IRQ 3, as on a PC.
+      memory: this.mem, memoryBelow4g: 0x20000, memoryAbove4g: 0, cpus: 1, comPorts: rng.range(1, 4),
       net: this.backends.map((backend, i) => ({ backend, revision: i % 2 === 0 ? 0x20 : 0x10 })),
       clock: this.clock, timers: this.timers,
     }, {
@@ -151,7 +154,7 @@ class PlatformFuzz implements FuzzInstance {
     } else if (k < 94) {
       // Anywhere in the port space, mostly where devices are.
       const size = r.size();
-      const port = Math.min(0x10000 - size, r.chance(0.7) ? r.pick([0x60, 0x61, 0x64, 0x70, 0x71, 0x80, 0xed, 0xf4, 0x3f8, 0x3fd, 0x510, 0x511, 0x600, 0x604, 0x608, 0x620, 0xcf8, 0xcfc, 0xc000, 0xc100]) + r.int(8) : r.u16());
+      const port = Math.min(0x10000 - size, r.chance(0.7) ? r.pick([0x60, 0x61, 0x64, 0x70, 0x71, 0x80, 0xed, 0xf4, 0x3f8, 0x2f8, 0x3e8, 0x2e8, 0x3f8, 0x3e8, 0x510, 0x511, 0x600, 0x604, 0x608, 0x620, 0xcf8, 0xcfc, 0xc000, 0xc100]) + r.int(8) : r.u16());
       const write = r.chance(0.5);
       const v = r.value(size);
       this.op = `port 0x${port.toString(16)} ${write ? `write(${size}, 0x${v.toString(16)})` : `read(${size})`}`;
@@ -188,10 +191,15 @@ class PlatformFuzz implements FuzzInstance {
       want.set(gsi, (want.get(gsi) ?? false) || intx);
       if (nic.intxAsserted !== intx) throw new Error(`NIC ${i}: intxAsserted ${nic.intxAsserted}, registers say ${intx}`);
     });
+    // The COM ports' IRQs: the OR of the UARTs wired to each (an enabled source pending).
+    p.uarts.forEach((u, i) => {
+      const irq = L.IRQ_COM[i]!;
+      want.set(irq, (want.get(irq) ?? false) || uartInterruptPending(u.saveState()));
+    });
     for (const [gsi, level] of want) {
       const line = this.lines.get(gsi)!;
       if (line.level !== level) {
-        throw new Error(`GSI ${gsi} is ${line.level ? 'up' : 'down'} but its devices ${level ? 'assert' : 'do not assert'} INTx`);
+        throw new Error(`GSI ${gsi} is ${line.level ? 'up' : 'down'} but its devices ${level ? 'assert' : 'do not assert'} it`);
       }
     }
     // Decoded BARs are on their bus and route to the device; the legacy ports are untouched.
