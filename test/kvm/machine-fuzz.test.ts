@@ -76,6 +76,8 @@ interface GuestRun {
   exits: { io: number; mmio: number; coalesced: number; pioMisses: number; mmioMisses: number };
   framesIn: number;
   framesOut: number;
+  /** Frames the NICs stored in guest RAM. */
+  framesStored: number;
   maxGapMs: number;
 }
 
@@ -92,6 +94,14 @@ async function fuzzGuest(seed: number, accesses: number): Promise<GuestRun> {
   let deadline: NodeJS.Timeout | undefined;
   try {
     prepareDma(m.vm.memory, rng);
+    // The NICs' DMA address registers start at 0 (power-on), where this guest's stack, GDT and
+    // code are: point them into the DMA area before the guest may turn RX on.
+    m.platform.nics.forEach((nic, i) => {
+      nic.mmioBar.write(R.RxBuf, 4, BUF_AREA + 0x20000 * i);
+      nic.mmioBar.write(R.TxRingAddr, 4, TX_RINGS[0]!);
+      nic.mmioBar.write(R.HiTxRingAddr, 4, TX_RINGS[1]!);
+      nic.mmioBar.write(R.RxRingAddr, 4, RX_RINGS[i % 2]!);
+    });
     m.vm.memory.writeU32(PARAMS, seed);
     m.vm.memory.writeU32(PARAMS + 4, accesses);
     let framesIn = 0;
@@ -124,7 +134,8 @@ async function fuzzGuest(seed: number, accesses: number): Promise<GuestRun> {
     return {
       result, ms, accesses: m.vm.memory.readU32(PARAMS + 8), nics: m.vm.memory.readU32(PARAMS + 12),
       exits: { io: c.io, mmio: c.mmio, coalesced: c.coalesced, pioMisses: c.pioMisses, mmioMisses: c.mmioMisses },
-      framesIn, framesOut: m.platform.nics.reduce((n, nic) => n + nic.stats.txFrames, 0), maxGapMs,
+      framesIn, framesOut: m.platform.nics.reduce((n, nic) => n + nic.stats.txFrames, 0),
+      framesStored: m.platform.nics.reduce((n, nic) => n + nic.stats.rxFrames, 0), maxGapMs,
     };
   } finally {
     clearInterval(feed);
@@ -160,7 +171,7 @@ test('guest fuzzer: seeded random port/MMIO accesses through the run loop end by
   const run = await fuzzGuest(seed, accesses);
   t.diagnostic(`seed ${seed}: ${run.accesses} accesses in ${(run.ms / 1000).toFixed(2)} s, ended ${run.result.reason}` +
     ` (code ${run.result.code}); exits io=${run.exits.io} mmio=${run.exits.mmio} coalesced=${run.exits.coalesced}` +
-    ` misses pio=${run.exits.pioMisses} mmio=${run.exits.mmioMisses}; frames in ${run.framesIn}, out ${run.framesOut};` +
+    ` misses pio=${run.exits.pioMisses} mmio=${run.exits.mmioMisses}; frames in ${run.framesIn} (${run.framesStored} stored), out ${run.framesOut};` +
     ` largest event-loop gap ${run.maxGapMs.toFixed(0)} ms`);
   assertCleanEnd(run, seed, accesses);
   assert.ok(run.exits.io > 0 && run.exits.mmio > 0, `seed ${seed}: the guest reached the devices (${JSON.stringify(run.exits)})`);
