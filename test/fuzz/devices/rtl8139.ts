@@ -60,7 +60,6 @@ class Rtl8139Fuzz implements FuzzInstance {
   private readonly names: OpName[];
   private readonly weights: number[];
   private readonly total: number;
-  private readonly counts: Partial<Record<OpName, number>> = {};
   private irqRaised = 0;
   /** Most frames the NIC put on the wire in one operation (LargeSend cuts many). */
   private maxFramesPerOp = 0;
@@ -274,7 +273,6 @@ class Rtl8139Fuzz implements FuzzInstance {
   step(): void {
     const r = this.rng;
     const name = this.names[r.weighted(this.weights, this.total)]!;
-    this.counts[name] = (this.counts[name] ?? 0) + 1;
     this.untimed = name === 'snapshot';
     const nic = this.nic;
     switch (name) {
