@@ -149,7 +149,7 @@ class CplusDataFuzz implements FuzzInstance {
     this.backend.inject(frame);
     if (this.nic.stats.rxMissed > missed) return; // a full hold-back queue drops the new frame
     if (len < 14) return;
-    const padded = len >= ETH_ZLEN ? frame : Uint8Array.from({ length: ETH_ZLEN }, (_, i) => frame[i] ?? 0);
+    const padded = len >= ETH_ZLEN ? frame : pad(frame);
     const stripped = this.vlanStrip && padded.length >= 18 && padded[12] === 0x81 && padded[13] === 0x00;
     // One frame, one buffer: longer than the buffer (with its FCS) and the chip drops it.
     if ((stripped ? padded.length - 4 : padded.length) + 4 > this.rxBufSize) return;
@@ -165,7 +165,12 @@ class CplusDataFuzz implements FuzzInstance {
       const padded = this.rxExpected.shift();
       if (padded === undefined) throw new Error(`RX descriptor ${this.rxTail} completed (0x${o1.toString(16)}) with no frame sent`);
       const tagged = this.vlanStrip && padded.length >= 18 && padded[12] === 0x81 && padded[13] === 0x00;
-      const data = tagged ? Uint8Array.from([...padded.subarray(0, 12), ...padded.subarray(16)]) : padded;
+      let data = padded;
+      if (tagged) {
+        data = new Uint8Array(padded.length - 4);
+        data.set(padded.subarray(0, 12));
+        data.set(padded.subarray(16), 12);
+      }
       const opts2 = this.mem.inner.readU32(d + 4);
       const len = o1 & 0x1fff;
       if ((o1 & (R.FirstFrag | R.LastFrag)) !== (R.FirstFrag | R.LastFrag) >>> 0 || (o1 & R.RxError) !== 0) throw new Error(`RX descriptor ${this.rxTail}: status 0x${o1.toString(16)}`);
@@ -225,9 +230,14 @@ class CplusDataFuzz implements FuzzInstance {
 }
 
 function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
-  return true;
+  return Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(Buffer.from(b.buffer, b.byteOffset, b.byteLength));
+}
+
+/** The frame padded with zeros to the 60 bytes the wire carries at least. */
+function pad(frame: Uint8Array): Uint8Array {
+  const out = new Uint8Array(ETH_ZLEN);
+  out.set(frame);
+  return out;
 }
 
 export const rtl8139CplusDataTarget: FuzzTarget = { name: 'rtl8139-cplus-rings', file: 'rtl8139-cplus-data', create: (rng) => new CplusDataFuzz(rng) };

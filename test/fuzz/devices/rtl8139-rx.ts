@@ -96,7 +96,11 @@ class Rtl8139RxFuzz implements FuzzInstance {
       const len = this.ringByte(at + 2) | (this.ringByte(at + 3) << 8);
       const frame = this.expected.shift();
       if (frame === undefined) throw new Error(`a packet at ring offset 0x${at.toString(16)} that nobody sent (status 0x${status.toString(16)}, length ${len})`);
-      const padded = frame.length >= ETH_ZLEN ? frame : Uint8Array.from({ length: ETH_ZLEN }, (_, i) => frame[i] ?? 0);
+      let padded = frame;
+      if (frame.length < ETH_ZLEN) {
+        padded = new Uint8Array(ETH_ZLEN);
+        padded.set(frame);
+      }
       if ((status & R.RxStatusOK) === 0) throw new Error(`packet status 0x${status.toString(16)} at 0x${at.toString(16)} without ROK`);
       if (len !== padded.length + 4) throw new Error(`packet length ${len} at 0x${at.toString(16)}, sent ${frame.length} (${padded.length} padded) + 4 FCS`);
       for (let i = 0; i < padded.length; i++) {
