@@ -130,6 +130,11 @@ async function fuzzGuest(seed: number, accesses: number): Promise<GuestRun> {
       }),
     ]);
     const ms = performance.now() - t0;
+    // Each NIC's INTx as its registers say, after everything the guest did.
+    m.platform.nics.forEach((nic, i) => {
+      const want = (nic.interruptStatus & nic.mmioBar.read(R.IntrMask, 2)) !== 0 && (nic.command & 0x400) === 0;
+      assert.equal(nic.intxAsserted, want, `seed ${seed}: NIC ${i} INTx ${nic.intxAsserted}, registers say ${want}`);
+    });
     const c = m.counters;
     return {
       result, ms, accesses: m.vm.memory.readU32(PARAMS + 8), nics: m.vm.memory.readU32(PARAMS + 12),
