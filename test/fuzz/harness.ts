@@ -155,7 +155,7 @@ export function runFuzz(target: FuzzTarget, cfg: FuzzConfig = fuzzConfig()): Fuz
 /** One line for the test's diagnostics. */
 export function formatReport(r: FuzzReport): string {
   const stats = Object.entries(r.stats).map(([k, v]) => `${k}=${v}`).join(' ');
-  return `${r.name}: ${r.ops} ops in ${(r.ms / 1000).toFixed(2)} s (seed ${r.seed}; slowest op #${r.slowestOp} ${r.slowestOpMs.toFixed(2)} ms)${stats ? ` ${stats}` : ''}`;
+  return `${r.name}: ${r.ops} ops in ${(r.ms / 1000).toFixed(2)} s (seed ${r.seed}; slowest op #${r.slowestOp} ${r.slowestOpMs.toFixed(2)} ms wall)${stats ? ` ${stats}` : ''}`;
 }
 
 /** Assert a read value is an integer that fits the access. */
