@@ -5,7 +5,8 @@
 // or poweroff the guest asked for would also be one), never by an error, and leave no fd or
 // thread behind.
 //
-// NODE_KVM_FUZZ_SEED=N replays a run; NODE_KVM_FUZZ_GUEST_OPS=N sets the number of accesses.
+// NODE_KVM_FUZZ_SEED=N replays the guest's accesses (and the frames' contents; when frames
+// arrive depends on the host's timing); NODE_KVM_FUZZ_GUEST_OPS=N sets the number of accesses.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomInt } from 'node:crypto';
@@ -172,8 +173,9 @@ const accesses = envInt('NODE_KVM_FUZZ_GUEST_OPS', process.env.NODE_KVM_LAB === 
 test('guest fuzzer: seeded random port/MMIO accesses through the run loop end by the guest\'s choice and leak nothing', { timeout: Math.max(600_000, accesses * 20) }, async (t) => {
   if (!requireKvm(t)) return;
   // A short warm-up run: lazy one-time set-up (the addon, the kicker thread) is not a leak.
-  const warm = await fuzzGuest(seed ^ 1, 200);
-  assertCleanEnd(warm, seed ^ 1, 200);
+  const warmSeed = (seed ^ 1) >>> 0;
+  const warm = await fuzzGuest(warmSeed, 200);
+  assertCleanEnd(warm, warmSeed, 200);
   const fds0 = fdCount();
   const threads0 = threadCount();
   const run = await fuzzGuest(seed, accesses);
