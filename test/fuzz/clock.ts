@@ -38,6 +38,15 @@ export class FakeTimers implements DeviceTimers {
     return this.pending.filter((x) => x.live).length;
   }
 
+  /**
+   * Run due timers until none is left (work a device deferred to a later turn, and what that
+   * turn deferred again). A device that keeps deferring forever is a bug.
+   */
+  drain(maxRounds = 100_000): void {
+    for (let i = 0; i < maxRounds; i++) if (this.runDue() === 0) return;
+    throw new Error(`a device still defers work after ${maxRounds} turns`);
+  }
+
   /** Fire every live timer that is due, in deadline order. Returns how many fired. */
   runDue(): number {
     const due = this.pending.filter((p) => p.live && p.at <= this.clock.ns).sort((a, z) => (a.at < z.at ? -1 : a.at > z.at ? 1 : 0));
@@ -49,4 +58,17 @@ export class FakeTimers implements DeviceTimers {
     }
     return due.length;
   }
+}
+
+/**
+ * Options of the NIC's bounded work per turn (issue 17 item 1, branch hard-net: `defer` and
+ * `workLimits`): deferred turns go through the fake timers, which the fuzzers run between
+ * operations, and the wall-clock limit is off so that a seed replays the same turns. A NIC
+ * without these options ignores them.
+ */
+export function boundedWorkOptions(timers: FakeTimers): Record<string, unknown> {
+  return {
+    defer: (callback: () => void): (() => void) => timers.schedule(0, callback),
+    workLimits: { segments: 512, bytes: 1024 * 1024, ms: Number.POSITIVE_INFINITY },
+  };
 }

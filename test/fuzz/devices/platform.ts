@@ -59,6 +59,9 @@ class PlatformFuzz implements FuzzInstance {
       end: (reason) => { this.ends[reason] = (this.ends[reason] ?? 0) + 1; },
       consoleByte: () => {},
       consoleRxSpace: () => {},
+      // Where the NICs put work left over from a turn (issue 17 item 1, branch hard-net; a
+      // Platform without the hook ignores it).
+      ...({ deferWork: (callback: () => void) => this.timers.schedule(0, callback) } as Record<string, unknown>),
     });
     this.legacy = this.legacyMap();
   }
@@ -121,6 +124,7 @@ class PlatformFuzz implements FuzzInstance {
   step(): void {
     const r = this.rng;
     const p = this.platform;
+    this.timers.runDue(); // a turn of the event loop between two guest actions
     const k = r.int(100);
     if (k < 15) {
       this.configAddress = this.configAddressValue();

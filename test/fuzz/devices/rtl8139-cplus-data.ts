@@ -9,7 +9,7 @@ import { RecordingIrqLine } from '../../../lib/bus/irq.js';
 import { crc32 } from '../../../lib/net/checksum.js';
 import { BackendBase } from '../../../lib/net/backend.js';
 import { Rtl8139, regs as R } from '../../../lib/devices/rtl8139/index.js';
-import { FakeClock, FakeTimers } from '../clock.js';
+import { boundedWorkOptions, FakeClock, FakeTimers } from '../clock.js';
 import { CheckedMemory } from '../dma.js';
 import type { FuzzInstance, FuzzTarget } from '../harness.js';
 import type { Rng } from '../rng.js';
@@ -38,6 +38,7 @@ class CplusDataFuzz implements FuzzInstance {
   op = 'none';
   private readonly mem = new CheckedMemory(RAM);
   private readonly clock = new FakeClock();
+  private readonly timers = new FakeTimers(this.clock);
   private readonly irq = new RecordingIrqLine();
   private readonly backend = new Recorder();
   private readonly nic: Rtl8139;
@@ -53,7 +54,7 @@ class CplusDataFuzz implements FuzzInstance {
   private lostToReset = 0;
 
   constructor(private readonly rng: Rng) {
-    this.nic = new Rtl8139({ mem: this.mem, clock: this.clock, timers: new FakeTimers(this.clock), revision: 0x20, rxQueueLimit: rng.pick([1, 8, 64]) });
+    this.nic = new Rtl8139({ mem: this.mem, clock: this.clock, timers: this.timers, revision: 0x20, rxQueueLimit: rng.pick([1, 8, 64]), ...boundedWorkOptions(this.timers) });
     this.nic.attach({ map: () => {}, unmap: () => {} }, this.irq);
     this.nic.attachBackend(this.backend);
     this.open();
@@ -123,6 +124,7 @@ class CplusDataFuzz implements FuzzInstance {
     }
     const sent = this.backend.frames.length;
     this.w(R.TxPoll, 1, R.NormalTxPoll);
+    this.timers.drain();
     const out = this.backend.frames.splice(sent);
     let want = frame;
     if (tag !== undefined) {
@@ -158,6 +160,7 @@ class CplusDataFuzz implements FuzzInstance {
 
   /** cp_rx_poll: take completed descriptors in ring order, check each, hand it back. */
   private receive(max: number): void {
+    this.timers.drain(); // receive work the NIC deferred is done by the time the driver looks
     for (let n = 0; n < max; n++) {
       const d = RX_RING + 16 * this.rxTail;
       const o1 = this.mem.inner.readU32(d);

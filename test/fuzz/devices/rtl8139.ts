@@ -12,7 +12,7 @@ import { PCI_COMMAND, PCI_COMMAND_INTX_DISABLE, PCI_STATUS, PCI_STATUS_INTERRUPT
 import { Rtl8139, regs as R } from '../../../lib/devices/rtl8139/index.js';
 import type { Rtl8139State } from '../../../lib/devices/rtl8139/rtl8139.js';
 import { FuzzBackend } from '../backend.js';
-import { FakeClock, FakeTimers } from '../clock.js';
+import { boundedWorkOptions, FakeClock, FakeTimers } from '../clock.js';
 import { CheckedMemory } from '../dma.js';
 import { ipFrame, wireFrame, destination } from '../frames.js';
 import { checkReadValue, type FuzzInstance, type FuzzTarget } from '../harness.js';
@@ -74,7 +74,7 @@ class Rtl8139Fuzz implements FuzzInstance {
   constructor(private readonly rng: Rng, private readonly mode: 'normal' | 'cplus') {
     this.nic = new Rtl8139({
       mem: this.mem, clock: this.clock, timers: this.timers, revision: mode === 'normal' ? 0x10 : 0x20,
-      rxQueueLimit: rng.pick([1, 4, 64]),
+      rxQueueLimit: rng.pick([1, 4, 64]), ...boundedWorkOptions(this.timers),
     });
     this.nic.attach({ map: () => {}, unmap: () => {} }, this.irq);
     if (!LIFT_MSS_LIMIT) this.mem.filterU32 = Rtl8139Fuzz.limitTinyMss;
@@ -272,6 +272,8 @@ class Rtl8139Fuzz implements FuzzInstance {
 
   step(): void {
     const r = this.rng;
+    // One turn of the event loop between two guest actions: work the NIC deferred runs now.
+    this.timers.runDue();
     const name = this.names[r.weighted(this.weights, this.total)]!;
     this.untimed = name === 'snapshot';
     const nic = this.nic;
