@@ -34,6 +34,8 @@ class PlatformFuzz implements FuzzInstance {
   private readonly mem = new CheckedMemory(RAM);
   private readonly clock = new FakeClock();
   private readonly timers = new FakeTimers(this.clock);
+  /** Turns the NICs deferred (bounded work per exit); one runs between two operations. */
+  private readonly deferred = new FakeTimers(this.clock);
   private readonly lines = new Map<number, RecordingIrqLine>();
   private readonly backends: FuzzBackend[] = [];
   private readonly platform: Platform;
@@ -61,7 +63,7 @@ class PlatformFuzz implements FuzzInstance {
       consoleRxSpace: () => {},
       // Where the NICs put work left over from a turn (issue 17 item 1, branch hard-net; a
       // Platform without the hook ignores it).
-      ...({ deferWork: (callback: () => void) => this.timers.schedule(0, callback) } as Record<string, unknown>),
+      ...({ deferWork: (callback: () => void) => this.deferred.schedule(0, callback) } as Record<string, unknown>),
     });
     this.legacy = this.legacyMap();
   }
@@ -124,7 +126,7 @@ class PlatformFuzz implements FuzzInstance {
   step(): void {
     const r = this.rng;
     const p = this.platform;
-    this.timers.runDue(); // a turn of the event loop between two guest actions
+    this.deferred.runDue(); // a turn of the event loop between two guest actions
     const k = r.int(100);
     if (k < 15) {
       this.configAddress = this.configAddressValue();

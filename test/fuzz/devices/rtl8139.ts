@@ -54,6 +54,8 @@ class Rtl8139Fuzz implements FuzzInstance {
   private readonly mem = new CheckedMemory(RAM);
   private readonly clock = new FakeClock();
   private readonly timers = new FakeTimers(this.clock);
+  /** Turns the NIC deferred (bounded work per exit); run one between two operations. */
+  private readonly deferred = new FakeTimers(this.clock);
   private readonly irq = new RecordingIrqLine();
   private readonly nic: Rtl8139;
   private backend: FuzzBackend;
@@ -74,7 +76,7 @@ class Rtl8139Fuzz implements FuzzInstance {
   constructor(private readonly rng: Rng, private readonly mode: 'normal' | 'cplus') {
     this.nic = new Rtl8139({
       mem: this.mem, clock: this.clock, timers: this.timers, revision: mode === 'normal' ? 0x10 : 0x20,
-      rxQueueLimit: rng.pick([1, 4, 64]), ...boundedWorkOptions(this.timers),
+      rxQueueLimit: rng.pick([1, 4, 64]), ...boundedWorkOptions(this.deferred),
     });
     this.nic.attach({ map: () => {}, unmap: () => {} }, this.irq);
     if (!LIFT_MSS_LIMIT) this.mem.filterU32 = Rtl8139Fuzz.limitTinyMss;
@@ -273,7 +275,7 @@ class Rtl8139Fuzz implements FuzzInstance {
   step(): void {
     const r = this.rng;
     // One turn of the event loop between two guest actions: work the NIC deferred runs now.
-    this.timers.runDue();
+    this.deferred.runDue();
     const name = this.names[r.weighted(this.weights, this.total)]!;
     this.untimed = name === 'snapshot';
     const nic = this.nic;
@@ -438,6 +440,8 @@ class Rtl8139Fuzz implements FuzzInstance {
     if (want && !this.lastLevel) this.irqRaised++;
     this.lastLevel = want;
     if (this.timers.live > 1) throw new Error(`${this.timers.live} timers armed (the NIC has one)`);
+    // At most a transmit turn and a receive turn wait: deferred work must not pile up.
+    if (this.deferred.live > 2) throw new Error(`${this.deferred.live} deferred turns pending`);
   }
 
   stats(): Record<string, number> {
