@@ -28,7 +28,7 @@
 #define TEMPLATES    0x310000	/* opts1 templates: 4 rings x 64 dwords (TX, TX, RX, RX) */
 #define MMIO_WINDOW  0xc0000000	/* PCI MMIO window: the NICs' BAR1 */
 #define MAX_NICS     4
-#define PORT_COUNT   27	/* entries in `ports` */
+#define PORT_COUNT   29	/* entries in `ports` */
 #define DRIVER_COUNT 15	/* entries in `driver_writes` */
 	.text
 	.globl _start
@@ -621,6 +621,7 @@ nic_mmio:	.long 0, 0, 0, 0
 ports:
 	.word 0x3f8, 0x60, 0x64, 0x70, 0x80, 0xed, 0xf0, 0x510, 0x600, 0x604, 0x608, 0x620, 0xcf8, 0xcfc
 	.word 0xc000, 0xc008, 0xc030, 0xc038, 0xc0d8, 0xc0e0, 0xc100, 0xc130, 0xc138, 0xc1d8, 0x2f8, 0x511, 0x61
+	.word 0x3e8, 0x2e8
 
 /* Driver writes: u16 offset in the window, u16 size, u32 value. */
 	.balign 4

@@ -87,7 +87,8 @@ async function fuzzGuest(seed: number, accesses: number): Promise<GuestRun> {
   const kernel = new Uint8Array(readFileSync(buildGuestFile('plat-fuzz.S', { linkAddress: 0x10000, format: 'flat' })));
   const backends = [new MemoryBackend(), new MemoryBackend()];
   const m = await Machine.create({
-    kernel, memory: '32M', flat: { mode: 'protected' },
+    // All four COM ports: COM1/COM3 and COM2/COM4 share their IRQs.
+    kernel, memory: '32M', flat: { mode: 'protected' }, devices: ['com2', 'com3', 'com4'],
     net: [{ backend: backends[0]!, revision: 0x20 }, { backend: backends[1]!, revision: 0x10 }],
   });
   let feed: NodeJS.Timeout | undefined;
