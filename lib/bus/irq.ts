@@ -37,3 +37,34 @@ export class RecordingIrqLine implements IrqLine {
   lower(): void { this.level = false; }
   pulse(): void { this.pulses++; }
 }
+
+/**
+ * A level-triggered line several devices share, as PCI INTx# is wired-OR (open drain): it is
+ * asserted while any of its sources asserts it. Each device gets its own source(); without
+ * this, one device deasserting would drop the line under another that still asserts it.
+ */
+export class WiredOrIrqLine {
+  private asserted = 0;
+  constructor(private readonly line: IrqLine) {}
+
+  /** A new input of the line, for one device. */
+  source(): IrqLine {
+    let up = false;
+    return {
+      raise: () => {
+        if (up) return;
+        up = true;
+        if (this.asserted++ === 0) this.line.raise();
+      },
+      lower: () => {
+        if (!up) return;
+        up = false;
+        if (--this.asserted === 0) this.line.lower();
+      },
+      pulse: () => {
+        // An edge on a shared level line: only seen while nobody holds the line up.
+        if (this.asserted === 0) this.line.pulse();
+      },
+    };
+  }
+}

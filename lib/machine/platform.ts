@@ -1,7 +1,8 @@
 // The node-kvm PC: which device sits on which port/address/IRQ. Devices know nothing of the
 // machine; this file wires them to the buses and to the machine's lifecycle callbacks.
-import type { IrqLine } from '../bus/device.js';
+import type { Clock, DmaMemory, IrqLine } from '../bus/device.js';
 import { MmioBus, PioBus } from '../bus/bus.js';
+import { WiredOrIrqLine } from '../bus/irq.js';
 import * as L from '../boot/layout.js';
 import { AcpiPm, ACPI_PM_IO_LENGTH } from '../devices/acpi-pm.js';
 import { Cmos, CMOS_IO_SIZE } from '../devices/cmos.js';
@@ -9,11 +10,10 @@ import { DebugExit, DEBUG_EXIT_IO_SIZE } from '../devices/debug-exit.js';
 import { FwCfg, FW_CFG_IO_SIZE, buildE820File } from '../devices/fw-cfg.js';
 import { I8042, I8042_IO_SIZE } from '../devices/i8042.js';
 import { PciHostBridge, type BarMapper } from '../devices/pci/index.js';
-import { Rtl8139 } from '../devices/rtl8139/index.js';
+import { Rtl8139, type DeviceTimers } from '../devices/rtl8139/index.js';
 import { Sink } from '../devices/sink.js';
 import { Uart16550, UART_IO_SIZE } from '../devices/uart16550.js';
 import type { DeferWork } from '../devices/work-budget.js';
-import type { GuestMemory } from '../kvm/memory.js';
 import type { E820Entry } from '../boot/e820.js';
 import type { NetOptions } from './options.js';
 
@@ -32,12 +32,17 @@ export interface PlatformHooks {
 }
 
 export interface PlatformConfig {
-  memory: GuestMemory;
+  /** Guest RAM as the NICs' DMA sees it. */
+  memory: DmaMemory;
   memoryBelow4g: number;
   memoryAbove4g: number;
   cpus: number;
   comPorts: number;
   net: NetOptions[];
+  /** Time for the devices (default the host's monotonic clock); tests inject a fake one. */
+  clock?: Clock;
+  /** The NICs' timers (default unref'd host timeouts). */
+  timers?: DeviceTimers;
 }
 
 const hostClock = { nowNs: (): bigint => process.hrtime.bigint() };
@@ -53,9 +58,18 @@ export class Platform {
 
   constructor(cfg: PlatformConfig, hooks: PlatformHooks) {
     const { pio, mmio } = this;
+    const clock = cfg.clock ?? hostClock;
+    // COM1/COM3 share IRQ 4 and COM2/COM4 IRQ 3: each line is up while any of its UARTs has
+    // an interrupt pending, or one port going quiet would drop the other's interrupt.
+    const comIrqs = new Map<number, WiredOrIrqLine>();
+    const comIrq = (irq: number): IrqLine => {
+      let line = comIrqs.get(irq);
+      if (line === undefined) comIrqs.set(irq, (line = new WiredOrIrqLine(hooks.irq(irq))));
+      return line.source();
+    };
     for (let i = 0; i < cfg.comPorts; i++) {
       const uart = new Uart16550({
-        irq: hooks.irq(L.IRQ_COM[i]!),
+        irq: comIrq(L.IRQ_COM[i]!),
         // Only COM1 is the console; COM2-4 exist for guests that probe or use them.
         onTransmit: i === 0 ? hooks.consoleByte : () => {},
         onRxSpace: i === 0 ? hooks.consoleRxSpace : undefined,
@@ -76,7 +90,7 @@ export class Platform {
     this.fwCfg = new FwCfg({ cpus: cfg.cpus });
     pio.register(L.PORT_FW_CFG, FW_CFG_IO_SIZE, this.fwCfg, 'fw-cfg');
     this.acpiPm = new AcpiPm({
-      clock: hostClock,
+      clock,
       sci: hooks.irq(L.IRQ_SCI),
       onSleep: (state) => {
         if (state === 'S5') hooks.end('poweroff', 0, 'ACPI S5');
@@ -101,7 +115,7 @@ export class Platform {
     pio.register(L.PORT_PCI_CONFIG_ADDRESS, 8, this.pci, 'pci');
     cfg.net.forEach((n, i) => {
       const nic = new Rtl8139({
-        mem: cfg.memory, clock: hostClock, revision: n.revision ?? 0x20,
+        mem: cfg.memory, clock, ...(cfg.timers !== undefined ? { timers: cfg.timers } : {}), revision: n.revision ?? 0x20,
         ...(hooks.deferWork !== undefined ? { defer: hooks.deferWork } : {}),
         mac: n.mac ?? `52:54:00:12:34:${(0x56 + i).toString(16).padStart(2, '0')}`,
       });

@@ -216,3 +216,40 @@ test('slots: explicit, taken, auto-assigned; reset control register at 0xCF9', (
   assert.equal(other.barAddress(0), PCI_IO_START + 0x100);
   assert.equal(other.barAddress(1), PCI_MMIO_START + 0x100);
 });
+
+test('functions sharing a GSI (slots 1 and 5) drive it wired-OR: one deasserting leaves it up for the other', () => {
+  const lines = new Map<number, RecordingIrqLine>();
+  const bridge = new PciHostBridge({
+    mapper: new FakeMapper(),
+    irqForGsi: (gsi) => {
+      let l = lines.get(gsi);
+      if (l === undefined) lines.set(gsi, (l = new RecordingIrqLine()));
+      return l;
+    },
+  });
+  const mem = fakeGuestMemory([{ guestPhysAddr: 0, size: 0x10000 }]);
+  const a = new Rtl8139({ mem, clock, timers: noTimers });
+  const b = new Rtl8139({ mem, clock, timers: noTimers });
+  bridge.addDevice(a, 1);
+  bridge.addDevice(b, 5);
+  assert.equal(pciIntxGsi(1, 1), pciIntxGsi(5, 1));
+  const line = lines.get(pciIntxGsi(1, 1))!;
+  const swInt = (nic: Rtl8139) => {
+    nic.mmioBar.write(0x3c, 2, 0xffff); // IntrMask
+    nic.mmioBar.write(0xd9, 1, 0x01); // TxPoll.FSWInt
+  };
+  const ack = (nic: Rtl8139) => nic.mmioBar.write(0x3e, 2, 0xffff); // IntrStatus, write 1 to clear
+  swInt(a);
+  swInt(b);
+  assert.equal(line.level, true);
+  ack(b);
+  assert.equal(b.intxAsserted, false);
+  assert.equal(line.level, true, 'slot 1 still asserts INTA#');
+  ack(a);
+  assert.equal(line.level, false);
+  swInt(b);
+  assert.equal(line.level, true);
+  // INTx-disable on the asserting function releases the line too.
+  b.writeConfig(0x04, 2, b.command | 0x400);
+  assert.equal(line.level, false);
+});

@@ -5,6 +5,7 @@
 // before the guest boots: it places every BAR in the PCI I/O and MMIO windows of boot/layout
 // and turns decoding on.
 import type { BusDevice, IrqLine } from '../../bus/device.js';
+import { WiredOrIrqLine } from '../../bus/irq.js';
 import { PCI_IO_END, PCI_IO_START, PCI_MMIO_END, PCI_MMIO_START, pciIntxGsi } from '../../boot/layout.js';
 import { InvalidArgumentError } from '../../errors.js';
 import { PCI_COMMAND_IO, PCI_COMMAND_MASTER, PCI_COMMAND_MEMORY, PCI_INTERRUPT_LINE } from './config-space.js';
@@ -44,6 +45,8 @@ export class PciHostBridge implements BusDevice {
   private address = 0;
   private rcr = 0;
   private readonly opts: PciHostBridgeOptions;
+  /** INTx lines by GSI: functions in slots 4 apart share one (pciIntxGsi), wired-OR. */
+  private readonly intx = new Map<number, WiredOrIrqLine | undefined>();
 
   constructor(opts: PciHostBridgeOptions) {
     this.opts = opts;
@@ -68,7 +71,11 @@ export class PciHostBridge implements BusDevice {
     if (pin >= 1 && pin <= 4) {
       const gsi = pciIntxGsi(s, pin);
       dev.config.set8(PCI_INTERRUPT_LINE, gsi);
-      irq = this.opts.irqForGsi?.(gsi);
+      if (!this.intx.has(gsi)) {
+        const line = this.opts.irqForGsi?.(gsi);
+        this.intx.set(gsi, line === undefined ? undefined : new WiredOrIrqLine(line));
+      }
+      irq = this.intx.get(gsi)?.source();
     }
     dev.attach(this.opts.mapper, irq);
     return s;
