@@ -14,6 +14,7 @@ import { DEFAULT_CMDLINE } from '../../lib/machine/cmdline.js';
 import { Machine, type MachineResult } from '../../lib/machine/index.js';
 import { EXIT_MARKER_PREFIX, READY_MARKER } from '../../lib/images/index.js';
 import { getFlavourKernel, type KernelFlavour } from '../../lib/images/flavour.js';
+import { registerDump } from '../../lib/machine/diagnostics.js';
 import { requireKvm } from '../helpers/kvm.js';
 import { BOOT_TIMEOUT_MS, COMMAND_TIMEOUT_MS, defaultImage } from './helpers.js';
 
@@ -53,7 +54,8 @@ function watch(m: Machine, guest: string, strip: boolean, done: (text: string) =
     };
     const timer = setTimeout(() => {
       finish();
-      reject(new Error(`${guest}: not there within ${timeoutMs / 1000} s; console tail:\n${tailOf(m, strip)}`));
+      void stallReport(m).then((where) =>
+        reject(new Error(`${guest}: not there within ${timeoutMs / 1000} s; ${where}; console tail:\n${tailOf(m, strip)}`)));
     }, timeoutMs);
     const finish = (): void => {
       finished = true;
@@ -68,6 +70,16 @@ function watch(m: Machine, guest: string, strip: boolean, done: (text: string) =
     }, () => undefined);
     check();
   });
+}
+
+/** Where a guest that went quiet is: vCPU 0's registers and the exit counts (the machine is paused). */
+async function stallReport(m: Machine): Promise<string> {
+  try {
+    await m.pause();
+    return `exits ${JSON.stringify(m.counters)}\n${registerDump(m.vcpus[0]!)}`;
+  } catch (e) {
+    return `(no register dump: ${(e as Error).message})`;
+  }
 }
 
 function memtestFile(t: TestContext, file: string): string {
