@@ -8,7 +8,8 @@ export DEBIAN_FRONTEND=noninteractive
 # The Debian packages, one list for this script and .ci/run (scripts/apt-packages.txt):
 # build-essential/python3: the addon; qemu-system-x86: the nested lab; busybox-static, cpio,
 # xz-utils, zstd: guest images; iproute2, iperf3: netns/TAP tests and the net bench; tshark:
-# pcap checks; acpica-tools: iasl cross-check of our ACPI tables in the unit tests.
+# pcap checks; acpica-tools: iasl cross-check of our ACPI tables in the unit tests; memtest86+:
+# a guest nobody here wrote, booted by the compat tier (test/linux/compat.test.ts).
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends $(cat scripts/apt-packages.txt) >/dev/null
 # The root's dependencies hold no platform-specific optional packages, so its lock is the same

@@ -120,7 +120,7 @@ const LAB_BUDGET_MS = 45 * 60_000;
  */
 const LAB_FILE_WEIGHTS = {
   'linux/net-rtl8139.test.js': 355, 'linux/examples.test.js': 218, 'linux/testing-exec.test.js': 218,
-  'linux/net-switch.test.js': 108, 'linux/boot.test.js': 74, 'linux/snapshot.test.js': 35, 'linux/console.test.js': 18,
+  'linux/net-switch.test.js': 108, 'linux/compat.test.js': 200, 'linux/boot.test.js': 74, 'linux/snapshot.test.js': 35, 'linux/console.test.js': 18,
   'kvm/net-tap.test.js': 64, 'kvm/snapshot-memfd.test.js': 33, 'kvm/leaks.test.js': 16,
 };
 const LAB_FILE_WEIGHT_DEFAULT = 8;
@@ -182,7 +182,15 @@ async function runLabShare(runInLab, share, index, count, out) {
 async function runTiersInLab(labTiers) {
   const { runInLab } = await import(join(root, 'dist', 'lib', 'lab', 'index.js'));
   const { getDefaultImage } = await import(join(root, 'dist', 'lib', 'images', 'index.js'));
-  await getDefaultImage({ build: true, log: (l) => process.stderr.write(`[image] ${l}\n`) });
+  const image = await getDefaultImage({ build: true, log: (l) => process.stderr.write(`[image] ${l}\n`) });
+  // The lab has no network: fetch the kernel flavours the compat tier boots here, on the host.
+  if (labTiers.includes('linux') && files('linux').some((f) => basename(f).startsWith('compat'))) {
+    const { getFlavourKernel, KERNEL_FLAVOURS } = await import(join(root, 'dist', 'lib', 'images', 'flavour.js'));
+    for (const f of KERNEL_FLAVOURS) {
+      await getFlavourKernel(image, f, { download: true, log: (l) => process.stderr.write(`[image] ${l}\n`) })
+        .catch((e) => process.stderr.write(`[image] ${e.message} (the compat tests that need it will fail)\n`));
+    }
+  }
   const shares = shareLabFiles(labTiers, labCount());
   const how = shares.length > 1 ? `${shares.length} lab boots at once, one host CPU each` : 'one lab boot';
   process.stdout.write(`\n=== tiers ${labTiers.join(', ')}: inside the nested lab (this host's KVM cannot boot Linux), ${how} ===\n`);

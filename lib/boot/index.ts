@@ -9,6 +9,7 @@ export { BOOT_CS, BOOT_DS, BOOT_TSS, entrySregs, realModeSregs, writeGdt } from 
 export { writeIdentityPageTables, translate } from './page-tables.js';
 export { findMultibootHeader, MULTIBOOT_BOOTLOADER_MAGIC } from './multiboot.js';
 export { parseSetupHeader } from './setup-header.js';
+export type { BootProtocol } from './bzimage.js';
 export type { SetupHeader } from './setup-header.js';
 export { parseElf, pvhEntry } from './elf.js';
 export * as layout from './layout.js';

@@ -9,7 +9,7 @@ import { checkRamLayout } from './e820.js';
 import { hasSetupHeader } from './setup-header.js';
 import { ELFCLASS32, ELFCLASS64, isElf, parseElf, pvhEntry } from './elf.js';
 import { findMultibootHeader, MULTIBOOT_AOUT_KLUDGE, loadMultiboot } from './multiboot.js';
-import { loadBzImage } from './bzimage.js';
+import { loadBzImage, type BootProtocol } from './bzimage.js';
 import { loadVmlinux } from './vmlinux.js';
 import { loadFlat } from './flat.js';
 
@@ -44,6 +44,11 @@ export interface LoadOptions {
   flatMode?: FlatMode;
   /** Force a format instead of detecting it from the bytes ('flat' can only be forced). */
   format?: KernelFormat;
+  /**
+   * bzImage entry: '64-bit' (long mode at startup_64) or '32-bit' (flat protected mode at
+   * code32_start). Default: 64-bit when the header says XLF_KERNEL_64, else 32-bit.
+   */
+  bootProtocol?: BootProtocol;
 }
 
 export interface BootSetup {

@@ -51,8 +51,16 @@ export const XLF_CAN_BE_LOADED_ABOVE_4G = 0x02;
 
 /** type_of_loader 0xff: "undefined" boot loader, as boot.rst tells new loaders to use. */
 export const TYPE_OF_LOADER_UNDEFINED = 0xff;
-/** Oldest protocol we load: 2.06 brought cmdline_size, which we need to bound the cmdline. */
-export const MIN_BOOT_PROTOCOL = 0x0206;
+/**
+ * Oldest protocol we load: 2.00 brought LOADED_HIGH, i.e. the bzImage. Fields a kernel's
+ * protocol predates read as their documented defaults (cmdline_size 255 before 2.06,
+ * initrd_addr_max 0x37ffffff before 2.03, 1 MiB load address before 2.10).
+ */
+export const MIN_BOOT_PROTOCOL = 0x0200;
+/** 2.04 widened syssize to 32 bits; before, its upper half was another field. */
+export const PROTOCOL_SYSSIZE_32 = 0x0204;
+/** 2.12 brought xloadflags: from then on a clear XLF_KERNEL_64 means "no 64-bit entry". */
+export const PROTOCOL_XLOADFLAGS = 0x020c;
 /** The protocol version we claim to speak when we build a header ourselves (vmlinux). */
 export const BOOT_PROTOCOL_VERSION = 0x020f;
 /** Before 2.06 the cmdline limit was 255 bytes (boot.rst, cmdline_size). */
@@ -61,6 +69,7 @@ export const DEFAULT_CMDLINE_SIZE = 255;
 /** The setup_header fields a loader needs, parsed and checked. */
 export interface SetupHeader {
   setup_sects: number;
+  /** 16-byte paragraphs of protected-mode code, rounded up; only 16 bits wide (and untrustworthy) before 2.04. */
   syssize: number;
   boot_flag: number;
   version: number;
@@ -84,7 +93,7 @@ export function hasSetupHeader(image: Uint8Array): boolean {
   return dv.getUint16(OFF_BOOT_FLAG, true) === BOOT_FLAG_MAGIC && dv.getUint32(OFF_HEADER, true) === HDRS_MAGIC;
 }
 
-/** Parse and validate a bzImage setup header for the 64-bit boot protocol. */
+/** Parse and validate a bzImage setup header (which entry to use is the loader's choice). */
 export function parseSetupHeader(image: Uint8Array): SetupHeader {
   const r = new ImageReader(image, 'bzImage');
   const boot_flag = r.u16(OFF_BOOT_FLAG, 'boot_flag');
@@ -98,7 +107,7 @@ export function parseSetupHeader(image: Uint8Array): SetupHeader {
   const version = r.u16(OFF_VERSION, 'version');
   if (version < MIN_BOOT_PROTOCOL) {
     throw new InvalidArgumentError(
-      `boot protocol ${(version >> 8)}.${(version & 0xff).toString().padStart(2, '0')} is older than 2.06, which node-kvm needs`,
+      `boot protocol ${protocolString(version)} is older than 2.00 (no bzImage support), which node-kvm needs`,
       'ERR_KERNEL_TOO_OLD');
   }
   const loadflags = r.u8(OFF_LOADFLAGS, 'loadflags');
@@ -116,7 +125,7 @@ export function parseSetupHeader(image: Uint8Array): SetupHeader {
   const setupSectsRaw = r.u8(OFF_SETUP_SECTS, 'setup_sects');
   const h: SetupHeader = {
     setup_sects: setupSectsRaw === 0 ? 4 : setupSectsRaw, // boot.rst: "If this field is 0, the real value is 4."
-    syssize: r.u32(OFF_SYSSIZE, 'syssize'),
+    syssize: version >= PROTOCOL_SYSSIZE_32 ? r.u32(OFF_SYSSIZE, 'syssize') : r.u16(OFF_SYSSIZE, 'syssize'),
     boot_flag,
     version,
     loadflags,
@@ -130,9 +139,19 @@ export function parseSetupHeader(image: Uint8Array): SetupHeader {
     init_size: field(OFF_INIT_SIZE, 4, 'init_size'),
     headerEnd,
   };
-  if ((h.xloadflags & XLF_KERNEL_64) === 0) {
-    throw new InvalidArgumentError(
-      'bzImage has no 64-bit entry point (xloadflags.XLF_KERNEL_64 clear): only 64-bit kernels are supported', 'ERR_KERNEL_ARCH');
-  }
   return h;
+}
+
+/** 0x020c -> "2.12". */
+export function protocolString(version: number): string {
+  return `${version >> 8}.${(version & 0xff).toString().padStart(2, '0')}`;
+}
+
+/**
+ * Whether the kernel has the 64-bit entry (startup_64 at +0x200): said by XLF_KERNEL_64 from
+ * 2.12 on; older headers cannot say, so 'unknown'.
+ */
+export function has64BitEntry(h: SetupHeader): boolean | 'unknown' {
+  if (h.version < PROTOCOL_XLOADFLAGS) return 'unknown';
+  return (h.xloadflags & XLF_KERNEL_64) !== 0;
 }

@@ -22,11 +22,14 @@ import { Deadline, DeadlineError } from './deadline.js';
 const usage = `usage: node-kvm run [--kernel FILE] [--initrd FILE] [--append ARGS] [--cmdline ARGS]
                     [--memory 256M] [--cpus N] [--console stdio|file:PATH|none] [--timeout S]
                     [--net tap:NAME|switch:NAME]... [--pcap FILE] [--bzimage] [--lab]
+                    [--boot-protocol 32-bit|64-bit]
   Boots FILE (bzImage, vmlinux, Multiboot ELF) or, without --kernel, the default image
   (Debian kernel + busybox initramfs; built on first use, see \`node-kvm image\`).
   --append ARGS   added to the default command line ("${DEFAULT_CMDLINE}")
   --cmdline ARGS  replaces the whole command line
   --bzimage       boot the default image's bzImage instead of its vmlinux
+  --boot-protocol enter a bzImage through its 32-bit or 64-bit entry (default: 64-bit when
+                  the kernel has one, as xloadflags says)
   --net SPEC      add an RTL8139 NIC (repeatable; the first is eth0):
                     tap:NAME     the TAP interface NAME (created if missing; needs CAP_NET_ADMIN)
                     switch:NAME  a port of the in-process L2 switch NAME (shared by every
@@ -169,7 +172,12 @@ export const command: CliCommand = {
       lab: { type: 'boolean' },
       net: { type: 'string', multiple: true },
       pcap: { type: 'string' },
+      'boot-protocol': { type: 'string' },
     });
+    const bootProtocol = values['boot-protocol'];
+    if (bootProtocol !== undefined && bootProtocol !== '32-bit' && bootProtocol !== '64-bit') {
+      throw new UsageError(`--boot-protocol must be 32-bit or 64-bit (got ${bootProtocol})`);
+    }
     const cpus = intOption(values.cpus, '--cpus', 1, 1024) ?? 1;
     const timeoutS = intOption(values.timeout, '--timeout', 1, 7 * 24 * 3600);
     for (const k of ['kernel', 'initrd', 'pcap'] as const) {
@@ -235,6 +243,7 @@ export const command: CliCommand = {
       const net = openBackends(netSpecs, values.pcap);
       cleanups.push(() => net.close());
       const m = await deadline.race(asUsageAsync(() => Machine.create({ kernel: kernelBytes, initrd: initrdBytes, cmdline, memory, cpus,
+        ...(bootProtocol !== undefined ? { bootProtocol } : {}),
         net: net.backends.map((backend) => ({ backend })) })), (late) => void late.close());
       cleanups.push(() => m.close());
       if (out) {

@@ -1,7 +1,7 @@
 // The ACPI fixed-hardware PM register block (ACPI 6.5 §4.8), the registers the FADT points at:
 //   PM1a_EVT_BLK  PM1_STS (2 bytes, write-1-to-clear) + PM1_EN (2 bytes)
 //   PM1a_CNT_BLK  PM1_CNT (2 bytes): SCI_EN, SLP_TYPx, SLP_EN
-//   PM_TMR_BLK    PM_TMR (4 bytes, read-only): 3.579545 MHz free-running 24-bit counter
+//   PM_TMR_BLK    PM_TMR (4 bytes, read-only): 3.579545 MHz free-running 32-bit counter
 //   GPE0_BLK      GPE0_STS (2 bytes, W1C) + GPE0_EN (2 bytes)
 // plus the FADT RESET_REG (one byte at PORT_ACPI_RESET) as a separate BusDevice.
 //
@@ -44,7 +44,14 @@ export const FULL_RST = 1 << 3;
 
 /** The PM timer frequency every ACPI platform uses (ACPI 6.5 §4.8.2.1). */
 export const PM_TIMER_HZ = 3_579_545;
-const PM_TIMER_MASK = 0xff_ffff; // 24 bits: FADT TMR_VAL_EXT is clear
+/**
+ * 32 bits (FADT TMR_VAL_EXT set), as ICH-family chipsets have it. A 24-bit counter wraps every
+ * 4.7 s, and a guest that waits for "counter > start + N" without handling the wrap (memtest86+
+ * 6.10's TSC calibration) then reads it a million times: a million exits, minutes inside the
+ * nested lab, and our counter starts at 0 with the VM, so such a guest's early start-up met the
+ * first wrap every time. 32 bits wrap after 20 minutes.
+ */
+export const PM_TIMER_MASK = 0xffff_ffff;
 
 /** Bytes from PM1a_EVT_BLK to the end of GPE0_BLK: one window for the whole block. */
 export const ACPI_PM_IO_LENGTH = PORT_ACPI_GPE0 + PORT_ACPI_GPE0_LEN - PORT_ACPI_PM1A_EVT;
@@ -171,7 +178,7 @@ export class AcpiPm implements BusDevice {
     this.updateIrq();
   }
 
-  /** Current PM_TMR value: ticks of the 3.579545 MHz clock since reset, modulo 2^24. */
+  /** Current PM_TMR value: ticks of the 3.579545 MHz clock since reset, modulo 2^32. */
   timerValue(): number {
     const elapsed = this.clock.nowNs() - this.timerEpochNs;
     const ticks = (elapsed * BigInt(PM_TIMER_HZ)) / 1_000_000_000n;

@@ -180,6 +180,7 @@ export class Machine extends EventEmitter implements AsyncDisposable {
       const boot = loadKernel(o.kernel, {
         memory: vm.memory, ramLayout, cmdline: o.cmdline, initrd: o.initrd, kernelName: o.kernelName,
         ...(acpi !== undefined ? { rsdpAddress: acpi.rsdpAddress } : {}),
+        ...(o.bootProtocol !== undefined ? { bootProtocol: o.bootProtocol } : {}),
         ...(o.flat ? { format: 'flat' as const, flatLoadAddress: o.flat.loadAddress, flatEntry: o.flat.entry, flatMode: o.flat.mode } : {}),
       });
       platform.setE820(boot.e820);

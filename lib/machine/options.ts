@@ -28,6 +28,8 @@ export interface MachineOptions {
   net?: NetOptions[];
   /** Flat binaries: where to load and how to enter. */
   flat?: { loadAddress?: number; entry?: number; mode?: 'real' | 'protected' | 'long' };
+  /** bzImage entry: '64-bit' or '32-bit' boot protocol (default: 64-bit if the kernel has it). */
+  bootProtocol?: '32-bit' | '64-bit';
   /** Clear CPUID XSAVE for the guest (default: on inside the nested lab, where TCG's SVM misses XSETBV). */
   clearXsave?: boolean;
   /** Path of /dev/kvm. */
@@ -44,6 +46,7 @@ export interface ResolvedOptions {
   comPorts: number;
   net: NetOptions[];
   flat: MachineOptions['flat'];
+  bootProtocol: MachineOptions['bootProtocol'];
   clearXsave: boolean;
   kvmPath: string;
 }
@@ -101,6 +104,9 @@ export function resolveOptions(o: MachineOptions, maxVcpus: number): ResolvedOpt
       throw new InvalidArgumentError('net revision must be 0x10 (8139too) or 0x20 (8139cp)', 'ERR_INVALID_NET');
     }
   }
+  if (o.bootProtocol !== undefined && o.bootProtocol !== '32-bit' && o.bootProtocol !== '64-bit') {
+    throw new InvalidArgumentError(`bootProtocol must be '32-bit' or '64-bit', got ${JSON.stringify(o.bootProtocol)}`);
+  }
   const k = readInput(o.kernel, 'kernel');
   if (k.bytes.length === 0) throw new InvalidArgumentError('kernel is empty', 'ERR_KERNEL_FORMAT');
   const initrd = o.initrd === undefined ? undefined : readInput(o.initrd, 'initrd').bytes;
@@ -109,6 +115,6 @@ export function resolveOptions(o: MachineOptions, maxVcpus: number): ResolvedOpt
   }
   return {
     kernel: k.bytes, kernelName: k.name, initrd, cmdline: o.cmdline ?? '', memory, cpus, comPorts, net,
-    flat: o.flat, clearXsave: o.clearXsave ?? process.env.NODE_KVM_LAB === '1', kvmPath: o.kvmPath ?? '/dev/kvm',
+    flat: o.flat, bootProtocol: o.bootProtocol, clearXsave: o.clearXsave ?? process.env.NODE_KVM_LAB === '1', kvmPath: o.kvmPath ?? '/dev/kvm',
   };
 }

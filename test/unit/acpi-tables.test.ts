@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fakeGuestMemory, type GuestMemory } from '../../lib/kvm/memory.js';
 import { writeAcpiTables, ACPI_MAX_CPUS } from '../../lib/boot/acpi/index.js';
-import { acpiChecksum, FADT, FADT_HW_REDUCED_ACPI, FADT_RESET_REG_SUP, FADT_WBINVD, IAPC_8042 } from '../../lib/boot/acpi/tables.js';
+import { acpiChecksum, FADT, FADT_HW_REDUCED_ACPI, FADT_RESET_REG_SUP, FADT_TMR_VAL_EXT, FADT_WBINVD, IAPC_8042 } from '../../lib/boot/acpi/tables.js';
 import { buildDsdtAml, buildPrt } from '../../lib/boot/acpi/dsdt.js';
 import {
   ACPI_END, ACPI_RESET_VALUE, ACPI_START, IOAPIC_START, IRQ_SCI, LAPIC_START, PORT_ACPI_GPE0, PORT_ACPI_PM1A_CNT,
@@ -94,6 +94,7 @@ test('FADT: legacy PM block, SCI, reset register, DSDT and FACS pointers', () =>
   const flags = u32(FADT.Flags);
   assert.ok(flags & FADT_WBINVD);
   assert.ok(flags & FADT_RESET_REG_SUP);
+  assert.ok(flags & FADT_TMR_VAL_EXT, 'the PM timer is 32 bits');
   assert.equal(flags & FADT_HW_REDUCED_ACPI, 0, 'not hardware-reduced');
   assert.ok(dv.getUint16(FADT.IAPC_BOOT_ARCH, true) & IAPC_8042);
   // RESET_REG: GAS {SystemIO, 8 bits, offset 0, byte access, 0xCF9}.

@@ -16,6 +16,9 @@ export interface BzOptions {
   relocatable?: number;
   bootFlag?: number;
   magic?: number;
+  code32Start?: number;
+  /** End of the header (0x202 + the jump's byte): older protocols have shorter headers. */
+  headerEnd?: number;
 }
 
 export function makeBzImage(o: BzOptions = {}): Uint8Array {
@@ -29,18 +32,21 @@ export function makeBzImage(o: BzOptions = {}): Uint8Array {
   dv.setUint32(0x1f4, o.syssize ?? Math.ceil(payload.length / 16), true);
   dv.setUint16(0x1fe, o.bootFlag ?? 0xaa55, true);
   dv.setUint8(0x200, 0xeb);
-  dv.setUint8(0x201, 0x26c - 0x202);
+  const end = o.headerEnd ?? 0x26c;
+  dv.setUint8(0x201, end - 0x202);
   dv.setUint32(0x202, o.magic ?? 0x53726448, true);
   dv.setUint16(0x206, o.version ?? 0x020f, true);
   dv.setUint8(0x211, o.loadflags ?? 0x01);
-  dv.setUint32(0x214, 0x100000, true);
-  dv.setUint32(0x22c, o.initrdAddrMax ?? 0x7fffffff, true);
-  dv.setUint32(0x230, 0x200000, true);
-  dv.setUint8(0x234, o.relocatable ?? 1);
-  dv.setUint16(0x236, o.xloadflags ?? 0x1, true);
-  dv.setUint32(0x238, o.cmdlineSize ?? 2047, true);
-  dv.setBigUint64(0x258, BigInt(o.prefAddress ?? 0x1000000), true);
-  dv.setUint32(0x260, o.initSize ?? 0x200000, true);
+  dv.setUint32(0x214, o.code32Start ?? 0x100000, true);
+  // Fields past the header's end are left zero, as an older kernel's image has them.
+  const set = (off: number, size: number, write: () => void): void => { if (off + size <= end) write(); };
+  set(0x22c, 4, () => dv.setUint32(0x22c, o.initrdAddrMax ?? 0x7fffffff, true));
+  set(0x230, 4, () => dv.setUint32(0x230, 0x200000, true));
+  set(0x234, 1, () => dv.setUint8(0x234, o.relocatable ?? 1));
+  set(0x236, 2, () => dv.setUint16(0x236, o.xloadflags ?? 0x1, true));
+  set(0x238, 4, () => dv.setUint32(0x238, o.cmdlineSize ?? 2047, true));
+  set(0x258, 8, () => dv.setBigUint64(0x258, BigInt(o.prefAddress ?? 0x1000000), true));
+  set(0x260, 4, () => dv.setUint32(0x260, o.initSize ?? 0x200000, true));
   img.set(payload, setupSize);
   return img;
 }

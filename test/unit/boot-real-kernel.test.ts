@@ -93,3 +93,33 @@ describe('real Debian kernel', () => {
     assert.equal(l64.regs.rip, 0x1000000n);
   });
 });
+
+// memtest86+ 6.10 (Debian package memtest86+, in scripts/apt-packages.txt): bzImages that
+// GRUB and QEMU boot, and that are 8 bytes short of setup + syssize*16 (syssize rounds up).
+function needFile(t: TestContext, path: string): Uint8Array | undefined {
+  if (existsSync(path)) return new Uint8Array(readFileSync(path));
+  const why = `no ${path}: apt-get install memtest86+`;
+  if (inCI) throw new Error(`CI requires ${path}: ${why}`);
+  process.stderr.write(`\n*** SKIPPING "${t.name}": ${why} ***\n`);
+  t.skip(why);
+  return undefined;
+}
+
+describe('real memtest86+ bzImages', () => {
+  const memtestDir = process.env.NODE_KVM_TEST_MEMTEST_DIR ?? '/boot';
+  for (const [file, bits] of [['memtest86+x64.bin', 64], ['memtest86+ia32.bin', 32]] as const) {
+    it(`${file}: loaded whole, entered through the ${bits}-bit protocol`, (t) => {
+      const img = needFile(t, join(memtestDir, file));
+      if (img === undefined) return;
+      const h = parseSetupHeader(img);
+      const setupSize = (h.setup_sects + 1) * 512;
+      assert.ok(img.length < setupSize + h.syssize * 16, 'the file ends inside the last syssize paragraph');
+      const memory = fakeGuestMemory(layout);
+      const s = loadKernel(img, { memory, ramLayout: layout, cmdline: 'console=ttyS0,115200' });
+      assert.equal(s.kernelRange.start, 0x100000, 'not relocatable: at pref_address');
+      assert.equal(s.entry, bits === 64 ? 0x100200 : 0x100000);
+      assert.equal(s.sregs.cs?.l, bits === 64 ? 1 : 0);
+      assert.deepEqual([...memory.read(0x100000 + img.length - setupSize - 16, 16)], [...img.subarray(img.length - 16)]);
+    });
+  }
+});

@@ -42,6 +42,7 @@ test('bad options exit 64 with the command usage', async () => {
     [['lab', '--memory', 'lots', '--', 'true'], /--memory must look like/],
     [['lab', '--env', '1BAD', '--', 'true'], /--env 1BAD/],
     [['doctor', 'extra'], /Unexpected argument/],
+    [['run', '--kernel', '/boot/x', '--boot-protocol', '16-bit'], /--boot-protocol must be 32-bit or 64-bit/],
   ];
   for (const [argv, re] of cases) {
     const c = io();

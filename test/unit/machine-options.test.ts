@@ -86,6 +86,10 @@ describe('machine options: kernel', () => {
     assert.equal(codeOf(() => load(kernel.subarray(0, kernel.length - 4096))), 'ERR_KERNEL_TRUNCATED');
     assert.equal(codeOf(() => load(kernel.subarray(0, 0x210))), 'ERR_KERNEL_TRUNCATED');
   });
+  it('refuses a bootProtocol other than 32-bit or 64-bit', () => {
+    assert.equal(codeOf(() => resolve({ bootProtocol: '16-bit' as '32-bit' })), 'ERR_INVALID_ARG');
+    assert.equal(resolve({ bootProtocol: '32-bit' }).bootProtocol, '32-bit');
+  });
   it('refuses bytes that are no kernel, saying what they look like', () => {
     assert.throws(() => load(Buffer.from([0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3])), (e: Error & { code?: string }) =>
       e.code === 'ERR_KERNEL_FORMAT' && /gzip/.test(e.message));

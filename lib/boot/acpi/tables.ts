@@ -115,7 +115,7 @@ export const FADT = {
 export const FADT_WBINVD = 1 << 0;
 export const FADT_PROC_C1 = 1 << 2;
 export const FADT_SLP_BUTTON = 1 << 5; // 1: no fixed-feature sleep button
-export const FADT_TMR_VAL_EXT = 1 << 8; // left clear: the PM timer is 24 bits
+export const FADT_TMR_VAL_EXT = 1 << 8; // set: the PM timer is 32 bits (devices/acpi-pm.ts says why)
 export const FADT_RESET_REG_SUP = 1 << 10;
 export const FADT_HW_REDUCED_ACPI = 1 << 20; // left clear: we have the fixed PM block
 // IA-PC Boot Architecture Flags (Table 5.11).
@@ -139,7 +139,7 @@ export function buildFadt(facsAddress: number, dsdtAddress: number): Uint8Array 
     // Latencies above 100 / 1000 us mean "C2 / C3 not supported".
     .u16(FADT.P_LVL2_LAT, 101).u16(FADT.P_LVL3_LAT, 1001)
     .u16(FADT.IAPC_BOOT_ARCH, IAPC_LEGACY_DEVICES | IAPC_8042)
-    .u32(FADT.Flags, FADT_WBINVD | FADT_PROC_C1 | FADT_SLP_BUTTON | FADT_RESET_REG_SUP)
+    .u32(FADT.Flags, FADT_WBINVD | FADT_PROC_C1 | FADT_SLP_BUTTON | FADT_TMR_VAL_EXT | FADT_RESET_REG_SUP)
     .u8(FADT.RESET_VALUE, ACPI_RESET_VALUE)
     .u8(FADT.FADT_Minor_Version, 0)
     .u64(FADT.X_FIRMWARE_CTRL, facsAddress).u64(FADT.X_DSDT, dsdtAddress);
