@@ -55,6 +55,11 @@ mount -t tmpfs tmpfs /newroot/dev/shm
 mount -t tmpfs tmpfs /newroot/run
 # Loopback up: tests in the lab talk to servers in their own process over 127.0.0.1.
 ip link set lo up 2>/dev/null || ifconfig lo 127.0.0.1 up
+# L1 has no NIC, but passt (the user network backend) insists on an interface with a default
+# route to copy its guest's addressing from: a veth pair that leads nowhere stands in for one.
+if ip link add nkvm-wan type veth peer name nkvm-wan1 2>/dev/null; then
+  ip addr add 192.0.2.2/24 dev nkvm-wan && ip link set nkvm-wan up && ip link set nkvm-wan1 up && ip route add default via 192.0.2.1
+fi
 job=$(arg lab.job)
 echo "${LAB_READY_MARKER} uptime=$(up)"
 out=/dev/${LAB_STDOUT_PORT}; err=/dev/${LAB_STDERR_PORT}

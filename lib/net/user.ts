@@ -264,7 +264,7 @@ export class UserNetBackend extends BackendBase {
         const ports = active.map((f) => `${f.proto} ${f.address}:${f.host}`).join(', ');
         reject(new NodeKvmError(code_, code_ === 'ERR_NET_PORT_IN_USE'
           ? `passt could not bind a forwarded host port (${ports}): it is in use\n${why}`
-          : `passt exited during start-up (${signal ?? `status ${code}`})\n${why}`));
+          : `passt exited during start-up (${signal ?? `status ${code}`})${/routable interface|not usable/.test(why) ? ': passt needs a network interface with a default route on this host' : ''}\n${why}`));
       };
       child.once('exit', onEarlyExit);
       child.once('error', (e) => { clearTimeout(timer); reject(new NodeKvmError('ERR_NET_USER_START', `could not start passt: ${e.message}`)); });
@@ -283,7 +283,9 @@ export class UserNetBackend extends BackendBase {
             if (this.child !== child) return; // stopped by us
             this.child = undefined;
             this.sock = undefined;
-            this.fail(new NodeKvmError('ERR_NET_USER_EXITED', `passt exited (${signal ?? `status ${code}`}); the guest's link is down\n${tail()}`));
+            const why = tail();
+            const hint = /routable interface|not usable/.test(why) ? ' (passt needs a network interface with a default route on this host)' : '';
+            this.fail(new NodeKvmError('ERR_NET_USER_EXITED', `passt exited (${signal ?? `status ${code}`})${hint}; the guest's link is down\n${why}`));
           });
           this.setLink(true);
           this.flush();
