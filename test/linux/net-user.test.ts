@@ -49,7 +49,7 @@ test('user networking: DHCP, host loopback via the gateway, forwards, UDP, two V
   const backends = [userNet({ forward: [{ guest: 8080 }] }), userNet({ forward: [{ guest: 8080 }] })];
   const vms: TestVm[] = [];
   t.after(async () => { for (const v of vms) await v.close(); for (const b of backends) { b.close(); await b.exited; } });
-  const booted = await Promise.all([0x20, 0x10].map((revision, i) => bootVm({
+  const booted = await Promise.all(([0x20, 0x10] as const).map((revision, i) => bootVm({
     name: revision === 0x20 ? '8139cp' : '8139too', memory: '256M', cmdline: 'nkvm.ip=dhcp', timeout: 600_000,
     net: [{ backend: backends[i]!, revision }],
   })));
