@@ -57,8 +57,12 @@ mount -t tmpfs tmpfs /newroot/run
 ip link set lo up 2>/dev/null || ifconfig lo 127.0.0.1 up
 # L1 has no NIC, but passt (the user network backend) insists on an interface with a default
 # route to copy its guest's addressing from: a veth pair that leads nowhere stands in for one.
-if ip link add nkvm-wan type veth peer name nkvm-wan1 2>/dev/null; then
-  ip addr add 192.0.2.2/24 dev nkvm-wan && ip link set nkvm-wan up && ip link set nkvm-wan1 up && ip route add default via 192.0.2.1
+# The host's iproute2 (in the chroot) knows veth; busybox's ip may not.
+wan() { chroot /newroot ip "$@" 2>/dev/null || ip "$@"; }
+if wan link add nkvm-wan type veth peer name nkvm-wan1; then
+  wan addr add 192.0.2.2/24 dev nkvm-wan && wan link set nkvm-wan up && wan link set nkvm-wan1 up && wan route add default via 192.0.2.1
+else
+  echo "nkvm-lab: no veth stand-in for a default route; the user network backend (passt) will not start"
 fi
 job=$(arg lab.job)
 echo "${LAB_READY_MARKER} uptime=$(up)"
