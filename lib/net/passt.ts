@@ -65,7 +65,9 @@ function forwardSpec(f: ActiveForward): string {
 export function passtArgv(addr: UserAddressing, forwards: readonly ActiveForward[]): string[] {
   const argv = ['--foreground', '--stderr', '--one-off', '--ipv4-only', '--fd', '3',
     '--address', addr.address, '--netmask', String(addr.prefix), '--gateway', addr.gateway,
-    '--dns-forward', addr.dns, '--dns', addr.dns, '--no-dhcp-search'];
+    '--dns-forward', addr.dns, '--dns', addr.dns, '--no-dhcp-search',
+    // The RTL8139 takes no jumbo frames: passt would otherwise offer an MTU of 65520.
+    '--mtu', '1500'];
   for (const f of forwards) argv.push(f.proto === 'tcp' ? '--tcp-ports' : '--udp-ports', forwardSpec(f));
   return argv;
 }
