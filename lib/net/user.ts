@@ -75,6 +75,7 @@ export class UserNetBackend extends BackendBase {
   private readonly queue: Buffer[] = [];
   private queuedBytes = 0;
   private paused = false;
+  private readonly held: Uint8Array[] = [];
   private readonly failure = new Set<FailureListener>();
   private exits: Array<Promise<void>> = [];
 
@@ -144,9 +145,20 @@ export class UserNetBackend extends BackendBase {
     this.sock?.pause();
   }
 
+  /** Deliver the frames held since the pause (the NIC may pause again in between), then read on. */
   resumeReceive(): void {
     this.paused = false;
-    this.sock?.resume();
+    while (this.held.length > 0 && !this.paused && !this.closed) this.deliver(this.held.shift()!);
+    if (!this.paused) this.sock?.resume();
+  }
+
+  /** A frame from passt: to the NIC, or held while the NIC has asked for a pause. */
+  private receive(frame: Uint8Array): void {
+    this.stats.rxFrames++;
+    this.stats.rxBytes += frame.length;
+    // One socket read holds many frames; those after a pause wait here (a chunk's worth at most).
+    if (this.paused) this.held.push(frame);
+    else this.deliver(frame);
   }
 
   /** Kill passt. Synchronous; `exited` settles once the process is gone. */
@@ -155,6 +167,7 @@ export class UserNetBackend extends BackendBase {
     super.close();
     this.queue.length = 0;
     this.queuedBytes = 0;
+    this.held.length = 0;
     this.stop();
   }
 
@@ -243,7 +256,7 @@ export class UserNetBackend extends BackendBase {
     const sock = child.stdio[3] as Socket;
     this.sock = sock;
     const decoder = new StreamFrameDecoder(
-      (frame) => { this.stats.rxFrames++; this.stats.rxBytes += frame.length; this.deliver(frame); },
+      (frame) => this.receive(frame),
       (msg) => { this.fail(new NodeKvmError('ERR_NET_USER_PROTOCOL', `passt sent a broken stream: ${msg}`)); this.stop(); },
     );
     sock.on('data', (d: Buffer) => decoder.push(d));
