@@ -13,6 +13,7 @@ import type { NetBackend } from '../net/backend.js';
 import { PcapWriter } from '../net/pcap.js';
 import { L2Switch } from '../net/switch.js';
 import { TapBackend } from '../net/tap.js';
+import { userNet, type UserForward, type UserNetBackend } from '../net/user.js';
 import { NodeKvmError } from '../errors.js';
 import { resolveMemory } from '../machine/options.js';
 import { createUserFile, readUserFile } from '../user-file.js';
@@ -21,8 +22,8 @@ import { Deadline, DeadlineError } from './deadline.js';
 
 const usage = `usage: node-kvm run [--kernel FILE] [--initrd FILE] [--append ARGS] [--cmdline ARGS]
                     [--memory 256M] [--cpus N] [--console stdio|file:PATH|none] [--timeout S]
-                    [--net tap:NAME|switch:NAME]... [--pcap FILE] [--bzimage] [--lab]
-                    [--boot-protocol 32-bit|64-bit]
+                    [--net user[,fwd=tcp:H:G]...|tap:NAME|switch:NAME]... [--pcap FILE] [--bzimage]
+                    [--lab] [--boot-protocol 32-bit|64-bit]
   Boots FILE (bzImage, vmlinux, Multiboot ELF) or, without --kernel, the default image
   (Debian kernel + busybox initramfs; built on first use, see \`node-kvm image\`).
   --append ARGS   added to the default command line ("${DEFAULT_CMDLINE}")
@@ -31,6 +32,10 @@ const usage = `usage: node-kvm run [--kernel FILE] [--initrd FILE] [--append ARG
   --boot-protocol enter a bzImage through its 32-bit or 64-bit entry (default: 64-bit when
                   the kernel has one, as xloadflags says)
   --net SPEC      add an RTL8139 NIC (repeatable; the first is eth0):
+                    user[,fwd=tcp:HOSTPORT:GUESTPORT]...  user-mode networking through passt,
+                                 no root: DHCP, the host's loopback at 10.0.2.2, host ports
+                                 forwarded to the guest (fwd=udp:… too; HOSTPORT 0 picks one);
+                                 the guest's eth0 is configured by DHCP (nkvm.ip=dhcp)
                     tap:NAME     the TAP interface NAME (created if missing; needs CAP_NET_ADMIN)
                     switch:NAME  a port of the in-process L2 switch NAME (shared by every
                                  machine of this process that names it)
@@ -56,11 +61,29 @@ export function sharedSwitch(name: string): L2Switch {
   return sw;
 }
 
+export type NetSpec = { kind: 'tap' | 'switch'; name: string } | { kind: 'user'; forward: UserForward[] };
+
+/** `user[,fwd=tcp:HOSTPORT:GUESTPORT]...` (HOSTPORT 0: a free port, printed at start). */
+function parseUserSpec(spec: string): NetSpec {
+  const forward: UserForward[] = [];
+  for (const opt of spec.split(',').slice(1)) {
+    const m = /^fwd=(tcp|udp):(\d{1,5}):(\d{1,5})$/.exec(opt);
+    const host = Number(m?.[2]);
+    const guest = Number(m?.[3]);
+    if (m === null || host > 65535 || guest < 1 || guest > 65535) {
+      throw new UsageError(`--net user takes fwd=tcp:HOSTPORT:GUESTPORT or fwd=udp:HOSTPORT:GUESTPORT (ports 0..65535, guest port ≥ 1; got ${JSON.stringify(opt)})`);
+    }
+    forward.push({ proto: m[1] as 'tcp' | 'udp', host, guest });
+  }
+  return { kind: 'user', forward };
+}
+
 /** Check `--net` specs without opening anything (usage errors before any side effect). */
-export function parseNetSpecs(specs: readonly string[]): Array<{ kind: 'tap' | 'switch'; name: string }> {
+export function parseNetSpecs(specs: readonly string[]): NetSpec[] {
   return specs.map((spec) => {
+    if (spec === 'user' || spec.startsWith('user,')) return parseUserSpec(spec);
     const m = /^(tap|switch):(.+)$/.exec(spec);
-    if (m === null) throw new UsageError(`--net must be tap:NAME or switch:NAME (got ${JSON.stringify(spec)})`);
+    if (m === null) throw new UsageError(`--net must be user[,fwd=tcp:H:G]..., tap:NAME or switch:NAME (got ${JSON.stringify(spec)})`);
     const name = m[2]!;
     if (m[1] === 'tap' && (Buffer.byteLength(name) > 15 || /[/:\s]/.test(name))) {
       throw new UsageError(`--net tap:NAME needs an interface name of at most 15 bytes without '/', ':' or spaces (got ${JSON.stringify(name)})`);
@@ -78,7 +101,10 @@ function openBackends(specs: ReturnType<typeof parseNetSpecs>, pcapPath: string 
     pcap?.close();
   };
   try {
-    for (const s of specs) opened.push(s.kind === 'tap' ? TapBackend.open({ name: s.name }) : sharedSwitch(s.name).port(`cli-${process.pid}-${opened.length}`));
+    for (const s of specs) {
+      opened.push(s.kind === 'user' ? userNet({ forward: s.forward })
+        : s.kind === 'tap' ? TapBackend.open({ name: s.name }) : sharedSwitch(s.name).port(`cli-${process.pid}-${opened.length}`));
+    }
     if (pcapPath !== undefined) {
       pcap = new PcapWriter(pcapPath);
       // The wrapper closes the backend it wraps: it replaces it in the list.
@@ -188,7 +214,7 @@ export const command: CliCommand = {
     if (!/^(stdio|none|file:.+)$/.test(consoleSpec)) throw new UsageError(`--console must be stdio, none or file:PATH (got ${consoleSpec})`);
     if (values.initrd !== undefined && values.kernel === undefined) throw new UsageError('--initrd needs --kernel');
     const netSpecs = parseNetSpecs(values.net ?? []);
-    if (values.pcap !== undefined && netSpecs.length === 0) throw new UsageError('--pcap needs a NIC (--net tap:NAME or switch:NAME)');
+    if (values.pcap !== undefined && netSpecs.length === 0) throw new UsageError('--pcap needs a NIC (--net user, tap:NAME or switch:NAME)');
 
     if (values.lab && process.env.NODE_KVM_LAB !== '1' && !(await doctor()).canBootLinuxDirectly) {
       if (values.pcap !== undefined) {
@@ -226,7 +252,9 @@ export const command: CliCommand = {
             '  Use the nested lab: `node-kvm run --lab ...` (or `node-kvm lab -- node-kvm run ...`); see `node-kvm doctor`.');
         }
       }
-      const cmdline = values.cmdline ?? (values.append ? `${DEFAULT_CMDLINE} ${values.append}` : DEFAULT_CMDLINE);
+      let cmdline = values.cmdline ?? (values.append ? `${DEFAULT_CMDLINE} ${values.append}` : DEFAULT_CMDLINE);
+      // A user network hands out addresses by DHCP: the default image's /init asks for one.
+      if (netSpecs[0]?.kind === 'user' && values.cmdline === undefined && !/(^|\s)nkvm\.ip=/.test(cmdline)) cmdline += ' nkvm.ip=dhcp';
       // The user's files first (console log, capture), so a bad path fails before any VM exists.
       let out: NodeJS.WritableStream | undefined;
       let piped = false;
@@ -246,6 +274,10 @@ export const command: CliCommand = {
         ...(bootProtocol !== undefined ? { bootProtocol } : {}),
         net: net.backends.map((backend) => ({ backend })) })), (late) => void late.close());
       cleanups.push(() => m.close());
+      for (const b of net.backends) {
+        for (const f of (b as Partial<UserNetBackend>).forwards ?? []) write(io.stderr, `node-kvm: forwarding ${f.proto} ${f.address}:${f.host} to the guest's port ${f.guest}`);
+      }
+      m.on('net-error', ({ nic, error }: { nic: number; error: Error }) => write(io.stderr, `\nnode-kvm run: NIC ${nic}: ${error.message}`));
       if (out) {
         m.console.pipe(out, { end: consoleSpec !== 'stdio' });
         piped = true;

@@ -18,8 +18,8 @@ export const HOSTROOT_TAG = 'hostroot';
 
 /** Loaded with their dependencies (irqbypass, ccp, netfs, fscache, virtio, virtio_ring...). */
 export const LAB_MODULES = ['virtio_pci', 'virtio_console', '9pnet_virtio', '9p', 'overlay', 'kvm_amd'];
-/** Networking for tests inside the lab (TAP, veth pairs, bridges); skipped when absent. */
-export const LAB_OPTIONAL_MODULES = ['tun', 'veth', 'bridge', 'af_packet'];
+/** Networking for tests inside the lab (TAP, veth pairs, bridges, the dummy default route); skipped when absent. */
+export const LAB_OPTIONAL_MODULES = ['tun', 'veth', 'bridge', 'af_packet', 'dummy'];
 
 export function labInit(): string {
   return `#!/bin/sh
@@ -55,14 +55,29 @@ mount -t tmpfs tmpfs /newroot/dev/shm
 mount -t tmpfs tmpfs /newroot/run
 # Loopback up: tests in the lab talk to servers in their own process over 127.0.0.1.
 ip link set lo up 2>/dev/null || ifconfig lo 127.0.0.1 up
+# L1 has no NIC, but passt (the user network backend) insists on an interface with a default
+# route to copy its guest's addressing from: a dummy interface that leads nowhere stands in.
+if ip link add nkvm-wan type dummy 2>/dev/null && ip addr add 192.0.2.2/24 dev nkvm-wan && ip link set nkvm-wan up; then
+  ip route add default via 192.0.2.1 dev nkvm-wan
+else
+  echo "nkvm-lab: no dummy interface for a default route; the user network backend (passt) will not start"
+fi
 job=$(arg lab.job)
 echo "${LAB_READY_MARKER} uptime=$(up)"
 out=/dev/${LAB_STDOUT_PORT}; err=/dev/${LAB_STDERR_PORT}
 [ -e "$out" ] || out=/dev/console
 [ -e "$err" ] || err=/dev/console
-chroot /newroot /bin/sh "$job" </dev/null >"$out" 2>"$err"
+# switch_root, not chroot: a chrooted process may not create user namespaces, and passt (the
+# user network backend) sandboxes itself in one. The job's output ports stay open as fds 3/4;
+# this initramfs's busybox comes along in /run/nkvm to report the status and power off.
+mkdir -p /newroot/run/nkvm && cp /bin/busybox /newroot/run/nkvm/busybox
+exec 3>"$out" 4>"$err"
+exec switch_root /newroot /run/nkvm/busybox sh -c '
+/bin/sh "$1" </dev/null >&3 2>&4
 rc=$?
-echo "${LAB_EXIT_MARKER_PREFIX}$rc uptime=$(up)"
-poweroff -f
+exec 3>&- 4>&-
+read u _ < /proc/uptime
+echo "${LAB_EXIT_MARKER_PREFIX}$rc uptime=$u"
+/run/nkvm/busybox poweroff -f' nkvm-lab "$job"
 `;
 }

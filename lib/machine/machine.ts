@@ -63,6 +63,7 @@ export class Machine extends EventEmitter implements AsyncDisposable {
   private resolveDone!: (r: MachineResult) => void;
   private loopAbort: AbortController | undefined;
   private loopPromise: Promise<void> | undefined;
+  private readonly netFailureOffs: Array<() => void>;
 
   private constructor(
     private readonly kvm: Kvm,
@@ -77,6 +78,7 @@ export class Machine extends EventEmitter implements AsyncDisposable {
     this.boot = boot;
     this.console = consoleRef.console!;
     this.console.on('output', (chunk: Buffer) => this.emit('console', chunk));
+    this.netFailureOffs = options.net.map((n, nic) => n.backend.onFailure?.((error) => this.emit('net-error', { nic, error })) ?? (() => {}));
     this.done = new Promise((r) => (this.resolveDone = r));
   }
 
@@ -91,6 +93,8 @@ export class Machine extends EventEmitter implements AsyncDisposable {
    */
   private static async build(opts: MachineOptions, forRestore: boolean): Promise<Machine> {
     const ph = phaseTimer('create');
+    // Backends with a helper process (the user network) must be up before the guest can use them.
+    await Promise.all((opts?.net ?? []).map((n) => n?.backend?.ready));
     const kvm = Kvm.open(opts?.kvmPath ?? '/dev/kvm');
     ph.mark('open');
     let vm: Vm | undefined;
@@ -345,6 +349,7 @@ export class Machine extends EventEmitter implements AsyncDisposable {
     await this.stop();
     for (const ap of this.vcpus) ap.stopThread();
     this.console.abortWaiters(new NodeKvmError('ERR_MACHINE_CLOSED', 'machine closed'));
+    for (const off of this.netFailureOffs) off();
     this.platform.close();
     this.vm.close();
     this.kvm.close();

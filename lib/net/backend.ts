@@ -66,6 +66,16 @@ export interface NetBackend {
   pauseReceive?(): void;
   /** Deliver held frames, then read again. */
   resumeReceive?(): void;
+  /**
+   * Optional: settles once the backend can carry frames (a helper process started, its ports
+   * bound); rejects with a coded error if it cannot. Machine.create waits for it.
+   */
+  readonly ready?: Promise<void>;
+  /**
+   * Optional: subscribe to the backend failing for good after it was ready (its helper process
+   * died). The link goes down first. A Machine re-emits it as 'net-error'.
+   */
+  onFailure?(listener: (error: Error) => void): () => void;
   /** Release resources (fds, timers). Idempotent. */
   close(): void;
 }

@@ -6,3 +6,5 @@ export * from './checksum.js';
 export { parseIpv4, prepareSegmentation, segmentTcp, type Ipv4Info } from './tcp-segmentation.js';
 export { TapBackend, type TapOptions, type TapStats } from './tap.js';
 export { finishReceiveOffload, RX_CHECKSUMS_VALID, type OffloadResult, type VnetHeaderLayout } from './receive-offload.js';
+export { UserNetBackend, userNet, type UserNetOptions, type UserNetStats, type UserForward, type ActiveForward, type UserAddressing } from './user.js';
+export { encodeStreamFrame, StreamFrameDecoder, MAX_STREAM_FRAME } from './stream-framing.js';

@@ -9,6 +9,7 @@ import { readUserFile } from '../user-file.js';
 import { getDefaultImage, getImage, GUEST_PROMPT, READY_MARKER, type Image } from '../images/index.js';
 import { DEFAULT_CMDLINE } from '../machine/cmdline.js';
 import { ConsoleTimeoutError, Machine, type MachineConsole, type MachineResult, type NetOptions } from '../machine/index.js';
+import { userNet, UserNetBackend } from '../net/user.js';
 import { BootError, ExecFailedError, ExecProtocolError, ExecTimeoutError } from './errors.js';
 import {
   ackPattern, execLine, execReplyPattern, ExecReplyError, GUEST_WORK_DIR, MAX_LINE, marker, parseExecReply,
@@ -29,8 +30,11 @@ export interface BootVmOptions {
   bzImage?: boolean;
   memory?: string | number;
   cpus?: number;
-  /** NICs. Entries without a MAC get one unique in this process. */
-  net?: NetOptions[];
+  /**
+   * NICs. Entries without a MAC get one unique in this process. 'user': one NIC on a user
+   * network (passt: no root; the guest takes its address by DHCP; see TestVm.forward()).
+   */
+  net?: NetOptions[] | 'user';
   /** Files written into the guest after boot: guest path → host path or bytes. */
   files?: Record<string, string | Uint8Array>;
   /** Appended to the default kernel command line. */
@@ -123,6 +127,8 @@ export class TestVm implements AsyncDisposable {
   private readonly token = randomBytes(3).toString('hex');
   private broken: string | undefined;
   private closing: Promise<void> | undefined;
+  /** @internal backends made by bootVm for this VM, closed with it. */
+  ownedBackends: UserNetBackend[] = [];
 
   /** @internal use bootVm() */
   constructor(readonly machine: Machine, name: string) {
@@ -322,11 +328,24 @@ export class TestVm implements AsyncDisposable {
     });
   }
 
+  /**
+   * Forward a host port (on 127.0.0.1) to `guestPort` on the guest's user network, and return
+   * the host port (`host` 0 or omitted: a free one). Needs a NIC on a user network.
+   */
+  async forward(guestPort: number, opts: { proto?: 'tcp' | 'udp'; host?: number } = {}): Promise<number> {
+    const user = this.machine.options.net.map((n) => n.backend).find((b): b is UserNetBackend => b instanceof UserNetBackend);
+    if (user === undefined) throw new NodeKvmError('ERR_INVALID_NET', `vm ${this.name} has no NIC on a user network (bootVm({ net: 'user' }))`);
+    return user.forward(guestPort, opts);
+  }
+
   /** Stop the VM and release it. Idempotent. */
   close(): Promise<void> {
     this.closing ??= (async () => {
       this.broken ??= 'it is closed';
       await this.machine.close();
+      // Backends bootVm made for this VM (net: 'user') end with it.
+      for (const b of this.ownedBackends) b.close();
+      await Promise.all(this.ownedBackends.map((b) => b.exited));
       this.console.removeAllListeners('output');
     })();
     return this.closing;
@@ -345,16 +364,27 @@ export async function bootVm(opts: BootVmOptions = {}): Promise<TestVm> {
   // Host files first: a bad path is an ERR_FILE before any VM exists.
   const files = Object.entries(opts.files ?? {}).map(([guestPath, src]) =>
     [guestPath, typeof src === 'string' ? readUserFile(src, `file for ${guestPath}`) : src] as const);
-  const extra = [opts.verbose ? '' : 'quiet', opts.cmdline ?? ''].filter((s) => s !== '').join(' ');
-  const machine = await Machine.create({
+  const owned = opts.net === 'user' ? [userNet()] : [];
+  const net: NetOptions[] = opts.net === 'user' ? owned.map((backend) => ({ backend })) : opts.net ?? [];
+  // A user network hands out addresses by DHCP: the default image's /init asks for one.
+  const dhcp = net[0]?.backend instanceof UserNetBackend && !/(^|\s)nkvm\.ip=/.test(opts.cmdline ?? '') ? 'nkvm.ip=dhcp' : '';
+  const extra = [opts.verbose ? '' : 'quiet', opts.cmdline ?? '', dhcp].filter((s) => s !== '').join(' ');
+  let machine: Machine;
+  try {
+    machine = await Machine.create({
     kernel: cachedFile(kernelPath),
     initrd: cachedFile(image.initrd),
     cmdline: extra === '' ? DEFAULT_CMDLINE : `${DEFAULT_CMDLINE} ${extra}`,
     memory: opts.memory ?? '256M',
     cpus: opts.cpus ?? 1,
-    net: (opts.net ?? []).map((n) => ({ ...n, mac: n.mac ?? uniqueMac() })),
-  });
+    net: net.map((n) => ({ ...n, mac: n.mac ?? uniqueMac() })),
+    });
+  } catch (e) {
+    for (const b of owned) b.close();
+    throw e;
+  }
   const vm = new TestVm(machine, name);
+  vm.ownedBackends = owned;
   opts.t?.after(() => vm.close());
   const timeout = opts.timeout ?? DEFAULT_BOOT_TIMEOUT;
   const deadline = Date.now() + timeout;

@@ -1,0 +1,242 @@
+// The `user` backend against the real passt (Debian package `passt`): DHCP, UDP to the host's
+// loopback through the gateway, UDP from a forwarded host port into the "guest", lifecycle and
+// bad input. The guest here is the test itself, writing Ethernet frames by hand.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createSocket } from 'node:dgram';
+import { createServer } from 'node:net';
+import { existsSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { encodeStreamFrame, MAX_STREAM_FRAME, StreamFrameDecoder } from '../../lib/net/stream-framing.js';
+import { userNet, type UserNetBackend } from '../../lib/net/user.js';
+import { passtArgv, DEFAULT_USER_ADDRESSING } from '../../lib/net/passt.js';
+import { findCommand } from '../../lib/net/netns.js';
+import { fillIpv4HeaderChecksum } from '../../lib/net/checksum.js';
+
+const GUEST_MAC = [0x52, 0x54, 0x00, 0x12, 0x34, 0x56];
+const haveP = findCommand('passt') !== undefined;
+const needPasst = { skip: !haveP && process.env.CI !== 'true' ? 'passt is not installed (apt-get install passt)' : false };
+
+test('stream framing: frames split anywhere come out whole, in order', () => {
+  const frames = [new Uint8Array([1, 2, 3]), new Uint8Array(1500).fill(7), new Uint8Array([9])];
+  const wire = Buffer.concat(frames.map(encodeStreamFrame));
+  for (const step of [1, 3, 5, 1000, wire.length]) {
+    const got: Uint8Array[] = [];
+    const d = new StreamFrameDecoder((f) => got.push(f), (m) => assert.fail(m));
+    for (let i = 0; i < wire.length; i += step) d.push(wire.subarray(i, i + step));
+    assert.deepEqual(got.map((f) => Buffer.from(f)), frames.map((f) => Buffer.from(f)));
+  }
+});
+
+test('stream framing: a zero or oversized length stops the decoder with an error', () => {
+  for (const len of [0, MAX_STREAM_FRAME + 1, 0xffffffff]) {
+    const errors: string[] = [];
+    const got: Uint8Array[] = [];
+    const d = new StreamFrameDecoder((f) => got.push(f), (m) => errors.push(m));
+    const b = Buffer.alloc(8);
+    b.writeUInt32BE(len, 0);
+    d.push(b);
+    d.push(encodeStreamFrame(new Uint8Array([1])));
+    assert.equal(errors.length, 1);
+    assert.equal(got.length, 0, 'nothing after a broken length is trusted');
+  }
+});
+
+test('passt argv: fd 3, one-off, addressing and forwards bound to their address', () => {
+  const argv = passtArgv(DEFAULT_USER_ADDRESSING, [{ proto: 'tcp', address: '127.0.0.1', host: 8080, guest: 80 }, { proto: 'udp', address: '127.0.0.1', host: 5353, guest: 53 }]);
+  assert.deepEqual(argv.slice(argv.indexOf('--fd'), argv.indexOf('--fd') + 2), ['--fd', '3']);
+  assert.ok(argv.includes('--one-off'));
+  assert.deepEqual(argv.slice(-4), ['--tcp-ports', '127.0.0.1/8080:80', '--udp-ports', '127.0.0.1/5353:53']);
+});
+
+test('bad forwards are ERR_INVALID_NET naming the field', () => {
+  for (const [f, field] of [[{ guest: 0 }, 'guest'], [{ guest: 70000 }, 'guest'], [{ guest: 80, host: -1 }, 'host'], [{ guest: 80, proto: 'sctp' }, 'proto'], [{ guest: 1.5 }, 'guest']] as const) {
+    assert.throws(() => userNet({ forward: [f as never] }), (e: NodeJS.ErrnoException) => e.code === 'ERR_INVALID_NET' && e.message.includes(field));
+  }
+});
+
+function ipv4(proto: number, src: number[], dst: number[], payload: Uint8Array): Uint8Array {
+  const ip = new Uint8Array(20 + payload.length);
+  const v = new DataView(ip.buffer);
+  ip[0] = 0x45;
+  v.setUint16(2, ip.length);
+  ip[8] = 64;
+  ip[9] = proto;
+  ip.set(src, 12);
+  ip.set(dst, 16);
+  ip.set(payload, 20);
+  fillIpv4HeaderChecksum(ip, 0);
+  return ip;
+}
+
+function udp(sport: number, dport: number, data: Uint8Array): Uint8Array {
+  const u = new Uint8Array(8 + data.length);
+  const v = new DataView(u.buffer);
+  v.setUint16(0, sport);
+  v.setUint16(2, dport);
+  v.setUint16(4, u.length);
+  u.set(data, 8); // checksum 0: none (allowed over IPv4)
+  return u;
+}
+
+function eth(dst: number[], type: number, payload: Uint8Array): Uint8Array {
+  const f = new Uint8Array(14 + payload.length);
+  f.set(dst, 0);
+  f.set(GUEST_MAC, 6);
+  f[12] = type >> 8;
+  f[13] = type & 0xff;
+  f.set(payload, 14);
+  return f;
+}
+
+function dhcpDiscover(): Uint8Array {
+  const b = new Uint8Array(244);
+  b[0] = 1; b[1] = 1; b[2] = 6;
+  b.set([0x12, 0x34, 0x56, 0x78], 4);
+  b.set(GUEST_MAC, 28);
+  b.set([0x63, 0x82, 0x53, 0x63], 236);
+  b.set([53, 1, 1, 255], 240);
+  return eth([255, 255, 255, 255, 255, 255], 0x0800, ipv4(17, [0, 0, 0, 0], [255, 255, 255, 255], udp(68, 67, b)));
+}
+
+/** The next frame the backend delivers that `match` accepts. */
+function nextFrame(b: UserNetBackend, match: (f: Uint8Array) => boolean, ms = 5000): Promise<Uint8Array> {
+  return new Promise((resolve, reject) => {
+    const t = setTimeout(() => { off(); reject(new Error('no matching frame from passt')); }, ms);
+    const off = b.onReceive((f) => { if (match(f)) { clearTimeout(t); off(); resolve(f); } });
+  });
+}
+
+const isUdpTo = (port: number) => (f: Uint8Array) => f[12] === 0x08 && f[13] === 0 && f[23] === 17 && ((f[36]! << 8) | f[37]!) === port;
+
+/** Guest's DHCP discover; returns the offered address and passt's MAC. */
+async function lease(b: UserNetBackend): Promise<{ yiaddr: number[]; gwMac: number[] }> {
+  const offer = nextFrame(b, isUdpTo(68));
+  b.send(dhcpDiscover());
+  const f = await offer;
+  return { yiaddr: [...f.subarray(42 + 16, 42 + 20)], gwMac: [...f.subarray(6, 12)] };
+}
+
+async function gone(pid: number): Promise<boolean> {
+  for (let i = 0; i < 200; i++) {
+    if (!existsSync(`/proc/${pid}`)) return true;
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  return false;
+}
+
+test('user backend: DHCP lease, UDP both ways, close leaves no passt', needPasst, async () => {
+  const b = userNet({ forward: [{ proto: 'udp', guest: 7777 }] });
+  try {
+    await b.ready;
+    assert.equal(b.linkUp, true);
+    const fwd = b.forwards[0]!;
+    assert.ok(fwd.host > 0, 'host port 0 picks a free port and reports it');
+    const { yiaddr, gwMac } = await lease(b);
+    assert.deepEqual(yiaddr, [10, 0, 2, 15]);
+
+    // Guest → the gateway address → this host's loopback.
+    const srv = createSocket('udp4');
+    await new Promise<void>((r) => srv.bind(0, '127.0.0.1', () => r()));
+    const got = new Promise<Buffer>((r) => srv.once('message', (m) => r(m)));
+    b.send(eth(gwMac, 0x0800, ipv4(17, [10, 0, 2, 15], [10, 0, 2, 2], udp(40000, srv.address().port, Buffer.from('to the host')))));
+    assert.equal((await got).toString(), 'to the host');
+
+    // Host → forwarded port → the guest's UDP port.
+    const inbound = nextFrame(b, isUdpTo(7777));
+    srv.send(Buffer.from('to the guest'), fwd.host, '127.0.0.1');
+    const f = await inbound;
+    assert.equal(Buffer.from(f.subarray(42)).toString(), 'to the guest');
+    srv.close();
+  } finally {
+    b.close();
+    await b.exited;
+  }
+});
+
+test('user backend: close() kills passt and leaves no process; link goes down', needPasst, async () => {
+  const before = spawnSync('pgrep', ['-x', 'passt'], { encoding: 'utf8' }).stdout.trim().split('\n').filter(Boolean);
+  const b = userNet();
+  await b.ready;
+  const pid = (b as unknown as { child: { pid: number } }).child.pid;
+  assert.ok(existsSync(`/proc/${pid}`));
+  b.close();
+  await b.exited;
+  assert.equal(await gone(pid), true);
+  assert.equal(b.linkUp, false);
+  const after = spawnSync('pgrep', ['-x', 'passt'], { encoding: 'utf8' }).stdout.trim().split('\n').filter(Boolean);
+  assert.deepEqual(after, before);
+});
+
+test('user backend: passt killed from outside → link down and a failure event', needPasst, async () => {
+  const b = userNet();
+  await b.ready;
+  const links: boolean[] = [];
+  b.onLinkChange((up) => links.push(up));
+  const failed = new Promise<Error>((r) => b.onFailure((e) => r(e)));
+  process.kill((b as unknown as { child: { pid: number } }).child.pid, 'SIGKILL');
+  const e = await failed;
+  assert.equal((e as NodeJS.ErrnoException).code, 'ERR_NET_USER_EXITED');
+  assert.deepEqual(links, [false]);
+  b.close();
+  await b.exited;
+});
+
+test('user backend: a forward to a host port in use is ERR_NET_PORT_IN_USE, nothing left running', needPasst, async () => {
+  const busy = createServer();
+  await new Promise<void>((r) => busy.listen(0, '127.0.0.1', () => r()));
+  const port = (busy.address() as { port: number }).port;
+  const before = spawnSync('pgrep', ['-x', 'passt'], { encoding: 'utf8' }).stdout.trim();
+  try {
+    const b = userNet({ forward: [{ host: port, guest: 80 }] });
+    await assert.rejects(b.ready, (e: NodeJS.ErrnoException) => e.code === 'ERR_NET_PORT_IN_USE' && e.message.includes(String(port)));
+    b.close();
+    await b.exited;
+    assert.equal(spawnSync('pgrep', ['-x', 'passt'], { encoding: 'utf8' }).stdout.trim(), before);
+  } finally {
+    busy.close();
+  }
+});
+
+test('user backend: forward() after start adds a forward and reports its host port', needPasst, async () => {
+  const b = userNet();
+  try {
+    await b.ready;
+    const port = await b.forward(8080);
+    assert.ok(port > 0);
+    assert.deepEqual(b.forwards.map((f) => [f.proto, f.guest, f.host]), [['tcp', 8080, port]]);
+    assert.equal(await b.forward(8080), port, 'asking again gives the same forward');
+    assert.equal(b.linkUp, true);
+    assert.equal(b.stats.starts, 2);
+  } finally {
+    b.close();
+    await b.exited;
+  }
+});
+
+test('user backend: a guest flooding a stalled passt is bounded and counted', needPasst, async () => {
+  const b = userNet({ maxQueuedBytes: 64 * 1024 });
+  try {
+    await b.ready;
+    b.pauseReceive();
+    const frame = eth([255, 255, 255, 255, 255, 255], 0x88b5, new Uint8Array(1500));
+    for (let i = 0; i < 20_000; i++) b.send(frame);
+    assert.ok(b.stats.txDropped > 0, 'frames beyond the bound are dropped and counted');
+  } finally {
+    b.close();
+    await b.exited;
+  }
+});
+
+test('passt not installed: ERR_NET_USER_UNAVAILABLE naming the package', () => {
+  assert.throws(() => userNet({ passt: '/nonexistent/passt' }), (e: NodeJS.ErrnoException) => e.code === 'ERR_NET_USER_UNAVAILABLE' && /apt-get install passt/.test(e.message));
+});
+
+test('user backend works for an unprivileged user', { skip: process.getuid?.() !== 0 ? 'already unprivileged: the tests above are the proof' : needPasst.skip }, () => {
+  // Run the DHCP exchange in a child process as `nobody`.
+  const script = fileURLToPath(new URL('./net-user-unprivileged.js', import.meta.url));
+  const r = spawnSync('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', process.execPath, script], { encoding: 'utf8', timeout: 30_000 });
+  assert.equal(r.status, 0, `as nobody: ${r.stdout}\n${r.stderr}`);
+  assert.match(r.stdout, /lease 10\.0\.2\.15 as uid 65534/);
+});
