@@ -240,3 +240,18 @@ test('user backend works for an unprivileged user', { skip: process.getuid?.() !
   assert.equal(r.status, 0, `as nobody: ${r.stdout}\n${r.stderr}`);
   assert.match(r.stdout, /lease 10\.0\.2\.15 as uid 65534/);
 });
+
+test('frames to passt lose their Ethernet padding (passt would take the pad for packet bytes)', async () => {
+  const { withoutPadding } = await import('../../lib/net/user.js');
+  const ack = eth([2, 0, 0, 0, 0, 1], 0x0800, ipv4(6, [10, 0, 2, 15], [10, 0, 2, 2], new Uint8Array(20)));
+  const padded = new Uint8Array(60);
+  padded.set(ack);
+  assert.equal(withoutPadding(padded).length, 54);
+  assert.equal(withoutPadding(ack).length, 54, 'an unpadded frame stays whole');
+  const arp = new Uint8Array(60);
+  arp[12] = 0x08; arp[13] = 0x06;
+  assert.equal(withoutPadding(arp).length, 60, 'only IPv4 is cut');
+  const lying = padded.slice();
+  lying[16] = 0xff; // IPv4 total length beyond the frame
+  assert.equal(withoutPadding(lying).length, 60);
+});
