@@ -2,17 +2,17 @@
 // without parsing messages (better-sqlite3 / Node core style). lib/error-codes.ts lists them.
 import type { ErrnoCode, ErrorCode } from './error-codes.js';
 
-export { ERROR_CODES, type ErrorCode, type ErrnoCode } from './error-codes.js';
+export type { ErrorCode, ErrnoCode } from './error-codes.js';
 
 /**
  * Base of every error node-kvm throws on purpose. Branch on `code` (an {@link ErrorCode}, or an
  * {@link ErrnoCode} for a {@link KvmError}), never on the message.
  */
 export class NodeKvmError extends Error {
-  /** Stable, machine-readable: see {@link ERROR_CODES}. */
+  /** Stable, machine-readable: see {@link ErrorCode}. */
   readonly code: ErrorCode | ErrnoCode;
   /**
-   * @param code one of {@link ERROR_CODES}
+   * @param code one of {@link ErrorCode}
    * @param message what went wrong and, where it helps, what to do next
    */
   constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
@@ -34,7 +34,7 @@ export class KvmError extends NodeKvmError {
   /** The ioctl or system call that failed. */
   readonly syscall: string;
   constructor(code: string, errno: number, syscall: string, message?: string) {
-    // An errno name, not one of ERROR_CODES: the kernel's vocabulary, passed through.
+    // An errno name, not an ErrorCode: the kernel's vocabulary, passed through.
     super(code as ErrorCode, message ?? `${syscall} failed: ${code} (errno ${errno})`);
     this.errno = errno;
     this.syscall = syscall;
@@ -66,7 +66,7 @@ export class ClosedError extends NodeKvmError {
  * A bad argument or option given by the caller (not by the guest); the message names the
  * option. Code: `ERR_INVALID_ARG` by default, or a more precise one such as
  * `ERR_INVALID_MEMORY`, `ERR_INVALID_CPUS`, `ERR_INVALID_NET`, `ERR_KERNEL_FORMAT`,
- * `ERR_BUS_OVERLAP`, `ERR_FILE` (see {@link ERROR_CODES}).
+ * `ERR_BUS_OVERLAP`, `ERR_FILE` (see {@link ErrorCode}).
  */
 export class InvalidArgumentError extends NodeKvmError {
   constructor(message: string, code: ErrorCode = 'ERR_INVALID_ARG') {

@@ -8,7 +8,9 @@
  * numbers that fit in 32 bits.
  */
 export interface BusDevice {
+  /** Read `size` bytes at `offset` within the device's window. */
   read(offset: number, size: number): number;
+  /** Write `size` bytes (`value`) at `offset` within the device's window. */
   write(offset: number, size: number, value: number): void;
 }
 
@@ -30,14 +32,23 @@ export interface DmaMemory {
   read(gpa: number, length: number): Uint8Array;
   /** Zero-copy view of guest RAM (throws GuestMemoryError outside RAM). Do not keep it. */
   view(gpa: number, length: number): Uint8Array;
+  /** Copy `bytes` into guest RAM (throws GuestMemoryError outside RAM). */
   write(gpa: number, bytes: Uint8Array): void;
+  /** Read one byte. */
   readU8(gpa: number): number;
+  /** Read a little-endian 16-bit value. */
   readU16(gpa: number): number;
+  /** Read a little-endian 32-bit value. */
   readU32(gpa: number): number;
+  /** Read a little-endian 64-bit value. */
   readU64(gpa: number): bigint;
+  /** Write one byte. */
   writeU8(gpa: number, value: number): void;
+  /** Write a little-endian 16-bit value. */
   writeU16(gpa: number, value: number): void;
+  /** Write a little-endian 32-bit value. */
   writeU32(gpa: number, value: number): void;
+  /** Write a little-endian 64-bit value. */
   writeU64(gpa: number, value: bigint): void;
 }
 

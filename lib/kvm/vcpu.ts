@@ -9,9 +9,12 @@ import { KvmRun } from './kvm-run.js';
 import type { CpuidEntry, Fpu, MpState, MsrEntry, Regs, Sregs, SregsPatch, VcpuEvents } from './regs.js';
 import * as S from './structs.js';
 
+/** A run-loop callback: return 'stop' to leave the loop. */
 export type ExitHandler = (exit: VcpuExit) => 'stop' | void;
 
+/** Options of runLoop(). */
 export interface RunLoopOptions {
+  /** Abort to leave the loop (the vCPU is kicked out of KVM_RUN). */
   signal?: AbortSignal;
   /**
    * Called for each 'interrupted' exit (a kick) before the loop yields to the event loop, e.g.
@@ -43,14 +46,19 @@ export function yieldSoon(ms = 1): void {
   native().kickerRefreshTimers(ms);
 }
 
+/** A virtual CPU: run it, kick it, and get or set its state. */
 export class Vcpu extends FdHandle {
+  /** @internal the shared kvm_run page, decoded in place */
   readonly runState: KvmRun;
+  /** The vCPU's id (its APIC id), as given to createVcpu(). */
+  readonly id: number;
   private threaded = false;
   private looping = false;
 
   /** @internal created by Vm.createVcpu */
-  constructor(fd: number, readonly id: number, mmapSize: number, private readonly onClose: (v: Vcpu) => void) {
+  constructor(fd: number, id: number, mmapSize: number, private readonly onClose: (v: Vcpu) => void) {
     super(fd, `vCPU ${id}`);
+    this.id = id;
     const n = native();
     let buf: ArrayBuffer;
     try {
@@ -151,21 +159,25 @@ export class Vcpu extends FdHandle {
     this.threaded = true;
   }
 
+  /** Stop the native thread startThread() began and wait for it. */
   stopThread(): void {
     if (!this.threaded) return;
     native().stopVcpuThread(this.rawFd);
     this.threaded = false;
   }
 
+  /** True while a native thread (startThread) runs this vCPU. */
   get isThreaded(): boolean {
     return this.threaded;
   }
 
+  /** KVM_GET_REGS. */
   getRegs(): Regs {
     this.ensureOpen();
     return S.decodeRegs(native().getRegs(this.rawFd));
   }
 
+  /** KVM_SET_REGS; registers left out keep their value. */
   setRegs(regs: Partial<Regs>): void {
     this.ensureOpen();
     const cur = this.getRegs();
@@ -177,26 +189,31 @@ export class Vcpu extends FdHandle {
     native().setRegs(this.rawFd, S.encodeRegs(cur));
   }
 
+  /** KVM_GET_SREGS. */
   getSregs(): Sregs {
     this.ensureOpen();
     return S.decodeSregs(native().getSregs(this.rawFd));
   }
 
+  /** KVM_SET_SREGS; fields (and segment fields) left out keep their value. */
   setSregs(patch: SregsPatch): void {
     this.ensureOpen();
     native().setSregs(this.rawFd, S.encodeSregs(S.mergeSregs(this.getSregs(), patch)));
   }
 
+  /** KVM_GET_FPU. */
   getFpu(): Fpu {
     this.ensureOpen();
     return S.decodeFpu(native().getFpu(this.rawFd));
   }
 
+  /** KVM_SET_FPU; fields left out keep their value. */
   setFpu(fpu: Partial<Fpu>): void {
     this.ensureOpen();
     native().setFpu(this.rawFd, S.encodeFpu({ ...this.getFpu(), ...fpu }));
   }
 
+  /** KVM_GET_MSRS for the given MSR numbers. */
   getMsrs(indices: readonly number[]): MsrEntry[] {
     this.ensureOpen();
     const buf = S.encodeMsrs(indices.map((index) => ({ index, data: 0n })));
@@ -210,6 +227,7 @@ export class Vcpu extends FdHandle {
     return native().setMsrs(this.rawFd, S.encodeMsrs(entries));
   }
 
+  /** KVM_SET_CPUID2: what CPUID reports to the guest. */
   setCpuid2(entries: readonly CpuidEntry[]): void {
     this.ensureOpen();
     native().setCpuid2(this.rawFd, S.encodeCpuid(entries));
@@ -221,26 +239,31 @@ export class Vcpu extends FdHandle {
     return native().getLapic(this.rawFd);
   }
 
+  /** KVM_SET_LAPIC from the bytes getLapic() returned (struct kvm_lapic_state). */
   setLapic(state: Uint8Array): void {
     this.ensureOpen();
     native().setLapic(this.rawFd, state);
   }
 
+  /** KVM_GET_VCPU_EVENTS: pending exceptions, interrupts, NMI and SMI. */
   getVcpuEvents(): VcpuEvents {
     this.ensureOpen();
     return S.decodeVcpuEvents(native().getVcpuEvents(this.rawFd));
   }
 
+  /** KVM_SET_VCPU_EVENTS. */
   setVcpuEvents(events: VcpuEvents): void {
     this.ensureOpen();
     native().setVcpuEvents(this.rawFd, S.encodeVcpuEvents(events));
   }
 
+  /** KVM_GET_MP_STATE. */
   getMpState(): MpState {
     this.ensureOpen();
     return mpStateName(native().getMpState(this.rawFd));
   }
 
+  /** KVM_SET_MP_STATE. */
   setMpState(state: MpState): void {
     this.ensureOpen();
     native().setMpState(this.rawFd, mpStateNumber(state));
@@ -252,6 +275,7 @@ export class Vcpu extends FdHandle {
     return native().getXcrs(this.rawFd);
   }
 
+  /** KVM_SET_XCRS from the bytes getXcrs() returned. */
   setXcrs(xcrs: Uint8Array): void {
     this.ensureOpen();
     native().setXcrs(this.rawFd, xcrs);

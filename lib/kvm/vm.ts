@@ -8,10 +8,15 @@ import { FdHandle } from './handle.js';
 import { GuestMemory, type RamRegion } from './memory.js';
 import { Vcpu } from './vcpu.js';
 
+/** Where and how large a RAM slot is. */
 export interface MemoryRegionOptions {
+  /** KVM memory slot number, unique per VM. */
   slot: number;
+  /** Guest-physical address, page-aligned. */
   guestPhysAddr: number;
+  /** Bytes: a positive multiple of 4 KiB, at most MAX_REGION_BYTES. */
   size: number;
+  /** Map it read-only for the guest (writes exit as MMIO), as for a ROM. */
   readonly?: boolean;
   /** KVM_MEM_LOG_DIRTY_PAGES, for getDirtyLog(). */
   logDirtyPages?: boolean;
@@ -22,6 +27,7 @@ export interface MemoryRegionOptions {
   backing?: ArrayBuffer;
 }
 
+/** A RAM slot as created: its placement and a zero-copy view of its bytes. */
 export interface MemoryRegion extends RamRegion {
   readonly logDirtyPages: boolean;
 }
@@ -36,7 +42,9 @@ function checkInt(name: string, v: unknown, min = 0): number {
   return v;
 }
 
+/** A KVM virtual machine: memory slots, the in-kernel irqchip and PIT, interrupt lines, eventfds, and its vCPUs. */
 export class Vm extends FdHandle {
+  /** Bounds-checked access to every RAM region of this VM, by guest-physical address. */
   readonly memory = new GuestMemory();
   private readonly regions = new Map<number, { region: MemoryRegion; buffer: ArrayBuffer }>();
   private readonly vcpus = new Set<Vcpu>();
@@ -63,6 +71,7 @@ export class Vm extends FdHandle {
     return native().checkExtension(this.rawFd, checkInt('cap', cap));
   }
 
+  /** KVM_SET_USER_MEMORY_REGION over fresh host memory (private, 2 MiB-aligned, advised for transparent huge pages, not inherited by forked children). Overlaps and slots in use are refused. */
   createMemoryRegion(opts: MemoryRegionOptions): MemoryRegion {
     this.ensureOpen();
     const slot = checkInt('slot', opts.slot);
@@ -145,26 +154,31 @@ export class Vm extends FdHandle {
     native().unregisterCoalescedMmio(this.rawFd, checkInt('addr', opts.addr), checkInt('size', opts.size, 1), opts.pio ? 1 : 0);
   }
 
+  /** KVM_CREATE_IRQCHIP: the in-kernel PIC, IOAPIC and a LAPIC per vCPU (before any vCPU is created). */
   createIrqchip(): void {
     this.ensureOpen();
     native().createIrqchip(this.rawFd);
   }
 
+  /** KVM_CREATE_PIT2: the in-kernel i8254 timer on IRQ 0. */
   createPit2(flags = 0): void {
     this.ensureOpen();
     native().createPit2(this.rawFd, flags);
   }
 
+  /** KVM_IRQ_LINE: drive interrupt line `irq` of the in-kernel irqchip high or low. */
   irqLine(irq: number, level: boolean | number): void {
     this.ensureOpen();
     native().irqLine(this.rawFd, irq, level ? 1 : 0);
   }
 
+  /** KVM_SET_TSS_ADDR: three pages of guest-physical space Intel VMX needs for real mode (not RAM). */
   setTssAddr(addr: number): void {
     this.ensureOpen();
     native().setTssAddr(this.rawFd, checkInt('addr', addr));
   }
 
+  /** KVM_SET_IDENTITY_MAP_ADDR: one page VMX uses for an identity map in unpaged protected mode. */
   setIdentityMapAddr(addr: number): void {
     this.ensureOpen();
     native().setIdentityMapAddr(this.rawFd, checkInt('addr', addr));
@@ -204,6 +218,7 @@ export class Vm extends FdHandle {
     return native().getStatsFd(this.rawFd);
   }
 
+  /** KVM_CREATE_VCPU with APIC id `id`; closed with the VM at the latest. */
   createVcpu(id: number): Vcpu {
     this.ensureOpen();
     checkInt('vCPU id', id);
@@ -213,6 +228,7 @@ export class Vm extends FdHandle {
     return v;
   }
 
+  /** The vCPUs created so far, in creation order. */
   get vcpuList(): readonly Vcpu[] {
     return [...this.vcpus];
   }

@@ -23,27 +23,38 @@ import { phaseTimer } from './snapshot-trace.js';
 import { cachedSupportedCpuid } from './kvm-cache.js';
 import type { NetOptions } from './options.js';
 
+/** How a machine ended: what `wait()` resolves to and the `'exit'` event carries. */
 export interface MachineResult {
+  /** Why it ended. */
   reason: EndReason;
   /** debug-exit: (value << 1) | 1; error: 1; otherwise 0. */
   code: number;
+  /** For 'error' and 'shutdown': what happened, in words. */
   detail?: string;
 }
 
+/** VM exits the machine handled, by kind (`machine.counters`). */
 export interface ExitCounters {
+  /** Port I/O exits. */
   io: number;
   /** Writes KVM queued in the coalesced ring instead of exiting. */
   coalesced: number;
+  /** MMIO exits. */
   mmio: number;
+  /** Exits because the vCPU was kicked (timers, sockets, stop()). */
   interrupted: number;
+  /** Every other exit. */
   other: number;
+  /** Port accesses no device claimed. */
   pioMisses: number;
+  /** MMIO accesses no device claimed. */
   mmioMisses: number;
 }
 
 /** Backends for a machine built from a snapshot (MAC and revision come from the snapshot). */
 export type NetBackendsFor = Array<Pick<NetOptions, 'backend'>>;
 
+/** Where a machine is in its lifecycle: create() → start() → (pause()/resume()) → ended → close(). */
 export type MachineState = 'created' | 'running' | 'paused' | 'ended' | 'closed';
 
 // LAPIC LVT registers and delivery modes (Intel SDM vol. 3 §11.5.1): LINT0 carries the
@@ -53,9 +64,18 @@ const APIC_LVT1 = 0x360;
 const APIC_MODE_EXTINT = 0x7 << 8;
 const APIC_MODE_NMI = 0x4 << 8;
 
+/**
+ * A PC that boots a kernel: RAM, vCPUs, the in-kernel irqchip and PIT, a 16550A UART, i8042,
+ * CMOS/RTC, fw_cfg, ACPI and MP tables, a PCI host bridge and RTL8139 NICs. Lifecycle:
+ * `Machine.create()` → `start()` → `wait()` (or `stop()`) → `close()`. Emits `'exit'` with a
+ * {@link MachineResult} and `'console'` with each chunk of console output.
+ */
 export class Machine extends EventEmitter implements AsyncDisposable {
+  /** COM1 as a Duplex stream: the guest's output to read, your input to write. */
   readonly console: MachineConsole;
+  /** VM exits handled so far, by kind. */
   readonly counters: ExitCounters = { io: 0, coalesced: 0, mmio: 0, interrupted: 0, other: 0, pioMisses: 0, mmioMisses: 0 };
+  /** @internal where the loader put the kernel and how the vCPUs enter it */
   readonly boot: BootSetup;
   private stateValue: MachineState = 'created';
   private result: MachineResult | undefined;
@@ -66,9 +86,13 @@ export class Machine extends EventEmitter implements AsyncDisposable {
 
   private constructor(
     private readonly kvm: Kvm,
+    /** The KVM VM, for low-level access (memory, irq lines). */
     readonly vm: Vm,
+    /** The vCPUs; vCPU 0 runs on the main thread, the others on native threads. */
     readonly vcpus: Vcpu[],
+    /** @internal the devices and buses */
     readonly platform: Platform,
+    /** @internal the options, validated and resolved */
     readonly options: ResolvedOptions,
     boot: BootSetup,
     consoleRef: { console?: MachineConsole },
@@ -423,6 +447,7 @@ export class Machine extends EventEmitter implements AsyncDisposable {
     return m;
   }
 
+  /** Same as close(), for `await using`. */
   async [Symbol.asyncDispose](): Promise<void> {
     await this.close();
   }

@@ -34,12 +34,26 @@ const VCPUEVENT_RESTORE_FLAGS = 0x1 | 0x2;
 
 /** What a snapshot needs to rebuild an identical machine. */
 export interface SnapshotConfig {
+  /** Guest RAM in bytes. */
   memory: number;
+  /** vCPUs. */
   cpus: number;
+  /** COM ports (1-4). */
   comPorts: number;
+  /** Whether CPUID XSAVE was hidden from the guest. */
   clearXsave: boolean;
-  ram: Array<{ slot: number; guestPhysAddr: number; size: number }>;
-  nics: Array<{ mac: string; revision: number }>;
+  /** The RAM slots, as KVM had them. */
+  ram: Array<{
+    /** KVM slot. */ slot: number;
+    /** Guest-physical address. */ guestPhysAddr: number;
+    /** Bytes. */ size: number;
+  }>;
+  /** The NICs, in PCI order. */
+  nics: Array<{
+    /** Station address. */ mac: string;
+    /** PCI revision (0x10 or 0x20). */ revision: number;
+  }>;
+  /** The guest's TSC rate in kHz, restored where KVM can set it; null where it cannot read it. */
   tscKhz: number | null;
 }
 
@@ -101,8 +115,16 @@ const unb64 = (s: string): Uint8Array => new Uint8Array(Buffer.from(s, 'base64')
 export class MachineSnapshot {
   private closed = false;
 
+  /** The shape of the machine captured: a restore needs one that matches. */
+  readonly config: SnapshotConfig;
+  /** @internal vCPU, irqchip and device state as captured */
+  readonly state: MachineStateData;
+
   /** @internal use machine.snapshot() or loadSnapshot() */
-  constructor(readonly config: SnapshotConfig, readonly state: MachineStateData, private readonly memory: Memory) {}
+  constructor(config: SnapshotConfig, state: MachineStateData, private readonly memory: Memory) {
+    this.config = config;
+    this.state = state;
+  }
 
   /** The file this snapshot was loaded from, if any. */
   get path(): string | undefined {
@@ -185,6 +207,7 @@ export class MachineSnapshot {
     else this.memory.regions.length = 0;
   }
 
+  /** Same as close(), for `using`. */
   [Symbol.dispose](): void {
     this.close();
   }
@@ -374,6 +397,7 @@ function checkCompatible(t: SnapshotTarget, snap: MachineSnapshot): void {
   }
 }
 
+/** Options of `machine.restore()` and `Machine.fromSnapshot()`. */
 export interface RestoreOptions {
   /**
    * How RAM comes back. 'auto' (default): the snapshot's memory (its memfd or its file) is

@@ -5,6 +5,7 @@
 import { InvalidArgumentError } from '../errors.js';
 import { BackendBase, type NetBackend } from './backend.js';
 
+/** What a link does to frames; every field is optional and off by default. */
 export interface Impairments {
   /** Drop probability in percent (0..100). */
   lossPercent?: number;
@@ -24,13 +25,17 @@ export interface Impairments {
   queueLimitBytes?: number;
 }
 
+/** The timers a shaper uses (injected so tests can drive time). */
 export interface ShaperTimers {
+  /** Run `cb` after `ms`; returns a handle for clearTimeout. */
   setTimeout(cb: () => void, ms: number): unknown;
+  /** Cancel a pending setTimeout. */
   clearTimeout(handle: unknown): void;
   /** Milliseconds, monotonic. */
   now(): number;
 }
 
+/** Options of a LinkShaper: impairments for both directions, per-direction overrides, a seed. */
 export interface LinkShaperOptions extends Impairments {
   /** Seed for the PRNG (deterministic runs). */
   seed?: number;
@@ -38,17 +43,27 @@ export interface LinkShaperOptions extends Impairments {
   egress?: Impairments;
   /** Overrides for the network-to-NIC direction. */
   ingress?: Impairments;
+  /** Timer source (default: the host's, unref'd). */
   timers?: ShaperTimers;
 }
 
+/** What one direction of a shaper did with the frames it saw. */
 export interface DirectionStats {
+  /** Frames passed on. */
   passed: number;
+  /** Frames dropped by `lossPercent`. */
   lost: number;
+  /** Frames delivered twice. */
   duplicated: number;
+  /** Frames with a bit flipped. */
   corrupted: number;
+  /** Frames that waited for rate-limit tokens. */
   queued: number;
+  /** Frames dropped because the rate-limit queue was full. */
   queueDropped: number;
+  /** Frames dropped during a partition. */
   partitioned: number;
+  /** Frames dropped while the carrier was down. */
   noCarrier: number;
 }
 
@@ -205,7 +220,9 @@ export class LinkShaper extends BackendBase {
   private forcedDown = false;
   private readonly pending = new Set<unknown>();
   private readonly unsub: Array<() => void>;
+  /** @internal the NIC-to-network direction */
   readonly egress: Direction;
+  /** @internal the network-to-NIC direction */
   readonly ingress: Direction;
 
   constructor(private readonly inner: NetBackend, opts: LinkShaperOptions = {}) {
@@ -251,6 +268,7 @@ export class LinkShaper extends BackendBase {
     this.syncCarrier();
   }
 
+  /** Plug the cable back in. */
   up(): void {
     this.forcedDown = false;
     this.syncCarrier();
@@ -275,6 +293,7 @@ export class LinkShaper extends BackendBase {
     this.setLink(this.carrier);
   }
 
+  /** Pass the inner backend's poll on. */
   pollReceive(): void {
     this.inner.pollReceive?.();
   }

@@ -8,11 +8,15 @@ import { segmentTcp } from './tcp-segmentation.js';
 export const PCAP_MAGIC_NS = 0xa1b23c4d;
 export const LINKTYPE_ETHERNET = 1;
 
+/** Where a PcapWriter's bytes go, when not to a file. */
 export interface PcapSink {
+  /** Take the next bytes of the capture. */
   write(chunk: Uint8Array): void;
+  /** The capture ended. */
   close?(): void;
 }
 
+/** Options of a PcapWriter. */
 export interface PcapOptions {
   /** Bytes kept per packet (longer frames are truncated, orig_len keeps the real size). */
   snaplen?: number;
@@ -43,11 +47,16 @@ class FileSink implements PcapSink {
   }
 }
 
+/**
+ * Writes Ethernet frames as a pcap capture (nanosecond timestamps) that Wireshark and tcpdump
+ * read. `PcapWriter.wrap(backend, file)` gives a backend that records what passes through it.
+ */
 export class PcapWriter {
   private readonly sink: PcapSink;
   private readonly snaplen: number;
   private readonly now: () => bigint;
   private ended = false;
+  /** Frames written so far. */
   packets = 0;
 
   /** `target`: a file path (created/truncated) or a sink receiving the byte stream. */

@@ -7,6 +7,7 @@ import { native } from '../native.js';
 import { BackendBase, type TcpSegmentation } from './backend.js';
 import { finishReceiveOffload, type VnetHeaderLayout } from './receive-offload.js';
 
+/** Options of TapBackend.open(). */
 export interface TapOptions {
   /**
    * Interface name (at most 15 bytes). Omitted or '': the kernel picks the next free `tapN`.
@@ -42,12 +43,15 @@ export interface TapOptions {
   writeQueueBytes?: number;
 }
 
+/** Counters of a TapBackend (`tap.stats`). */
 export interface TapStats {
   /** Frames read from the TAP (a super-frame counts once; see rxSegmented). */
   rxFrames: number;
+  /** Bytes of the frames read. */
   rxBytes: number;
   /** Of rxFrames, the TCP super-frames cut into wire frames here, and the frames they made. */
   rxSegmented: number;
+  /** Wire frames cut from rxSegmented super-frames. */
   rxSegments: number;
   /** Frames whose TCP/UDP checksum the host left for us, finished here. */
   rxChecksummed: number;
@@ -64,9 +68,11 @@ export interface TapStats {
    * writer thread, frames it has written so far (frames still queued at close are discarded).
    */
   txFrames: number;
+  /** Bytes of the frames written. */
   txBytes: number;
   /** Of txFrames, the TSO frames written whole (GSO), and the segments they made. */
   txSegmented: number;
+  /** Segments the txSegmented frames made on the wire. */
   txSegments: number;
   /** Frames not sent: kernel queue full, host side of the TAP down, or our link down. */
   txDropped: number;
@@ -429,6 +435,7 @@ export class TapBackend extends BackendBase {
     native().tapClose(fd);
   }
 
+  /** Same as close(), for `using`. */
   [Symbol.dispose](): void {
     this.close();
   }

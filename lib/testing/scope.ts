@@ -97,6 +97,7 @@ export class VmScope implements AsyncDisposable {
     }
   }
 
+  /** Same as close(), for `await using`. */
   async [Symbol.asyncDispose](): Promise<void> {
     await this.close();
   }

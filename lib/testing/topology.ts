@@ -177,6 +177,7 @@ export class Topology implements AsyncDisposable {
     for (const l of this.links) l.close();
   }
 
+  /** Same as close(), for `await using`. */
   async [Symbol.asyncDispose](): Promise<void> {
     await this.close();
   }

@@ -331,6 +331,7 @@ export class TestVm implements AsyncDisposable {
     return this.closing;
   }
 
+  /** Same as close(), for `await using`. */
   async [Symbol.asyncDispose](): Promise<void> {
     await this.close();
   }
