@@ -29,6 +29,7 @@ export interface MemoryRegionOptions {
 
 /** A RAM slot as created: its placement and a zero-copy view of its bytes. */
 export interface MemoryRegion extends RamRegion {
+  /** Whether KVM tracks writes to it (getDirtyLog). */
   readonly logDirtyPages: boolean;
 }
 

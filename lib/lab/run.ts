@@ -15,43 +15,58 @@ import { LAB_EXIT_MARKER_PREFIX, LAB_READY_MARKER } from './l1-init.js';
 import { getLabImage } from './lab-image.js';
 import { labQemuArgs, QEMU_BINARY } from './qemu.js';
 
+/** How long a lab run may take by default (30 minutes). */
 export const DEFAULT_LAB_TIMEOUT_MS = 1_800_000;
+/** L1's RAM by default. */
 export const DEFAULT_LAB_MEMORY = '3G';
 /** Exit status reported when the lab timed out (as timeout(1) does). */
 export const LAB_TIMEOUT_STATUS = 124;
 /** Exit status reported when L1 ended without running the command to completion. */
 export const LAB_FAILURE_STATUS = 125;
 
+/** Options of runInLab(). */
 export interface RunInLabOptions {
+  /** The command and its arguments, run at `cwd` inside L1. */
   command: string[];
   /** Working directory inside the lab (a host path; default process.cwd()). */
   cwd?: string;
   /** Added to the inherited PATH/HOME/LANG/TERM/XDG_CACHE_HOME/CI; undefined removes. */
   env?: Record<string, string | undefined>;
+  /** Wall-clock limit in ms (default DEFAULT_LAB_TIMEOUT_MS). */
   timeoutMs?: number;
+  /** Where the command's stdout goes (default process.stdout). */
   stdout?: Writable;
+  /** Where the command's stderr goes (default process.stderr). */
   stderr?: Writable;
   /** L1's console (kernel messages, markers), live. */
   console?: Writable;
+  /** L1's RAM (default DEFAULT_LAB_MEMORY). */
   memory?: string;
+  /** L1's CPUs (default 1). */
   cpus?: number;
+  /** Abort to end the run early. */
   signal?: AbortSignal;
   /** L1 image (default: the cached "lab" image, built when missing). */
   image?: Image;
   /** Boot L1 from vmlinux via PVH (default true) or from the bzImage. */
   pvh?: boolean;
+  /** Progress lines. */
   log?: (line: string) => void;
 }
 
+/** How a lab run ended. */
 export interface LabResult {
   /** The command's status; 124 on timeout, 125 when L1 never reported one. */
   exitCode: number;
+  /** True when timeoutMs ran out. */
   timedOut: boolean;
+  /** True when the signal aborted it. */
   aborted: boolean;
   /** Last lines of L1's console, plus QEMU's own diagnostics when it failed. */
   consoleTail: string;
   /** Spawn to L1 ready-to-run (ms), if it got there. */
   bootMs?: number;
+  /** Wall-clock time of the whole run (ms). */
   durationMs: number;
   /** Why the status is not the command's own, when it is not. */
   error?: string;
@@ -75,6 +90,11 @@ function listenOnce(path: string): Promise<{ server: Server; connection: Promise
 
 const ended = (s: Socket): Promise<void> => new Promise((r) => (s.destroyed || s.readableEnded ? r() : s.once('close', () => r())));
 
+/**
+ * Run a command inside the nested lab: boot an L1 Debian kernel under QEMU TCG with emulated
+ * SVM, mount this host's root read-only over 9p, run `command` at the same path with a working
+ * /dev/kvm, and stream its output back.
+ */
 export async function runInLab(opts: RunInLabOptions): Promise<LabResult> {
   if (!Array.isArray(opts.command) || opts.command.length === 0) {
     throw new InvalidArgumentError('runInLab needs command: a non-empty array of strings', 'ERR_LAB_COMMAND');

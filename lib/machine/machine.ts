@@ -51,7 +51,7 @@ export interface ExitCounters {
   mmioMisses: number;
 }
 
-/** Backends for a machine built from a snapshot (MAC and revision come from the snapshot). */
+/** Backends for a machine built from a snapshot, one per NIC in order (MAC and revision come from the snapshot). */
 export type NetBackendsFor = Array<Pick<NetOptions, 'backend'>>;
 
 /** Where a machine is in its lifecycle: create() → start() → (pause()/resume()) → ended → close(). */
@@ -238,6 +238,7 @@ export class Machine extends EventEmitter implements AsyncDisposable {
     }
   }
 
+  /** Where the machine is in its lifecycle. */
   get state(): MachineState {
     return this.stateValue;
   }
@@ -344,6 +345,7 @@ export class Machine extends EventEmitter implements AsyncDisposable {
     if (run.coalescedPending) this.counters.coalesced += run.drainCoalesced(this.applyCoalesced);
   }
 
+  /** Let paused vCPUs run again. */
   resume(): void {
     if (this.stateValue === 'paused') this.start();
   }

@@ -6,6 +6,7 @@ import { InvalidArgumentError } from '../errors.js';
 import { MIN_MEMORY } from '../boot/layout.js';
 import type { NetBackend } from '../net/backend.js';
 
+/** One NIC of a machine: an RTL8139 on the PCI bus and the backend that carries its frames. */
 export interface NetOptions {
   /** Any NetBackend: a TapBackend, a switch port, a LinkShaper… */
   backend: NetBackend;
@@ -15,19 +16,28 @@ export interface NetOptions {
   revision?: 0x10 | 0x20;
 }
 
+/** Options of Machine.create(). Every one is validated before a VM exists; errors name the option. */
 export interface MachineOptions {
   /** Kernel: a path or the bytes (bzImage, vmlinux ELF, Multiboot ELF, or flat with `flat`). */
   kernel: string | Uint8Array;
+  /** Initial RAM disk: a path or the bytes. */
   initrd?: string | Uint8Array;
+  /** Kernel command line (default: `console=ttyS0 reboot=k panic=-1 …`, see DEFAULT_CMDLINE). */
   cmdline?: string;
   /** '256M', '1G', or bytes. Default 256M. */
   memory?: string | number;
+  /** vCPUs (default 1). */
   cpus?: number;
   /** Extra legacy devices: 'com2'…'com4'. */
   devices?: string[];
+  /** NICs, one RTL8139 each. */
   net?: NetOptions[];
   /** Flat binaries: where to load and how to enter. */
-  flat?: { loadAddress?: number; entry?: number; mode?: 'real' | 'protected' | 'long' };
+  flat?: {
+    /** Guest-physical load address. */ loadAddress?: number;
+    /** Entry point (default: the load address). */ entry?: number;
+    /** CPU mode at entry (default 'real'). */ mode?: 'real' | 'protected' | 'long';
+  };
   /** Clear CPUID XSAVE for the guest (default: on inside the nested lab, where TCG's SVM misses XSETBV). */
   clearXsave?: boolean;
   /** Path of /dev/kvm. */

@@ -16,6 +16,7 @@ import type { GuestMemory } from '../kvm/memory.js';
 import type { E820Entry } from '../boot/e820.js';
 import type { NetOptions } from './options.js';
 
+/** Why a machine ended: the guest powered off, rebooted, wrote the debug-exit port, triple-faulted ('shutdown'), an error, or stop(). */
 export type EndReason = 'poweroff' | 'reboot' | 'debug-exit' | 'shutdown' | 'error' | 'stopped';
 
 export interface PlatformHooks {

@@ -107,6 +107,7 @@ export class PcapWriter {
     return this.ended;
   }
 
+  /** Stop recording and close the file or sink. Idempotent. */
   close(): void {
     if (this.ended) return;
     this.ended = true;

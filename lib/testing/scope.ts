@@ -25,12 +25,19 @@ function slug(name: string): string {
   return name.replace(/[^A-Za-z0-9._-]+/g, '-').replace(/^-+|-+$/g, '').slice(0, 80) || 'test';
 }
 
+/**
+ * The VMs and topologies of one test: closed when the test ends; on failure their console logs
+ * and pcaps are kept in an artifact directory named in the error.
+ */
 export class VmScope implements AsyncDisposable {
   private readonly tracked: Tracked[] = [];
   private dirPath: string | undefined;
   private readonly stamp = new Date().toISOString().replace(/[:.]/g, '-');
 
-  constructor(readonly name: string) {}
+  constructor(
+    /** The test's name (used for the artifact directory). */
+    readonly name: string,
+  ) {}
 
   /** This test's artifact directory (created on first use). */
   get dir(): string {
@@ -117,9 +124,11 @@ export async function withVms<T>(name: string, fn: (scope: VmScope) => Promise<T
   }
 }
 
+/** Options of vmTest(). */
 export interface VmTestOptions {
   /** Test timeout in ms (default 600 s: guests boot slowly under nested emulation). */
   timeout?: number;
+  /** node:test concurrency of the test. */
   concurrency?: number;
 }
 

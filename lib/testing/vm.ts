@@ -16,9 +16,11 @@ import {
 
 /** Where a test registers cleanup: node:test's TestContext and vitest's context both fit. */
 export interface CleanupHost {
+  /** Run `fn` when the test ends. */
   after(fn: () => unknown): unknown;
 }
 
+/** Options of bootVm(). */
 export interface BootVmOptions {
   /** Name used in errors and artifact files (default vm<N>). */
   name?: string;
@@ -26,7 +28,9 @@ export interface BootVmOptions {
   image?: Image | string;
   /** Boot the image's bzImage instead of its (faster) uncompressed vmlinux. */
   bzImage?: boolean;
+  /** Guest RAM: '256M', '1G' or bytes (default 256M). */
   memory?: string | number;
+  /** vCPUs (default 1). */
   cpus?: number;
   /** NICs. Entries without a MAC get one unique in this process. */
   net?: NetOptions[];
@@ -42,6 +46,7 @@ export interface BootVmOptions {
   t?: CleanupHost;
 }
 
+/** Options of exec() and execOk(). */
 export interface ExecOptions {
   /** Milliseconds (default 60 s). On timeout the command gets Ctrl-C and ERR_EXEC_TIMEOUT is thrown. */
   timeout?: number;
@@ -53,13 +58,17 @@ export interface ExecOptions {
   input?: string | Uint8Array;
 }
 
+/** What a command did. */
 export interface ExecResult {
+  /** Its exit status. */
   exitCode: number;
   /** stdout decoded as UTF-8. */
   stdout: string;
+  /** stderr decoded as UTF-8. */
   stderr: string;
   /** The exact bytes. */
   stdoutBytes: Buffer;
+  /** The exact bytes. */
   stderrBytes: Buffer;
 }
 
@@ -112,8 +121,14 @@ function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
 }
 
+/**
+ * A booted guest with a shell on its console: exec() commands, move files, read the console.
+ * Get one from bootVm(); close() (or `await using`) stops it.
+ */
 export class TestVm implements AsyncDisposable {
+  /** Name used in errors and artifact files. */
   readonly name: string;
+  /** The raw console stream. */
   readonly console: MachineConsole;
   private readonly log: Buffer[] = [];
   private readonly ended: Promise<MachineResult>;
@@ -124,7 +139,12 @@ export class TestVm implements AsyncDisposable {
   private closing: Promise<void> | undefined;
 
   /** @internal use bootVm() */
-  constructor(readonly machine: Machine, name: string) {
+  /** @internal use bootVm() */
+  constructor(
+    /** The underlying machine. */
+    readonly machine: Machine,
+    name: string,
+  ) {
     this.name = name;
     this.console = machine.console;
     this.console.on('output', (chunk: Buffer) => this.log.push(chunk));
