@@ -2,7 +2,7 @@
 // 4 KiB buffer and written at ZERO_PAGE_START. Also where the initrd goes (ramdisk_* fields).
 import { InvalidArgumentError } from '../errors.js';
 import type { GuestMemory } from '../kvm/memory.js';
-import { FOUR_GIB, HIMEM_START, ZERO_PAGE_START } from './layout.js';
+import { FOUR_GIB, HIMEM_START, ZERO_PAGE_START } from '../platform/layout.js';
 import { E820_ENTRY_SIZE, E820_MAX_ENTRIES_ZEROPAGE, E820_RAM, type E820Entry, type RamRange, buildE820 } from './e820.js';
 import { hex, writeGuest } from './image.js';
 import type { LoadOptions } from './kernel.js';

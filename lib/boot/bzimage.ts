@@ -3,7 +3,7 @@
 // setup header, and vCPU 0 starts in long mode at startup_64 (load address + 0x200) with RSI
 // pointing at the zero page. The real-mode setup code never runs.
 import { InvalidArgumentError } from '../errors.js';
-import { BOOT_STACK_TOP, HIMEM_START, ZERO_PAGE_START } from './layout.js';
+import { BOOT_STACK_TOP, HIMEM_START, ZERO_PAGE_START } from '../platform/layout.js';
 import { buildE820, lowRamEnd } from './e820.js';
 import { linuxInitrd, placeInitrd, writeBootParams } from './boot-params.js';
 import { writeCmdline } from './cmdline.js';

@@ -1,7 +1,7 @@
 // Flat binaries (test guests, tiny kernels): the bytes are copied to a load address and vCPU 0
 // starts at an entry point in real, 32-bit protected or 64-bit long mode.
 import { InvalidArgumentError } from '../errors.js';
-import { BOOT_STACK_TOP, FLAT_LOAD_START } from './layout.js';
+import { BOOT_STACK_TOP, FLAT_LOAD_START } from '../platform/layout.js';
 import { buildE820 } from './e820.js';
 import { checkKernelRange } from './elf.js';
 import { entrySregs, realModeSregs, writeGdt } from './gdt.js';

@@ -11,4 +11,3 @@ export { findMultibootHeader, MULTIBOOT_BOOTLOADER_MAGIC } from './multiboot.js'
 export { parseSetupHeader } from './setup-header.js';
 export type { SetupHeader } from './setup-header.js';
 export { parseElf, pvhEntry } from './elf.js';
-export * as layout from './layout.js';

@@ -3,7 +3,7 @@
 // protected-mode entry with EAX = 0x2BADB002 and EBX = the info structure.
 import { InvalidArgumentError } from '../errors.js';
 import type { GuestMemory } from '../kvm/memory.js';
-import { BOOT_INFO_END, BOOT_INFO_START, BOOT_STACK_TOP, EBDA_START, FOUR_GIB, HIMEM_START } from './layout.js';
+import { BOOT_INFO_END, BOOT_INFO_START, BOOT_STACK_TOP, EBDA_START, FOUR_GIB, HIMEM_START } from '../platform/layout.js';
 import { type E820Entry, buildE820, inRam, lowRamEnd } from './e820.js';
 import { StringArea } from './cmdline.js';
 import { checkKernelRange, entryPhysical, isElf, loadElfSegments, parseElf } from './elf.js';

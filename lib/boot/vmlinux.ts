@@ -4,7 +4,7 @@
 //    page we build ourselves, since a vmlinux carries no setup header.
 // Either is much faster than a bzImage: nothing is decompressed in the guest.
 import { InvalidArgumentError } from '../errors.js';
-import { BOOT_INFO_START, BOOT_STACK_TOP, ZERO_PAGE_START } from './layout.js';
+import { BOOT_INFO_START, BOOT_STACK_TOP, ZERO_PAGE_START } from '../platform/layout.js';
 import { buildE820 } from './e820.js';
 import { linuxInitrd, placeInitrd, writeBootParams } from './boot-params.js';
 import { encodeCmdline, writeCmdline } from './cmdline.js';

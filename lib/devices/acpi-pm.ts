@@ -14,7 +14,7 @@ import type { BusDevice, Clock, IrqLine } from '../bus/device.js';
 import { InvalidArgumentError } from '../errors.js';
 import {
   PORT_ACPI_GPE0, PORT_ACPI_GPE0_LEN, PORT_ACPI_PM1A_CNT, PORT_ACPI_PM1A_EVT, PORT_ACPI_PM_TMR,
-} from '../boot/layout.js';
+} from '../platform/layout.js';
 
 // PM1_STS / PM1_EN bits (Tables 4.16-4.19).
 export const TMR_STS = 1 << 0;

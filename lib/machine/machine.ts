@@ -3,7 +3,7 @@
 import { EventEmitter } from 'node:events';
 import { writeAcpiTables } from '../boot/acpi/index.js';
 import { bootMsrs, buildCpuid, loadKernel, type BootSetup } from '../boot/index.js';
-import * as L from '../boot/layout.js';
+import * as L from '../platform/layout.js';
 import { writeMpTable } from '../boot/mptable.js';
 import { KvmIrqLine } from '../bus/irq.js';
 import { NodeKvmError } from '../errors.js';

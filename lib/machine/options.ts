@@ -3,7 +3,7 @@
 import { readFileSync, statSync } from 'node:fs';
 import { totalmem } from 'node:os';
 import { InvalidArgumentError } from '../errors.js';
-import { MIN_MEMORY } from '../boot/layout.js';
+import { MIN_MEMORY } from '../platform/layout.js';
 import type { NetBackend } from '../net/backend.js';
 
 /** One NIC of a machine: an RTL8139 on the PCI bus and the backend that carries its frames. */

@@ -2,7 +2,7 @@
 // machine; this file wires them to the buses and to the machine's lifecycle callbacks.
 import type { IrqLine } from '../bus/device.js';
 import { MmioBus, PioBus } from '../bus/bus.js';
-import * as L from '../boot/layout.js';
+import * as L from '../platform/layout.js';
 import { AcpiPm, ACPI_PM_IO_LENGTH } from '../devices/acpi-pm.js';
 import { Cmos, CMOS_IO_SIZE } from '../devices/cmos.js';
 import { DebugExit, DEBUG_EXIT_IO_SIZE } from '../devices/debug-exit.js';

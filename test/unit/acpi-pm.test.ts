@@ -8,7 +8,7 @@ import {
 import { RecordingIrqLine } from '../../lib/bus/irq.js';
 import {
   ACPI_RESET_VALUE, PORT_ACPI_GPE0, PORT_ACPI_PM1A_CNT, PORT_ACPI_PM1A_EVT, PORT_ACPI_PM_TMR,
-} from '../../lib/boot/layout.js';
+} from '../../lib/platform/layout.js';
 import type { NodeKvmError } from '../../lib/errors.js';
 
 const PM1_STS = 0;

@@ -213,7 +213,7 @@ test('a Sink claims ignored ports (POST 0x80): no misses, fixed read value, last
 });
 
 test('the legacy platform devices register side by side at their layout ports', async () => {
-  const layout = await import('../../lib/boot/layout.js');
+  const layout = await import('../../lib/platform/layout.js');
   const { RecordingIrqLine } = await import('../../lib/bus/irq.js');
   const { Uart16550, UART_IO_SIZE } = await import('../../lib/devices/uart16550.js');
   const { I8042, I8042_IO_SIZE } = await import('../../lib/devices/i8042.js');

@@ -2,10 +2,10 @@
 // own function at 00:00.0, and firmware-style resource assignment.
 //
 // Linux with ACPI keeps the BARs "firmware" left programmed, so assignResources() must run
-// before the guest boots: it places every BAR in the PCI I/O and MMIO windows of boot/layout
+// before the guest boots: it places every BAR in the PCI I/O and MMIO windows of platform/layout
 // and turns decoding on.
 import type { BusDevice, IrqLine } from '../../bus/device.js';
-import { PCI_IO_END, PCI_IO_START, PCI_MMIO_END, PCI_MMIO_START, pciIntxGsi } from '../../boot/layout.js';
+import { PCI_IO_END, PCI_IO_START, PCI_MMIO_END, PCI_MMIO_START, pciIntxGsi } from '../../platform/layout.js';
 import { InvalidArgumentError } from '../../errors.js';
 import { PCI_COMMAND_IO, PCI_COMMAND_MASTER, PCI_COMMAND_MEMORY, PCI_INTERRUPT_LINE } from './config-space.js';
 import { PciDevice, type BarMapper } from './device.js';
