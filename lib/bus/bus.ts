@@ -61,15 +61,17 @@ export class Bus {
   }
 
   /**
-   * Claim [base, base+length) for `device`. The same device may be registered at several
-   * windows (each sees offsets from its own base).
+   * Claim [base, base+length) for `device`, under `name` (errors and diagnostics use it: an
+   * overlap names both registrations). The same device may be registered at several windows
+   * (each sees offsets from its own base).
    */
-  register(base: number, length: number, device: BusDevice, name?: string): void {
+  register(base: number, length: number, device: BusDevice, name: string): void {
     this.checkWindow(base, length);
     if (device === null || typeof device !== 'object' || typeof device.read !== 'function' || typeof device.write !== 'function') {
       throw new InvalidArgumentError('device must implement BusDevice (read/write)');
     }
-    const label = name ?? device.constructor.name;
+    if (typeof name !== 'string' || name.length === 0) throw new InvalidArgumentError('name must be a non-empty string: the registration\'s name in errors');
+    const label = name;
     this.checkFree(base, base + length, undefined, label);
     this.ranges.push({ base, end: base + length, device, name: label });
     this.ranges.sort((a, z) => a.base - z.base);

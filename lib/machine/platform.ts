@@ -87,7 +87,7 @@ export class Platform {
     pio.register(0xed, 1, new Sink(), 'io-delay');
 
     const mapper: BarMapper = {
-      map: (kind, base, length, device) => (kind === 'io' ? pio : mmio).register(base, length, device),
+      map: (kind, base, length, device, name) => (kind === 'io' ? pio : mmio).register(base, length, device, name),
       unmap: (kind, device) => { (kind === 'io' ? pio : mmio).unregister(device); },
       ...(hooks.coalesce !== undefined ? { coalesce: hooks.coalesce } : {}),
     };

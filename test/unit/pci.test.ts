@@ -10,7 +10,8 @@ import { Rtl8139 } from '../../lib/devices/rtl8139/index.js';
 class FakeMapper implements BarMapper {
   readonly log: string[] = [];
   readonly live = new Map<BusDevice, { kind: BarKind; base: number; length: number }>();
-  map(kind: BarKind, base: number, length: number, device: BusDevice): void {
+  map(kind: BarKind, base: number, length: number, device: BusDevice, name: string): void {
+    assert.match(name, /BAR\d$/);
     for (const m of this.live.values()) {
       if (m.kind === kind && base < m.base + m.length && m.base < base + length) throw new Error('overlap');
     }
@@ -175,7 +176,7 @@ test('a BAR\'s coalesced zone must lie inside the BAR', () => {
 test('a mapper refusing a BAR is counted, not thrown', () => {
   const { hb, nic, cfgWrite, mapper } = setup();
   hb.assignResources();
-  mapper.map('io', 0x1000, 0x100, { read: () => 0, write: () => {} });
+  mapper.map('io', 0x1000, 0x100, { read: () => 0, write: () => {} }, 'other BAR0');
   cfgWrite(1, 0x10, 4, 0x1000);
   assert.equal(nic.mapFailures, 1);
   assert.equal(nic.barMappedAt(0), undefined);

@@ -19,8 +19,8 @@ export type BarKind = 'io' | 'mmio';
 
 /** What a PCI device needs from the machine to make its BARs visible (implemented over the buses). */
 export interface BarMapper {
-  /** Register `device` at [base, base+length) on the I/O or memory bus. May throw on overlap. */
-  map(kind: BarKind, base: number, length: number, device: BusDevice): void;
+  /** Register `device` at [base, base+length) on the I/O or memory bus, as `name`. May throw on overlap. */
+  map(kind: BarKind, base: number, length: number, device: BusDevice, name: string): void;
   /** Remove `device` from that bus. */
   unmap(kind: BarKind, device: BusDevice): void;
   /**
@@ -261,7 +261,7 @@ export class PciDevice {
       }
       if (want !== undefined) {
         try {
-          this.mapper.map(bar.kind, want, bar.size, bar.device);
+          this.mapper.map(bar.kind, want, bar.size, bar.device, `${this.constructor.name} BAR${bar.index}`);
           bar.mappedAt = want;
         } catch {
           this.mapFailures++;
