@@ -49,7 +49,7 @@ class FileSink implements PcapSink {
 
 /**
  * Writes Ethernet frames as a pcap capture (nanosecond timestamps) that Wireshark and tcpdump
- * read. `PcapWriter.wrap(backend, file)` gives a backend that records what passes through it.
+ * read. `new PcapWriter(file).wrap(backend)` gives a backend that records what passes through it.
  */
 export class PcapWriter {
   private readonly sink: PcapSink;
