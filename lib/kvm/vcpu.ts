@@ -8,6 +8,7 @@ import { FdHandle } from './handle.js';
 import { KvmRun } from './kvm-run.js';
 import type { CpuidEntry, Fpu, MpState, MsrEntry, Regs, Sregs, SregsPatch, VcpuEvents } from './regs.js';
 import * as S from './structs.js';
+import { VCPUEVENT_LOAD_FLAGS, type VcpuState } from './state.js';
 
 /** A run-loop callback: return 'stop' to leave the loop. */
 export type ExitHandler = (exit: VcpuExit) => 'stop' | void;
@@ -291,5 +292,104 @@ export class Vcpu extends FdHandle {
   getStatsFd(): number {
     this.ensureOpen();
     return native().getStatsFd(this.rawFd);
+  }
+
+  /** KVM_GET_TSC_KHZ: the guest's TSC rate. */
+  getTscKhz(): number {
+    this.ensureOpen();
+    return native().getTscKhz(this.rawFd);
+  }
+
+  /** KVM_GET_XSAVE: the extended state (x87, SSE, AVX…) as struct kvm_xsave. */
+  getXsave(): Uint8Array {
+    this.ensureOpen();
+    return native().getXsave(this.rawFd);
+  }
+
+  /** KVM_SET_XSAVE from the bytes getXsave() returned. */
+  setXsave(xsave: Uint8Array): void {
+    this.ensureOpen();
+    native().setXsave(this.rawFd, xsave);
+  }
+
+  /**
+   * Everything KVM holds for this vCPU, as its own structs: registers, XSAVE (or the FPU where
+   * KVM refuses XSAVE), XCRs, the MSRs of `msrIndices` it reads, LAPIC, pending events, MP
+   * state. Take it while the vCPU is out of KVM_RUN with nothing pending (see Machine).
+   */
+  saveState(msrIndices: readonly number[]): VcpuState {
+    this.ensureOpen();
+    const n = native();
+    const fd = this.rawFd;
+    let xsave: Uint8Array | null = null;
+    try {
+      xsave = n.getXsave(fd);
+    } catch {
+      xsave = null; // kvm_pvm refuses KVM_GET_XSAVE: the FPU state carries x87/SSE
+    }
+    let xcrs: Uint8Array | null = null;
+    try {
+      xcrs = n.getXcrs(fd);
+    } catch {
+      xcrs = null;
+    }
+    return {
+      id: this.id,
+      regs: n.getRegs(fd),
+      sregs: n.getSregs(fd),
+      xsave,
+      fpu: n.getFpu(fd),
+      xcrs,
+      msrs: this.readableMsrs(msrIndices),
+      lapic: n.getLapic(fd),
+      events: n.getVcpuEvents(fd),
+      mpState: n.getMpState(fd),
+    };
+  }
+
+  /** Put back what saveState() returned. MSRs KVM refuses are skipped; returns their numbers. */
+  loadState(s: VcpuState): number[] {
+    this.ensureOpen();
+    const n = native();
+    const fd = this.rawFd;
+    n.setSregs(fd, s.sregs);
+    n.setRegs(fd, s.regs);
+    if (s.xcrs !== null) n.setXcrs(fd, s.xcrs);
+    if (s.xsave !== null) n.setXsave(fd, s.xsave);
+    else n.setFpu(fd, s.fpu);
+    const refused = this.writeMsrs(s.msrs);
+    n.setLapic(fd, s.lapic);
+    n.setMpState(fd, s.mpState);
+    // NMI-pending and the SIPI vector are only applied when their valid flags are set, and GET
+    // does not set them.
+    const ev = s.events.slice();
+    const flagsOff = n.layout.kvm_vcpu_events.flags!;
+    const dv = new DataView(ev.buffer, ev.byteOffset, ev.byteLength);
+    dv.setUint32(flagsOff, dv.getUint32(flagsOff, true) | VCPUEVENT_LOAD_FLAGS, true);
+    n.setVcpuEvents(fd, ev);
+    return refused;
+  }
+
+  /** KVM_GET_MSRS stops at the first MSR it cannot read: drop that one and ask again. */
+  private readableMsrs(indices: readonly number[]): MsrEntry[] {
+    let list = [...indices];
+    for (;;) {
+      const got = this.getMsrs(list);
+      if (got.length === list.length) return got;
+      list = [...list.slice(0, got.length), ...list.slice(got.length + 1)];
+    }
+  }
+
+  /** KVM_SET_MSRS stops at the first MSR it refuses: skip that one and go on. Returns the refused. */
+  private writeMsrs(entries: readonly MsrEntry[]): number[] {
+    const refused: number[] = [];
+    let rest = entries;
+    while (rest.length > 0) {
+      const done = this.setMsrs(rest);
+      if (done >= rest.length) break;
+      refused.push(rest[done]!.index);
+      rest = rest.slice(done + 1);
+    }
+    return refused;
   }
 }

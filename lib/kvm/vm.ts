@@ -7,6 +7,7 @@ import { native } from '../native.js';
 import { FdHandle } from './handle.js';
 import { GuestMemory, type RamRegion } from './memory.js';
 import { Vcpu } from './vcpu.js';
+import { CLOCK_FLAGS_OFFSET, IRQCHIP_IDS, type VmState } from './state.js';
 
 /** Where and how large a RAM slot is. */
 export interface MemoryRegionOptions {
@@ -153,6 +154,31 @@ export class Vm extends FdHandle {
   unregisterCoalesced(opts: { addr: number; size: number; pio: boolean }): void {
     this.ensureOpen();
     native().unregisterCoalescedMmio(this.rawFd, checkInt('addr', opts.addr), checkInt('size', opts.size, 1), opts.pio ? 1 : 0);
+  }
+
+  /**
+   * The in-kernel devices' state: both PICs and the IOAPIC (KVM_GET_IRQCHIP), the PIT
+   * (KVM_GET_PIT2) and kvmclock (KVM_GET_CLOCK). Needs createIrqchip() and createPit2().
+   */
+  saveState(): VmState {
+    this.ensureOpen();
+    const n = native();
+    return {
+      irqchip: IRQCHIP_IDS.map((id) => n.getIrqchip(this.rawFd, id)),
+      pit: n.getPit2(this.rawFd),
+      clock: n.getClock(this.rawFd),
+    };
+  }
+
+  /** Put back what saveState() returned; kvmclock resumes at the saved value. */
+  loadState(s: VmState): void {
+    this.ensureOpen();
+    const n = native();
+    for (const chip of s.irqchip) n.setIrqchip(this.rawFd, chip);
+    n.setPit2(this.rawFd, s.pit);
+    const clock = s.clock.slice();
+    new DataView(clock.buffer, clock.byteOffset, clock.byteLength).setUint32(CLOCK_FLAGS_OFFSET, 0, true);
+    n.setClock(this.rawFd, clock);
   }
 
   /** KVM_CREATE_IRQCHIP: the in-kernel PIC, IOAPIC and a LAPIC per vCPU (before any vCPU is created). */

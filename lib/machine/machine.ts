@@ -17,7 +17,6 @@ import { registerDump } from './diagnostics.js';
 import { resolveOptions, type MachineOptions, type ResolvedOptions } from './options.js';
 import { Platform, type EndReason } from './platform.js';
 import { captureSnapshot, restoreSnapshot, type MachineSnapshot, type RestoreOptions, type SnapshotConfig, type SnapshotTarget } from './snapshot.js';
-import { native } from '../native.js';
 import { UART_THR } from '../devices/uart16550.js';
 import { phaseTimer } from './snapshot-trace.js';
 import { cachedSupportedCpuid } from './kvm-cache.js';
@@ -372,7 +371,7 @@ export class Machine extends EventEmitter implements AsyncDisposable {
   private snapshotTarget(): SnapshotTarget {
     let tscKhz: number | null = null;
     try {
-      tscKhz = native().getTscKhz(this.vcpus[0]!.fd);
+      tscKhz = this.vcpus[0]!.getTscKhz();
     } catch {
       tscKhz = null;
     }
