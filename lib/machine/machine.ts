@@ -18,7 +18,7 @@ import { resolveOptions, type MachineOptions, type ResolvedOptions } from './opt
 import { Platform, type EndReason } from './platform.js';
 import { captureSnapshot, restoreSnapshot, type MachineSnapshot, type RestoreOptions, type SnapshotConfig, type SnapshotTarget } from './snapshot.js';
 import { UART_THR } from '../devices/uart16550.js';
-import { phaseTimer } from './snapshot-trace.js';
+import { phaseTimer } from '../snapshot-trace.js';
 import { cachedSupportedCpuid } from './kvm-cache.js';
 import type { NetOptions } from './options.js';
 

@@ -1,7 +1,7 @@
 // Machine snapshots: every vCPU's architectural state, the in-kernel irqchip/PIT/kvmclock, the
 // device model and guest RAM, captured from a paused machine and put back into the same
 // machine (restore) or a new one (Machine.fromSnapshot). A snapshot's RAM lives in a memfd
-// (snapshot-memfd.ts) or in a file (snapshot-file.ts); either is mapped copy-on-write over the
+// (lib/kvm/memfd-ram.ts) or in a file (snapshot-file.ts); either is mapped copy-on-write over the
 // RAM slots, so a restore costs page faults for the pages the guest touches, not a copy of all
 // of RAM.
 import { NodeKvmError } from '../errors.js';
@@ -20,8 +20,8 @@ import type { PciDeviceState } from '../devices/pci/device.js';
 import type { Uart16550State } from '../devices/uart16550.js';
 import type { MachineConsole } from './console.js';
 import type { Platform } from './platform.js';
-import { MemfdRam } from './snapshot-memfd.js';
-import { phaseTimer } from './snapshot-trace.js';
+import { MemfdRam } from '../kvm/memfd-ram.js';
+import { phaseTimer } from '../snapshot-trace.js';
 import { SnapshotFile, writeSnapshotFile, type JsonValue, type SectionInput, type VerifyLevel } from './snapshot-file.js';
 
 export { SnapshotFileError, SNAPSHOT_FORMAT_VERSION } from './snapshot-file.js';
