@@ -5,7 +5,7 @@ import type { GuestMemory } from '../kvm/memory.js';
 import { FOUR_GIB, HIMEM_START, ZERO_PAGE_START } from '../platform/layout.js';
 import { E820_ENTRY_SIZE, E820_MAX_ENTRIES_ZEROPAGE, E820_RAM, type E820Entry, type RamRange, buildE820 } from './e820.js';
 import { hex, writeGuest } from './image.js';
-import type { LoadOptions } from './kernel.js';
+import type { LoadOptions } from './types.js';
 import {
   BOOT_FLAG_MAGIC, BOOT_PROTOCOL_VERSION, CAN_USE_HEAP, HDRS_MAGIC, LOADED_HIGH, OFF_BOOT_FLAG, OFF_CMD_LINE_PTR,
   OFF_CMDLINE_SIZE, OFF_CODE32_START, OFF_HEADER, OFF_HEAP_END_PTR, OFF_INITRD_ADDR_MAX, OFF_JUMP, OFF_KERNEL_ALIGNMENT,

@@ -11,7 +11,7 @@ import { entrySregs, writeGdt } from './gdt.js';
 import { writeIdentityPageTables } from './page-tables.js';
 import { hex, writeGuest } from './image.js';
 import { SETUP_HEADER_OFFSET, parseSetupHeader } from './setup-header.js';
-import type { BootSetup, LoadOptions } from './kernel.js';
+import type { BootSetup, LoadOptions } from './types.js';
 
 const SECTOR = 512;
 /** startup_64 sits 0x200 bytes into the protected-mode kernel (boot.rst, 64-bit protocol). */

@@ -7,7 +7,7 @@ import { checkKernelRange } from './elf.js';
 import { entrySregs, realModeSregs, writeGdt } from './gdt.js';
 import { hex, writeGuest } from './image.js';
 import { writeIdentityPageTables } from './page-tables.js';
-import type { BootSetup, LoadOptions } from './kernel.js';
+import type { BootSetup, LoadOptions } from './types.js';
 
 /** Real mode reaches only the first MiB (plus the HMA, which we do not offer). */
 const REAL_MODE_LIMIT = 0x10_0000;

@@ -1,5 +1,5 @@
 // Public surface of the boot layer: kernel loaders and vCPU set-up.
-export type { KernelFormat, FlatMode, InitrdModule, LoadOptions, BootSetup } from './kernel.js';
+export type { KernelFormat, FlatMode, InitrdModule, LoadOptions, BootSetup } from './types.js';
 export { loadKernel, detectKernelFormat } from './kernel.js';
 export type { E820Entry, RamRange } from './e820.js';
 export { buildE820, E820_RAM, E820_RESERVED, E820_ACPI, E820_NVS, E820_UNUSABLE } from './e820.js';

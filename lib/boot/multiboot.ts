@@ -9,7 +9,7 @@ import { StringArea } from './cmdline.js';
 import { checkKernelRange, entryPhysical, isElf, loadElfSegments, parseElf } from './elf.js';
 import { entrySregs, writeGdt } from './gdt.js';
 import { ImageReader, hex, writeGuest, zeroGuest } from './image.js';
-import type { BootSetup, InitrdModule, LoadOptions } from './kernel.js';
+import type { BootSetup, InitrdModule, LoadOptions } from './types.js';
 
 export const MULTIBOOT_HEADER_MAGIC = 0x1badb002;
 export const MULTIBOOT_BOOTLOADER_MAGIC = 0x2badb002;

@@ -14,7 +14,7 @@ import { writeIdentityPageTables } from './page-tables.js';
 import { writeGuest } from './image.js';
 import { writeStartInfo } from './pvh.js';
 import { ELFCLASS64 } from './elf.js';
-import type { BootSetup, LoadOptions } from './kernel.js';
+import type { BootSetup, LoadOptions } from './types.js';
 
 /** The cmdline limit we announce in our own header: COMMAND_LINE_SIZE on x86 is 2048. */
 export const VMLINUX_CMDLINE_SIZE = 2047;
