@@ -15,6 +15,7 @@ import { InvalidArgumentError } from '../errors.js';
 import {
   PORT_ACPI_GPE0, PORT_ACPI_GPE0_LEN, PORT_ACPI_PM1A_CNT, PORT_ACPI_PM1A_EVT, PORT_ACPI_PM_TMR,
 } from '../platform/layout.js';
+import type { Stateful } from './stateful.js';
 
 // PM1_STS / PM1_EN bits (Tables 4.16-4.19).
 export const TMR_STS = 1 << 0;
@@ -102,7 +103,7 @@ export interface AcpiPmState {
   timerElapsedNs: string;
 }
 
-export class AcpiPm implements BusDevice {
+export class AcpiPm implements BusDevice, Stateful<AcpiPmState> {
   private readonly clock: Clock;
   private readonly sci: IrqLine;
   private readonly onSleep: AcpiPmOptions['onSleep'];

@@ -44,6 +44,9 @@ export class Platform {
   readonly pio = new PioBus();
   readonly mmio = new MmioBus();
   readonly uarts: Uart16550[] = [];
+  readonly i8042: I8042;
+  readonly cmos: Cmos;
+  readonly debugExit: DebugExit;
   readonly fwCfg: FwCfg;
   readonly acpiPm: AcpiPm;
   readonly pci: PciHostBridge;
@@ -61,16 +64,15 @@ export class Platform {
       pio.register(L.PORT_COM[i]!, UART_IO_SIZE, uart, `com${i + 1}`);
       this.uarts.push(uart);
     }
-    pio.register(L.PORT_I8042_DATA, I8042_IO_SIZE, new I8042({
+    this.i8042 = new I8042({
       irq: hooks.irq(L.IRQ_I8042_KBD),
       onReset: () => hooks.end('reboot', 0, 'i8042 CPU reset line'),
-    }), 'i8042');
-    pio.register(L.PORT_CMOS_INDEX, CMOS_IO_SIZE, new Cmos({
-      memoryBelow4g: cfg.memoryBelow4g, memoryAbove4g: cfg.memoryAbove4g,
-    }), 'cmos');
-    pio.register(L.PORT_DEBUG_EXIT, DEBUG_EXIT_IO_SIZE, new DebugExit({
-      onExit: (code) => hooks.end('debug-exit', code),
-    }), 'debug-exit');
+    });
+    pio.register(L.PORT_I8042_DATA, I8042_IO_SIZE, this.i8042, 'i8042');
+    this.cmos = new Cmos({ memoryBelow4g: cfg.memoryBelow4g, memoryAbove4g: cfg.memoryAbove4g });
+    pio.register(L.PORT_CMOS_INDEX, CMOS_IO_SIZE, this.cmos, 'cmos');
+    this.debugExit = new DebugExit({ onExit: (code) => hooks.end('debug-exit', code) });
+    pio.register(L.PORT_DEBUG_EXIT, DEBUG_EXIT_IO_SIZE, this.debugExit, 'debug-exit');
     this.fwCfg = new FwCfg({ cpus: cfg.cpus });
     pio.register(L.PORT_FW_CFG, FW_CFG_IO_SIZE, this.fwCfg, 'fw-cfg');
     this.acpiPm = new AcpiPm({

@@ -12,9 +12,8 @@ import type { Vm } from '../kvm/vm.js';
 import { mapFilePrivate } from '../kvm/host-memory.js';
 import type { AcpiPmState } from '../devices/acpi-pm.js';
 import type { CmosState } from '../devices/cmos.js';
-import { Cmos } from '../devices/cmos.js';
 import type { FwCfgState } from '../devices/fw-cfg.js';
-import { I8042, type I8042State } from '../devices/i8042.js';
+import type { I8042State } from '../devices/i8042.js';
 import type { PciHostBridgeState } from '../devices/pci/host-bridge.js';
 import type { PciDeviceState } from '../devices/pci/device.js';
 import type { Uart16550State } from '../devices/uart16550.js';
@@ -257,17 +256,11 @@ function decodeVcpu(s: VcpuState): KvmVcpuState {
   };
 }
 
-/** The platform's devices that the Platform class keeps only on the bus (i8042, CMOS). */
-function busDevice<T>(platform: Platform, cls: abstract new (...a: never[]) => T): T | undefined {
-  for (const r of platform.pio.devices) if (r.device instanceof cls) return r.device as T;
-  return undefined;
-}
-
 function captureDevices(p: Platform): DeviceStates {
   return {
     uarts: p.uarts.map((u) => u.saveState()),
-    i8042: busDevice(p, I8042)?.saveState() ?? null,
-    cmos: busDevice(p, Cmos)?.saveState() ?? null,
+    i8042: p.i8042.saveState(),
+    cmos: p.cmos.saveState(),
     acpiPm: p.acpiPm.saveState(),
     fwCfg: p.fwCfg.saveState(),
     pciHost: p.pci.saveState(),
@@ -316,8 +309,8 @@ export function captureSnapshot(t: SnapshotTarget): MachineSnapshot {
 
 function restoreDevices(p: Platform, d: DeviceStates): void {
   d.uarts.forEach((s, i) => p.uarts[i]?.loadState(s));
-  if (d.i8042 !== null) busDevice(p, I8042)?.loadState(d.i8042);
-  if (d.cmos !== null) busDevice(p, Cmos)?.loadState(d.cmos);
+  if (d.i8042 !== null) p.i8042.loadState(d.i8042);
+  if (d.cmos !== null) p.cmos.loadState(d.cmos);
   p.acpiPm.loadState(d.acpiPm);
   p.fwCfg.loadState(d.fwCfg);
   p.pci.loadState(d.pciHost);

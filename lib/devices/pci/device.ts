@@ -14,6 +14,7 @@ import {
   PCI_STATUS, PCI_STATUS_INTERRUPT, PCI_STATUS_W1C, PCI_SUBSYSTEM_ID, PCI_SUBSYSTEM_VENDOR_ID,
   PCI_VENDOR_ID,
 } from './config-space.js';
+import type { Stateful } from '../stateful.js';
 
 export type BarKind = 'io' | 'mmio';
 
@@ -78,7 +79,7 @@ export interface PciDeviceState {
   intxLevel: boolean;
 }
 
-export class PciDevice {
+export class PciDevice implements Stateful<PciDeviceState> {
   readonly config = new PciConfigSpace();
   private readonly bars: Array<Bar | undefined> = new Array<Bar | undefined>(6).fill(undefined);
   private mapper: BarMapper | undefined;

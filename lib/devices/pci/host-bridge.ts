@@ -9,6 +9,7 @@ import { PCI_IO_END, PCI_IO_START, PCI_MMIO_END, PCI_MMIO_START, pciIntxGsi } fr
 import { InvalidArgumentError } from '../../errors.js';
 import { PCI_COMMAND_IO, PCI_COMMAND_MASTER, PCI_COMMAND_MEMORY, PCI_INTERRUPT_LINE } from './config-space.js';
 import { PciDevice, type BarMapper } from './device.js';
+import type { Stateful } from '../stateful.js';
 
 /** CONFIG_ADDRESS fields. */
 const CONFIG_ENABLE = 0x8000_0000;
@@ -39,7 +40,7 @@ export interface PciHostBridgeState {
   rcr: number;
 }
 
-export class PciHostBridge implements BusDevice {
+export class PciHostBridge implements BusDevice, Stateful<PciHostBridgeState> {
   private readonly slots: Array<PciDevice | undefined> = new Array<PciDevice | undefined>(MAX_SLOTS).fill(undefined);
   private address = 0;
   private rcr = 0;
