@@ -76,7 +76,8 @@ async function busMap(files) {
     for (const r of b.devices) {
       // A PCI BAR's device is a plain object of its function; the registration names the class.
       const cls = r.device.constructor.name === 'Object' ? r.name.split(' ')[0] : r.device.constructor.name;
-      rows.push(`| ${bus} | ${hex(r.base, bus === 'port' ? 4 : 8)}–${hex(r.end - 1, bus === 'port' ? 4 : 8)} | ${r.name} | \`${cls}\` | \`${classFile(cls, files)}\` |`);
+      const zones = (r.device.coalescedWrites ?? []).map((z) => `${hex(r.base + z.offset)}${z.size > 1 ? `+${z.size}` : ''}`).join(', ');
+      rows.push(`| ${bus} | ${hex(r.base, bus === 'port' ? 4 : 8)}–${hex(r.end - 1, bus === 'port' ? 4 : 8)} | ${r.name} | \`${cls}\` | \`${classFile(cls, files)}\` | ${zones} |`);
     }
   }
   p.close();
@@ -125,10 +126,12 @@ export async function generate() {
     '',
     '## Ports and windows on the buses',
     '',
-    'What a `Platform` registers (four COM ports and one NIC; a guest may move PCI BARs):',
+    'What a `Platform` registers (four COM ports and one NIC; a guest may move PCI BARs). The last',
+    'column lists the registers a device declares safe for KVM to queue (`coalescedWrites`); the',
+    'RTL8139 declares its own per BAR, registered wherever the guest maps it.',
     '',
-    '| bus | range | registered as | class | file |',
-    '|---|---|---|---|---|',
+    '| bus | range | registered as | class | file | coalesced writes |',
+    '|---|---|---|---|---|---|',
     ...bus,
     '',
     'Handled inside KVM, not on the buses: the PIC (ports 0x20, 0xa0), the IOAPIC and the LAPICs',

@@ -7,11 +7,30 @@
  * (8-byte MMIO) are passed as two calls by the bus, low dword first, so devices only see
  * numbers that fit in 32 bits.
  */
+/**
+ * A register range of a device window (offset from its base) whose guest writes may be queued
+ * by KVM (coalesced MMIO/PIO) instead of exiting one by one, and applied in order before the
+ * next exit: registers whose writes have no effect the guest could observe before its next
+ * access to the device.
+ */
+export interface CoalescedZone {
+  /** Offset from the window's base. */
+  offset: number;
+  /** Bytes. */
+  size: number;
+}
+
 export interface BusDevice {
   /** Read `size` bytes at `offset` within the device's window. */
   read(offset: number, size: number): number;
   /** Write `size` bytes (`value`) at `offset` within the device's window. */
   write(offset: number, size: number, value: number): void;
+  /**
+   * Optional: the zones of this window whose writes may be coalesced (see CoalescedZone). The
+   * machine registers them with KVM where the window is registered; a PCI BAR declares its
+   * own (PciBarDefinition.coalescedWrites), applied wherever the guest maps the BAR.
+   */
+  readonly coalescedWrites?: readonly CoalescedZone[];
 }
 
 /** An interrupt line a device drives; the machine wires it to KVM_IRQ_LINE. */

@@ -109,6 +109,11 @@ export interface Uart16550State {
 }
 
 export class Uart16550 implements BusDevice, Stateful<Uart16550State> {
+  /**
+   * THR writes may be queued: the 8250 driver follows every burst with a read of LSR or IIR
+   * (which exits and applies the queue first), so each console byte costs one exit, not two.
+   */
+  readonly coalescedWrites = [{ offset: UART_THR, size: 1 }] as const;
   private readonly irq: IrqLine;
   private readonly onTransmit: (byte: number) => void;
   private readonly onRxSpace: (() => void) | undefined;

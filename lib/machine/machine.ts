@@ -17,7 +17,6 @@ import { registerDump } from './diagnostics.js';
 import { resolveOptions, type MachineOptions, type ResolvedOptions } from './options.js';
 import { Platform, type EndReason } from './platform.js';
 import { captureSnapshot, restoreSnapshot, type MachineSnapshot, type RestoreOptions, type SnapshotConfig, type SnapshotTarget } from './snapshot.js';
-import { UART_THR } from '../devices/uart16550.js';
 import { phaseTimer } from '../snapshot-trace.js';
 import { cachedSupportedCpuid } from './kvm-cache.js';
 import type { NetOptions } from './options.js';
@@ -129,19 +128,13 @@ export class Machine extends EventEmitter implements AsyncDisposable {
       vm.setTssAddr(L.TSS_ADDR);
       vm.createIrqchip();
       vm.createPit2(constants.KVM_PIT_SPEAKER_DUMMY!);
-      // PCI CONFIG_ADDRESS writes only matter to the CONFIG_DATA access that follows, so KVM
-      // queues them instead of exiting: half the exits of a config-space scan (Linux probes
-      // every bus when it sees a K8-family CPU, e.g. inside the nested lab).
-      // THR writes too: the 8250 driver follows every burst with a read of LSR or IIR (which
-      // exits and applies the queue first), so the console's bytes cost one exit each instead of
-      // two, and a byte left queued by a guest that then halts goes out at the next kick (see
-      // start(): the run loop drains on 'interrupted').
+      // Devices declare the registers whose writes KVM may queue instead of exiting on
+      // (BusDevice.coalescedWrites: the UART's THR, the PCI CONFIG_ADDRESS, the RTL8139's
+      // BAR registers); they are registered below, once the devices are on the buses. A write
+      // left queued by a guest that then halts is applied at the next kick (start(): the run
+      // loop drains on 'interrupted').
       const coalescedPio = vm.checkExtension(constants.KVM_CAP_COALESCED_PIO!) > 0;
       const coalescedMmio = vm.checkExtension(constants.KVM_CAP_COALESCED_MMIO!) > 0;
-      if (coalescedPio) {
-        vm.registerCoalesced({ addr: L.PORT_PCI_CONFIG_ADDRESS, size: 4, pio: true });
-        for (let i = 0; i < o.comPorts; i++) vm.registerCoalesced({ addr: L.PORT_COM[i]! + UART_THR, size: 1, pio: true });
-      }
       ph.mark('irqchip+pit');
 
       const below = Math.min(o.memory, L.MMIO_HOLE_START);
@@ -183,6 +176,12 @@ export class Machine extends EventEmitter implements AsyncDisposable {
         },
       );
       const plat = platform;
+      for (const [bus, pio, on] of [[plat.pio, true, coalescedPio], [plat.mmio, false, coalescedMmio]] as const) {
+        if (!on) continue;
+        for (const r of bus.devices) {
+          for (const z of r.device.coalescedWrites ?? []) vm.registerCoalesced({ addr: r.base + z.offset, size: z.size, pio });
+        }
+      }
       ref.console = new MachineConsole((bytes) => plat.consoleInput(bytes));
       ph.mark('devices');
 

@@ -4,7 +4,7 @@
 // A BAR is decoded only while its command-register enable bit (I/O space / memory space) is on
 // and it holds an address, as on a real PC; every change of either goes through the BarMapper
 // the host bridge hands us, which (un)registers the BAR's BusDevice on the PIO or MMIO bus.
-import type { BusDevice, IrqLine } from '../../bus/device.js';
+import type { BusDevice, CoalescedZone, IrqLine } from '../../bus/device.js';
 import { InvalidArgumentError } from '../../errors.js';
 import {
   PciConfigSpace, PCI_BASE_ADDRESS_0, PCI_BASE_ADDRESS_MEM_PREFETCH, PCI_BASE_ADDRESS_SPACE_IO,
@@ -32,11 +32,7 @@ export interface BarMapper {
   coalesce?(kind: BarKind, addr: number, size: number, on: boolean): void;
 }
 
-/** A register range inside a BAR (offset from its base) whose writes may be queued. */
-export interface CoalescedZone {
-  offset: number;
-  size: number;
-}
+export type { CoalescedZone } from '../../bus/device.js';
 
 export interface PciBarDefinition {
   kind: BarKind;

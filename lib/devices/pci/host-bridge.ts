@@ -41,6 +41,11 @@ export interface PciHostBridgeState {
 }
 
 export class PciHostBridge implements BusDevice, Stateful<PciHostBridgeState> {
+  /**
+   * CONFIG_ADDRESS writes may be queued: they only matter to the CONFIG_DATA access that follows
+   * (which exits and applies the queue first), so a config-space scan costs half the exits.
+   */
+  readonly coalescedWrites = [{ offset: 0, size: 4 }] as const;
   private readonly slots: Array<PciDevice | undefined> = new Array<PciDevice | undefined>(MAX_SLOTS).fill(undefined);
   private address = 0;
   private rcr = 0;
