@@ -10,7 +10,7 @@ export type ErrorCode =
   // Caller arguments (InvalidArgumentError unless noted)
   /** An argument or option is missing, of the wrong type or out of range. */
   | 'ERR_INVALID_ARG'
-  /** A size is not a positive integer or a string like 256M. */
+  /** `memory` is not a positive size (a number of bytes or a string like 256M). */
   | 'ERR_INVALID_MEMORY'
   /** Guest RAM is below the 16M minimum or more than this host has. */
   | 'ERR_MEMORY_TOO_LARGE'

@@ -11,6 +11,7 @@ import { downloadKernel } from './kernel-package.js';
 import { IMAGE_FILES, MANIFEST_FORMAT, sha256, verifyImage, type Image, type ImageManifest, type VerifyLevel } from './manifest.js';
 import { ModuleTree, assertModulesMatch } from './modules.js';
 import { addBusybox, addHostFile, addModules, baseRootFs } from './rootfs.js';
+import { checkOptions } from '../options-check.js';
 
 export const DEFAULT_KERNEL_PACKAGE = 'linux-image-amd64';
 export const DEFAULT_BUSYBOX = '/bin/busybox';
@@ -65,6 +66,7 @@ export const GUEST_PROFILE: ImageProfile = {
  * atomically into the cache (or `out`) with a manifest. Throws {@link ImageError}.
  */
 export async function buildImage(opts: BuildImageOptions = {}): Promise<Image> {
+  checkOptions('buildImage', opts, ['name', 'out', 'kernelPackage', 'kernel', 'modules', 'busybox', 'add', 'log', 'profile']);
   const log = opts.log ?? ((): void => undefined);
   const name = opts.name ?? 'default';
   const target = opts.out ?? imageDir(name);

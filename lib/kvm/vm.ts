@@ -8,6 +8,8 @@ import { FdHandle } from './handle.js';
 import { GuestMemory, type RamRegion } from './memory.js';
 import { Vcpu } from './vcpu.js';
 import { CLOCK_FLAGS_OFFSET, IRQCHIP_IDS, type VmState } from './state.js';
+import { parseSize, type Size } from '../size.js';
+import { checkOptions } from '../options-check.js';
 
 /** Where and how large a RAM slot is. */
 export interface MemoryRegionOptions {
@@ -15,8 +17,8 @@ export interface MemoryRegionOptions {
   slot: number;
   /** Guest-physical address, page-aligned. */
   guestPhysAddr: number;
-  /** Bytes: a positive multiple of 4 KiB, at most MAX_REGION_BYTES. */
-  size: number;
+  /** Bytes ('64M' or a number): a positive multiple of 4 KiB, at most MAX_REGION_BYTES. */
+  size: Size;
   /** Map it read-only for the guest (writes exit as MMIO), as for a ROM. */
   readonly?: boolean;
   /** KVM_MEM_LOG_DIRTY_PAGES, for getDirtyLog(). */
@@ -76,9 +78,10 @@ export class Vm extends FdHandle {
   /** KVM_SET_USER_MEMORY_REGION over fresh host memory (private, 2 MiB-aligned, advised for transparent huge pages, not inherited by forked children). Overlaps and slots in use are refused. */
   createMemoryRegion(opts: MemoryRegionOptions): MemoryRegion {
     this.ensureOpen();
+    checkOptions('createMemoryRegion', opts, ['slot', 'guestPhysAddr', 'size', 'readonly', 'logDirtyPages', 'backing']);
     const slot = checkInt('slot', opts.slot);
     const gpa = checkInt('guestPhysAddr', opts.guestPhysAddr);
-    const size = checkInt('size', opts.size, 1);
+    const size = parseSize(opts.size, 'size');
     if (size > MAX_REGION_BYTES) {
       throw new InvalidArgumentError(`a memory region is at most 4 GiB (got ${size} bytes): split RAM into several slots`,
         'ERR_REGION_TOO_LARGE');

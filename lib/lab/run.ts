@@ -14,6 +14,8 @@ import { jobScript, labEnvironment } from './job.js';
 import { LAB_EXIT_MARKER_PREFIX, LAB_READY_MARKER } from './l1-init.js';
 import { getLabImage } from './lab-image.js';
 import { labQemuArgs, QEMU_BINARY } from './qemu.js';
+import { parseSize, type Size } from '../size.js';
+import { checkOptions } from '../options-check.js';
 
 /** How long a lab run may take by default (30 minutes). */
 export const DEFAULT_LAB_TIMEOUT_MS = 1_800_000;
@@ -40,8 +42,8 @@ export interface RunInLabOptions {
   stderr?: Writable;
   /** L1's console (kernel messages, markers), live. */
   console?: Writable;
-  /** L1's RAM (default DEFAULT_LAB_MEMORY). */
-  memory?: string;
+  /** L1's RAM: '3G', '2048M' or bytes (default DEFAULT_LAB_MEMORY), at least 256M. */
+  memory?: Size;
   /** L1's CPUs (default 1). */
   cpus?: number;
   /** Abort to end the run early. */
@@ -96,15 +98,23 @@ const ended = (s: Socket): Promise<void> => new Promise((r) => (s.destroyed || s
  * /dev/kvm, and stream its output back.
  */
 export async function runInLab(opts: RunInLabOptions): Promise<LabResult> {
-  if (!Array.isArray(opts.command) || opts.command.length === 0) {
+  checkOptions('runInLab', opts, ['command', 'cwd', 'env', 'timeoutMs', 'stdout', 'stderr', 'console', 'memory', 'cpus', 'signal', 'image', 'pvh', 'log']);
+  if (opts === undefined || !Array.isArray(opts.command) || opts.command.length === 0) {
     throw new InvalidArgumentError('runInLab needs command: a non-empty array of strings', 'ERR_LAB_COMMAND');
   }
   const timeoutMs = opts.timeoutMs ?? DEFAULT_LAB_TIMEOUT_MS;
   if (!(timeoutMs > 0)) throw new InvalidArgumentError(`timeoutMs must be > 0 (got ${timeoutMs})`, 'ERR_LAB_TIMEOUT');
   const cpus = opts.cpus ?? 1;
   if (!Number.isInteger(cpus) || cpus < 1 || cpus > 64) throw new InvalidArgumentError(`cpus must be an integer 1..64 (got ${cpus})`, 'ERR_LAB_CPUS');
-  const memory = opts.memory ?? DEFAULT_LAB_MEMORY;
-  if (!/^\d+[MG]?$/i.test(memory)) throw new InvalidArgumentError(`memory ${JSON.stringify(memory)} must look like 3G or 2048M`, 'ERR_LAB_MEMORY');
+  let memoryBytes: number;
+  try {
+    memoryBytes = parseSize(opts.memory ?? DEFAULT_LAB_MEMORY, 'runInLab memory');
+  } catch (e) {
+    throw new InvalidArgumentError((e as Error).message, 'ERR_LAB_MEMORY');
+  }
+  if (memoryBytes < 256 * 2 ** 20) throw new InvalidArgumentError(`runInLab memory must be at least 256M, got ${memoryBytes} bytes`, 'ERR_LAB_MEMORY');
+  // QEMU's -m counts MiB.
+  const memory = `${Math.ceil(memoryBytes / 2 ** 20)}M`;
   const image = opts.image ?? (await getLabImage({ build: true, log: opts.log }));
   const env = labEnvironment(opts.env);
   const cwd = resolve(opts.cwd ?? process.cwd());

@@ -3,6 +3,8 @@
 import { readFileSync, statSync } from 'node:fs';
 import { totalmem } from 'node:os';
 import { InvalidArgumentError } from '../errors.js';
+import { parseSize, type Size } from '../size.js';
+import { checkOptions } from '../options-check.js';
 import { MIN_MEMORY } from '../platform/layout.js';
 import type { NetBackend } from '../net/backend.js';
 
@@ -24,8 +26,8 @@ export interface MachineOptions {
   initrd?: string | Uint8Array;
   /** Kernel command line (default: `console=ttyS0 reboot=k panic=-1 …`, see DEFAULT_CMDLINE). */
   cmdline?: string;
-  /** '256M', '1G', or bytes. Default 256M. */
-  memory?: string | number;
+  /** Guest RAM: '256M', '1G', or bytes. Default 256M. */
+  memory?: Size;
   /** vCPUs (default 1). */
   cpus?: number;
   /** Extra legacy devices: 'com2'…'com4'. */
@@ -58,18 +60,7 @@ export interface ResolvedOptions {
   kvmPath: string;
 }
 
-const UNITS: Record<string, number> = { '': 1, K: 1024, M: 1024 ** 2, G: 1024 ** 3, T: 1024 ** 4 };
-
-/** '256M' / '1G' / '512k' / 1048576 → bytes. */
-export function parseSize(v: string | number, what = 'memory'): number {
-  if (typeof v === 'number') {
-    if (!Number.isSafeInteger(v) || v <= 0) throw new InvalidArgumentError(`${what} must be a positive integer, got ${v}`, 'ERR_INVALID_MEMORY');
-    return v;
-  }
-  const m = /^\s*(\d+)\s*([kKmMgGtT]?)(i?[bB])?\s*$/.exec(String(v));
-  if (!m) throw new InvalidArgumentError(`${what} "${v}" is not a size like 256M or 1G`, 'ERR_INVALID_MEMORY');
-  return Number(m[1]) * UNITS[m[2]!.toUpperCase()]!;
-}
+export { parseSize } from '../size.js';
 
 function readInput(v: string | Uint8Array, what: string): { bytes: Uint8Array; name: string } {
   if (v instanceof Uint8Array) return { bytes: v, name: what };
@@ -83,8 +74,17 @@ function readInput(v: string | Uint8Array, what: string): { bytes: Uint8Array; n
   }
 }
 
+const MACHINE_OPTIONS = ['kernel', 'initrd', 'cmdline', 'memory', 'cpus', 'devices', 'net', 'flat', 'clearXsave', 'kvmPath'] as const satisfies ReadonlyArray<keyof MachineOptions>;
+
 export function resolveOptions(o: MachineOptions, maxVcpus: number): ResolvedOptions {
   if (o === null || typeof o !== 'object') throw new InvalidArgumentError('Machine.create needs an options object');
+  checkOptions('Machine.create', o, MACHINE_OPTIONS);
+  if (o.cmdline !== undefined && typeof o.cmdline !== 'string') throw new InvalidArgumentError('Machine.create: cmdline must be a string');
+  if (o.devices !== undefined && !Array.isArray(o.devices)) throw new InvalidArgumentError('Machine.create: devices must be an array such as [\'com2\']', 'ERR_UNKNOWN_DEVICE');
+  if (o.net !== undefined && !Array.isArray(o.net)) throw new InvalidArgumentError('Machine.create: net must be an array of { backend }', 'ERR_INVALID_NET');
+  if (o.clearXsave !== undefined && typeof o.clearXsave !== 'boolean') throw new InvalidArgumentError('Machine.create: clearXsave must be a boolean');
+  if (o.kvmPath !== undefined && (typeof o.kvmPath !== 'string' || o.kvmPath === '')) throw new InvalidArgumentError('Machine.create: kvmPath must be a non-empty string');
+  checkOptions('Machine.create: flat', o.flat, ['loadAddress', 'entry', 'mode']);
   if (o.kernel === undefined) throw new InvalidArgumentError('kernel is required (a path or bytes)', 'ERR_NO_KERNEL');
   const memory = parseSize(o.memory ?? '256M');
   if (memory < MIN_MEMORY) throw new InvalidArgumentError(`memory must be at least 16M, got ${memory} bytes`, 'ERR_INVALID_MEMORY');
@@ -107,6 +107,7 @@ export function resolveOptions(o: MachineOptions, maxVcpus: number): ResolvedOpt
     if (n === null || typeof n !== 'object' || typeof n.backend?.send !== 'function') {
       throw new InvalidArgumentError('each net entry needs { backend: NetBackend }', 'ERR_INVALID_NET');
     }
+    checkOptions('Machine.create: net entry', n, ['backend', 'mac', 'revision']);
     if (n.revision !== undefined && n.revision !== 0x10 && n.revision !== 0x20) {
       throw new InvalidArgumentError('net revision must be 0x10 (8139too) or 0x20 (8139cp)', 'ERR_INVALID_NET');
     }

@@ -4,6 +4,8 @@
 // seedable PRNG so a test run can be replayed; every timer is unref'd and cleared by close().
 import { InvalidArgumentError } from '../errors.js';
 import { BackendBase, type NetBackend } from './backend.js';
+import { parseSize, type Size } from '../size.js';
+import { checkOptions } from '../options-check.js';
 
 /** What a link does to frames; every field is optional and off by default. */
 export interface Impairments {
@@ -18,11 +20,11 @@ export interface Impairments {
   /** Probability (percent) one random bit of the frame is flipped. */
   corruptPercent?: number;
   /** Rate limit in bytes per second (token bucket); 0 or undefined = unlimited. */
-  rateBytesPerSec?: number;
+  rateBytesPerSec?: Size;
   /** Bucket depth in bytes (default: one 1514-byte frame or 10 ms of rate, whichever is larger). */
-  burstBytes?: number;
+  burstBytes?: Size;
   /** Bytes that may wait for tokens before tail drop (default 256 KiB). */
-  queueLimitBytes?: number;
+  queueLimitBytes?: Size;
 }
 
 /** The timers a shaper uses (injected so tests can drive time). */
@@ -93,8 +95,15 @@ function checkPercent(name: string, v: number | undefined): void {
   if (v !== undefined && !(v >= 0 && v <= 100)) throw new InvalidArgumentError(`${name} must be 0..100, got ${v}`);
 }
 
+/** Impairments with every size resolved to bytes. */
+type ResolvedImpairments = Omit<Impairments, 'rateBytesPerSec' | 'burstBytes' | 'queueLimitBytes'> & {
+  rateBytesPerSec?: number; burstBytes?: number; queueLimitBytes?: number;
+};
+
+const IMPAIRMENTS = ['lossPercent', 'delayMs', 'jitterMs', 'duplicatePercent', 'corruptPercent', 'rateBytesPerSec', 'burstBytes', 'queueLimitBytes'] as const satisfies ReadonlyArray<keyof Impairments>;
+
 class Direction {
-  cfg: Impairments = {};
+  cfg: ResolvedImpairments = {};
   readonly stats: DirectionStats = { passed: 0, lost: 0, duplicated: 0, corrupted: 0, queued: 0, queueDropped: 0, partitioned: 0, noCarrier: 0 };
   private tokens = 0;
   private last = 0;
@@ -104,14 +113,21 @@ class Direction {
 
   constructor(private readonly shaper: LinkShaper, private readonly out: (f: Uint8Array) => void) {}
 
-  configure(cfg: Impairments): void {
+  configure(impairments: Impairments): void {
+    checkOptions('LinkShaper impairments', impairments, IMPAIRMENTS);
+    const { rateBytesPerSec, burstBytes, queueLimitBytes, ...rest } = impairments;
+    const cfg: ResolvedImpairments = { ...rest };
     checkPercent('lossPercent', cfg.lossPercent);
     checkPercent('duplicatePercent', cfg.duplicatePercent);
     checkPercent('corruptPercent', cfg.corruptPercent);
-    for (const k of ['delayMs', 'jitterMs', 'rateBytesPerSec', 'burstBytes', 'queueLimitBytes'] as const) {
+    for (const k of ['delayMs', 'jitterMs'] as const) {
       const v = cfg[k];
       if (v !== undefined && !(Number.isFinite(v) && v >= 0)) throw new InvalidArgumentError(`${k} must be a non-negative number`);
     }
+    // Sizes: '10M' or bytes (rateBytesPerSec: bytes per second).
+    if (rateBytesPerSec !== undefined) cfg.rateBytesPerSec = parseSize(rateBytesPerSec, 'rateBytesPerSec', { allowZero: true });
+    if (burstBytes !== undefined) cfg.burstBytes = parseSize(burstBytes, 'burstBytes', { allowZero: true });
+    if (queueLimitBytes !== undefined) cfg.queueLimitBytes = parseSize(queueLimitBytes, 'queueLimitBytes', { allowZero: true });
     this.cfg = { ...this.cfg, ...cfg };
     this.tokens = this.burst();
     this.last = this.shaper.timers.now();
@@ -227,6 +243,7 @@ export class LinkShaper extends BackendBase {
 
   constructor(private readonly inner: NetBackend, opts: LinkShaperOptions = {}) {
     super();
+    checkOptions('LinkShaper', opts, [...IMPAIRMENTS, 'seed', 'egress', 'ingress', 'timers']);
     this.timers = opts.timers ?? hostTimers;
     this.random = seededRandom(opts.seed ?? Math.floor(Math.random() * 2 ** 32));
     this.egress = new Direction(this, (f) => this.inner.send(f));

@@ -4,6 +4,8 @@ import { closeSync, openSync, writeSync } from 'node:fs';
 import { InvalidArgumentError } from '../errors.js';
 import { BackendBase, type NetBackend, type TcpSegmentation } from './backend.js';
 import { segmentTcp } from './tcp-segmentation.js';
+import { parseSize, type Size } from '../size.js';
+import { checkOptions } from '../options-check.js';
 
 export const PCAP_MAGIC_NS = 0xa1b23c4d;
 export const LINKTYPE_ETHERNET = 1;
@@ -19,7 +21,7 @@ export interface PcapSink {
 /** Options of a PcapWriter. */
 export interface PcapOptions {
   /** Bytes kept per packet (longer frames are truncated, orig_len keeps the real size). */
-  snaplen?: number;
+  snaplen?: Size;
   /** Timestamp source, nanoseconds since the Unix epoch. */
   now?: () => bigint;
 }
@@ -61,8 +63,9 @@ export class PcapWriter {
 
   /** `target`: a file path (created/truncated) or a sink receiving the byte stream. */
   constructor(target: string | PcapSink, opts: PcapOptions = {}) {
-    const snaplen = opts.snaplen ?? 262144;
-    if (!Number.isInteger(snaplen) || snaplen < 14 || snaplen > 0x7fffffff) throw new InvalidArgumentError(`bad snaplen ${snaplen}`);
+    checkOptions('PcapWriter', opts, ['snaplen', 'now']);
+    const snaplen = parseSize(opts.snaplen ?? 262144, 'snaplen');
+    if (snaplen < 14 || snaplen > 0x7fffffff) throw new InvalidArgumentError(`snaplen must be 14 to 2^31-1 bytes, got ${snaplen}`, 'ERR_INVALID_ARG');
     this.snaplen = snaplen;
     this.now = opts.now ?? defaultNow();
     this.sink = typeof target === 'string' ? new FileSink(target) : target;

@@ -6,6 +6,8 @@ import { InvalidArgumentError, KvmError, NodeKvmError } from '../errors.js';
 import { native } from '../native.js';
 import { BackendBase, type TcpSegmentation } from './backend.js';
 import { finishReceiveOffload, type VnetHeaderLayout } from './receive-offload.js';
+import { parseSize, type Size } from '../size.js';
+import { checkOptions } from '../options-check.js';
 
 /** Options of TapBackend.open(). */
 export interface TapOptions {
@@ -40,7 +42,7 @@ export interface TapOptions {
    */
   writeThread?: boolean;
   /** Bytes the writer thread may hold queued (default 4 MiB); a frame beyond it is dropped. */
-  writeQueueBytes?: number;
+  writeQueueBytes?: Size;
 }
 
 /** Counters of a TapBackend (`tap.stats`). */
@@ -158,6 +160,11 @@ export class TapBackend extends BackendBase {
 
   /** Open (or create) a TAP interface and start reading it. */
   static open(options: TapOptions = {}): TapBackend {
+    checkOptions('TapBackend.open', options, ['name', 'ref', 'segmentationOffload', 'receiveOffload', 'writeThread', 'writeQueueBytes']);
+    const bytes = parseSize(options.writeQueueBytes ?? DEFAULT_WRITE_QUEUE_BYTES, 'writeQueueBytes');
+    if (bytes < 0x10000 + 64) {
+      throw new InvalidArgumentError(`writeQueueBytes must be at least ${0x10000 + 64} (one largest frame), got ${bytes}`, 'ERR_INVALID_ARG');
+    }
     const name = options.name ?? '';
     validateName(name);
     const n = native();
@@ -175,11 +182,6 @@ export class TapBackend extends BackendBase {
     } catch (e) {
       n.tapClose(opened.fd);
       throw e;
-    }
-    const bytes = options.writeQueueBytes ?? DEFAULT_WRITE_QUEUE_BYTES;
-    if (!Number.isSafeInteger(bytes) || bytes < 0x10000 + 64) {
-      tap.close();
-      throw new InvalidArgumentError(`writeQueueBytes must be an integer of at least ${0x10000 + 64} (one largest frame), got ${bytes}`);
     }
     if (options.writeThread === true) {
       n.tapWriterStart(opened.fd, bytes);

@@ -13,6 +13,8 @@ import {
   ackPattern, execLine, execReplyPattern, ExecReplyError, GUEST_WORK_DIR, MAX_LINE, marker, parseExecReply,
   printMarker, shellQuote, uploadLines,
 } from './protocol.js';
+import type { Size } from '../size.js';
+import { checkOptions } from '../options-check.js';
 
 /** Where a test registers cleanup: node:test's TestContext and vitest's context both fit. */
 export interface CleanupHost {
@@ -29,7 +31,7 @@ export interface BootVmOptions {
   /** Boot the image's bzImage instead of its (faster) uncompressed vmlinux. */
   bzImage?: boolean;
   /** Guest RAM: '256M', '1G' or bytes (default 256M). */
-  memory?: string | number;
+  memory?: Size;
   /** vCPUs (default 1). */
   cpus?: number;
   /** NICs. Entries without a MAC get one unique in this process. */
@@ -359,6 +361,7 @@ export class TestVm implements AsyncDisposable {
 
 /** Boot a guest and wait until its shell is ready for exec(). */
 export async function bootVm(opts: BootVmOptions = {}): Promise<TestVm> {
+  checkOptions('bootVm', opts, ['name', 'image', 'bzImage', 'memory', 'cpus', 'net', 'files', 'cmdline', 'verbose', 'timeout', 't']);
   const name = opts.name ?? `vm${++vmCount}`;
   const image = await resolveImage(opts.image);
   const kernelPath = opts.bzImage ? image.kernel : image.vmlinux;
