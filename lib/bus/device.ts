@@ -2,12 +2,6 @@
 // no buffers and no allocation per access, because every guest I/O exit goes through here.
 
 /**
- * A device window on the PIO or MMIO bus. `offset` is relative to the base the device was
- * registered at, `size` is the access width in bytes (1, 2, 4 or 8). Values wider than 32 bits
- * (8-byte MMIO) are passed as two calls by the bus, low dword first, so devices only see
- * numbers that fit in 32 bits.
- */
-/**
  * A register range of a device window (offset from its base) whose guest writes may be queued
  * by KVM (coalesced MMIO/PIO) instead of exiting one by one, and applied in order before the
  * next exit: registers whose writes have no effect the guest could observe before its next
@@ -20,6 +14,12 @@ export interface CoalescedZone {
   size: number;
 }
 
+/**
+ * A device window on the PIO or MMIO bus. `offset` is relative to the base the device was
+ * registered at, `size` is the access width in bytes (1, 2, 4 or 8). Values wider than 32 bits
+ * (8-byte MMIO) are passed as two calls by the bus, low dword first, so devices only see
+ * numbers that fit in 32 bits.
+ */
 export interface BusDevice {
   /** Read `size` bytes at `offset` within the device's window. */
   read(offset: number, size: number): number;

@@ -6,3 +6,5 @@ export { constants, type KvmConstants } from './constants.js';
 export { readKvmStats, type KvmStats, type KvmStatsHeader } from './stats.js';
 export type * from './exit.js';
 export type * from './regs.js';
+export type { U64 } from './u64.js';
+export type { VcpuState, VmState } from './state.js';

@@ -4,6 +4,7 @@
 // on a real board would not cross a hole either).
 import { GuestMemoryError, InvalidArgumentError } from '../errors.js';
 import type { DmaMemory } from '../bus/device.js';
+import { toBigInt } from './u64.js';
 
 /** A RAM region of guest-physical memory and its host view. */
 export interface RamRegion {
@@ -143,10 +144,10 @@ export class GuestMemory implements DmaMemory {
     const e = this.find(gpa, 4);
     e.view.setUint32(gpa - e.start, value >>> 0, true);
   }
-  /** Write a little-endian 64-bit value. */
-  writeU64(gpa: number, value: bigint): void {
+  /** Write a little-endian 64-bit value (a bigint, or a safe-integer number). */
+  writeU64(gpa: number, value: bigint | number): void {
     const e = this.find(gpa, 8);
-    e.view.setBigUint64(gpa - e.start, BigInt.asUintN(64, value), true);
+    e.view.setBigUint64(gpa - e.start, BigInt.asUintN(64, toBigInt(value, 'value')), true);
   }
 }
 

@@ -117,10 +117,20 @@ export interface Sregs {
   interruptBitmap: bigint[];
 }
 
-/** A partial update: segments may be partial too; unspecified fields keep their value. */
+/** `T` as input: its 64-bit (bigint) fields also take a safe-integer number; every field optional. */
+export type Loose<T> = { [K in keyof T]?: T[K] extends bigint ? bigint | number : T[K] };
+
+/** A partial update of Regs: each register a bigint or a safe-integer number. */
+export type RegsPatch = Loose<Regs>;
+
+/**
+ * A partial update: segments may be partial too; unspecified fields keep their value. 64-bit
+ * fields (bases, control registers, EFER) take a bigint or a safe-integer number.
+ */
 export type SregsPatch = {
-  [K in keyof Sregs]?: Sregs[K] extends Segment ? Partial<Segment>
-    : Sregs[K] extends DescriptorTable ? Partial<DescriptorTable> : Sregs[K];
+  [K in keyof Sregs]?: Sregs[K] extends Segment ? Loose<Segment>
+    : Sregs[K] extends DescriptorTable ? Loose<DescriptorTable>
+    : Sregs[K] extends bigint ? bigint | number : Sregs[K];
 };
 
 /** struct kvm_fpu (the parts a VMM sets) */

@@ -6,9 +6,10 @@ import { mpStateName, mpStateNumber } from './constants.js';
 import type { VcpuExit } from './exit.js';
 import { FdHandle } from './handle.js';
 import { KvmRun } from './kvm-run.js';
-import type { CpuidEntry, Fpu, MpState, MsrEntry, Regs, Sregs, SregsPatch, VcpuEvents } from './regs.js';
+import type { CpuidEntry, Fpu, MpState, MsrEntry, Regs, RegsPatch, Sregs, SregsPatch, VcpuEvents } from './regs.js';
 import * as S from './structs.js';
 import { VCPUEVENT_LOAD_FLAGS, type VcpuState } from './state.js';
+import { toBigInt } from './u64.js';
 
 /** A run-loop callback: return 'stop' to leave the loop. */
 export type ExitHandler = (exit: VcpuExit) => 'stop' | void;
@@ -178,14 +179,15 @@ export class Vcpu extends FdHandle {
     return S.decodeRegs(native().getRegs(this.rawFd));
   }
 
-  /** KVM_SET_REGS; registers left out keep their value. */
-  setRegs(regs: Partial<Regs>): void {
+  /** KVM_SET_REGS; registers left out keep their value. Each a bigint or a safe-integer number. */
+  setRegs(regs: RegsPatch): void {
     this.ensureOpen();
+    if (regs === null || typeof regs !== 'object') throw new InvalidArgumentError('setRegs needs an object of registers');
     const cur = this.getRegs();
     for (const [k, v] of Object.entries(regs)) {
       if (v === undefined) continue;
-      if (typeof v !== 'bigint') throw new InvalidArgumentError(`register ${k} must be a bigint`);
-      (cur as unknown as Record<string, bigint>)[k] = v;
+      if (!(k in cur)) throw new InvalidArgumentError(`setRegs: unknown register "${k}"`);
+      (cur as unknown as Record<string, bigint>)[k] = toBigInt(v, `register ${k}`);
     }
     native().setRegs(this.rawFd, S.encodeRegs(cur));
   }
@@ -199,7 +201,7 @@ export class Vcpu extends FdHandle {
   /** KVM_SET_SREGS; fields (and segment fields) left out keep their value. */
   setSregs(patch: SregsPatch): void {
     this.ensureOpen();
-    native().setSregs(this.rawFd, S.encodeSregs(S.mergeSregs(this.getSregs(), patch)));
+    native().setSregs(this.rawFd, S.encodeSregs(S.mergeSregs(this.getSregs(), strictSregs(patch))));
   }
 
   /** KVM_GET_FPU. */
@@ -223,9 +225,10 @@ export class Vcpu extends FdHandle {
   }
 
   /** Returns how many MSRs KVM accepted (it stops at the first it refuses). */
-  setMsrs(entries: readonly MsrEntry[]): number {
+  setMsrs(entries: ReadonlyArray<{ index: number; data: bigint | number }>): number {
     this.ensureOpen();
-    return native().setMsrs(this.rawFd, S.encodeMsrs(entries));
+    if (!Array.isArray(entries)) throw new InvalidArgumentError('setMsrs needs an array of { index, data }');
+    return native().setMsrs(this.rawFd, S.encodeMsrs(entries.map((e) => ({ index: e.index, data: toBigInt(e.data, `MSR 0x${Number(e.index).toString(16)} data`) }))));
   }
 
   /** KVM_SET_CPUID2: what CPUID reports to the guest. */
@@ -392,4 +395,25 @@ export class Vcpu extends FdHandle {
     }
     return refused;
   }
+}
+
+/** The 64-bit fields of struct kvm_sregs and its segments: a number there becomes a bigint. */
+const SREG_U64 = new Set(['cr0', 'cr2', 'cr3', 'cr4', 'cr8', 'efer', 'apicBase']);
+
+/** `patch` with every number in a 64-bit field (a segment's or table's base, CRs, EFER) as a bigint. */
+function strictSregs(patch: SregsPatch): Parameters<typeof S.mergeSregs>[1] {
+  if (patch === null || typeof patch !== 'object') throw new InvalidArgumentError('setSregs needs an object');
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(patch)) {
+    if (v !== null && typeof v === 'object' && !Array.isArray(v)) {
+      const part = { ...(v as Record<string, unknown>) };
+      if (part.base !== undefined) part.base = toBigInt(part.base as bigint | number, `${k}.base`);
+      out[k] = part;
+    } else if (SREG_U64.has(k) && v !== undefined) {
+      out[k] = toBigInt(v as bigint | number, k);
+    } else {
+      out[k] = v;
+    }
+  }
+  return out as Parameters<typeof S.mergeSregs>[1];
 }

@@ -61,3 +61,16 @@ test('bootVm, runInLab and buildImage refuse unknown options before doing anythi
   await assert.rejects(buildImage({ kernl: '/boot/vmlinuz' } as never), { code: 'ERR_INVALID_ARG', message: /buildImage: unknown option "kernl"/ });
   await assert.rejects(bootVm('big' as never), { code: 'ERR_INVALID_ARG', message: /options must be an object/ });
 });
+
+test('64-bit values: a number that is a safe integer is taken where a bigint is', async () => {
+  const { toBigInt } = await import('../../lib/kvm/u64.js');
+  const { fakeGuestMemory } = await import('../../lib/kvm/memory.js');
+  assert.equal(toBigInt(0x1000, 'rip'), 0x1000n);
+  assert.equal(toBigInt(0xffff_ffff_ffff_ffffn, 'rax'), 0xffff_ffff_ffff_ffffn);
+  assert.throws(() => toBigInt(2 ** 60, 'rip'), { code: 'ERR_INVALID_ARG', message: /rip must be a bigint or a safe integer/ });
+  assert.throws(() => toBigInt(1.5, 'cr3'), { code: 'ERR_INVALID_ARG', message: /cr3/ });
+  assert.throws(() => toBigInt('1' as never, 'cr3'), { code: 'ERR_INVALID_ARG', message: /got string/ });
+  const mem = fakeGuestMemory([{ guestPhysAddr: 0, size: 4096 }]);
+  mem.writeU64(8, 0x1234);
+  assert.equal(mem.readU64(8), 0x1234n);
+});
