@@ -95,6 +95,9 @@ export class Platform {
     };
     this.pci = new PciHostBridge({
       mapper,
+      ioWindow: { start: L.PCI_IO_START, end: L.PCI_IO_END },
+      mmioWindow: { start: L.PCI_MMIO_START, end: L.PCI_MMIO_END },
+      intxGsi: L.pciIntxGsi,
       irqForGsi: (gsi) => hooks.irq(gsi),
       onReset: () => hooks.end('reboot', 0, 'PCI reset control register'),
     });

@@ -166,3 +166,12 @@ test('constructor refuses missing callbacks', () => {
   assert.throws(() => new AcpiPm({ clock, sci, onSleep: undefined as never, onReset: () => {} }),
     (e: NodeKvmError) => e.code === 'ERR_INVALID_ARG');
 });
+
+test('the layout places the PM blocks where the device decodes them (the FADT uses the layout)', async () => {
+  const L = await import('../../lib/platform/layout.js');
+  const pm = await import('../../lib/devices/acpi-pm.js');
+  assert.equal(L.PORT_ACPI_PM1A_CNT - L.PORT_ACPI_PM1A_EVT, pm.ACPI_PM1_CNT_OFFSET);
+  assert.equal(L.PORT_ACPI_PM_TMR - L.PORT_ACPI_PM1A_EVT, pm.ACPI_PM_TMR_OFFSET);
+  assert.equal(L.PORT_ACPI_GPE0 - L.PORT_ACPI_PM1A_EVT, pm.ACPI_GPE0_OFFSET);
+  assert.equal(L.PORT_ACPI_GPE0_LEN, pm.ACPI_GPE0_LENGTH);
+});

@@ -1,6 +1,7 @@
 // The shape of the house, checked: lib/ has no import cycle (type imports included), devices
-// import neither boot/ nor machine/ (they take their ports and windows from whoever registers
-// them), and machine/ calls no native function (lib/kvm wraps every ioctl).
+// import neither boot/, machine/ nor platform/ (their ports, windows and interrupt routing are
+// options given by whoever registers them), and machine/ calls no native function (lib/kvm
+// wraps every ioctl).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readdirSync, readFileSync } from 'node:fs';
@@ -42,9 +43,9 @@ test('lib/ has no import cycle', () => {
   assert.deepEqual(cycles, []);
 });
 
-test('devices import neither boot/ nor machine/', () => {
+test('devices import neither boot/, machine/ nor the platform layout', () => {
   const bad = [...graph()].filter(([f]) => f.startsWith('devices/'))
-    .flatMap(([f, deps]) => deps.filter((d) => d.startsWith('boot/') || d.startsWith('machine/')).map((d) => `${f} -> ${d}`));
+    .flatMap(([f, deps]) => deps.filter((d) => /^(boot|machine|platform)\//.test(d)).map((d) => `${f} -> ${d}`));
   assert.deepEqual(bad, []);
 });
 

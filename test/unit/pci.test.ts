@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import type { BusDevice } from '../../lib/bus/device.js';
 import { RecordingIrqLine } from '../../lib/bus/irq.js';
 import { fakeGuestMemory } from '../../lib/kvm/memory.js';
-import { PCI_IO_START, PCI_MMIO_START, pciIntxGsi } from '../../lib/platform/layout.js';
+import { PCI_IO_END, PCI_IO_START, PCI_MMIO_END, PCI_MMIO_START, pciIntxGsi } from '../../lib/platform/layout.js';
 import { PciHostBridge, type BarKind, type BarMapper } from '../../lib/devices/pci/index.js';
 import { Rtl8139 } from '../../lib/devices/rtl8139/index.js';
 
@@ -49,6 +49,9 @@ function setup() {
   const resets: number[] = [];
   const hb = new PciHostBridge({
     mapper,
+    ioWindow: { start: PCI_IO_START, end: PCI_IO_END },
+    mmioWindow: { start: PCI_MMIO_START, end: PCI_MMIO_END },
+    intxGsi: pciIntxGsi,
     irqForGsi: (gsi) => { const l = new RecordingIrqLine(); irqs.set(gsi, l); return l; },
     onReset: (v) => resets.push(v),
   });
