@@ -38,7 +38,7 @@ export interface TapOptions {
    * instead of running the host's receive path for it (IP, TCP, the reader's wake-up, often
    * its ACK) inside the guest's exit. In the one-CPU lab that made transfers 20–30% slower:
    * the ACK the write provokes then reaches the guest through a kick and an event-loop turn
-   * instead of being read back inside the same exit (README, Known limits).
+   * instead of being read back inside the same exit (docs/benchmarks.md).
    */
   writeThread?: boolean;
   /** Bytes the writer thread may hold queued (default 4 MiB); a frame beyond it is dropped. */
