@@ -167,6 +167,7 @@ export interface GetImageOptions {
 
 /** A cached image by name, verified against its manifest; built when missing with `build: true`. Throws `ERR_IMAGE_NOT_FOUND` or `ERR_IMAGE_CORRUPT` otherwise. */
 export async function getImage(name: string, opts: GetImageOptions & { buildOptions?: BuildImageOptions } = {}): Promise<Image> {
+  checkOptions('getImage', opts, ['build', 'verify', 'log', 'buildOptions']);
   const dir = imageDir(name);
   let v = verifyImage(dir, opts.verify);
   const want = profileHash(opts.buildOptions?.profile ?? GUEST_PROFILE);

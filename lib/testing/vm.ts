@@ -241,6 +241,11 @@ export class TestVm implements AsyncDisposable {
 
   /** Run `command` with `sh` in the guest; resolves with its exit status and output. */
   exec(command: string, options: ExecOptions = {}): Promise<ExecResult> {
+    try {
+      checkOptions('exec', options, ['timeout', 'cwd', 'env', 'input']);
+    } catch (e) {
+      return Promise.reject(e);
+    }
     return this.serial(() => this.execNow(command, options));
   }
 

@@ -74,3 +74,14 @@ test('64-bit values: a number that is a safe integer is taken where a bigint is'
   mem.writeU64(8, 0x1234);
   assert.equal(mem.readU64(8), 0x1234n);
 });
+
+test('topology, vmTest, loadSnapshot and getImage name an unknown option', async () => {
+  const { topology } = await import('../../lib/testing/index.js');
+  const { loadSnapshot } = await import('../../lib/index.js');
+  const { getImage } = await import('../../lib/images/index.js');
+  await assert.rejects(topology({ vms: { a: {} }, links: [], dri: '/tmp' } as never), { code: 'ERR_INVALID_ARG', message: /topology: unknown option "dri"/ });
+  await assert.rejects(topology({ vms: { a: {}, b: {} }, links: [{ between: ['a', 'b'], shap: {} }] } as never),
+    { code: 'ERR_INVALID_ARG', message: /topology: link 0: unknown option "shap"/ });
+  assert.throws(() => loadSnapshot('/nonexistent', { verfy: 'full' } as never), { code: 'ERR_INVALID_ARG', message: /loadSnapshot: unknown option "verfy"/ });
+  await assert.rejects(getImage('default', { bild: true } as never), { code: 'ERR_INVALID_ARG', message: /getImage: unknown option "bild"/ });
+});
