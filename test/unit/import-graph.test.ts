@@ -54,3 +54,25 @@ test('machine/ reaches KVM only through lib/kvm', () => {
     .flatMap(([f, deps]) => deps.filter((d) => d === 'native.ts').map((d) => `${f} -> ${d}`));
   assert.deepEqual(bad, []);
 });
+
+/** The layers of docs/architecture.md, lowest first; a layer imports only layers before it. */
+const LAYERS = [['native.ts'], ['kvm', 'bus'], ['net'], ['devices'], ['platform'], ['boot'], ['machine'],
+  ['images', 'lab', 'doctor.ts'], ['testing', 'cli', 'index.ts']];
+/** Used by every layer. */
+const SHARED = new Set(['errors.ts', 'error-codes.ts', 'size.ts', 'options-check.ts', 'snapshot-trace.ts']);
+
+test('each layer imports only the layers below it (KVM and buses share types)', () => {
+  const layerOf = (f: string): number => LAYERS.findIndex((names) => names.includes(f.split('/')[0]!));
+  const bad: string[] = [];
+  for (const [f, deps] of graph()) {
+    if (SHARED.has(f)) continue;
+    const mine = layerOf(f);
+    assert.ok(mine >= 0, `${f} belongs to no layer: add its directory to LAYERS (and to docs/architecture.md)`);
+    for (const d of deps) {
+      if (SHARED.has(d)) continue;
+      const theirs = layerOf(d);
+      if (theirs > mine) bad.push(`${f} -> ${d}`);
+    }
+  }
+  assert.deepEqual(bad, []);
+});
