@@ -14,3 +14,12 @@ export function checkOptions(where: string, o: unknown, known: readonly string[]
     throw new InvalidArgumentError(`${where}: unknown option${unknown.length > 1 ? 's' : ''} ${unknown.map((k) => JSON.stringify(k)).join(', ')} (known: ${known.join(', ')})`);
   }
 }
+
+/**
+ * The option names of `T`, from an object that must list every one of them: adding an option to
+ * an options interface without adding it here is a compile error, so checkOptions() can never
+ * refuse a documented option.
+ */
+export function keysOf<T>(keys: Record<keyof T, true>): readonly string[] {
+  return Object.keys(keys);
+}

@@ -11,7 +11,7 @@ import { downloadKernel } from './kernel-package.js';
 import { IMAGE_FILES, MANIFEST_FORMAT, sha256, verifyImage, type Image, type ImageManifest, type VerifyLevel } from './manifest.js';
 import { ModuleTree, assertModulesMatch } from './modules.js';
 import { addBusybox, addHostFile, addModules, baseRootFs } from './rootfs.js';
-import { checkOptions } from '../options-check.js';
+import { checkOptions, keysOf } from '../options-check.js';
 
 export const DEFAULT_KERNEL_PACKAGE = 'linux-image-amd64';
 export const DEFAULT_BUSYBOX = '/bin/busybox';
@@ -66,7 +66,7 @@ export const GUEST_PROFILE: ImageProfile = {
  * atomically into the cache (or `out`) with a manifest. Throws {@link ImageError}.
  */
 export async function buildImage(opts: BuildImageOptions = {}): Promise<Image> {
-  checkOptions('buildImage', opts, ['name', 'out', 'kernelPackage', 'kernel', 'modules', 'busybox', 'add', 'log', 'profile']);
+  checkOptions('buildImage', opts, keysOf<BuildImageOptions>({ name: true, out: true, kernelPackage: true, kernel: true, modules: true, busybox: true, add: true, log: true, profile: true }));
   const log = opts.log ?? ((): void => undefined);
   const name = opts.name ?? 'default';
   const target = opts.out ?? imageDir(name);
@@ -167,7 +167,7 @@ export interface GetImageOptions {
 
 /** A cached image by name, verified against its manifest; built when missing with `build: true`. Throws `ERR_IMAGE_NOT_FOUND` or `ERR_IMAGE_CORRUPT` otherwise. */
 export async function getImage(name: string, opts: GetImageOptions & { buildOptions?: BuildImageOptions } = {}): Promise<Image> {
-  checkOptions('getImage', opts, ['build', 'verify', 'log', 'buildOptions']);
+  checkOptions('getImage', opts, keysOf<GetImageOptions & { buildOptions?: BuildImageOptions }>({ build: true, verify: true, log: true, buildOptions: true }));
   const dir = imageDir(name);
   let v = verifyImage(dir, opts.verify);
   const want = profileHash(opts.buildOptions?.profile ?? GUEST_PROFILE);

@@ -9,7 +9,7 @@ import { GuestMemory, type RamRegion } from './memory.js';
 import { Vcpu } from './vcpu.js';
 import { CLOCK_FLAGS_OFFSET, IRQCHIP_IDS, type VmState } from './state.js';
 import { parseSize, type Size } from '../size.js';
-import { checkOptions } from '../options-check.js';
+import { checkOptions, keysOf } from '../options-check.js';
 
 /** Where and how large a RAM slot is. */
 export interface MemoryRegionOptions {
@@ -78,7 +78,7 @@ export class Vm extends FdHandle {
   /** KVM_SET_USER_MEMORY_REGION over fresh host memory (private, 2 MiB-aligned, advised for transparent huge pages, not inherited by forked children). Overlaps and slots in use are refused. */
   createMemoryRegion(opts: MemoryRegionOptions): MemoryRegion {
     this.ensureOpen();
-    checkOptions('createMemoryRegion', opts, ['slot', 'guestPhysAddr', 'size', 'readonly', 'logDirtyPages', 'backing']);
+    checkOptions('createMemoryRegion', opts, keysOf<MemoryRegionOptions>({ slot: true, guestPhysAddr: true, size: true, readonly: true, logDirtyPages: true, backing: true }));
     const slot = checkInt('slot', opts.slot);
     const gpa = checkInt('guestPhysAddr', opts.guestPhysAddr);
     const size = parseSize(opts.size, 'size');

@@ -15,7 +15,7 @@ import { LAB_EXIT_MARKER_PREFIX, LAB_READY_MARKER } from './l1-init.js';
 import { getLabImage } from './lab-image.js';
 import { labQemuArgs, QEMU_BINARY } from './qemu.js';
 import { parseSize, type Size } from '../size.js';
-import { checkOptions } from '../options-check.js';
+import { checkOptions, keysOf } from '../options-check.js';
 
 /** How long a lab run may take by default (30 minutes). */
 export const DEFAULT_LAB_TIMEOUT_MS = 1_800_000;
@@ -98,7 +98,7 @@ const ended = (s: Socket): Promise<void> => new Promise((r) => (s.destroyed || s
  * /dev/kvm, and stream its output back.
  */
 export async function runInLab(opts: RunInLabOptions): Promise<LabResult> {
-  checkOptions('runInLab', opts, ['command', 'cwd', 'env', 'timeoutMs', 'stdout', 'stderr', 'console', 'memory', 'cpus', 'signal', 'image', 'pvh', 'log']);
+  checkOptions('runInLab', opts, keysOf<RunInLabOptions>({ command: true, cwd: true, env: true, timeoutMs: true, stdout: true, stderr: true, console: true, memory: true, cpus: true, signal: true, image: true, pvh: true, log: true }));
   if (opts === undefined || !Array.isArray(opts.command) || opts.command.length === 0) {
     throw new InvalidArgumentError('runInLab needs command: a non-empty array of strings', 'ERR_LAB_COMMAND');
   }

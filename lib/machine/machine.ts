@@ -20,7 +20,7 @@ import { captureSnapshot, restoreSnapshot, type MachineSnapshot, type RestoreOpt
 import { phaseTimer } from '../snapshot-trace.js';
 import { cachedSupportedCpuid } from './kvm-cache.js';
 import type { NetOptions } from './options.js';
-import { checkOptions } from '../options-check.js';
+import { checkOptions, keysOf } from '../options-check.js';
 
 /** How a machine ended: what `wait()` resolves to and the `'exit'` event carries. */
 export interface MachineResult {
@@ -406,7 +406,7 @@ export class Machine extends EventEmitter implements AsyncDisposable {
    * machine is paused for it and resumed after it.
    */
   async restore(snap: MachineSnapshot, opts: RestoreOptions = {}): Promise<void> {
-    checkOptions('restore', opts, ['memory']);
+    checkOptions('restore', opts, keysOf<RestoreOptions>({ memory: true }));
     const was = this.stateValue;
     if (was !== 'running' && was !== 'paused' && was !== 'created') {
       throw new NodeKvmError('ERR_MACHINE_STATE', `cannot restore into a machine that is ${was}`);
@@ -424,7 +424,7 @@ export class Machine extends EventEmitter implements AsyncDisposable {
    * started. RAM is mapped copy-on-write from the snapshot's memfd or file. NICs keep the snapshot's MAC and revision; `net` gives their backends.
    */
   static async fromSnapshot(snap: MachineSnapshot, opts: { net?: NetBackendsFor; kvmPath?: string } = {}): Promise<Machine> {
-    checkOptions('Machine.fromSnapshot', opts, ['net', 'kvmPath']);
+    checkOptions('Machine.fromSnapshot', opts, keysOf<{ net?: NetBackendsFor; kvmPath?: string }>({ net: true, kvmPath: true }));
     const c = snap.config;
     const backends = opts.net ?? [];
     if (backends.length !== c.nics.length) {

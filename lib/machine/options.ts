@@ -4,7 +4,7 @@ import { readFileSync, statSync } from 'node:fs';
 import { totalmem } from 'node:os';
 import { InvalidArgumentError } from '../errors.js';
 import { parseSize, type Size } from '../size.js';
-import { checkOptions } from '../options-check.js';
+import { checkOptions, keysOf } from '../options-check.js';
 import { MIN_MEMORY } from '../platform/layout.js';
 import type { NetBackend } from '../net/backend.js';
 
@@ -74,7 +74,9 @@ function readInput(v: string | Uint8Array, what: string): { bytes: Uint8Array; n
   }
 }
 
-const MACHINE_OPTIONS = ['kernel', 'initrd', 'cmdline', 'memory', 'cpus', 'devices', 'net', 'flat', 'clearXsave', 'kvmPath'] as const satisfies ReadonlyArray<keyof MachineOptions>;
+const MACHINE_OPTIONS = keysOf<MachineOptions>({
+  kernel: true, initrd: true, cmdline: true, memory: true, cpus: true, devices: true, net: true, flat: true, clearXsave: true, kvmPath: true,
+});
 
 export function resolveOptions(o: MachineOptions, maxVcpus: number): ResolvedOptions {
   if (o === null || typeof o !== 'object') throw new InvalidArgumentError('Machine.create needs an options object');
@@ -84,7 +86,7 @@ export function resolveOptions(o: MachineOptions, maxVcpus: number): ResolvedOpt
   if (o.net !== undefined && !Array.isArray(o.net)) throw new InvalidArgumentError('Machine.create: net must be an array of { backend }', 'ERR_INVALID_NET');
   if (o.clearXsave !== undefined && typeof o.clearXsave !== 'boolean') throw new InvalidArgumentError('Machine.create: clearXsave must be a boolean');
   if (o.kvmPath !== undefined && (typeof o.kvmPath !== 'string' || o.kvmPath === '')) throw new InvalidArgumentError('Machine.create: kvmPath must be a non-empty string');
-  checkOptions('Machine.create: flat', o.flat, ['loadAddress', 'entry', 'mode']);
+  checkOptions('Machine.create: flat', o.flat, keysOf<NonNullable<MachineOptions['flat']>>({ loadAddress: true, entry: true, mode: true }));
   if (o.kernel === undefined) throw new InvalidArgumentError('kernel is required (a path or bytes)', 'ERR_NO_KERNEL');
   const memory = parseSize(o.memory ?? '256M');
   if (memory < MIN_MEMORY) throw new InvalidArgumentError(`memory must be at least 16M, got ${memory} bytes`, 'ERR_INVALID_MEMORY');
@@ -107,7 +109,7 @@ export function resolveOptions(o: MachineOptions, maxVcpus: number): ResolvedOpt
     if (n === null || typeof n !== 'object' || typeof n.backend?.send !== 'function') {
       throw new InvalidArgumentError('each net entry needs { backend: NetBackend }', 'ERR_INVALID_NET');
     }
-    checkOptions('Machine.create: net entry', n, ['backend', 'mac', 'revision']);
+    checkOptions('Machine.create: net entry', n, keysOf<NetOptions>({ backend: true, mac: true, revision: true }));
     if (n.revision !== undefined && n.revision !== 0x10 && n.revision !== 0x20) {
       throw new InvalidArgumentError('net revision must be 0x10 (8139too) or 0x20 (8139cp)', 'ERR_INVALID_NET');
     }

@@ -22,7 +22,7 @@ import type { Platform } from './platform.js';
 import { MemfdRam } from '../kvm/memfd-ram.js';
 import { phaseTimer } from '../snapshot-trace.js';
 import { SnapshotFile, writeSnapshotFile, type JsonValue, type SectionInput, type VerifyLevel } from './snapshot-file.js';
-import { checkOptions } from '../options-check.js';
+import { checkOptions, keysOf } from '../options-check.js';
 
 export { SnapshotFileError, SNAPSHOT_FORMAT_VERSION } from './snapshot-file.js';
 
@@ -215,7 +215,7 @@ export class MachineSnapshot {
  * ERR_SNAPSHOT_CORRUPT or ERR_SNAPSHOT_VERSION.
  */
 export function loadSnapshot(path: string, opts: { verify?: VerifyLevel } = {}): MachineSnapshot {
-  checkOptions('loadSnapshot', opts, ['verify']);
+  checkOptions('loadSnapshot', opts, keysOf<{ verify?: VerifyLevel }>({ verify: true }));
   const file = SnapshotFile.open(path, opts);
   try {
     let parsed: { config?: SnapshotConfig; state?: MachineStateData };

@@ -5,7 +5,7 @@
 import { InvalidArgumentError } from '../errors.js';
 import { BackendBase, type NetBackend } from './backend.js';
 import { parseSize, type Size } from '../size.js';
-import { checkOptions } from '../options-check.js';
+import { checkOptions, keysOf } from '../options-check.js';
 
 /** What a link does to frames; every field is optional and off by default. */
 export interface Impairments {
@@ -100,7 +100,9 @@ type ResolvedImpairments = Omit<Impairments, 'rateBytesPerSec' | 'burstBytes' | 
   rateBytesPerSec?: number; burstBytes?: number; queueLimitBytes?: number;
 };
 
-const IMPAIRMENTS = ['lossPercent', 'delayMs', 'jitterMs', 'duplicatePercent', 'corruptPercent', 'rateBytesPerSec', 'burstBytes', 'queueLimitBytes'] as const satisfies ReadonlyArray<keyof Impairments>;
+const IMPAIRMENTS = keysOf<Impairments>({
+  lossPercent: true, delayMs: true, jitterMs: true, duplicatePercent: true, corruptPercent: true, rateBytesPerSec: true, burstBytes: true, queueLimitBytes: true,
+});
 
 class Direction {
   cfg: ResolvedImpairments = {};
@@ -243,7 +245,7 @@ export class LinkShaper extends BackendBase {
 
   constructor(private readonly inner: NetBackend, opts: LinkShaperOptions = {}) {
     super();
-    checkOptions('LinkShaper', opts, [...IMPAIRMENTS, 'seed', 'egress', 'ingress', 'timers']);
+    checkOptions('LinkShaper', opts, keysOf<LinkShaperOptions>({ ...Object.fromEntries(IMPAIRMENTS.map((k) => [k, true])) as Record<keyof Impairments, true>, seed: true, egress: true, ingress: true, timers: true }));
     this.timers = opts.timers ?? hostTimers;
     this.random = seededRandom(opts.seed ?? Math.floor(Math.random() * 2 ** 32));
     this.egress = new Direction(this, (f) => this.inner.send(f));

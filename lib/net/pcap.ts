@@ -5,7 +5,7 @@ import { InvalidArgumentError } from '../errors.js';
 import { BackendBase, type NetBackend, type TcpSegmentation } from './backend.js';
 import { segmentTcp } from './tcp-segmentation.js';
 import { parseSize, type Size } from '../size.js';
-import { checkOptions } from '../options-check.js';
+import { checkOptions, keysOf } from '../options-check.js';
 
 export const PCAP_MAGIC_NS = 0xa1b23c4d;
 export const LINKTYPE_ETHERNET = 1;
@@ -63,7 +63,7 @@ export class PcapWriter {
 
   /** `target`: a file path (created/truncated) or a sink receiving the byte stream. */
   constructor(target: string | PcapSink, opts: PcapOptions = {}) {
-    checkOptions('PcapWriter', opts, ['snaplen', 'now']);
+    checkOptions('PcapWriter', opts, keysOf<PcapOptions>({ snaplen: true, now: true }));
     const snaplen = parseSize(opts.snaplen ?? 262144, 'snaplen');
     if (snaplen < 14 || snaplen > 0x7fffffff) throw new InvalidArgumentError(`snaplen must be 14 to 2^31-1 bytes, got ${snaplen}`, 'ERR_INVALID_ARG');
     this.snaplen = snaplen;

@@ -3,7 +3,7 @@
 // its destination MAC as a source, or flooded to every other port when unknown, broadcast or
 // multicast. Delivery is synchronous, in port order, so tests are deterministic.
 import { BackendBase } from './backend.js';
-import { checkOptions } from '../options-check.js';
+import { checkOptions, keysOf } from '../options-check.js';
 
 /** Options of an L2Switch. */
 export interface SwitchOptions {
@@ -79,7 +79,7 @@ export class L2Switch {
   readonly stats: SwitchStats = { forwarded: 0, flooded: 0, filtered: 0, runts: 0 };
 
   constructor(opts: SwitchOptions = {}) {
-    checkOptions('L2Switch', opts, ['ageingMs', 'now']);
+    checkOptions('L2Switch', opts, keysOf<SwitchOptions>({ ageingMs: true, now: true }));
     this.ageingMs = opts.ageingMs ?? 300_000;
     this.now = opts.now ?? Date.now;
   }

@@ -7,7 +7,7 @@ import { native } from '../native.js';
 import { BackendBase, type TcpSegmentation } from './backend.js';
 import { finishReceiveOffload, type VnetHeaderLayout } from './receive-offload.js';
 import { parseSize, type Size } from '../size.js';
-import { checkOptions } from '../options-check.js';
+import { checkOptions, keysOf } from '../options-check.js';
 
 /** Options of TapBackend.open(). */
 export interface TapOptions {
@@ -160,7 +160,7 @@ export class TapBackend extends BackendBase {
 
   /** Open (or create) a TAP interface and start reading it. */
   static open(options: TapOptions = {}): TapBackend {
-    checkOptions('TapBackend.open', options, ['name', 'ref', 'segmentationOffload', 'receiveOffload', 'writeThread', 'writeQueueBytes']);
+    checkOptions('TapBackend.open', options, keysOf<TapOptions>({ name: true, ref: true, segmentationOffload: true, receiveOffload: true, writeThread: true, writeQueueBytes: true }));
     const bytes = parseSize(options.writeQueueBytes ?? DEFAULT_WRITE_QUEUE_BYTES, 'writeQueueBytes');
     if (bytes < 0x10000 + 64) {
       throw new InvalidArgumentError(`writeQueueBytes must be at least ${0x10000 + 64} (one largest frame), got ${bytes}`, 'ERR_INVALID_ARG');

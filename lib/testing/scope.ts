@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
 import { topology, type Topology, type TopologySpec } from './topology.js';
 import { bootVm, type BootVmOptions, type TestVm } from './vm.js';
-import { checkOptions } from '../options-check.js';
+import { checkOptions, keysOf } from '../options-check.js';
 
 interface Tracked {
   close(): Promise<void>;
@@ -135,6 +135,6 @@ export interface VmTestOptions {
 
 /** A node:test test whose body gets a VmScope. */
 export function vmTest(name: string, fn: (scope: VmScope, t: TestContext) => Promise<void>, options: VmTestOptions = {}): Promise<void> {
-  checkOptions('vmTest', options, ['timeout', 'concurrency']);
+  checkOptions('vmTest', options, keysOf<VmTestOptions>({ timeout: true, concurrency: true }));
   return test(name, { timeout: options.timeout ?? 600_000, concurrency: options.concurrency }, (t) => withVms(name, (scope) => fn(scope, t)));
 }

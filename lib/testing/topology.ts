@@ -11,7 +11,7 @@ import { LinkShaper, type DirectionStats, type Impairments } from '../net/link.j
 import { PcapWriter } from '../net/pcap.js';
 import { L2Switch, type SwitchPort } from '../net/switch.js';
 import { bootVm, uniqueMac, type BootVmOptions, type TestVm } from './vm.js';
-import { checkOptions } from '../options-check.js';
+import { checkOptions, keysOf } from '../options-check.js';
 
 /** One link of a topology: an in-process switch joining some VMs. */
 export interface LinkSpec {
@@ -213,10 +213,10 @@ export class Topology implements AsyncDisposable {
 /** Boot every VM of `spec` (in parallel), wired as described, each with its addresses set. */
 export async function topology(spec: TopologySpec): Promise<Topology> {
   if (spec === null || typeof spec !== 'object') throw new NodeKvmError('ERR_INVALID_ARG', 'topology needs a spec { vms, links }');
-  checkOptions('topology', spec, ['vms', 'links', 'dir']);
+  checkOptions('topology', spec, keysOf<TopologySpec>({ vms: true, links: true, dir: true }));
   if (spec.vms === null || typeof spec.vms !== 'object') throw new NodeKvmError('ERR_INVALID_ARG', 'topology: vms must be an object of name → boot options');
   if (!Array.isArray(spec.links)) throw new NodeKvmError('ERR_INVALID_ARG', 'topology: links must be an array');
-  for (const [i, l] of spec.links.entries()) checkOptions(`topology: link ${i}`, l, ['between', 'shape', 'name']);
+  for (const [i, l] of spec.links.entries()) checkOptions(`topology: link ${i}`, l, keysOf<LinkSpec>({ between: true, shape: true, name: true }));
   const names = Object.keys(spec.vms);
   if (names.length === 0) throw new NodeKvmError('ERR_INVALID_ARG', 'topology needs at least one vm');
   if (spec.links.length > 250) throw new NodeKvmError('ERR_INVALID_ARG', 'at most 250 links');

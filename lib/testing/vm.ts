@@ -14,7 +14,7 @@ import {
   printMarker, shellQuote, uploadLines,
 } from './protocol.js';
 import type { Size } from '../size.js';
-import { checkOptions } from '../options-check.js';
+import { checkOptions, keysOf } from '../options-check.js';
 
 /** Where a test registers cleanup: node:test's TestContext and vitest's context both fit. */
 export interface CleanupHost {
@@ -242,7 +242,7 @@ export class TestVm implements AsyncDisposable {
   /** Run `command` with `sh` in the guest; resolves with its exit status and output. */
   exec(command: string, options: ExecOptions = {}): Promise<ExecResult> {
     try {
-      checkOptions('exec', options, ['timeout', 'cwd', 'env', 'input']);
+      checkOptions('exec', options, keysOf<ExecOptions>({ timeout: true, cwd: true, env: true, input: true }));
     } catch (e) {
       return Promise.reject(e);
     }
@@ -366,7 +366,7 @@ export class TestVm implements AsyncDisposable {
 
 /** Boot a guest and wait until its shell is ready for exec(). */
 export async function bootVm(opts: BootVmOptions = {}): Promise<TestVm> {
-  checkOptions('bootVm', opts, ['name', 'image', 'bzImage', 'memory', 'cpus', 'net', 'files', 'cmdline', 'verbose', 'timeout', 't']);
+  checkOptions('bootVm', opts, keysOf<BootVmOptions>({ name: true, image: true, bzImage: true, memory: true, cpus: true, net: true, files: true, cmdline: true, verbose: true, timeout: true, t: true }));
   const name = opts.name ?? `vm${++vmCount}`;
   const image = await resolveImage(opts.image);
   const kernelPath = opts.bzImage ? image.kernel : image.vmlinux;
