@@ -81,7 +81,7 @@ function jsOnce(mode: Mode, iterations: number, warmup: number, viaBus: boolean)
   const sink = { read: () => 0, write: () => { count++; } };
   attach(g, 'LOOP', sink);
   attach(g, 'REPORT', { read: () => 0, write: () => {} });
-  g.mmio.register(MMIO_ADDR, 4, sink);
+  g.mmio.register(MMIO_ADDR, 4, sink, 'sink');
   const loop = viaBus ? loopBus : loopMinimal;
   loop(g);
   enterRealMode(g.vcpu, { rcx: BigInt(iterations), rbx });

@@ -19,8 +19,8 @@
 // under 2 KiB and, unless the pacing rate is already high, skbs fall to two segments (~2.9 KB),
 // with the cost per byte of everything (guest, VMM, host stack) 4-6x higher. min_rtt is a
 // minimum over the connection, so its first fast samples decide the state; which one a
-// 10 s run lands in varies from run to run, so one run per VMM says little (README, Known
-// limits). The guest's min_rtt is read from iperf3's socket by bench/c/tcp-min-rtt.c (built
+// 10 s run lands in varies from run to run, so one run per VMM says little
+// (docs/benchmarks.md). The guest's min_rtt is read from iperf3's socket by bench/c/tcp-min-rtt.c (built
 // here with gcc -static and appended to the initrd) and printed for both VMMs. `--tso-rtt-log=12`
 // sets the guest's net.ipv4.tcp_tso_rtt_log for both, so that RTTs below ~4 ms no longer shrink
 // its skbs: what each VMM does once that is out of the way.

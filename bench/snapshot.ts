@@ -16,7 +16,7 @@ import { runInLab } from '../lib/lab/index.js';
 import { DEFAULT_CMDLINE } from '../lib/machine/cmdline.js';
 import { Machine } from '../lib/machine/index.js';
 import { loadSnapshot } from '../lib/machine/snapshot.js';
-import { flushSnapshotTrace, snapshotTrace, snapshotTraceEnabled } from '../lib/machine/snapshot-trace.js';
+import { flushSnapshotTrace, snapshotTrace, snapshotTraceEnabled } from '../lib/snapshot-trace.js';
 import { median } from './exit-roundtrip.js';
 
 export interface SnapshotBenchOptions {

@@ -4,7 +4,7 @@
 // (load address + 0x200) or in flat 32-bit protected mode at code32_start, with RSI/ESI pointing
 // at the zero page. The real-mode setup code never runs.
 import { InvalidArgumentError } from '../errors.js';
-import { BOOT_STACK_TOP, CMDLINE_START, HIMEM_START, ZERO_PAGE_START } from './layout.js';
+import { BOOT_STACK_TOP, CMDLINE_START, HIMEM_START, ZERO_PAGE_START } from '../platform/layout.js';
 import { buildE820, lowRamEnd } from './e820.js';
 import { linuxInitrd, placeInitrd, writeBootParams } from './boot-params.js';
 import { encodeCmdline } from './cmdline.js';
@@ -14,14 +14,13 @@ import { hex, writeGuest } from './image.js';
 import {
   PROTOCOL_SYSSIZE_32, SETUP_HEADER_OFFSET, has64BitEntry, parseSetupHeader, protocolString, type SetupHeader,
 } from './setup-header.js';
-import type { BootSetup, LoadOptions } from './kernel.js';
+import type { BootProtocol, BootSetup, LoadOptions } from './types.js';
 
 const SECTOR = 512;
 const PARAGRAPH = 16;
 /** startup_64 sits 0x200 bytes into the protected-mode kernel (boot.rst, 64-bit protocol). */
 export const STARTUP_64_OFFSET = 0x200;
-/** The two protected-mode entries boot.rst defines for a bzImage. */
-export type BootProtocol = '32-bit' | '64-bit';
+export type { BootProtocol } from './types.js';
 
 /**
  * The protected-mode kernel: everything after the setup sectors, as the file has it. syssize

@@ -2,7 +2,7 @@
 // limit the kernel announces (setup_header.cmdline_size) so it is never silently cut short.
 import { InvalidArgumentError } from '../errors.js';
 import type { GuestMemory } from '../kvm/memory.js';
-import { CMDLINE_MAX, CMDLINE_START } from './layout.js';
+import { CMDLINE_MAX, CMDLINE_START } from '../platform/layout.js';
 import { cString, writeGuest } from './image.js';
 
 export interface PlacedString {

@@ -2,7 +2,7 @@
 // (boot_params.e820_table), in the PVH start_info memmap and in the Multiboot mmap. The same
 // table is handed back to the machine so fw_cfg can serve it too.
 import { InvalidArgumentError } from '../errors.js';
-import { EBDA_START, HIMEM_START, MMIO_HOLE_START, FOUR_GIB } from './layout.js';
+import { EBDA_START, HIMEM_START, MMIO_HOLE_START, FOUR_GIB } from '../platform/layout.js';
 
 /** E820 types (ACPI "Address Range Types"); the numbers are what every protocol carries. */
 export const E820_RAM = 1;

@@ -3,7 +3,7 @@
 // Linux vmlinux (ELF64) and Multiboot kernels (usually ELF32).
 import { InvalidArgumentError } from '../errors.js';
 import type { GuestMemory } from '../kvm/memory.js';
-import { CMDLINE_MAX, CMDLINE_START, EBDA_START, GDT_START, HIMEM_START, PD_START } from './layout.js';
+import { CMDLINE_MAX, CMDLINE_START, EBDA_START, GDT_START, HIMEM_START, PD_START } from '../platform/layout.js';
 import { type RamRange, inRam } from './e820.js';
 import { ImageReader, hex, writeGuest, zeroGuest } from './image.js';
 

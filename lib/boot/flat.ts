@@ -1,13 +1,13 @@
 // Flat binaries (test guests, tiny kernels): the bytes are copied to a load address and vCPU 0
 // starts at an entry point in real, 32-bit protected or 64-bit long mode.
 import { InvalidArgumentError } from '../errors.js';
-import { BOOT_STACK_TOP, FLAT_LOAD_START } from './layout.js';
+import { BOOT_STACK_TOP, FLAT_LOAD_START } from '../platform/layout.js';
 import { buildE820 } from './e820.js';
 import { checkKernelRange } from './elf.js';
 import { entrySregs, realModeSregs, writeGdt } from './gdt.js';
 import { hex, writeGuest } from './image.js';
 import { writeIdentityPageTables } from './page-tables.js';
-import type { BootSetup, LoadOptions } from './kernel.js';
+import type { BootSetup, LoadOptions } from './types.js';
 
 /** Real mode reaches only the first MiB (plus the HMA, which we do not offer). */
 const REAL_MODE_LIMIT = 0x10_0000;

@@ -3,7 +3,7 @@
 // so a guest that reloads a selector (Linux does, right away) gets what it already had.
 import type { GuestMemory } from '../kvm/memory.js';
 import type { Segment, SregsPatch } from '../kvm/regs.js';
-import { GDT_START, IDT_START } from './layout.js';
+import { GDT_START, IDT_START } from '../platform/layout.js';
 import { writeGuest } from './image.js';
 
 /** Selectors. Linux's boot protocol wants __BOOT_CS = 0x10 and __BOOT_DS = 0x18. */

@@ -1,5 +1,5 @@
 // Public surface of the boot layer: kernel loaders and vCPU set-up.
-export type { KernelFormat, FlatMode, InitrdModule, LoadOptions, BootSetup } from './kernel.js';
+export type { KernelFormat, FlatMode, InitrdModule, LoadOptions, BootSetup } from './types.js';
 export { loadKernel, detectKernelFormat } from './kernel.js';
 export type { E820Entry, RamRange } from './e820.js';
 export { buildE820, E820_RAM, E820_RESERVED, E820_ACPI, E820_NVS, E820_UNUSABLE } from './e820.js';
@@ -12,4 +12,3 @@ export { parseSetupHeader } from './setup-header.js';
 export type { BootProtocol } from './bzimage.js';
 export type { SetupHeader } from './setup-header.js';
 export { parseElf, pvhEntry } from './elf.js';
-export * as layout from './layout.js';

@@ -7,7 +7,7 @@
 // reaches IOAPIC pin n, so IRQ0 (the PIT) is on pin 0 unless the machine moves it to pin 2.
 import type { GuestMemory } from '../kvm/memory.js';
 import { InvalidArgumentError } from '../errors.js';
-import { IOAPIC_PINS, IOAPIC_START, IRQ_SCI, LAPIC_START, MPTABLE_START } from './layout.js';
+import { IOAPIC_PINS, IOAPIC_START, IRQ_SCI, LAPIC_START, MPTABLE_START } from '../platform/layout.js';
 
 /** The MP table must end below the VGA hole: 1 KiB from MPTABLE_START. */
 export const MPTABLE_END = 0xa0000;

@@ -2,7 +2,7 @@
 // 2 MiB pages, mapping guest-physical 0..4 GiB 1:1. Linux's startup_64 and our flat long-mode
 // guests only need the low 4 GiB mapped until they build their own tables.
 import type { GuestMemory } from '../kvm/memory.js';
-import { PD_START, PDPT_START, PML4_START } from './layout.js';
+import { PD_START, PDPT_START, PML4_START } from '../platform/layout.js';
 import { zeroGuest } from './image.js';
 
 const PAGE = 0x1000;

@@ -2,7 +2,7 @@
 // protocol's only argument: at BOOT_INFO_START, followed by the module list and the memory map.
 import { InvalidArgumentError } from '../errors.js';
 import type { GuestMemory } from '../kvm/memory.js';
-import { BOOT_INFO_END, BOOT_INFO_START } from './layout.js';
+import { BOOT_INFO_END, BOOT_INFO_START } from '../platform/layout.js';
 import type { E820Entry } from './e820.js';
 import { writeGuest } from './image.js';
 

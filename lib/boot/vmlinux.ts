@@ -4,7 +4,7 @@
 //    page we build ourselves, since a vmlinux carries no setup header.
 // Either is much faster than a bzImage: nothing is decompressed in the guest.
 import { InvalidArgumentError } from '../errors.js';
-import { BOOT_INFO_START, BOOT_STACK_TOP, ZERO_PAGE_START } from './layout.js';
+import { BOOT_INFO_START, BOOT_STACK_TOP, ZERO_PAGE_START } from '../platform/layout.js';
 import { buildE820 } from './e820.js';
 import { linuxInitrd, placeInitrd, writeBootParams } from './boot-params.js';
 import { encodeCmdline, writeCmdline } from './cmdline.js';
@@ -14,7 +14,7 @@ import { writeIdentityPageTables } from './page-tables.js';
 import { writeGuest } from './image.js';
 import { writeStartInfo } from './pvh.js';
 import { ELFCLASS64 } from './elf.js';
-import type { BootSetup, LoadOptions } from './kernel.js';
+import type { BootSetup, LoadOptions } from './types.js';
 
 /** The cmdline limit we announce in our own header: COMMAND_LINE_SIZE on x86 is 2048. */
 export const VMLINUX_CMDLINE_SIZE = 2047;

@@ -8,10 +8,13 @@ import type { IoExit, MmioExit } from '../kvm/exit.js';
 
 /** One registered window. */
 export interface BusRange {
+  /** First address of the window. */
   readonly base: number;
   /** Exclusive end. */
   readonly end: number;
+  /** The device that answers it. */
   readonly device: BusDevice;
+  /** The name given at registration, used in errors and diagnostics. */
   readonly name: string;
 }
 
@@ -28,8 +31,10 @@ function allOnes(size: number): number {
   return size >= 4 ? 0xffff_ffff : ONES[size] ?? 0;
 }
 
+/** Called on each access that hits no device. */
 export type BusMissHook = (direction: 'read' | 'write', addr: number, size: number, value: number) => void;
 
+/** Maps address windows to devices and dispatches accesses. Registrations carry a name; an overlap is refused with `ERR_BUS_OVERLAP`, naming both. */
 export class Bus {
   private ranges: MutableRange[] = [];
   private last: MutableRange | undefined;
@@ -45,6 +50,7 @@ export class Bus {
    */
   constructor(readonly limit: number = Number.MAX_SAFE_INTEGER) {}
 
+  /** Reads and writes that hit no device. */
   get missCount(): number {
     return this.readMisses + this.writeMisses;
   }
@@ -55,15 +61,17 @@ export class Bus {
   }
 
   /**
-   * Claim [base, base+length) for `device`. The same device may be registered at several
-   * windows (each sees offsets from its own base).
+   * Claim [base, base+length) for `device`, under `name` (errors and diagnostics use it: an
+   * overlap names both registrations). The same device may be registered at several windows
+   * (each sees offsets from its own base).
    */
-  register(base: number, length: number, device: BusDevice, name?: string): void {
+  register(base: number, length: number, device: BusDevice, name: string): void {
     this.checkWindow(base, length);
     if (device === null || typeof device !== 'object' || typeof device.read !== 'function' || typeof device.write !== 'function') {
       throw new InvalidArgumentError('device must implement BusDevice (read/write)');
     }
-    const label = name ?? device.constructor.name;
+    if (typeof name !== 'string' || name.length === 0) throw new InvalidArgumentError('name must be a non-empty string: the registration\'s name in errors');
+    const label = name;
     this.checkFree(base, base + length, undefined, label);
     this.ranges.push({ base, end: base + length, device, name: label });
     this.ranges.sort((a, z) => a.base - z.base);
@@ -100,6 +108,7 @@ export class Bus {
     return this.lookup(addr);
   }
 
+  /** Dispatch a read of `size` bytes at `addr`; a miss reads all-ones and is counted. */
   read(addr: number, size: number): number {
     const r = this.lookup(addr);
     if (r === undefined || addr + size > r.end) {
@@ -110,6 +119,7 @@ export class Bus {
     return r.device.read(addr - r.base, size);
   }
 
+  /** Dispatch a write of `size` bytes at `addr`; a miss is dropped and counted. */
   write(addr: number, size: number, value: number): void {
     const r = this.lookup(addr);
     if (r === undefined || addr + size > r.end) {

@@ -2,12 +2,17 @@ import type { IrqLine } from './device.js';
 
 /** The one operation an IrqLine needs from the VM (Vm.irqLine satisfies it). */
 export interface IrqSink {
+  /** Set GSI `irq` to `level`. */
   irqLine(irq: number, level: boolean): void;
 }
 
 /** An IrqLine on GSI `irq` of the in-kernel irqchip. Tracks level to skip redundant ioctls. */
 export class KvmIrqLine implements IrqLine {
   private level = false;
+  /**
+   * @param sink what drives the line (a Vm)
+   * @param irq the GSI
+   */
   constructor(private readonly sink: IrqSink, readonly irq: number) {}
   raise(): void {
     if (this.level) return;
@@ -24,6 +29,7 @@ export class KvmIrqLine implements IrqLine {
     this.sink.irqLine(this.irq, false);
     this.level = false;
   }
+  /** True while the line is raised. */
   get asserted(): boolean {
     return this.level;
   }

@@ -2,20 +2,20 @@
 // and a thin wrapper over node:util parseArgs that splits off everything after "--".
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import type { Writable } from 'node:stream';
-import { NodeKvmError } from '../errors.js';
+import { NodeKvmError, type ErrorCode } from '../errors.js';
 
 export const EXIT_USAGE = 64;
 export const EXIT_SOFTWARE = 70;
 
 /** Exits 64. `code` is ERR_USAGE, or the code of the option check that refused a value. */
 export class UsageError extends NodeKvmError {
-  constructor(message: string, code = 'ERR_USAGE') {
+  constructor(message: string, code: ErrorCode = 'ERR_USAGE') {
     super(code, message);
   }
 }
 
 /** Codes of errors that judge a value the user gave as an option: these exit 64 too. */
-export const OPTION_ERROR_CODES: ReadonlySet<string> = new Set([
+export const OPTION_ERROR_CODES: ReadonlySet<string> = new Set<ErrorCode>([
   'ERR_INVALID_MEMORY', 'ERR_MEMORY_TOO_LARGE', 'ERR_INVALID_CPUS', 'ERR_UNKNOWN_DEVICE', 'ERR_INVALID_NET',
 ]);
 
@@ -24,7 +24,7 @@ export function asUsage<T>(fn: () => T): T {
   try {
     return fn();
   } catch (e) {
-    if (e instanceof NodeKvmError && OPTION_ERROR_CODES.has(e.code)) throw new UsageError(e.message, e.code);
+    if (e instanceof NodeKvmError && OPTION_ERROR_CODES.has(e.code)) throw new UsageError(e.message, e.code as ErrorCode);
     throw e;
   }
 }

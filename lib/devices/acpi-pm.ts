@@ -5,16 +5,15 @@
 //   GPE0_BLK      GPE0_STS (2 bytes, W1C) + GPE0_EN (2 bytes)
 // plus the FADT RESET_REG (one byte at PORT_ACPI_RESET) as a separate BusDevice.
 //
-// Registration: `AcpiPm` covers [PORT_ACPI_PM1A_EVT, +ACPI_PM_IO_LENGTH) on the PIO bus (the
-// gaps between blocks read 0xFF). `pm.resetRegister` is one byte at PORT_ACPI_RESET (0xCF9),
-// which sits inside the PCI CONFIG_ADDRESS dword 0xCF8-0xCFB: the PCI host bridge owns that
+// Registration: `AcpiPm` covers [its base, +ACPI_PM_IO_LENGTH) on the PIO bus, with the blocks
+// at the offsets below (the gaps between blocks read 0xFF); the platform puts its base at
+// PORT_ACPI_PM1A_EVT and tells the FADT the same addresses. `pm.resetRegister` is one byte at
+// PORT_ACPI_RESET (0xCF9), which sits inside the PCI CONFIG_ADDRESS dword 0xCF8-0xCFB: the PCI host bridge owns that
 // range and must forward 1-byte accesses at 0xCF9 to `pm.resetRegister` (a dword at 0xCF8 is
 // still CONFIG_ADDRESS, as on Intel chipsets where 0xCF9 is the Reset Control Register).
 import type { BusDevice, Clock, IrqLine } from '../bus/device.js';
 import { InvalidArgumentError } from '../errors.js';
-import {
-  PORT_ACPI_GPE0, PORT_ACPI_GPE0_LEN, PORT_ACPI_PM1A_CNT, PORT_ACPI_PM1A_EVT, PORT_ACPI_PM_TMR,
-} from '../boot/layout.js';
+import type { Stateful } from './stateful.js';
 
 // PM1_STS / PM1_EN bits (Tables 4.16-4.19).
 export const TMR_STS = 1 << 0;
@@ -53,16 +52,24 @@ export const PM_TIMER_HZ = 3_579_545;
  */
 export const PM_TIMER_MASK = 0xffff_ffff;
 
+/** Offset of PM1a_CNT_BLK from the window's base (PM1a_EVT_BLK). */
+export const ACPI_PM1_CNT_OFFSET = 0x04;
+/** Offset of PM_TMR_BLK from the window's base. */
+export const ACPI_PM_TMR_OFFSET = 0x08;
+/** Offset of GPE0_BLK from the window's base. */
+export const ACPI_GPE0_OFFSET = 0x20;
+/** Bytes of GPE0_BLK: GPE0_STS and GPE0_EN, half each. */
+export const ACPI_GPE0_LENGTH = 4;
 /** Bytes from PM1a_EVT_BLK to the end of GPE0_BLK: one window for the whole block. */
-export const ACPI_PM_IO_LENGTH = PORT_ACPI_GPE0 + PORT_ACPI_GPE0_LEN - PORT_ACPI_PM1A_EVT;
+export const ACPI_PM_IO_LENGTH = ACPI_GPE0_OFFSET + ACPI_GPE0_LENGTH;
 
 // Register offsets inside the window.
 const OFF_PM1_STS = 0;
 const OFF_PM1_EN = 2;
-const OFF_PM1_CNT = PORT_ACPI_PM1A_CNT - PORT_ACPI_PM1A_EVT;
-const OFF_PM_TMR = PORT_ACPI_PM_TMR - PORT_ACPI_PM1A_EVT;
-const OFF_GPE0_STS = PORT_ACPI_GPE0 - PORT_ACPI_PM1A_EVT;
-const OFF_GPE0_EN = OFF_GPE0_STS + PORT_ACPI_GPE0_LEN / 2;
+const OFF_PM1_CNT = ACPI_PM1_CNT_OFFSET;
+const OFF_PM_TMR = ACPI_PM_TMR_OFFSET;
+const OFF_GPE0_STS = ACPI_GPE0_OFFSET;
+const OFF_GPE0_EN = OFF_GPE0_STS + ACPI_GPE0_LENGTH / 2;
 
 /** PM1 status bits we can ever set; only these (when enabled) assert the SCI. */
 const PM1_EVENT_BITS = PWRBTN_STS | SLPBTN_STS | RTC_STS;
@@ -93,8 +100,8 @@ const REGS: ReadonlyArray<{ reg: Reg; off: number; size: number }> = [
   { reg: 'pm1En', off: OFF_PM1_EN, size: 2 },
   { reg: 'pm1Cnt', off: OFF_PM1_CNT, size: 2 },
   { reg: 'pmTmr', off: OFF_PM_TMR, size: 4 },
-  { reg: 'gpe0Sts', off: OFF_GPE0_STS, size: PORT_ACPI_GPE0_LEN / 2 },
-  { reg: 'gpe0En', off: OFF_GPE0_EN, size: PORT_ACPI_GPE0_LEN / 2 },
+  { reg: 'gpe0Sts', off: OFF_GPE0_STS, size: ACPI_GPE0_LENGTH / 2 },
+  { reg: 'gpe0En', off: OFF_GPE0_EN, size: ACPI_GPE0_LENGTH / 2 },
 ];
 
 /** Which register holds byte `off` of the window, or undefined for a gap. */
@@ -109,7 +116,7 @@ export interface AcpiPmState {
   timerElapsedNs: string;
 }
 
-export class AcpiPm implements BusDevice {
+export class AcpiPm implements BusDevice, Stateful<AcpiPmState> {
   private readonly clock: Clock;
   private readonly sci: IrqLine;
   private readonly onSleep: AcpiPmOptions['onSleep'];
@@ -171,8 +178,8 @@ export class AcpiPm implements BusDevice {
 
   /** Host-side general-purpose event `bit` (0-15) of GPE0, e.g. for hotplug notifications. */
   raiseGpe(bit: number): void {
-    if (!Number.isInteger(bit) || bit < 0 || bit >= PORT_ACPI_GPE0_LEN * 4) {
-      throw new InvalidArgumentError(`GPE0 bit ${bit} is outside 0..${PORT_ACPI_GPE0_LEN * 4 - 1}`);
+    if (!Number.isInteger(bit) || bit < 0 || bit >= ACPI_GPE0_LENGTH * 4) {
+      throw new InvalidArgumentError(`GPE0 bit ${bit} is outside 0..${ACPI_GPE0_LENGTH * 4 - 1}`);
     }
     this.gpe0Sts |= 1 << bit;
     this.updateIrq();

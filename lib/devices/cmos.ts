@@ -8,6 +8,7 @@
 // 0x30/0x31), memory above 16 MiB (0x34/0x35) and above 4 GiB (0x5b-0x5d).
 import { InvalidArgumentError } from '../errors.js';
 import type { BusDevice } from '../bus/device.js';
+import type { Stateful } from './stateful.js';
 
 export const CMOS_INDEX = 0; // port 0x70
 export const CMOS_DATA = 1; // port 0x71
@@ -81,7 +82,7 @@ export interface CmosState {
   offsetMs: number;
 }
 
-export class Cmos implements BusDevice {
+export class Cmos implements BusDevice, Stateful<CmosState> {
   private readonly now: () => Date;
   private readonly memoryBelow4g: number;
   private readonly memoryAbove4g: number;

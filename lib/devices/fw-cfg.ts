@@ -6,6 +6,7 @@
 // implemented, so the ID item does not advertise it, and data-port writes are ignored.
 import { InvalidArgumentError } from '../errors.js';
 import type { BusDevice } from '../bus/device.js';
+import type { Stateful } from './stateful.js';
 
 export const FW_CFG_SELECTOR = 0; // port 0x510, 16-bit, little-endian on x86
 export const FW_CFG_DATA = 1; // port 0x511, 8-bit
@@ -56,7 +57,7 @@ export interface FwCfgState {
   offset: number;
 }
 
-export class FwCfg implements BusDevice {
+export class FwCfg implements BusDevice, Stateful<FwCfgState> {
   // Host-built configuration (not guest state: reset() keeps it).
   private readonly items = new Map<number, Uint8Array>();
   private readonly files: FwCfgFile[] = [];

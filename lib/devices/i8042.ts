@@ -9,6 +9,7 @@
 // toggling, so we keep it here and make those bits toggle on each read.
 import { InvalidArgumentError } from '../errors.js';
 import type { BusDevice, IrqLine } from '../bus/device.js';
+import type { Stateful } from './stateful.js';
 
 export const I8042_DATA = 0; // 0x60
 export const I8042_PORT_B = 1; // 0x61 system control port B
@@ -96,7 +97,7 @@ export interface I8042State {
   scanSet: number; portB: number; out: number[];
 }
 
-export class I8042 implements BusDevice {
+export class I8042 implements BusDevice, Stateful<I8042State> {
   private readonly irq: IrqLine | undefined;
   private readonly onReset: () => void;
 

@@ -9,6 +9,7 @@
 // without a new byte" has always already passed for a virtual line that delivers in bursts.
 import { InvalidArgumentError } from '../errors.js';
 import type { BusDevice, IrqLine } from '../bus/device.js';
+import type { Stateful } from './stateful.js';
 
 // Register offsets (DLAB = LCR bit 7 switches offsets 0/1 to the divisor latch).
 export const UART_RBR = 0; // receiver buffer (read, DLAB=0)
@@ -107,7 +108,12 @@ export interface Uart16550State {
   dll: number; dlm: number; fcr: number; thrIpending: boolean; rx: number[]; queue: number[]; producerWaiting: boolean;
 }
 
-export class Uart16550 implements BusDevice {
+export class Uart16550 implements BusDevice, Stateful<Uart16550State> {
+  /**
+   * THR writes may be queued: the 8250 driver follows every burst with a read of LSR or IIR
+   * (which exits and applies the queue first), so each console byte costs one exit, not two.
+   */
+  readonly coalescedWrites = [{ offset: UART_THR, size: 1 }] as const;
   private readonly irq: IrqLine;
   private readonly onTransmit: (byte: number) => void;
   private readonly onRxSpace: (() => void) | undefined;

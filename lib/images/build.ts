@@ -12,10 +12,12 @@ import { downloadKernel } from './kernel-package.js';
 import { IMAGE_FILES, MANIFEST_FORMAT, sha256, verifyImage, type Image, type ImageManifest, type VerifyLevel } from './manifest.js';
 import { ModuleTree, assertModulesMatch } from './modules.js';
 import { addBusybox, addHostFile, addModules, baseRootFs } from './rootfs.js';
+import { checkOptions, keysOf } from '../options-check.js';
 
 export const DEFAULT_KERNEL_PACKAGE = 'linux-image-amd64';
 export const DEFAULT_BUSYBOX = '/bin/busybox';
 
+/** Options of buildImage(). */
 export interface BuildImageOptions {
   /** Image name in the cache (default "default"). */
   name?: string;
@@ -37,11 +39,19 @@ export interface BuildImageOptions {
   profile?: ImageProfile;
 }
 
+/** What goes into an initramfs besides busybox: modules, /init and extra files. */
 export interface ImageProfile {
+  /** Kernel modules to include and load (with their dependencies). */
   modules: string[];
+  /** Modules to include when the kernel has them. */
   optionalModules?: string[];
+  /** The text of /init. */
   init: string;
-  files?: Record<string, { data: string; perm?: number }>;
+  /** Extra files by guest path (relative to /). */
+  files?: Record<string, {
+    /** Contents. */ data: string;
+    /** Mode bits (default 0o644). */ perm?: number;
+  }>;
 }
 
 export const GUEST_PROFILE: ImageProfile = {
@@ -51,7 +61,13 @@ export const GUEST_PROFILE: ImageProfile = {
   files: { 'etc/nkvm/udhcpc.sh': { data: UDHCPC_SCRIPT, perm: 0o755 }, 'etc/nkvm/shell.sh': { data: SHELL_SCRIPT, perm: 0o755 } },
 };
 
+/**
+ * Build a guest image: download the Debian kernel package (or use `kernel`), extract a vmlinux,
+ * and write a busybox initramfs with the RTL8139 modules and node-kvm's /init. Written
+ * atomically into the cache (or `out`) with a manifest. Throws {@link ImageError}.
+ */
 export async function buildImage(opts: BuildImageOptions = {}): Promise<Image> {
+  checkOptions('buildImage', opts, keysOf<BuildImageOptions>({ name: true, out: true, kernelPackage: true, kernel: true, modules: true, busybox: true, add: true, log: true, profile: true }));
   const log = opts.log ?? ((): void => undefined);
   const name = opts.name ?? 'default';
   const target = opts.out ?? imageDir(name);
@@ -146,10 +162,13 @@ export interface GetImageOptions {
   build?: boolean;
   /** 'full' (default) hashes every file; 'size' trusts a cache verified earlier. */
   verify?: VerifyLevel;
+  /** Progress lines, when it builds. */
   log?: (line: string) => void;
 }
 
+/** A cached image by name, verified against its manifest; built when missing with `build: true`. Throws `ERR_IMAGE_NOT_FOUND` or `ERR_IMAGE_CORRUPT` otherwise. */
 export async function getImage(name: string, opts: GetImageOptions & { buildOptions?: BuildImageOptions } = {}): Promise<Image> {
+  checkOptions('getImage', opts, keysOf<GetImageOptions & { buildOptions?: BuildImageOptions }>({ build: true, verify: true, log: true, buildOptions: true }));
   const dir = imageDir(name);
   let v = verifyImage(dir, opts.verify);
   const want = profileHash(opts.buildOptions?.profile ?? GUEST_PROFILE);
@@ -170,14 +189,21 @@ export function getDefaultImage(opts: GetImageOptions = {}): Promise<Image> {
   return getImage('default', opts);
 }
 
+/** One cached image, as listImages() reports it. */
 export interface ImageListEntry {
+  /** Image name. */
   name: string;
+  /** Its directory. */
   dir: string;
+  /** True when it verifies. */
   ok: boolean;
+  /** Why it does not verify. */
   reason?: string;
+  /** The image, when it verifies. */
   image?: Image;
 }
 
+/** Every image in the cache, verified. */
 export function listImages(root = cacheRoot()): ImageListEntry[] {
   return cachedImageNames(root).map((name) => {
     const dir = join(root, name);

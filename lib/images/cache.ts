@@ -6,6 +6,7 @@ import { homedir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { InvalidArgumentError } from '../errors.js';
 
+/** The image cache: $XDG_CACHE_HOME/node-kvm, else ~/.cache/node-kvm. */
 export function cacheRoot(env: NodeJS.ProcessEnv = process.env): string {
   const xdg = env.XDG_CACHE_HOME;
   return join(xdg && xdg.startsWith('/') ? xdg : join(env.HOME || homedir(), '.cache'), 'node-kvm');

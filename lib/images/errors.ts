@@ -2,6 +2,7 @@
 // `code` and a message that tells the user what to do next.
 import { NodeKvmError } from '../errors.js';
 
+/** The codes an {@link ImageError} carries. */
 export type ImageErrorCode =
   | 'ERR_IMAGE_PACKAGE_MISSING' // apt does not know the kernel package
   | 'ERR_IMAGE_APT_FAILED' // apt-get download failed (often: no network)
@@ -15,6 +16,10 @@ export type ImageErrorCode =
   | 'ERR_IMAGE_NOT_FOUND' // no such cached image
   | 'ERR_IMAGE_CORRUPT'; // cached files do not match their manifest
 
+/**
+ * Building, caching or verifying a guest image failed; the message says what to do next.
+ * Codes: {@link ImageErrorCode} (`ERR_IMAGE_*`).
+ */
 export class ImageError extends NodeKvmError {
   declare readonly code: ImageErrorCode;
   constructor(code: ImageErrorCode, message: string, options?: { cause?: unknown }) {

@@ -6,8 +6,11 @@
 // Console protocol (what tests wait for): READY_MARKER once userspace is up and the network is
 // configured, then either the shell prompt GUEST_PROMPT or EXIT_MARKER_PREFIX<status>.
 
+/** What the default image's /init prints once userspace is up and the network configured. */
 export const READY_MARKER = 'NODE-KVM-READY';
+/** Printed before the exit status of an `nkvm.run=` command, just before power-off. */
 export const EXIT_MARKER_PREFIX = 'NODE-KVM-EXIT=';
+/** The default image's shell prompt. */
 export const GUEST_PROMPT = 'node-kvm# ';
 
 /** Modules the default image loads (plus their dependencies): both RTL8139 drivers. */

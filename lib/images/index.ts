@@ -1,11 +1,10 @@
-// Guest images: build, cache, verify.
-export { buildImage, getImage, getDefaultImage, listImages, imagePath, GUEST_PROFILE, DEFAULT_KERNEL_PACKAGE } from './build.js';
+// node-kvm/images: the guest images node-kvm boots (a Debian kernel and a busybox initramfs it
+// builds itself), cached per user and verified against their manifest.
+export { buildImage, getImage, getDefaultImage, listImages, imagePath } from './build.js';
 export type { BuildImageOptions, GetImageOptions, ImageProfile, ImageListEntry } from './build.js';
-export { verifyImage, IMAGE_FILES, MANIFEST_FORMAT } from './manifest.js';
-export type { Image, ImageManifest, VerifyResult, VerifyLevel } from './manifest.js';
+export { verifyImage } from './manifest.js';
+export type { Image, ImageManifest, FileRecord, VerifyResult, VerifyLevel } from './manifest.js';
 export { cacheRoot } from './cache.js';
-export { CpioWriter } from './cpio.js';
-export { parseBzImage, extractVmlinux } from './bzimage.js';
 export { ImageError } from './errors.js';
 export type { ImageErrorCode } from './errors.js';
 export { READY_MARKER, EXIT_MARKER_PREFIX, GUEST_PROMPT } from './guest-init.js';

@@ -7,43 +7,78 @@ import { join } from 'node:path';
 export const MANIFEST_FORMAT = 1;
 export const IMAGE_FILES = { kernel: 'bzImage', vmlinux: 'vmlinux', initrd: 'initramfs.cpio.gz' } as const;
 
+/** One file of an image, as the manifest records it. */
 export interface FileRecord {
+  /** Hex sha256 of its bytes. */
   sha256: string;
+  /** Bytes. */
   size: number;
 }
 
+/** manifest.json of an image: what it was built from, and a hash of each file. */
 export interface ImageManifest {
+  /** Manifest format (1). */
   formatVersion: number;
+  /** Image name. */
   name: string;
-  createdAt: string; // ISO time
+  /** When it was built (ISO 8601). */
+  createdAt: string;
+  /** Where the kernel came from. */
   kernel: {
+    /** Downloaded with apt, or given as a file. */
     source: 'apt' | 'file';
-    package?: string; // linux-image-6.1.0-56-amd64
-    packageVersion?: string; // 6.1.192-2
-    release: string; // 6.1.0-56-amd64
-    compression: string; // payload compression of the bzImage
+    /** The versioned package, e.g. linux-image-6.1.0-56-amd64. */
+    package?: string;
+    /** The package version, e.g. 6.1.192-2. */
+    packageVersion?: string;
+    /** uname -r of the kernel, e.g. 6.1.0-56-amd64. */
+    release: string;
+    /** Payload compression of the bzImage. */
+    compression: string;
   };
-  busybox: { version: string };
-  modules: string[]; // insmod order
-  added: string[]; // guest paths from --add (and their libraries)
-  files: Record<string, FileRecord>; // keyed by file name in the image dir
+  /** The busybox the initramfs carries. */
+  busybox: {
+    /** Its version string. */
+    version: string;
+  };
+  /** Kernel modules /init loads, in insmod order. */
+  modules: string[];
+  /** Guest paths added with `add` (and the libraries they need). */
+  added: string[];
+  /** Each file of the image directory by name. */
+  files: Record<string, FileRecord>;
   /** sha256 of the profile (init script, modules, extra files) the image was built from. */
   profileSha256?: string;
 }
 
 /** A verified image on disk. */
 export interface Image {
+  /** Image name. */
   name: string;
+  /** Its directory. */
   dir: string;
-  kernel: string; // bzImage
-  vmlinux: string; // uncompressed ELF (PVH entry), faster to boot
-  initrd: string; // gzip newc initramfs
+  /** Path of the bzImage. */
+  kernel: string;
+  /** Path of the uncompressed ELF kernel (PVH entry), faster to boot. */
+  vmlinux: string;
+  /** Path of the gzip newc initramfs. */
+  initrd: string;
+  /** Its manifest. */
   manifest: ImageManifest;
 }
 
 export const sha256 = (data: Uint8Array): string => createHash('sha256').update(data).digest('hex');
 
-export type VerifyResult = { ok: true; image: Image } | { ok: false; reason: string };
+/** What verifyImage() found: the image, or why it is not usable. */
+export type VerifyResult =
+  | {
+    /** It verified. */ ok: true;
+    /** The image. */ image: Image;
+  }
+  | {
+    /** It did not. */ ok: false;
+    /** Why. */ reason: string;
+  };
 
 /**
  * How hard to check: 'full' hashes every file (~70 MiB; 0.3 s on a host, ~3 s inside the lab's

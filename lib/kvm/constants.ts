@@ -2,6 +2,7 @@
 // compiled against (native/layout.cc), so they can never drift from the kernel's.
 import { native } from '../native.js';
 
+/** Numbers from the kernel's uapi headers by name (`KVM_CAP_*`, `KVM_EXIT_*`, …); an unknown name reads as undefined. */
 export type KvmConstants = Readonly<Record<string, number>>;
 
 /** Lazily loaded so importing the package does not require the addon. */

@@ -32,6 +32,7 @@ export abstract class FdHandle implements Disposable {
     return this.#fd;
   }
 
+  /** True once close() ran; any other use then throws `ERR_KVM_CLOSED`. */
   get closed(): boolean {
     return this.#closed;
   }
@@ -54,6 +55,7 @@ export abstract class FdHandle implements Disposable {
   /** Release what the subclass owns besides the fd (children, mappings). */
   protected releaseResources(): void {}
 
+  /** Release the fd and everything this handle owns. Idempotent. */
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
@@ -65,6 +67,7 @@ export abstract class FdHandle implements Disposable {
     }
   }
 
+  /** Same as close(), for `using`. */
   [Symbol.dispose](): void {
     this.close();
   }

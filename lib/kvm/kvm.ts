@@ -10,9 +10,13 @@ import { Vm } from './vm.js';
 /** The only KVM API version there has ever been (KVM_GET_API_VERSION). */
 export const KVM_API_VERSION = 12;
 
+/** The system handle on `/dev/kvm`: capabilities, supported CPUID and MSRs, and VM creation. */
 export class Kvm extends FdHandle {
+  /** KVM_GET_API_VERSION: always 12. */
   readonly apiVersion: number;
+  /** Bytes of each vCPU's shared `kvm_run` mapping (KVM_GET_VCPU_MMAP_SIZE). */
   readonly vcpuMmapSize: number;
+  /** The device path this handle opened. */
   readonly path: string;
 
   private constructor(fd: number, path: string, apiVersion: number, vcpuMmapSize: number) {
@@ -22,6 +26,7 @@ export class Kvm extends FdHandle {
     this.vcpuMmapSize = vcpuMmapSize;
   }
 
+  /** Open `/dev/kvm` (or `path`). Fails with a {@link KvmError} whose message names the fix (ENOENT: load kvm_intel/kvm_amd; EACCES: join group kvm). */
   static open(path = '/dev/kvm'): Kvm {
     if (typeof path !== 'string' || path.length === 0) throw new InvalidArgumentError('path must be a non-empty string');
     const n = native();
@@ -57,21 +62,25 @@ export class Kvm extends FdHandle {
     return new Kvm(fd, path, apiVersion, vcpuMmapSize);
   }
 
+  /** KVM_CHECK_EXTENSION: 0 when `cap` (a `constants.KVM_CAP_*`) is absent, else a capability-specific positive value. */
   checkExtension(cap: number): number {
     this.ensureOpen();
     return native().checkExtension(this.rawFd, cap);
   }
 
+  /** KVM_GET_SUPPORTED_CPUID: the CPUID leaves KVM can offer a guest. */
   getSupportedCpuid(): CpuidEntry[] {
     this.ensureOpen();
     return decodeCpuid(native().getSupportedCpuid(this.rawFd));
   }
 
+  /** KVM_GET_MSR_INDEX_LIST: the MSRs a VMM may save and restore. */
   getMsrIndexList(): number[] {
     this.ensureOpen();
     return native().getMsrIndexList(this.rawFd);
   }
 
+  /** KVM_CREATE_VM: a new VM, closed with this handle at the latest. */
   createVm(): Vm {
     this.ensureOpen();
     return new Vm(native().createVm(this.rawFd), this.vcpuMmapSize);

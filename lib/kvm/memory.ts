@@ -4,11 +4,17 @@
 // on a real board would not cross a hole either).
 import { GuestMemoryError, InvalidArgumentError } from '../errors.js';
 import type { DmaMemory } from '../bus/device.js';
+import { toBigInt } from './u64.js';
 
+/** A RAM region of guest-physical memory and its host view. */
 export interface RamRegion {
+  /** KVM memory slot number. */
   readonly slot: number;
+  /** Guest-physical address of the first byte. */
   readonly guestPhysAddr: number;
+  /** Bytes. */
   readonly size: number;
+  /** True when the guest cannot write it (its writes exit as MMIO). */
   readonly readonly: boolean;
   /** Zero-copy view of the region's host memory. */
   readonly bytes: Uint8Array;
@@ -42,11 +48,13 @@ export class GuestMemory implements DmaMemory {
     this.entries.sort((a, z) => a.start - z.start);
   }
 
+  /** Forget a region (the Vm calls this when a slot goes). */
   removeRegion(slot: number): void {
     this.entries = this.entries.filter((e) => e.region.slot !== slot);
     this.last = undefined;
   }
 
+  /** The regions, in guest-physical order. */
   get regions(): readonly RamRegion[] {
     return this.entries.map((e) => e.region);
   }
@@ -89,6 +97,7 @@ export class GuestMemory implements DmaMemory {
     return e.bytes.subarray(gpa - e.start, gpa - e.start + length);
   }
 
+  /** Copy `bytes` into guest memory at `gpa`. */
   write(gpa: number, bytes: Uint8Array): void {
     const e = this.find(gpa, bytes.length);
     e.bytes.set(bytes, gpa - e.start);
@@ -100,37 +109,45 @@ export class GuestMemory implements DmaMemory {
     e.bytes.fill(value, gpa - e.start, gpa - e.start + length);
   }
 
+  /** Read one byte. */
   readU8(gpa: number): number {
     const e = this.find(gpa, 1);
     return e.bytes[gpa - e.start]!;
   }
+  /** Read a little-endian 16-bit value. */
   readU16(gpa: number): number {
     const e = this.find(gpa, 2);
     return e.view.getUint16(gpa - e.start, true);
   }
+  /** Read a little-endian 32-bit value. */
   readU32(gpa: number): number {
     const e = this.find(gpa, 4);
     return e.view.getUint32(gpa - e.start, true);
   }
+  /** Read a little-endian 64-bit value. */
   readU64(gpa: number): bigint {
     const e = this.find(gpa, 8);
     return e.view.getBigUint64(gpa - e.start, true);
   }
+  /** Write one byte. */
   writeU8(gpa: number, value: number): void {
     const e = this.find(gpa, 1);
     e.bytes[gpa - e.start] = value;
   }
+  /** Write a little-endian 16-bit value. */
   writeU16(gpa: number, value: number): void {
     const e = this.find(gpa, 2);
     e.view.setUint16(gpa - e.start, value, true);
   }
+  /** Write a little-endian 32-bit value. */
   writeU32(gpa: number, value: number): void {
     const e = this.find(gpa, 4);
     e.view.setUint32(gpa - e.start, value >>> 0, true);
   }
-  writeU64(gpa: number, value: bigint): void {
+  /** Write a little-endian 64-bit value (a bigint, or a safe-integer number). */
+  writeU64(gpa: number, value: bigint | number): void {
     const e = this.find(gpa, 8);
-    e.view.setBigUint64(gpa - e.start, BigInt.asUintN(64, value), true);
+    e.view.setBigUint64(gpa - e.start, BigInt.asUintN(64, toBigInt(value, 'value')), true);
   }
 }
 

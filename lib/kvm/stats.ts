@@ -3,17 +3,27 @@
 import { readSync } from 'node:fs';
 import { native } from '../native.js';
 
+/** struct kvm_stats_header. */
 export interface KvmStatsHeader {
+  /** Reserved flags. */
   flags: number;
+  /** Bytes of each descriptor's name. */
   nameSize: number;
+  /** Number of descriptors. */
   numDesc: number;
+  /** Offset of the id string. */
   idOffset: number;
+  /** Offset of the descriptors. */
   descOffset: number;
+  /** Offset of the values. */
   dataOffset: number;
+  /** The id string ('kvm-PID' or 'kvm-PID/vcpu-N'). */
   id: string;
 }
 
+/** The statistics KVM keeps for a VM or vCPU. */
 export interface KvmStats {
+  /** The file's header. */
   header: KvmStatsHeader;
   /** Each statistic by name; histograms have several values. */
   values: Map<string, bigint[]>;
@@ -30,6 +40,7 @@ function pread(fd: number, length: number, position: number): Uint8Array {
   return b.subarray(0, got);
 }
 
+/** Read KVM's binary statistics from a KVM_GET_STATS_FD file (`vm.getStatsFd()`, `vcpu.getStatsFd()`). */
 export function readKvmStats(fd: number): KvmStats {
   const L = native().layout.kvm_stats;
   const hb = pread(fd, L.header_size!, 0);

@@ -8,10 +8,15 @@ import { FdHandle } from './handle.js';
 import { KvmRun } from './kvm-run.js';
 import type { CpuidEntry, Fpu, MpState, MsrEntry, MsrEntryInput, Regs, RegsPatch, Sregs, SregsPatch, VcpuEvents } from './regs.js';
 import * as S from './structs.js';
+import { VCPUEVENT_LOAD_FLAGS, type VcpuState } from './state.js';
+import { toBigInt } from './u64.js';
 
+/** A run-loop callback: return 'stop' to leave the loop. */
 export type ExitHandler = (exit: VcpuExit) => 'stop' | void;
 
+/** Options of runLoop(). */
 export interface RunLoopOptions {
+  /** Abort to leave the loop (the vCPU is kicked out of KVM_RUN). */
   signal?: AbortSignal;
   /**
    * Called for each 'interrupted' exit (a kick) before the loop yields to the event loop, e.g.
@@ -46,14 +51,19 @@ export function yieldSoon(ms = 1): void {
   native().kickerRefreshTimers(ms);
 }
 
+/** A virtual CPU: run it, kick it, and get or set its state. */
 export class Vcpu extends FdHandle {
+  /** @internal the shared kvm_run page, decoded in place */
   readonly runState: KvmRun;
+  /** The vCPU's id (its APIC id), as given to createVcpu(). */
+  readonly id: number;
   private threaded = false;
   private looping = false;
 
   /** @internal created by Vm.createVcpu */
-  constructor(fd: number, readonly id: number, mmapSize: number, private readonly onClose: (v: Vcpu) => void) {
+  constructor(fd: number, id: number, mmapSize: number, private readonly onClose: (v: Vcpu) => void) {
     super(fd, `vCPU ${id}`);
+    this.id = id;
     const n = native();
     let buf: ArrayBuffer;
     try {
@@ -165,16 +175,19 @@ export class Vcpu extends FdHandle {
     this.threaded = true;
   }
 
+  /** Stop the native thread startThread() began and wait for it. */
   stopThread(): void {
     if (!this.threaded) return;
     native().stopVcpuThread(this.rawFd);
     this.threaded = false;
   }
 
+  /** True while a native thread (startThread) runs this vCPU. */
   get isThreaded(): boolean {
     return this.threaded;
   }
 
+  /** KVM_GET_REGS. */
   getRegs(): Regs {
     this.ensureOpen();
     return S.decodeRegs(native().getRegs(this.rawFd));
@@ -186,26 +199,31 @@ export class Vcpu extends FdHandle {
     native().setRegs(this.rawFd, S.encodeRegs(S.mergeRegs(this.getRegs(), regs)));
   }
 
+  /** KVM_GET_SREGS. */
   getSregs(): Sregs {
     this.ensureOpen();
     return S.decodeSregs(native().getSregs(this.rawFd));
   }
 
+  /** KVM_SET_SREGS; fields (and segment fields) left out keep their value. */
   setSregs(patch: SregsPatch): void {
     this.ensureOpen();
-    native().setSregs(this.rawFd, S.encodeSregs(S.mergeSregs(this.getSregs(), patch)));
+    native().setSregs(this.rawFd, S.encodeSregs(S.mergeSregs(this.getSregs(), strictSregs(patch))));
   }
 
+  /** KVM_GET_FPU. */
   getFpu(): Fpu {
     this.ensureOpen();
     return S.decodeFpu(native().getFpu(this.rawFd));
   }
 
+  /** KVM_SET_FPU; fields left out keep their value. */
   setFpu(fpu: Partial<Fpu>): void {
     this.ensureOpen();
     native().setFpu(this.rawFd, S.encodeFpu({ ...this.getFpu(), ...fpu }));
   }
 
+  /** KVM_GET_MSRS for the given MSR numbers. */
   getMsrs(indices: readonly number[]): MsrEntry[] {
     this.ensureOpen();
     const buf = S.encodeMsrs(indices.map((index) => ({ index, data: 0n })));
@@ -216,9 +234,11 @@ export class Vcpu extends FdHandle {
   /** Returns how many MSRs KVM accepted (it stops at the first it refuses). */
   setMsrs(entries: readonly MsrEntryInput[]): number {
     this.ensureOpen();
-    return native().setMsrs(this.rawFd, S.encodeMsrs(entries));
+    if (!Array.isArray(entries)) throw new InvalidArgumentError('setMsrs needs an array of { index, data }');
+    return native().setMsrs(this.rawFd, S.encodeMsrs(entries.map((e) => ({ index: e.index, data: toBigInt(e.data, `MSR 0x${Number(e.index).toString(16)} data`) }))));
   }
 
+  /** KVM_SET_CPUID2: what CPUID reports to the guest. */
   setCpuid2(entries: readonly CpuidEntry[]): void {
     this.ensureOpen();
     native().setCpuid2(this.rawFd, S.encodeCpuid(entries));
@@ -230,26 +250,31 @@ export class Vcpu extends FdHandle {
     return native().getLapic(this.rawFd);
   }
 
+  /** KVM_SET_LAPIC from the bytes getLapic() returned (struct kvm_lapic_state). */
   setLapic(state: Uint8Array): void {
     this.ensureOpen();
     native().setLapic(this.rawFd, state);
   }
 
+  /** KVM_GET_VCPU_EVENTS: pending exceptions, interrupts, NMI and SMI. */
   getVcpuEvents(): VcpuEvents {
     this.ensureOpen();
     return S.decodeVcpuEvents(native().getVcpuEvents(this.rawFd));
   }
 
+  /** KVM_SET_VCPU_EVENTS. */
   setVcpuEvents(events: VcpuEvents): void {
     this.ensureOpen();
     native().setVcpuEvents(this.rawFd, S.encodeVcpuEvents(events));
   }
 
+  /** KVM_GET_MP_STATE. */
   getMpState(): MpState {
     this.ensureOpen();
     return mpStateName(native().getMpState(this.rawFd));
   }
 
+  /** KVM_SET_MP_STATE. */
   setMpState(state: MpState): void {
     this.ensureOpen();
     native().setMpState(this.rawFd, mpStateNumber(state));
@@ -261,6 +286,7 @@ export class Vcpu extends FdHandle {
     return native().getXcrs(this.rawFd);
   }
 
+  /** KVM_SET_XCRS from the bytes getXcrs() returned. */
   setXcrs(xcrs: Uint8Array): void {
     this.ensureOpen();
     native().setXcrs(this.rawFd, xcrs);
@@ -277,4 +303,124 @@ export class Vcpu extends FdHandle {
     this.ensureOpen();
     return native().getStatsFd(this.rawFd);
   }
+
+  /** KVM_GET_TSC_KHZ: the guest's TSC rate. */
+  getTscKhz(): number {
+    this.ensureOpen();
+    return native().getTscKhz(this.rawFd);
+  }
+
+  /** KVM_GET_XSAVE: the extended state (x87, SSE, AVX…) as struct kvm_xsave. */
+  getXsave(): Uint8Array {
+    this.ensureOpen();
+    return native().getXsave(this.rawFd);
+  }
+
+  /** KVM_SET_XSAVE from the bytes getXsave() returned. */
+  setXsave(xsave: Uint8Array): void {
+    this.ensureOpen();
+    native().setXsave(this.rawFd, xsave);
+  }
+
+  /**
+   * Everything KVM holds for this vCPU, as its own structs: registers, XSAVE (or the FPU where
+   * KVM refuses XSAVE), XCRs, the MSRs of `msrIndices` it reads, LAPIC, pending events, MP
+   * state. Take it while the vCPU is out of KVM_RUN with nothing pending (see Machine).
+   */
+  saveState(msrIndices: readonly number[]): VcpuState {
+    this.ensureOpen();
+    const n = native();
+    const fd = this.rawFd;
+    let xsave: Uint8Array | null = null;
+    try {
+      xsave = n.getXsave(fd);
+    } catch {
+      xsave = null; // kvm_pvm refuses KVM_GET_XSAVE: the FPU state carries x87/SSE
+    }
+    let xcrs: Uint8Array | null = null;
+    try {
+      xcrs = n.getXcrs(fd);
+    } catch {
+      xcrs = null;
+    }
+    return {
+      id: this.id,
+      regs: n.getRegs(fd),
+      sregs: n.getSregs(fd),
+      xsave,
+      fpu: n.getFpu(fd),
+      xcrs,
+      msrs: this.readableMsrs(msrIndices),
+      lapic: n.getLapic(fd),
+      events: n.getVcpuEvents(fd),
+      mpState: n.getMpState(fd),
+    };
+  }
+
+  /** Put back what saveState() returned. MSRs KVM refuses are skipped; returns their numbers. */
+  loadState(s: VcpuState): number[] {
+    this.ensureOpen();
+    const n = native();
+    const fd = this.rawFd;
+    n.setSregs(fd, s.sregs);
+    n.setRegs(fd, s.regs);
+    if (s.xcrs !== null) n.setXcrs(fd, s.xcrs);
+    if (s.xsave !== null) n.setXsave(fd, s.xsave);
+    else n.setFpu(fd, s.fpu);
+    const refused = this.writeMsrs(s.msrs);
+    n.setLapic(fd, s.lapic);
+    n.setMpState(fd, s.mpState);
+    // NMI-pending and the SIPI vector are only applied when their valid flags are set, and GET
+    // does not set them.
+    const ev = s.events.slice();
+    const flagsOff = n.layout.kvm_vcpu_events.flags!;
+    const dv = new DataView(ev.buffer, ev.byteOffset, ev.byteLength);
+    dv.setUint32(flagsOff, dv.getUint32(flagsOff, true) | VCPUEVENT_LOAD_FLAGS, true);
+    n.setVcpuEvents(fd, ev);
+    return refused;
+  }
+
+  /** KVM_GET_MSRS stops at the first MSR it cannot read: drop that one and ask again. */
+  private readableMsrs(indices: readonly number[]): MsrEntry[] {
+    let list = [...indices];
+    for (;;) {
+      const got = this.getMsrs(list);
+      if (got.length === list.length) return got;
+      list = [...list.slice(0, got.length), ...list.slice(got.length + 1)];
+    }
+  }
+
+  /** KVM_SET_MSRS stops at the first MSR it refuses: skip that one and go on. Returns the refused. */
+  private writeMsrs(entries: readonly MsrEntry[]): number[] {
+    const refused: number[] = [];
+    let rest = entries;
+    while (rest.length > 0) {
+      const done = this.setMsrs(rest);
+      if (done >= rest.length) break;
+      refused.push(rest[done]!.index);
+      rest = rest.slice(done + 1);
+    }
+    return refused;
+  }
+}
+
+/** The 64-bit fields of struct kvm_sregs and its segments: a number there becomes a bigint. */
+const SREG_U64 = new Set(['cr0', 'cr2', 'cr3', 'cr4', 'cr8', 'efer', 'apicBase']);
+
+/** `patch` with every number in a 64-bit field (a segment's or table's base, CRs, EFER) as a bigint. */
+function strictSregs(patch: SregsPatch): Parameters<typeof S.mergeSregs>[1] {
+  if (patch === null || typeof patch !== 'object') throw new InvalidArgumentError('setSregs needs an object');
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(patch)) {
+    if (v !== null && typeof v === 'object' && !Array.isArray(v)) {
+      const part = { ...(v as Record<string, unknown>) };
+      if (part.base !== undefined) part.base = toBigInt(part.base as bigint | number, `${k}.base`);
+      out[k] = part;
+    } else if (SREG_U64.has(k) && v !== undefined) {
+      out[k] = toBigInt(v as bigint | number, k);
+    } else {
+      out[k] = v;
+    }
+  }
+  return out as Parameters<typeof S.mergeSregs>[1];
 }

@@ -7,11 +7,19 @@ import { native } from '../native.js';
 import { FdHandle } from './handle.js';
 import { GuestMemory, type RamRegion } from './memory.js';
 import { Vcpu } from './vcpu.js';
+import { CLOCK_FLAGS_OFFSET, IRQCHIP_IDS, type VmState } from './state.js';
+import { parseSize, type Size } from '../size.js';
+import { checkOptions, keysOf } from '../options-check.js';
 
+/** Where and how large a RAM slot is. */
 export interface MemoryRegionOptions {
+  /** KVM memory slot number, unique per VM. */
   slot: number;
+  /** Guest-physical address, page-aligned. */
   guestPhysAddr: number;
-  size: number;
+  /** Bytes ('64M' or a number): a positive multiple of 4 KiB, at most MAX_REGION_BYTES. */
+  size: Size;
+  /** Map it read-only for the guest (writes exit as MMIO), as for a ROM. */
   readonly?: boolean;
   /** KVM_MEM_LOG_DIRTY_PAGES, for getDirtyLog(). */
   logDirtyPages?: boolean;
@@ -22,7 +30,9 @@ export interface MemoryRegionOptions {
   backing?: ArrayBuffer;
 }
 
+/** A RAM slot as created: its placement and a zero-copy view of its bytes. */
 export interface MemoryRegion extends RamRegion {
+  /** Whether KVM tracks writes to it (getDirtyLog). */
   readonly logDirtyPages: boolean;
 }
 
@@ -36,7 +46,9 @@ function checkInt(name: string, v: unknown, min = 0): number {
   return v;
 }
 
+/** A KVM virtual machine: memory slots, the in-kernel irqchip and PIT, interrupt lines, eventfds, and its vCPUs. */
 export class Vm extends FdHandle {
+  /** Bounds-checked access to every RAM region of this VM, by guest-physical address. */
   readonly memory = new GuestMemory();
   private readonly regions = new Map<number, { region: MemoryRegion; buffer: ArrayBuffer }>();
   private readonly vcpus = new Set<Vcpu>();
@@ -63,11 +75,13 @@ export class Vm extends FdHandle {
     return native().checkExtension(this.rawFd, checkInt('cap', cap));
   }
 
+  /** KVM_SET_USER_MEMORY_REGION over fresh host memory (private, 2 MiB-aligned, advised for transparent huge pages, not inherited by forked children). Overlaps and slots in use are refused. */
   createMemoryRegion(opts: MemoryRegionOptions): MemoryRegion {
     this.ensureOpen();
+    checkOptions('createMemoryRegion', opts, keysOf<MemoryRegionOptions>({ slot: true, guestPhysAddr: true, size: true, readonly: true, logDirtyPages: true, backing: true }));
     const slot = checkInt('slot', opts.slot);
     const gpa = checkInt('guestPhysAddr', opts.guestPhysAddr);
-    const size = checkInt('size', opts.size, 1);
+    const size = parseSize(opts.size, 'size');
     if (size > MAX_REGION_BYTES) {
       throw new InvalidArgumentError(`a memory region is at most 4 GiB (got ${size} bytes): split RAM into several slots`,
         'ERR_REGION_TOO_LARGE');
@@ -145,26 +159,56 @@ export class Vm extends FdHandle {
     native().unregisterCoalescedMmio(this.rawFd, checkInt('addr', opts.addr), checkInt('size', opts.size, 1), opts.pio ? 1 : 0);
   }
 
+  /**
+   * The in-kernel devices' state: both PICs and the IOAPIC (KVM_GET_IRQCHIP), the PIT
+   * (KVM_GET_PIT2) and kvmclock (KVM_GET_CLOCK). Needs createIrqchip() and createPit2().
+   */
+  saveState(): VmState {
+    this.ensureOpen();
+    const n = native();
+    return {
+      irqchip: IRQCHIP_IDS.map((id) => n.getIrqchip(this.rawFd, id)),
+      pit: n.getPit2(this.rawFd),
+      clock: n.getClock(this.rawFd),
+    };
+  }
+
+  /** Put back what saveState() returned; kvmclock resumes at the saved value. */
+  loadState(s: VmState): void {
+    this.ensureOpen();
+    const n = native();
+    for (const chip of s.irqchip) n.setIrqchip(this.rawFd, chip);
+    n.setPit2(this.rawFd, s.pit);
+    const clock = s.clock.slice();
+    new DataView(clock.buffer, clock.byteOffset, clock.byteLength).setUint32(CLOCK_FLAGS_OFFSET, 0, true);
+    n.setClock(this.rawFd, clock);
+  }
+
+  /** KVM_CREATE_IRQCHIP: the in-kernel PIC, IOAPIC and a LAPIC per vCPU (before any vCPU is created). */
   createIrqchip(): void {
     this.ensureOpen();
     native().createIrqchip(this.rawFd);
   }
 
+  /** KVM_CREATE_PIT2: the in-kernel i8254 timer on IRQ 0. */
   createPit2(flags = 0): void {
     this.ensureOpen();
     native().createPit2(this.rawFd, flags);
   }
 
+  /** KVM_IRQ_LINE: drive interrupt line `irq` of the in-kernel irqchip high or low. */
   irqLine(irq: number, level: boolean | number): void {
     this.ensureOpen();
     native().irqLine(this.rawFd, irq, level ? 1 : 0);
   }
 
+  /** KVM_SET_TSS_ADDR: three pages of guest-physical space Intel VMX needs for real mode (not RAM). */
   setTssAddr(addr: number): void {
     this.ensureOpen();
     native().setTssAddr(this.rawFd, checkInt('addr', addr));
   }
 
+  /** KVM_SET_IDENTITY_MAP_ADDR: one page VMX uses for an identity map in unpaged protected mode. */
   setIdentityMapAddr(addr: number): void {
     this.ensureOpen();
     native().setIdentityMapAddr(this.rawFd, checkInt('addr', addr));
@@ -204,6 +248,7 @@ export class Vm extends FdHandle {
     return native().getStatsFd(this.rawFd);
   }
 
+  /** KVM_CREATE_VCPU with APIC id `id`; closed with the VM at the latest. */
   createVcpu(id: number): Vcpu {
     this.ensureOpen();
     checkInt('vCPU id', id);
@@ -213,6 +258,7 @@ export class Vm extends FdHandle {
     return v;
   }
 
+  /** The vCPUs created so far, in creation order. */
   get vcpuList(): readonly Vcpu[] {
     return [...this.vcpus];
   }

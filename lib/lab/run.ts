@@ -14,44 +14,61 @@ import { jobScript, labEnvironment } from './job.js';
 import { LAB_EXIT_MARKER_PREFIX, LAB_READY_MARKER } from './l1-init.js';
 import { getLabImage } from './lab-image.js';
 import { labQemuArgs, QEMU_BINARY } from './qemu.js';
+import { parseSize, type Size } from '../size.js';
+import { checkOptions, keysOf } from '../options-check.js';
 
+/** How long a lab run may take by default (30 minutes). */
 export const DEFAULT_LAB_TIMEOUT_MS = 1_800_000;
+/** L1's RAM by default. */
 export const DEFAULT_LAB_MEMORY = '3G';
 /** Exit status reported when the lab timed out (as timeout(1) does). */
 export const LAB_TIMEOUT_STATUS = 124;
 /** Exit status reported when L1 ended without running the command to completion. */
 export const LAB_FAILURE_STATUS = 125;
 
+/** Options of runInLab(). */
 export interface RunInLabOptions {
+  /** The command and its arguments, run at `cwd` inside L1. */
   command: string[];
   /** Working directory inside the lab (a host path; default process.cwd()). */
   cwd?: string;
   /** Added to the inherited PATH/HOME/LANG/TERM/XDG_CACHE_HOME/CI; undefined removes. */
   env?: Record<string, string | undefined>;
+  /** Wall-clock limit in ms (default DEFAULT_LAB_TIMEOUT_MS). */
   timeoutMs?: number;
+  /** Where the command's stdout goes (default process.stdout). */
   stdout?: Writable;
+  /** Where the command's stderr goes (default process.stderr). */
   stderr?: Writable;
   /** L1's console (kernel messages, markers), live. */
   console?: Writable;
-  memory?: string;
+  /** L1's RAM: '3G', '2048M' or bytes (default DEFAULT_LAB_MEMORY), at least 256M. */
+  memory?: Size;
+  /** L1's CPUs (default 1). */
   cpus?: number;
+  /** Abort to end the run early. */
   signal?: AbortSignal;
   /** L1 image (default: the cached "lab" image, built when missing). */
   image?: Image;
   /** Boot L1 from vmlinux via PVH (default true) or from the bzImage. */
   pvh?: boolean;
+  /** Progress lines. */
   log?: (line: string) => void;
 }
 
+/** How a lab run ended. */
 export interface LabResult {
   /** The command's status; 124 on timeout, 125 when L1 never reported one. */
   exitCode: number;
+  /** True when timeoutMs ran out. */
   timedOut: boolean;
+  /** True when the signal aborted it. */
   aborted: boolean;
   /** Last lines of L1's console, plus QEMU's own diagnostics when it failed. */
   consoleTail: string;
   /** Spawn to L1 ready-to-run (ms), if it got there. */
   bootMs?: number;
+  /** Wall-clock time of the whole run (ms). */
   durationMs: number;
   /** Why the status is not the command's own, when it is not. */
   error?: string;
@@ -75,16 +92,29 @@ function listenOnce(path: string): Promise<{ server: Server; connection: Promise
 
 const ended = (s: Socket): Promise<void> => new Promise((r) => (s.destroyed || s.readableEnded ? r() : s.once('close', () => r())));
 
+/**
+ * Run a command inside the nested lab: boot an L1 Debian kernel under QEMU TCG with emulated
+ * SVM, mount this host's root read-only over 9p, run `command` at the same path with a working
+ * /dev/kvm, and stream its output back.
+ */
 export async function runInLab(opts: RunInLabOptions): Promise<LabResult> {
-  if (!Array.isArray(opts.command) || opts.command.length === 0) {
+  checkOptions('runInLab', opts, keysOf<RunInLabOptions>({ command: true, cwd: true, env: true, timeoutMs: true, stdout: true, stderr: true, console: true, memory: true, cpus: true, signal: true, image: true, pvh: true, log: true }));
+  if (opts === undefined || !Array.isArray(opts.command) || opts.command.length === 0) {
     throw new InvalidArgumentError('runInLab needs command: a non-empty array of strings', 'ERR_LAB_COMMAND');
   }
   const timeoutMs = opts.timeoutMs ?? DEFAULT_LAB_TIMEOUT_MS;
   if (!(timeoutMs > 0)) throw new InvalidArgumentError(`timeoutMs must be > 0 (got ${timeoutMs})`, 'ERR_LAB_TIMEOUT');
   const cpus = opts.cpus ?? 1;
   if (!Number.isInteger(cpus) || cpus < 1 || cpus > 64) throw new InvalidArgumentError(`cpus must be an integer 1..64 (got ${cpus})`, 'ERR_LAB_CPUS');
-  const memory = opts.memory ?? DEFAULT_LAB_MEMORY;
-  if (!/^\d+[MG]?$/i.test(memory)) throw new InvalidArgumentError(`memory ${JSON.stringify(memory)} must look like 3G or 2048M`, 'ERR_LAB_MEMORY');
+  let memoryBytes: number;
+  try {
+    memoryBytes = parseSize(opts.memory ?? DEFAULT_LAB_MEMORY, 'runInLab memory');
+  } catch (e) {
+    throw new InvalidArgumentError((e as Error).message, 'ERR_LAB_MEMORY');
+  }
+  if (memoryBytes < 256 * 2 ** 20) throw new InvalidArgumentError(`runInLab memory must be at least 256M, got ${memoryBytes} bytes`, 'ERR_LAB_MEMORY');
+  // QEMU's -m counts MiB.
+  const memory = `${Math.ceil(memoryBytes / 2 ** 20)}M`;
   const image = opts.image ?? (await getLabImage({ build: true, log: opts.log }));
   const env = labEnvironment(opts.env);
   const cwd = resolve(opts.cwd ?? process.cwd());

@@ -18,8 +18,19 @@ export const STREAM_LIMIT = 1 << 20;
 /** Guest bytes batched before a flush is forced (the usual flush is the next event-loop turn). */
 const PENDING_LIMIT = 1 << 16;
 
+/**
+ * console.waitFor() gave up: `ERR_CONSOLE_TIMEOUT` when the time ran out, `ERR_MACHINE_ENDED`
+ * when the machine ended first. The message and `tail` hold the last console output.
+ */
 export class ConsoleTimeoutError extends NodeKvmError {
-  constructor(readonly pattern: string, readonly tail: string, timeoutMs: number, ended?: string) {
+  constructor(
+    /** The pattern waited for, as text. */
+    readonly pattern: string,
+    /** The last console output. */
+    readonly tail: string,
+    timeoutMs: number,
+    ended?: string,
+  ) {
     super(ended === undefined ? 'ERR_CONSOLE_TIMEOUT' : 'ERR_MACHINE_ENDED',
       ended === undefined
         ? `console did not show ${pattern} within ${timeoutMs} ms; last output:\n${tail}`
@@ -34,6 +45,10 @@ interface Waiter {
   timer: NodeJS.Timeout;
 }
 
+/**
+ * The guest's serial console (COM1) as a Duplex stream: what the guest transmits is readable,
+ * what you write goes to its receive FIFO (with backpressure). waitFor() is expect-style.
+ */
 export class MachineConsole extends Duplex {
   private history = '';
   /** Offset in `history` where the next waitFor starts scanning. */
@@ -48,12 +63,12 @@ export class MachineConsole extends Duplex {
   /** Input the guest has not taken yet (its UART queue was full), and the write to finish. */
   private backlog: { bytes: Uint8Array; cb: (e?: Error | null) => void } | undefined;
 
-  /** `sendToGuest` returns how many bytes the guest side accepted (backpressure). */
+  /** @internal `sendToGuest` returns how many bytes the guest side accepted (backpressure). */
   constructor(private readonly sendToGuest: (bytes: Uint8Array) => number) {
     super({ allowHalfOpen: true });
   }
 
-  /** Called by the machine for every byte the guest transmits (batched to one push). True when it starts a batch. */
+  /** @internal Called by the machine for every byte the guest transmits (batched to one push). True when it starts a batch. */
   guestByte(b: number): boolean {
     this.pending.push(b);
     if (this.pending.length >= PENDING_LIMIT) this.flush();
@@ -63,7 +78,7 @@ export class MachineConsole extends Duplex {
     return true;
   }
 
-  /** Push batched guest output now. */
+  /** @internal Push batched guest output now. */
   flush(): void {
     this.flushScheduled = false;
     if (this.pending.length === 0) return;
@@ -151,15 +166,17 @@ export class MachineConsole extends Duplex {
     this.waiters.clear();
   }
 
+  /** @internal */
   override _read(): void {}
 
+  /** @internal */
   override _write(chunk: Buffer | string, encoding: BufferEncoding, cb: (e?: Error | null) => void): void {
     const b = typeof chunk === 'string' ? Buffer.from(chunk, encoding) : chunk;
     this.backlog = { bytes: new Uint8Array(b.buffer, b.byteOffset, b.byteLength), cb };
     this.rxSpace();
   }
 
-  /** The guest made room for input: continue a write that was held back. */
+  /** @internal The guest made room for input: continue a write that was held back. */
   rxSpace(): void {
     const w = this.backlog;
     if (w === undefined) return;

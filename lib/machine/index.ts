@@ -1,4 +1,5 @@
-export { Machine, type MachineResult, type ExitCounters, type MachineState } from './machine.js';
+export { Machine, type MachineResult, type ExitCounters, type MachineState, type NetBackendsFor } from './machine.js';
 export { MachineConsole, ConsoleTimeoutError } from './console.js';
 export { parseSize, type MachineOptions, type NetOptions } from './options.js';
+export type { Size } from '../size.js';
 export type { EndReason } from './platform.js';

@@ -3,7 +3,7 @@
 import { EventEmitter } from 'node:events';
 import { writeAcpiTables } from '../boot/acpi/index.js';
 import { bootMsrs, buildCpuid, loadKernel, type BootSetup } from '../boot/index.js';
-import * as L from '../boot/layout.js';
+import * as L from '../platform/layout.js';
 import { writeMpTable } from '../boot/mptable.js';
 import { KvmIrqLine } from '../bus/irq.js';
 import { NodeKvmError } from '../errors.js';
@@ -17,33 +17,43 @@ import { registerDump } from './diagnostics.js';
 import { resolveOptions, type MachineOptions, type ResolvedOptions } from './options.js';
 import { Platform, type EndReason } from './platform.js';
 import { captureSnapshot, restoreSnapshot, type MachineSnapshot, type RestoreOptions, type SnapshotConfig, type SnapshotTarget } from './snapshot.js';
-import { native } from '../native.js';
-import { UART_THR } from '../devices/uart16550.js';
-import { phaseTimer } from './snapshot-trace.js';
+import { phaseTimer } from '../snapshot-trace.js';
 import { cachedSupportedCpuid } from './kvm-cache.js';
 import type { NetOptions } from './options.js';
+import { checkOptions, keysOf } from '../options-check.js';
 
+/** How a machine ended: what `wait()` resolves to and the `'exit'` event carries. */
 export interface MachineResult {
+  /** Why it ended. */
   reason: EndReason;
   /** debug-exit: (value << 1) | 1; error: 1; otherwise 0. */
   code: number;
+  /** For 'error' and 'shutdown': what happened, in words. */
   detail?: string;
 }
 
+/** VM exits the machine handled, by kind (`machine.counters`). */
 export interface ExitCounters {
+  /** Port I/O exits. */
   io: number;
   /** Writes KVM queued in the coalesced ring instead of exiting. */
   coalesced: number;
+  /** MMIO exits. */
   mmio: number;
+  /** Exits because the vCPU was kicked (timers, sockets, stop()). */
   interrupted: number;
+  /** Every other exit. */
   other: number;
+  /** Port accesses no device claimed. */
   pioMisses: number;
+  /** MMIO accesses no device claimed. */
   mmioMisses: number;
 }
 
-/** Backends for a machine built from a snapshot (MAC and revision come from the snapshot). */
+/** Backends for a machine built from a snapshot, one per NIC in order (MAC and revision come from the snapshot). */
 export type NetBackendsFor = Array<Pick<NetOptions, 'backend'>>;
 
+/** Where a machine is in its lifecycle: create() → start() → (pause()/resume()) → ended → close(). */
 export type MachineState = 'created' | 'running' | 'paused' | 'ended' | 'closed';
 
 // LAPIC LVT registers and delivery modes (Intel SDM vol. 3 §11.5.1): LINT0 carries the
@@ -53,9 +63,18 @@ const APIC_LVT1 = 0x360;
 const APIC_MODE_EXTINT = 0x7 << 8;
 const APIC_MODE_NMI = 0x4 << 8;
 
+/**
+ * A PC that boots a kernel: RAM, vCPUs, the in-kernel irqchip and PIT, a 16550A UART, i8042,
+ * CMOS/RTC, fw_cfg, ACPI and MP tables, a PCI host bridge and RTL8139 NICs. Lifecycle:
+ * `Machine.create()` → `start()` → `wait()` (or `stop()`) → `close()`. Emits `'exit'` with a
+ * {@link MachineResult} and `'console'` with each chunk of console output.
+ */
 export class Machine extends EventEmitter implements AsyncDisposable {
+  /** COM1 as a Duplex stream: the guest's output to read, your input to write. */
   readonly console: MachineConsole;
+  /** VM exits handled so far, by kind. */
   readonly counters: ExitCounters = { io: 0, coalesced: 0, mmio: 0, interrupted: 0, other: 0, pioMisses: 0, mmioMisses: 0 };
+  /** @internal where the loader put the kernel and how the vCPUs enter it */
   readonly boot: BootSetup;
   private stateValue: MachineState = 'created';
   private result: MachineResult | undefined;
@@ -67,9 +86,13 @@ export class Machine extends EventEmitter implements AsyncDisposable {
 
   private constructor(
     private readonly kvm: Kvm,
+    /** The KVM VM, for low-level access (memory, irq lines). */
     readonly vm: Vm,
+    /** The vCPUs; vCPU 0 runs on the main thread, the others on native threads. */
     readonly vcpus: Vcpu[],
+    /** @internal the devices and buses */
     readonly platform: Platform,
+    /** @internal the options, validated and resolved */
     readonly options: ResolvedOptions,
     boot: BootSetup,
     consoleRef: { console?: MachineConsole },
@@ -110,19 +133,13 @@ export class Machine extends EventEmitter implements AsyncDisposable {
       vm.setTssAddr(L.TSS_ADDR);
       vm.createIrqchip();
       vm.createPit2(constants.KVM_PIT_SPEAKER_DUMMY!);
-      // PCI CONFIG_ADDRESS writes only matter to the CONFIG_DATA access that follows, so KVM
-      // queues them instead of exiting: half the exits of a config-space scan (Linux probes
-      // every bus when it sees a K8-family CPU, e.g. inside the nested lab).
-      // THR writes too: the 8250 driver follows every burst with a read of LSR or IIR (which
-      // exits and applies the queue first), so the console's bytes cost one exit each instead of
-      // two, and a byte left queued by a guest that then halts goes out at the next kick (see
-      // start(): the run loop drains on 'interrupted').
+      // Devices declare the registers whose writes KVM may queue instead of exiting on
+      // (BusDevice.coalescedWrites: the UART's THR, the PCI CONFIG_ADDRESS, the RTL8139's
+      // BAR registers); they are registered below, once the devices are on the buses. A write
+      // left queued by a guest that then halts is applied at the next kick (start(): the run
+      // loop drains on 'interrupted').
       const coalescedPio = vm.checkExtension(constants.KVM_CAP_COALESCED_PIO!) > 0;
       const coalescedMmio = vm.checkExtension(constants.KVM_CAP_COALESCED_MMIO!) > 0;
-      if (coalescedPio) {
-        vm.registerCoalesced({ addr: L.PORT_PCI_CONFIG_ADDRESS, size: 4, pio: true });
-        for (let i = 0; i < o.comPorts; i++) vm.registerCoalesced({ addr: L.PORT_COM[i]! + UART_THR, size: 1, pio: true });
-      }
       ph.mark('irqchip+pit');
 
       const below = Math.min(o.memory, L.MMIO_HOLE_START);
@@ -171,6 +188,12 @@ export class Machine extends EventEmitter implements AsyncDisposable {
         },
       );
       const plat = platform;
+      for (const [bus, pio, on] of [[plat.pio, true, coalescedPio], [plat.mmio, false, coalescedMmio]] as const) {
+        if (!on) continue;
+        for (const r of bus.devices) {
+          for (const z of r.device.coalescedWrites ?? []) vm.registerCoalesced({ addr: r.base + z.offset, size: z.size, pio });
+        }
+      }
       ref.console = new MachineConsole((bytes) => plat.consoleInput(bytes));
       ph.mark('devices');
 
@@ -226,6 +249,7 @@ export class Machine extends EventEmitter implements AsyncDisposable {
     }
   }
 
+  /** Where the machine is in its lifecycle. */
   get state(): MachineState {
     return this.stateValue;
   }
@@ -332,6 +356,7 @@ export class Machine extends EventEmitter implements AsyncDisposable {
     if (run.coalescedPending) this.counters.coalesced += run.drainCoalesced(this.applyCoalesced);
   }
 
+  /** Let paused vCPUs run again. */
   resume(): void {
     if (this.stateValue === 'paused') this.start();
   }
@@ -359,7 +384,7 @@ export class Machine extends EventEmitter implements AsyncDisposable {
   private snapshotTarget(): SnapshotTarget {
     let tscKhz: number | null = null;
     try {
-      tscKhz = native().getTscKhz(this.vcpus[0]!.fd);
+      tscKhz = this.vcpus[0]!.getTscKhz();
     } catch {
       tscKhz = null;
     }
@@ -394,6 +419,7 @@ export class Machine extends EventEmitter implements AsyncDisposable {
    * machine is paused for it and resumed after it.
    */
   async restore(snap: MachineSnapshot, opts: RestoreOptions = {}): Promise<void> {
+    checkOptions('restore', opts, keysOf<RestoreOptions>({ memory: true }));
     const was = this.stateValue;
     if (was !== 'running' && was !== 'paused' && was !== 'created') {
       throw new NodeKvmError('ERR_MACHINE_STATE', `cannot restore into a machine that is ${was}`);
@@ -411,6 +437,7 @@ export class Machine extends EventEmitter implements AsyncDisposable {
    * started. RAM is mapped copy-on-write from the snapshot's memfd or file. NICs keep the snapshot's MAC and revision; `net` gives their backends.
    */
   static async fromSnapshot(snap: MachineSnapshot, opts: { net?: NetBackendsFor; kvmPath?: string } = {}): Promise<Machine> {
+    checkOptions('Machine.fromSnapshot', opts, keysOf<{ net?: NetBackendsFor; kvmPath?: string }>({ net: true, kvmPath: true }));
     const c = snap.config;
     const backends = opts.net ?? [];
     if (backends.length !== c.nics.length) {
@@ -436,6 +463,7 @@ export class Machine extends EventEmitter implements AsyncDisposable {
     return m;
   }
 
+  /** Same as close(), for `await using`. */
   async [Symbol.asyncDispose](): Promise<void> {
     await this.close();
   }

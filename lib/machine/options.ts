@@ -2,10 +2,13 @@
 // exists (nothing to clean up, nothing half-started).
 import { totalmem } from 'node:os';
 import { InvalidArgumentError } from '../errors.js';
-import { MIN_MEMORY } from '../boot/layout.js';
+import { parseSize, type Size } from '../size.js';
+import { checkOptions, keysOf } from '../options-check.js';
+import { MIN_MEMORY } from '../platform/layout.js';
 import type { NetBackend } from '../net/backend.js';
 import { readUserFile } from '../user-file.js';
 
+/** One NIC of a machine: an RTL8139 on the PCI bus and the backend that carries its frames. */
 export interface NetOptions {
   /** Any NetBackend: a TapBackend, a switch port, a LinkShaper… */
   backend: NetBackend;
@@ -15,19 +18,28 @@ export interface NetOptions {
   revision?: 0x10 | 0x20;
 }
 
+/** Options of Machine.create(). Every one is validated before a VM exists; errors name the option. */
 export interface MachineOptions {
   /** Kernel: a path or the bytes (bzImage, vmlinux ELF, Multiboot ELF, or flat with `flat`). */
   kernel: string | Uint8Array;
+  /** Initial RAM disk: a path or the bytes. */
   initrd?: string | Uint8Array;
+  /** Kernel command line (default: `console=ttyS0 reboot=k panic=-1 …`, see DEFAULT_CMDLINE). */
   cmdline?: string;
-  /** '256M', '1G', or bytes. Default 256M. */
-  memory?: string | number;
+  /** Guest RAM: '256M', '1G', or bytes. Default 256M. */
+  memory?: Size;
+  /** vCPUs (default 1). */
   cpus?: number;
   /** Extra legacy devices: 'com2'…'com4'. */
   devices?: string[];
+  /** NICs, one RTL8139 each. */
   net?: NetOptions[];
   /** Flat binaries: where to load and how to enter. */
-  flat?: { loadAddress?: number; entry?: number; mode?: 'real' | 'protected' | 'long' };
+  flat?: {
+    /** Guest-physical load address. */ loadAddress?: number;
+    /** Entry point (default: the load address). */ entry?: number;
+    /** CPU mode at entry (default 'real'). */ mode?: 'real' | 'protected' | 'long';
+  };
   /** bzImage entry: '64-bit' or '32-bit' boot protocol (default: 64-bit if the kernel has it). */
   bootProtocol?: '32-bit' | '64-bit';
   /** Clear CPUID XSAVE for the guest (default: on inside the nested lab, where TCG's SVM misses XSETBV). */
@@ -51,18 +63,7 @@ export interface ResolvedOptions {
   kvmPath: string;
 }
 
-const UNITS: Record<string, number> = { '': 1, K: 1024, M: 1024 ** 2, G: 1024 ** 3, T: 1024 ** 4 };
-
-/** '256M' / '1G' / '512k' / 1048576 → bytes. */
-export function parseSize(v: string | number, what = 'memory'): number {
-  if (typeof v === 'number') {
-    if (!Number.isSafeInteger(v) || v <= 0) throw new InvalidArgumentError(`${what} must be a positive integer, got ${v}`, 'ERR_INVALID_MEMORY');
-    return v;
-  }
-  const m = /^\s*(\d+)\s*([kKmMgGtT]?)(i?[bB])?\s*$/.exec(String(v));
-  if (!m) throw new InvalidArgumentError(`${what} "${v}" is not a size like 256M or 1G`, 'ERR_INVALID_MEMORY');
-  return Number(m[1]) * UNITS[m[2]!.toUpperCase()]!;
-}
+export { parseSize } from '../size.js';
 
 function readInput(v: string | Uint8Array, what: string): { bytes: Uint8Array; name: string } {
   if (v instanceof Uint8Array) return { bytes: v, name: what };
@@ -71,7 +72,7 @@ function readInput(v: string | Uint8Array, what: string): { bytes: Uint8Array; n
 }
 
 /** Guest RAM size in bytes, checked: at least 16M, whole pages, no more than this host has. */
-export function resolveMemory(v: string | number): number {
+export function resolveMemory(v: Size): number {
   const memory = parseSize(v);
   if (memory < MIN_MEMORY) throw new InvalidArgumentError(`memory must be at least 16M, got ${memory} bytes`, 'ERR_INVALID_MEMORY');
   if (memory % 4096 !== 0) throw new InvalidArgumentError('memory must be a multiple of 4 KiB', 'ERR_INVALID_MEMORY');
@@ -81,8 +82,19 @@ export function resolveMemory(v: string | number): number {
   return memory;
 }
 
+const MACHINE_OPTIONS = keysOf<MachineOptions>({
+  kernel: true, initrd: true, cmdline: true, memory: true, cpus: true, devices: true, net: true, flat: true, bootProtocol: true, clearXsave: true, kvmPath: true,
+});
+
 export function resolveOptions(o: MachineOptions, maxVcpus: number): ResolvedOptions {
   if (o === null || typeof o !== 'object') throw new InvalidArgumentError('Machine.create needs an options object');
+  checkOptions('Machine.create', o, MACHINE_OPTIONS);
+  if (o.cmdline !== undefined && typeof o.cmdline !== 'string') throw new InvalidArgumentError('Machine.create: cmdline must be a string');
+  if (o.devices !== undefined && !Array.isArray(o.devices)) throw new InvalidArgumentError('Machine.create: devices must be an array such as [\'com2\']', 'ERR_UNKNOWN_DEVICE');
+  if (o.net !== undefined && !Array.isArray(o.net)) throw new InvalidArgumentError('Machine.create: net must be an array of { backend }', 'ERR_INVALID_NET');
+  if (o.clearXsave !== undefined && typeof o.clearXsave !== 'boolean') throw new InvalidArgumentError('Machine.create: clearXsave must be a boolean');
+  if (o.kvmPath !== undefined && (typeof o.kvmPath !== 'string' || o.kvmPath === '')) throw new InvalidArgumentError('Machine.create: kvmPath must be a non-empty string');
+  checkOptions('Machine.create: flat', o.flat, keysOf<NonNullable<MachineOptions['flat']>>({ loadAddress: true, entry: true, mode: true }));
   if (o.kernel === undefined) throw new InvalidArgumentError('kernel is required (a path or bytes)', 'ERR_NO_KERNEL');
   const memory = resolveMemory(o.memory ?? '256M');
   const cpus = o.cpus ?? 1;
@@ -100,6 +112,7 @@ export function resolveOptions(o: MachineOptions, maxVcpus: number): ResolvedOpt
     if (n === null || typeof n !== 'object' || typeof n.backend?.send !== 'function') {
       throw new InvalidArgumentError('each net entry needs { backend: NetBackend }', 'ERR_INVALID_NET');
     }
+    checkOptions('Machine.create: net entry', n, keysOf<NetOptions>({ backend: true, mac: true, revision: true }));
     if (n.revision !== undefined && n.revision !== 0x10 && n.revision !== 0x20) {
       throw new InvalidArgumentError('net revision must be 0x10 (8139too) or 0x20 (8139cp)', 'ERR_INVALID_NET');
     }

@@ -3,7 +3,7 @@
 import type { Clock, DmaMemory, IrqLine } from '../bus/device.js';
 import { MmioBus, PioBus } from '../bus/bus.js';
 import { WiredOrIrqLine } from '../bus/irq.js';
-import * as L from '../boot/layout.js';
+import * as L from '../platform/layout.js';
 import { AcpiPm, ACPI_PM_IO_LENGTH } from '../devices/acpi-pm.js';
 import { Cmos, CMOS_IO_SIZE } from '../devices/cmos.js';
 import { DebugExit, DEBUG_EXIT_IO_SIZE } from '../devices/debug-exit.js';
@@ -17,6 +17,7 @@ import type { DeferWork } from '../devices/work-budget.js';
 import type { E820Entry } from '../boot/e820.js';
 import type { NetOptions } from './options.js';
 
+/** Why a machine ended: the guest powered off, rebooted, wrote the debug-exit port, triple-faulted ('shutdown'), an error, or stop(). */
 export type EndReason = 'poweroff' | 'reboot' | 'debug-exit' | 'shutdown' | 'error' | 'stopped';
 
 export interface PlatformHooks {
@@ -51,6 +52,9 @@ export class Platform {
   readonly pio = new PioBus();
   readonly mmio = new MmioBus();
   readonly uarts: Uart16550[] = [];
+  readonly i8042: I8042;
+  readonly cmos: Cmos;
+  readonly debugExit: DebugExit;
   readonly fwCfg: FwCfg;
   readonly acpiPm: AcpiPm;
   readonly pci: PciHostBridge;
@@ -77,16 +81,15 @@ export class Platform {
       pio.register(L.PORT_COM[i]!, UART_IO_SIZE, uart, `com${i + 1}`);
       this.uarts.push(uart);
     }
-    pio.register(L.PORT_I8042_DATA, I8042_IO_SIZE, new I8042({
+    this.i8042 = new I8042({
       irq: hooks.irq(L.IRQ_I8042_KBD),
       onReset: () => hooks.end('reboot', 0, 'i8042 CPU reset line'),
-    }), 'i8042');
-    pio.register(L.PORT_CMOS_INDEX, CMOS_IO_SIZE, new Cmos({
-      memoryBelow4g: cfg.memoryBelow4g, memoryAbove4g: cfg.memoryAbove4g,
-    }), 'cmos');
-    pio.register(L.PORT_DEBUG_EXIT, DEBUG_EXIT_IO_SIZE, new DebugExit({
-      onExit: (code) => hooks.end('debug-exit', code),
-    }), 'debug-exit');
+    });
+    pio.register(L.PORT_I8042_DATA, I8042_IO_SIZE, this.i8042, 'i8042');
+    this.cmos = new Cmos({ memoryBelow4g: cfg.memoryBelow4g, memoryAbove4g: cfg.memoryAbove4g });
+    pio.register(L.PORT_CMOS_INDEX, CMOS_IO_SIZE, this.cmos, 'cmos');
+    this.debugExit = new DebugExit({ onExit: (code) => hooks.end('debug-exit', code) });
+    pio.register(L.PORT_DEBUG_EXIT, DEBUG_EXIT_IO_SIZE, this.debugExit, 'debug-exit');
     this.fwCfg = new FwCfg({ cpus: cfg.cpus });
     pio.register(L.PORT_FW_CFG, FW_CFG_IO_SIZE, this.fwCfg, 'fw-cfg');
     this.acpiPm = new AcpiPm({
@@ -103,12 +106,15 @@ export class Platform {
     pio.register(0xed, 1, new Sink(), 'io-delay');
 
     const mapper: BarMapper = {
-      map: (kind, base, length, device) => (kind === 'io' ? pio : mmio).register(base, length, device),
+      map: (kind, base, length, device, name) => (kind === 'io' ? pio : mmio).register(base, length, device, name),
       unmap: (kind, device) => { (kind === 'io' ? pio : mmio).unregister(device); },
       ...(hooks.coalesce !== undefined ? { coalesce: hooks.coalesce } : {}),
     };
     this.pci = new PciHostBridge({
       mapper,
+      ioWindow: { start: L.PCI_IO_START, end: L.PCI_IO_END },
+      mmioWindow: { start: L.PCI_MMIO_START, end: L.PCI_MMIO_END },
+      intxGsi: L.pciIntxGsi,
       irqForGsi: (gsi) => hooks.irq(gsi),
       onReset: () => hooks.end('reboot', 0, 'PCI reset control register'),
     });

@@ -18,6 +18,7 @@ import { createHash } from 'node:crypto';
 import { NodeKvmError } from '../errors.js';
 
 export const SNAPSHOT_MAGIC = 'NKVMSNAP';
+/** The snapshot file format this version writes and reads. */
 export const SNAPSHOT_FORMAT_VERSION = 1;
 export const SNAPSHOT_PAGE_SIZE = 4096;
 /** The node-kvm version written into new files (package.json's). */
@@ -60,8 +61,11 @@ export interface SnapshotHeader {
 
 /** A refused snapshot file: `ERR_SNAPSHOT_CORRUPT` or `ERR_SNAPSHOT_VERSION`. */
 export class SnapshotFileError extends NodeKvmError {
-  constructor(code: 'ERR_SNAPSHOT_CORRUPT' | 'ERR_SNAPSHOT_VERSION', readonly path: string, detail: string) {
+  /** The snapshot file. */
+  readonly path: string;
+  constructor(code: 'ERR_SNAPSHOT_CORRUPT' | 'ERR_SNAPSHOT_VERSION', path: string, detail: string) {
     super(code, `snapshot ${path}: ${detail}`);
+    this.path = path;
     this.name = 'SnapshotFileError';
   }
 }
@@ -139,6 +143,7 @@ export function writeSnapshotFile(path: string, meta: JsonValue, sections: reado
   return JSON.parse(new TextDecoder().decode(headerBytes)) as SnapshotHeader;
 }
 
+/** How much loadSnapshot() checks: 'full' hashes every section, 'state' skips hashing RAM. */
 export type VerifyLevel = 'full' | 'state';
 
 /** An open, validated snapshot file. Sections are read on demand; close() releases the fd. */

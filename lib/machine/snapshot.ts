@@ -1,45 +1,54 @@
 // Machine snapshots: every vCPU's architectural state, the in-kernel irqchip/PIT/kvmclock, the
 // device model and guest RAM, captured from a paused machine and put back into the same
 // machine (restore) or a new one (Machine.fromSnapshot). A snapshot's RAM lives in a memfd
-// (snapshot-memfd.ts) or in a file (snapshot-file.ts); either is mapped copy-on-write over the
+// (lib/kvm/memfd-ram.ts) or in a file (snapshot-file.ts); either is mapped copy-on-write over the
 // RAM slots, so a restore costs page faults for the pages the guest touches, not a copy of all
 // of RAM.
 import { NodeKvmError } from '../errors.js';
 import type { Kvm } from '../kvm/kvm.js';
 import type { Vcpu } from '../kvm/vcpu.js';
+import type { VcpuState as KvmVcpuState, VmState } from '../kvm/state.js';
 import type { Vm } from '../kvm/vm.js';
-import { native } from '../native.js';
+import { mapFilePrivate } from '../kvm/host-memory.js';
 import type { AcpiPmState } from '../devices/acpi-pm.js';
 import type { CmosState } from '../devices/cmos.js';
-import { Cmos } from '../devices/cmos.js';
 import type { FwCfgState } from '../devices/fw-cfg.js';
-import { I8042, type I8042State } from '../devices/i8042.js';
+import type { I8042State } from '../devices/i8042.js';
 import type { PciHostBridgeState } from '../devices/pci/host-bridge.js';
 import type { PciDeviceState } from '../devices/pci/device.js';
 import type { Uart16550State } from '../devices/uart16550.js';
 import type { MachineConsole } from './console.js';
 import type { Platform } from './platform.js';
-import { MemfdRam } from './snapshot-memfd.js';
-import { phaseTimer } from './snapshot-trace.js';
+import { MemfdRam } from '../kvm/memfd-ram.js';
+import { phaseTimer } from '../snapshot-trace.js';
 import { SnapshotFile, writeSnapshotFile, type JsonValue, type SectionInput, type VerifyLevel } from './snapshot-file.js';
+import { checkOptions, keysOf } from '../options-check.js';
 
 export { SnapshotFileError, SNAPSHOT_FORMAT_VERSION } from './snapshot-file.js';
 
-/** KVM_IRQCHIP_PIC_MASTER, _PIC_SLAVE, _IOAPIC (struct kvm_irqchip.chip_id). */
-const IRQCHIP_IDS = [0, 1, 2] as const;
-/** struct kvm_clock_data.flags: cleared on restore so the clock resumes at the saved value. */
-const CLOCK_FLAGS_OFFSET = 8;
-/** KVM_VCPUEVENT_VALID_NMI_PENDING | KVM_VCPUEVENT_VALID_SIPI_VECTOR: GET does not set them. */
-const VCPUEVENT_RESTORE_FLAGS = 0x1 | 0x2;
 
 /** What a snapshot needs to rebuild an identical machine. */
 export interface SnapshotConfig {
+  /** Guest RAM in bytes. */
   memory: number;
+  /** vCPUs. */
   cpus: number;
+  /** COM ports (1-4). */
   comPorts: number;
+  /** Whether CPUID XSAVE was hidden from the guest. */
   clearXsave: boolean;
-  ram: Array<{ slot: number; guestPhysAddr: number; size: number }>;
-  nics: Array<{ mac: string; revision: number }>;
+  /** The RAM slots, as KVM had them. */
+  ram: Array<{
+    /** KVM slot. */ slot: number;
+    /** Guest-physical address. */ guestPhysAddr: number;
+    /** Bytes. */ size: number;
+  }>;
+  /** The NICs, in PCI order. */
+  nics: Array<{
+    /** Station address. */ mac: string;
+    /** PCI revision (0x10 or 0x20). */ revision: number;
+  }>;
+  /** The guest's TSC rate in kHz, restored where KVM can set it; null where it cannot read it. */
   tscKhz: number | null;
 }
 
@@ -96,13 +105,22 @@ type Memory =
 
 const b64 = (u: Uint8Array): string => Buffer.from(u.buffer, u.byteOffset, u.byteLength).toString('base64');
 const unb64 = (s: string): Uint8Array => new Uint8Array(Buffer.from(s, 'base64'));
+const encodeVm = (v: VmState): Pick<MachineStateData, 'irqchip' | 'pit' | 'clock'> => ({ irqchip: v.irqchip.map(b64), pit: b64(v.pit), clock: b64(v.clock) });
 
 /** A captured machine. Hold it in memory, save() it, and restore it any number of times. */
 export class MachineSnapshot {
   private closed = false;
 
+  /** The shape of the machine captured: a restore needs one that matches. */
+  readonly config: SnapshotConfig;
+  /** @internal vCPU, irqchip and device state as captured */
+  readonly state: MachineStateData;
+
   /** @internal use machine.snapshot() or loadSnapshot() */
-  constructor(readonly config: SnapshotConfig, readonly state: MachineStateData, private readonly memory: Memory) {}
+  constructor(config: SnapshotConfig, state: MachineStateData, private readonly memory: Memory) {
+    this.config = config;
+    this.state = state;
+  }
 
   /** The file this snapshot was loaded from, if any. */
   get path(): string | undefined {
@@ -151,7 +169,7 @@ export class MachineSnapshot {
    */
   mapRegionPrivate(i: number): ArrayBuffer | undefined {
     const src = this.privateSource(i);
-    return src === undefined ? undefined : native().mmapFilePrivate(src.fd, this.config.ram[i]!.size, src.offset);
+    return src === undefined ? undefined : mapFilePrivate(src.fd, this.config.ram[i]!.size, src.offset);
   }
 
   /**
@@ -185,6 +203,7 @@ export class MachineSnapshot {
     else this.memory.regions.length = 0;
   }
 
+  /** Same as close(), for `using`. */
   [Symbol.dispose](): void {
     this.close();
   }
@@ -196,6 +215,7 @@ export class MachineSnapshot {
  * ERR_SNAPSHOT_CORRUPT or ERR_SNAPSHOT_VERSION.
  */
 export function loadSnapshot(path: string, opts: { verify?: VerifyLevel } = {}): MachineSnapshot {
+  checkOptions('loadSnapshot', opts, keysOf<{ verify?: VerifyLevel }>({ verify: true }));
   const file = SnapshotFile.open(path, opts);
   try {
     let parsed: { config?: SnapshotConfig; state?: MachineStateData };
@@ -221,56 +241,28 @@ export function loadSnapshot(path: string, opts: { verify?: VerifyLevel } = {}):
 
 // ---------------------------------------------------------------- capture
 
-/** MSRs this vCPU lets us read: KVM_GET_MSRS stops at the first it refuses, so drop and retry. */
-function readableMsrs(vcpu: Vcpu, candidates: readonly number[]): Array<{ index: number; data: bigint }> {
-  let list = [...candidates];
-  for (;;) {
-    const got = vcpu.getMsrs(list);
-    if (got.length === list.length) return got;
-    list = [...list.slice(0, got.length), ...list.slice(got.length + 1)];
-  }
-}
-
-function captureVcpu(vcpu: Vcpu, msrIndices: readonly number[]): VcpuState {
-  const n = native();
-  const fd = vcpu.fd;
-  let xsave: string | null = null;
-  try {
-    xsave = b64(n.getXsave(fd));
-  } catch {
-    xsave = null; // kvm_pvm refuses KVM_GET_XSAVE: the FPU state below carries x87/SSE
-  }
-  let xcrs: string | null = null;
-  try {
-    xcrs = b64(n.getXcrs(fd));
-  } catch {
-    xcrs = null;
-  }
+/** A vCPU's state for the snapshot's JSON: its structs base64, MSR values hex. */
+function encodeVcpu(v: KvmVcpuState): VcpuState {
   return {
-    id: vcpu.id,
-    regs: b64(n.getRegs(fd)),
-    sregs: b64(n.getSregs(fd)),
-    xsave,
-    fpu: b64(n.getFpu(fd)),
-    xcrs,
-    msrs: readableMsrs(vcpu, msrIndices).map((m) => [m.index, m.data.toString(16)]),
-    lapic: b64(n.getLapic(fd)),
-    events: b64(n.getVcpuEvents(fd)),
-    mpState: n.getMpState(fd),
+    id: v.id, regs: b64(v.regs), sregs: b64(v.sregs), xsave: v.xsave === null ? null : b64(v.xsave), fpu: b64(v.fpu),
+    xcrs: v.xcrs === null ? null : b64(v.xcrs), msrs: v.msrs.map((m) => [m.index, m.data.toString(16)]),
+    lapic: b64(v.lapic), events: b64(v.events), mpState: v.mpState,
   };
 }
 
-/** The platform's devices that the Platform class keeps only on the bus (i8042, CMOS). */
-function busDevice<T>(platform: Platform, cls: abstract new (...a: never[]) => T): T | undefined {
-  for (const r of platform.pio.devices) if (r.device instanceof cls) return r.device as T;
-  return undefined;
+function decodeVcpu(s: VcpuState): KvmVcpuState {
+  return {
+    id: s.id, regs: unb64(s.regs), sregs: unb64(s.sregs), xsave: s.xsave === null ? null : unb64(s.xsave), fpu: unb64(s.fpu),
+    xcrs: s.xcrs === null ? null : unb64(s.xcrs), msrs: s.msrs.map(([index, hex]) => ({ index, data: BigInt(`0x${hex}`) })),
+    lapic: unb64(s.lapic), events: unb64(s.events), mpState: s.mpState,
+  };
 }
 
 function captureDevices(p: Platform): DeviceStates {
   return {
     uarts: p.uarts.map((u) => u.saveState()),
-    i8042: busDevice(p, I8042)?.saveState() ?? null,
-    cmos: busDevice(p, Cmos)?.saveState() ?? null,
+    i8042: p.i8042.saveState(),
+    cmos: p.cmos.saveState(),
     acpiPm: p.acpiPm.saveState(),
     fwCfg: p.fwCfg.saveState(),
     pciHost: p.pci.saveState(),
@@ -296,17 +288,13 @@ function settle(vcpus: readonly Vcpu[]): void {
 /** Capture `t` (which must not be running). RAM is copied into a memfd. */
 export function captureSnapshot(t: SnapshotTarget): MachineSnapshot {
   const ph = phaseTimer('capture');
-  const n = native();
-  const vmfd = t.vm.fd;
   const msrIndices = t.kvm.getMsrIndexList();
   settle(t.vcpus);
   t.console.flush();
   ph.mark('settle');
   const state: MachineStateData = {
-    vcpus: t.vcpus.map((v) => captureVcpu(v, msrIndices)),
-    irqchip: IRQCHIP_IDS.map((id) => b64(n.getIrqchip(vmfd, id))),
-    pit: b64(n.getPit2(vmfd)),
-    clock: b64(n.getClock(vmfd)),
+    vcpus: t.vcpus.map((v) => encodeVcpu(v.saveState(msrIndices))),
+    ...encodeVm(t.vm.saveState()),
     devices: captureDevices(t.platform),
     consoleBytes: t.console.output.length,
   };
@@ -321,41 +309,10 @@ export function captureSnapshot(t: SnapshotTarget): MachineSnapshot {
 
 // ---------------------------------------------------------------- restore
 
-/** KVM_SET_MSRS stops at the first MSR it refuses: skip that one and go on. Returns the refused. */
-function writeMsrs(vcpu: Vcpu, entries: Array<{ index: number; data: bigint }>): number[] {
-  const refused: number[] = [];
-  let rest = entries;
-  while (rest.length > 0) {
-    const done = vcpu.setMsrs(rest);
-    if (done >= rest.length) break;
-    refused.push(rest[done]!.index);
-    rest = rest.slice(done + 1);
-  }
-  return refused;
-}
-
-function restoreVcpu(vcpu: Vcpu, s: VcpuState): void {
-  const n = native();
-  const fd = vcpu.fd;
-  n.setSregs(fd, unb64(s.sregs));
-  n.setRegs(fd, unb64(s.regs));
-  if (s.xcrs !== null) n.setXcrs(fd, unb64(s.xcrs));
-  if (s.xsave !== null) n.setXsave(fd, unb64(s.xsave));
-  else n.setFpu(fd, unb64(s.fpu));
-  writeMsrs(vcpu, s.msrs.map(([index, hex]) => ({ index, data: BigInt(`0x${hex}`) })));
-  n.setLapic(fd, unb64(s.lapic));
-  n.setMpState(fd, s.mpState);
-  const ev = unb64(s.events);
-  const flagsOff = n.layout.kvm_vcpu_events.flags!;
-  const dv = new DataView(ev.buffer, ev.byteOffset, ev.byteLength);
-  dv.setUint32(flagsOff, dv.getUint32(flagsOff, true) | VCPUEVENT_RESTORE_FLAGS, true);
-  n.setVcpuEvents(fd, ev);
-}
-
 function restoreDevices(p: Platform, d: DeviceStates): void {
   d.uarts.forEach((s, i) => p.uarts[i]?.loadState(s));
-  if (d.i8042 !== null) busDevice(p, I8042)?.loadState(d.i8042);
-  if (d.cmos !== null) busDevice(p, Cmos)?.loadState(d.cmos);
+  if (d.i8042 !== null) p.i8042.loadState(d.i8042);
+  if (d.cmos !== null) p.cmos.loadState(d.cmos);
   p.acpiPm.loadState(d.acpiPm);
   p.fwCfg.loadState(d.fwCfg);
   p.pci.loadState(d.pciHost);
@@ -374,6 +331,7 @@ function checkCompatible(t: SnapshotTarget, snap: MachineSnapshot): void {
   }
 }
 
+/** Options of `machine.restore()` and `Machine.fromSnapshot()`. */
 export interface RestoreOptions {
   /**
    * How RAM comes back. 'auto' (default): the snapshot's memory (its memfd or its file) is
@@ -391,7 +349,6 @@ export function restoreSnapshot(t: SnapshotTarget, snap: MachineSnapshot, opts: 
   const ph = phaseTimer('restore');
   settle(t.vcpus);
   ph.mark('settle');
-  const n = native();
   snap.config.ram.forEach((r, i) => {
     const src = opts.memory === 'copy' ? undefined : snap.privateSource(i);
     if (src === undefined) snap.copyRegionInto(i, t.vm.memory.view(r.guestPhysAddr, r.size));
@@ -403,14 +360,9 @@ export function restoreSnapshot(t: SnapshotTarget, snap: MachineSnapshot, opts: 
   // levels in step), then the irqchip state overwrites whatever that delivered.
   restoreDevices(t.platform, s.devices);
   ph.mark('devices');
-  const vmfd = t.vm.fd;
-  s.irqchip.forEach((c) => n.setIrqchip(vmfd, unb64(c)));
-  n.setPit2(vmfd, unb64(s.pit));
-  const clock = unb64(s.clock);
-  new DataView(clock.buffer, clock.byteOffset, clock.byteLength).setUint32(CLOCK_FLAGS_OFFSET, 0, true);
-  n.setClock(vmfd, clock);
+  t.vm.loadState({ irqchip: s.irqchip.map(unb64), pit: unb64(s.pit), clock: unb64(s.clock) });
   ph.mark('irqchip+pit+clock');
-  s.vcpus.forEach((vs, i) => restoreVcpu(t.vcpus[i]!, vs));
+  s.vcpus.forEach((vs, i) => t.vcpus[i]!.loadState(decodeVcpu(vs)));
   ph.mark('vcpus');
   // waitFor() looks only at output printed after the restore.
   t.console.flush();

@@ -11,6 +11,7 @@
  * frame's checksums; 0 otherwise. A wrapper that may change frames passes 0 on.
  */
 export type FrameListener = (frame: Uint8Array, flags: number) => void;
+/** Called when the carrier goes up or down. */
 export type LinkListener = (up: boolean) => void;
 
 /**
@@ -32,6 +33,11 @@ export interface TcpSegmentation {
   segments: number;
 }
 
+/**
+ * What carries a NIC's frames: a TapBackend, a SwitchPort, a LinkShaper or PcapWriter wrapping
+ * another backend, one end of createPipe(), or your own. Frames are whole Ethernet frames
+ * without FCS; a frame handed to a listener belongs to the backend (copy before keeping it).
+ */
 export interface NetBackend {
   /** Transmit a frame from the NIC side. Ignored (dropped) after close() or while link is down. */
   send(frame: Uint8Array): void;
@@ -156,6 +162,7 @@ export function createPipe(): [NetBackend, NetBackend] {
 
 /** A backend with carrier that drops everything sent (an unplugged-but-linked port). */
 export class NullBackend extends BackendBase {
+  /** Frames dropped so far. */
   sent = 0;
   send(): void {
     this.sent++;
@@ -164,6 +171,7 @@ export class NullBackend extends BackendBase {
 
 /** A backend for tests: records sent frames, lets the test inject frames and flip carrier. */
 export class MemoryBackend extends BackendBase {
+  /** Copies of every frame the NIC sent. */
   readonly sent: Uint8Array[] = [];
   send(frame: Uint8Array): void {
     if (this.closed) return;
@@ -173,6 +181,7 @@ export class MemoryBackend extends BackendBase {
   inject(frame: Uint8Array): void {
     this.deliver(frame);
   }
+  /** Set the carrier the NIC sees. */
   setLinkUp(up: boolean): void {
     this.setLink(up);
   }

@@ -4,7 +4,10 @@
 // seedable PRNG so a test run can be replayed; every timer is unref'd and cleared by close().
 import { InvalidArgumentError } from '../errors.js';
 import { BackendBase, type NetBackend } from './backend.js';
+import { parseSize, type Size } from '../size.js';
+import { checkOptions, keysOf } from '../options-check.js';
 
+/** What a link does to frames; every field is optional and off by default. */
 export interface Impairments {
   /** Drop probability in percent (0..100). */
   lossPercent?: number;
@@ -17,20 +20,24 @@ export interface Impairments {
   /** Probability (percent) one random bit of the frame is flipped. */
   corruptPercent?: number;
   /** Rate limit in bytes per second (token bucket); 0 or undefined = unlimited. */
-  rateBytesPerSec?: number;
+  rateBytesPerSec?: Size;
   /** Bucket depth in bytes (default: one 1514-byte frame or 10 ms of rate, whichever is larger). */
-  burstBytes?: number;
+  burstBytes?: Size;
   /** Bytes that may wait for tokens before tail drop (default 256 KiB). */
-  queueLimitBytes?: number;
+  queueLimitBytes?: Size;
 }
 
+/** The timers a shaper uses (injected so tests can drive time). */
 export interface ShaperTimers {
+  /** Run `cb` after `ms`; returns a handle for clearTimeout. */
   setTimeout(cb: () => void, ms: number): unknown;
+  /** Cancel a pending setTimeout. */
   clearTimeout(handle: unknown): void;
   /** Milliseconds, monotonic. */
   now(): number;
 }
 
+/** Options of a LinkShaper: impairments for both directions, per-direction overrides, a seed. */
 export interface LinkShaperOptions extends Impairments {
   /** Seed for the PRNG (deterministic runs). */
   seed?: number;
@@ -38,17 +45,27 @@ export interface LinkShaperOptions extends Impairments {
   egress?: Impairments;
   /** Overrides for the network-to-NIC direction. */
   ingress?: Impairments;
+  /** Timer source (default: the host's, unref'd). */
   timers?: ShaperTimers;
 }
 
+/** What one direction of a shaper did with the frames it saw. */
 export interface DirectionStats {
+  /** Frames passed on. */
   passed: number;
+  /** Frames dropped by `lossPercent`. */
   lost: number;
+  /** Frames delivered twice. */
   duplicated: number;
+  /** Frames with a bit flipped. */
   corrupted: number;
+  /** Frames that waited for rate-limit tokens. */
   queued: number;
+  /** Frames dropped because the rate-limit queue was full. */
   queueDropped: number;
+  /** Frames dropped during a partition. */
   partitioned: number;
+  /** Frames dropped while the carrier was down. */
   noCarrier: number;
 }
 
@@ -78,8 +95,17 @@ function checkPercent(name: string, v: number | undefined): void {
   if (v !== undefined && !(v >= 0 && v <= 100)) throw new InvalidArgumentError(`${name} must be 0..100, got ${v}`);
 }
 
+/** Impairments with every size resolved to bytes. */
+type ResolvedImpairments = Omit<Impairments, 'rateBytesPerSec' | 'burstBytes' | 'queueLimitBytes'> & {
+  rateBytesPerSec?: number; burstBytes?: number; queueLimitBytes?: number;
+};
+
+const IMPAIRMENTS = keysOf<Impairments>({
+  lossPercent: true, delayMs: true, jitterMs: true, duplicatePercent: true, corruptPercent: true, rateBytesPerSec: true, burstBytes: true, queueLimitBytes: true,
+});
+
 class Direction {
-  cfg: Impairments = {};
+  cfg: ResolvedImpairments = {};
   readonly stats: DirectionStats = { passed: 0, lost: 0, duplicated: 0, corrupted: 0, queued: 0, queueDropped: 0, partitioned: 0, noCarrier: 0 };
   private tokens = 0;
   private last = 0;
@@ -89,14 +115,21 @@ class Direction {
 
   constructor(private readonly shaper: LinkShaper, private readonly out: (f: Uint8Array) => void) {}
 
-  configure(cfg: Impairments): void {
+  configure(impairments: Impairments): void {
+    checkOptions('LinkShaper impairments', impairments, IMPAIRMENTS);
+    const { rateBytesPerSec, burstBytes, queueLimitBytes, ...rest } = impairments;
+    const cfg: ResolvedImpairments = { ...rest };
     checkPercent('lossPercent', cfg.lossPercent);
     checkPercent('duplicatePercent', cfg.duplicatePercent);
     checkPercent('corruptPercent', cfg.corruptPercent);
-    for (const k of ['delayMs', 'jitterMs', 'rateBytesPerSec', 'burstBytes', 'queueLimitBytes'] as const) {
+    for (const k of ['delayMs', 'jitterMs'] as const) {
       const v = cfg[k];
       if (v !== undefined && !(Number.isFinite(v) && v >= 0)) throw new InvalidArgumentError(`${k} must be a non-negative number`);
     }
+    // Sizes: '10M' or bytes (rateBytesPerSec: bytes per second).
+    if (rateBytesPerSec !== undefined) cfg.rateBytesPerSec = parseSize(rateBytesPerSec, 'rateBytesPerSec', { allowZero: true });
+    if (burstBytes !== undefined) cfg.burstBytes = parseSize(burstBytes, 'burstBytes', { allowZero: true });
+    if (queueLimitBytes !== undefined) cfg.queueLimitBytes = parseSize(queueLimitBytes, 'queueLimitBytes', { allowZero: true });
     this.cfg = { ...this.cfg, ...cfg };
     this.tokens = this.burst();
     this.last = this.shaper.timers.now();
@@ -205,11 +238,14 @@ export class LinkShaper extends BackendBase {
   private forcedDown = false;
   private readonly pending = new Set<unknown>();
   private readonly unsub: Array<() => void>;
+  /** @internal the NIC-to-network direction */
   readonly egress: Direction;
+  /** @internal the network-to-NIC direction */
   readonly ingress: Direction;
 
   constructor(private readonly inner: NetBackend, opts: LinkShaperOptions = {}) {
     super();
+    checkOptions('LinkShaper', opts, keysOf<LinkShaperOptions>({ ...Object.fromEntries(IMPAIRMENTS.map((k) => [k, true])) as Record<keyof Impairments, true>, seed: true, egress: true, ingress: true, timers: true }));
     this.timers = opts.timers ?? hostTimers;
     this.random = seededRandom(opts.seed ?? Math.floor(Math.random() * 2 ** 32));
     this.egress = new Direction(this, (f) => this.inner.send(f));
@@ -251,6 +287,7 @@ export class LinkShaper extends BackendBase {
     this.syncCarrier();
   }
 
+  /** Plug the cable back in. */
   up(): void {
     this.forcedDown = false;
     this.syncCarrier();
@@ -275,6 +312,7 @@ export class LinkShaper extends BackendBase {
     this.setLink(this.carrier);
   }
 
+  /** Pass the inner backend's poll on. */
   pollReceive(): void {
     this.inner.pollReceive?.();
   }

@@ -255,6 +255,7 @@ export class NetNs {
     }
   }
 
+  /** Same as close(), for `await using`. */
   async [Symbol.asyncDispose](): Promise<void> {
     await this.close();
   }

@@ -5,18 +5,24 @@ import { createUserFile } from '../user-file.js';
 import { InvalidArgumentError } from '../errors.js';
 import { BackendBase, type NetBackend, type TcpSegmentation } from './backend.js';
 import { segmentTcp } from './tcp-segmentation.js';
+import { parseSize, type Size } from '../size.js';
+import { checkOptions, keysOf } from '../options-check.js';
 
 export const PCAP_MAGIC_NS = 0xa1b23c4d;
 export const LINKTYPE_ETHERNET = 1;
 
+/** Where a PcapWriter's bytes go, when not to a file. */
 export interface PcapSink {
+  /** Take the next bytes of the capture. */
   write(chunk: Uint8Array): void;
+  /** The capture ended. */
   close?(): void;
 }
 
+/** Options of a PcapWriter. */
 export interface PcapOptions {
   /** Bytes kept per packet (longer frames are truncated, orig_len keeps the real size). */
-  snaplen?: number;
+  snaplen?: Size;
   /** Timestamp source, nanoseconds since the Unix epoch. */
   now?: () => bigint;
 }
@@ -44,17 +50,23 @@ class FileSink implements PcapSink {
   }
 }
 
+/**
+ * Writes Ethernet frames as a pcap capture (nanosecond timestamps) that Wireshark and tcpdump
+ * read. `new PcapWriter(file).wrap(backend)` gives a backend that records what passes through it.
+ */
 export class PcapWriter {
   private readonly sink: PcapSink;
   private readonly snaplen: number;
   private readonly now: () => bigint;
   private ended = false;
+  /** Frames written so far. */
   packets = 0;
 
   /** `target`: a file path (created/truncated) or a sink receiving the byte stream. */
   constructor(target: string | PcapSink, opts: PcapOptions = {}) {
-    const snaplen = opts.snaplen ?? 262144;
-    if (!Number.isInteger(snaplen) || snaplen < 14 || snaplen > 0x7fffffff) throw new InvalidArgumentError(`bad snaplen ${snaplen}`);
+    checkOptions('PcapWriter', opts, keysOf<PcapOptions>({ snaplen: true, now: true }));
+    const snaplen = parseSize(opts.snaplen ?? 262144, 'snaplen');
+    if (snaplen < 14 || snaplen > 0x7fffffff) throw new InvalidArgumentError(`snaplen must be 14 to 2^31-1 bytes, got ${snaplen}`, 'ERR_INVALID_ARG');
     this.snaplen = snaplen;
     this.now = opts.now ?? defaultNow();
     this.sink = typeof target === 'string' ? new FileSink(target) : target;
@@ -105,6 +117,7 @@ export class PcapWriter {
     return this.ended;
   }
 
+  /** Stop recording and close the file or sink. Idempotent. */
   close(): void {
     if (this.ended) return;
     this.ended = true;

@@ -3,7 +3,9 @@
 // its destination MAC as a source, or flooded to every other port when unknown, broadcast or
 // multicast. Delivery is synchronous, in port order, so tests are deterministic.
 import { BackendBase } from './backend.js';
+import { checkOptions, keysOf } from '../options-check.js';
 
+/** Options of an L2Switch. */
 export interface SwitchOptions {
   /** Forget a learned MAC after this long (ms). Default 300 s; 0 disables ageing. */
   ageingMs?: number;
@@ -11,8 +13,11 @@ export interface SwitchOptions {
   now?: () => number;
 }
 
+/** What a switch did with the frames it saw. */
 export interface SwitchStats {
+  /** Frames sent to the one port their destination MAC was learned on. */
   forwarded: number;
+  /** Frames sent to every other port (broadcast, multicast, unknown destination). */
   flooded: number;
   /** Frames to a MAC learned on the sending port itself (dropped, as a real switch does). */
   filtered: number;
@@ -25,8 +30,14 @@ interface Entry {
   seen: number;
 }
 
+/** One port of an L2Switch: a NetBackend to give a NIC. Get one with `switch.port()`. */
 export class SwitchPort extends BackendBase {
-  constructor(private readonly sw: L2Switch, readonly name: string) {
+  /** @internal use L2Switch.port() */
+  constructor(
+    private readonly sw: L2Switch,
+    /** The port's name, for diagnostics. */
+    readonly name: string,
+  ) {
     super();
   }
   send(frame: Uint8Array): void {
@@ -53,15 +64,22 @@ function macKey(f: Uint8Array, o: number): number {
   return f[o]! * 2 ** 40 + f[o + 1]! * 2 ** 32 + f[o + 2]! * 2 ** 24 + f[o + 3]! * 2 ** 16 + f[o + 4]! * 2 ** 8 + f[o + 5]!;
 }
 
+/**
+ * An in-process learning Ethernet switch: NICs (and TAPs, or anything else that speaks frames)
+ * attach through its ports; frames go to the port their destination MAC was learned on, or are
+ * flooded.
+ */
 export class L2Switch {
   private readonly ports: SwitchPort[] = [];
   private readonly table = new Map<number, Entry>();
   private readonly ageingMs: number;
   private readonly now: () => number;
   private count = 0;
+  /** Frames forwarded, flooded and dropped so far. */
   readonly stats: SwitchStats = { forwarded: 0, flooded: 0, filtered: 0, runts: 0 };
 
   constructor(opts: SwitchOptions = {}) {
+    checkOptions('L2Switch', opts, keysOf<SwitchOptions>({ ageingMs: true, now: true }));
     this.ageingMs = opts.ageingMs ?? 300_000;
     this.now = opts.now ?? Date.now;
   }

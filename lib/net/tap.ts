@@ -7,7 +7,10 @@ import { native } from '../native.js';
 import { BackendBase, type TcpSegmentation } from './backend.js';
 import { finishReceiveOffload, receiveOffloadSegmenter, RX_CHECKSUMS_VALID, type VnetHeaderLayout } from './receive-offload.js';
 import { TcpSegmenter } from './tcp-segmentation.js';
+import { parseSize, type Size } from '../size.js';
+import { checkOptions, keysOf } from '../options-check.js';
 
+/** Options of TapBackend.open(). */
 export interface TapOptions {
   /**
    * Interface name (at most 15 bytes). Omitted or '': the kernel picks the next free `tapN`.
@@ -36,19 +39,22 @@ export interface TapOptions {
    * instead of running the host's receive path for it (IP, TCP, the reader's wake-up, often
    * its ACK) inside the guest's exit. In the one-CPU lab that made transfers 20–30% slower:
    * the ACK the write provokes then reaches the guest through a kick and an event-loop turn
-   * instead of being read back inside the same exit (README, Known limits).
+   * instead of being read back inside the same exit (docs/benchmarks.md).
    */
   writeThread?: boolean;
   /** Bytes the writer thread may hold queued (default 4 MiB); a frame beyond it is dropped. */
-  writeQueueBytes?: number;
+  writeQueueBytes?: Size;
 }
 
+/** Counters of a TapBackend (`tap.stats`). */
 export interface TapStats {
   /** Frames read from the TAP (a super-frame counts once; see rxSegmented). */
   rxFrames: number;
+  /** Bytes of the frames read. */
   rxBytes: number;
   /** Of rxFrames, the TCP super-frames cut into wire frames here, and the frames they made. */
   rxSegmented: number;
+  /** Wire frames cut from rxSegmented super-frames. */
   rxSegments: number;
   /** Frames whose TCP/UDP checksum the host left for us, finished here. */
   rxChecksummed: number;
@@ -65,9 +71,11 @@ export interface TapStats {
    * writer thread, frames it has written so far (frames still queued at close are discarded).
    */
   txFrames: number;
+  /** Bytes of the frames written. */
   txBytes: number;
   /** Of txFrames, the TSO frames written whole (GSO), and the segments they made. */
   txSegmented: number;
+  /** Segments the txSegmented frames made on the wire. */
   txSegments: number;
   /** Frames not sent: kernel queue full, host side of the TAP down, or our link down. */
   txDropped: number;
@@ -159,13 +167,14 @@ export class TapBackend extends BackendBase {
 
   /** Open (or create) a TAP interface and start reading it. */
   static open(options: TapOptions = {}): TapBackend {
+    // Every option is checked before the fd exists, so a bad one leaves nothing to close.
+    checkOptions('TapBackend.open', options, keysOf<TapOptions>({ name: true, ref: true, segmentationOffload: true, receiveOffload: true, writeThread: true, writeQueueBytes: true }));
+    const bytes = parseSize(options.writeQueueBytes ?? DEFAULT_WRITE_QUEUE_BYTES, 'writeQueueBytes');
+    if (bytes < 0x10000 + 64) {
+      throw new InvalidArgumentError(`writeQueueBytes must be at least ${0x10000 + 64} (one largest frame), got ${bytes}`, 'ERR_INVALID_ARG');
+    }
     const name = options.name ?? '';
     validateName(name);
-    // Every option is checked before the fd exists, so a bad one leaves nothing to close.
-    const bytes = options.writeQueueBytes ?? DEFAULT_WRITE_QUEUE_BYTES;
-    if (!Number.isSafeInteger(bytes) || bytes < 0x10000 + 64) {
-      throw new InvalidArgumentError(`writeQueueBytes must be an integer of at least ${0x10000 + 64} (one largest frame), got ${bytes}`);
-    }
     const n = native();
     let opened: { fd: number; name: string; persistent: boolean; vnetHdrLen: number; offloads: number };
     const vnet = options.segmentationOffload !== false;
@@ -479,6 +488,7 @@ export class TapBackend extends BackendBase {
     native().tapClose(fd);
   }
 
+  /** Same as close(), for `using`. */
   [Symbol.dispose](): void {
     this.close();
   }

@@ -7,9 +7,18 @@ function excerpt(b: Buffer | string, max = 2000): string {
   return s.length > max ? `…${s.slice(-max)}` : s;
 }
 
-/** exec() did not finish in time. `recovered`: the shell answered again after Ctrl-C. */
+/** exec() did not finish in time. Code: `ERR_EXEC_TIMEOUT`. */
 export class ExecTimeoutError extends NodeKvmError {
-  constructor(readonly command: string, readonly timeoutMs: number, readonly tail: string, readonly recovered: boolean) {
+  constructor(
+    /** The command. */
+    readonly command: string,
+    /** The timeout it had. */
+    readonly timeoutMs: number,
+    /** The last console output. */
+    readonly tail: string,
+    /** True when the shell answered again after Ctrl-C: the VM is still usable. */
+    readonly recovered: boolean,
+  ) {
     super('ERR_EXEC_TIMEOUT',
       `command did not finish within ${timeoutMs} ms: ${command}\n` +
       (recovered ? 'it was interrupted (Ctrl-C); the VM is still usable\n' : 'the shell did not recover; the VM was stopped\n') +
@@ -17,24 +26,42 @@ export class ExecTimeoutError extends NodeKvmError {
   }
 }
 
-/** execOk() saw a non-zero exit status. */
+/** execOk() saw a non-zero exit status. Code: `ERR_EXEC_FAILED`. */
 export class ExecFailedError extends NodeKvmError {
-  constructor(readonly command: string, readonly exitCode: number, readonly stdout: string, readonly stderr: string) {
+  constructor(
+    /** The command. */
+    readonly command: string,
+    /** Its exit status. */
+    readonly exitCode: number,
+    /** What it printed on stdout. */
+    readonly stdout: string,
+    /** What it printed on stderr. */
+    readonly stderr: string,
+  ) {
     super('ERR_EXEC_FAILED',
       `command exited with status ${exitCode}: ${command}\n--- stdout ---\n${excerpt(stdout)}\n--- stderr ---\n${excerpt(stderr)}`);
   }
 }
 
-/** The reply on the console was damaged or the shell is gone. */
+/** The reply on the console was damaged or the shell is gone. Code: `ERR_EXEC_PROTOCOL`. */
 export class ExecProtocolError extends NodeKvmError {
-  constructor(message: string, readonly tail: string) {
+  constructor(
+    message: string,
+    /** The last console output. */
+    readonly tail: string,
+  ) {
     super('ERR_EXEC_PROTOCOL', `${message}\nconsole tail:\n${tail}`);
   }
 }
 
-/** The VM did not reach a usable shell. */
+/** The VM did not reach a usable shell. Code: `ERR_VM_BOOT`. */
 export class BootError extends NodeKvmError {
-  constructor(message: string, readonly tail: string, options?: { cause?: unknown }) {
+  constructor(
+    message: string,
+    /** The last console output. */
+    readonly tail: string,
+    options?: { cause?: unknown },
+  ) {
     super('ERR_VM_BOOT', `${message}\nconsole tail:\n${tail}`, options);
   }
 }

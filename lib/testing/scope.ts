@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
 import { topology, type Topology, type TopologySpec } from './topology.js';
 import { bootVm, type BootVmOptions, type TestVm } from './vm.js';
+import { checkOptions, keysOf } from '../options-check.js';
 
 interface Tracked {
   close(): Promise<void>;
@@ -25,12 +26,19 @@ function slug(name: string): string {
   return name.replace(/[^A-Za-z0-9._-]+/g, '-').replace(/^-+|-+$/g, '').slice(0, 80) || 'test';
 }
 
+/**
+ * The VMs and topologies of one test: closed when the test ends; on failure their console logs
+ * and pcaps are kept in an artifact directory named in the error.
+ */
 export class VmScope implements AsyncDisposable {
   private readonly tracked: Tracked[] = [];
   private dirPath: string | undefined;
   private readonly stamp = new Date().toISOString().replace(/[:.]/g, '-');
 
-  constructor(readonly name: string) {}
+  constructor(
+    /** The test's name (used for the artifact directory). */
+    readonly name: string,
+  ) {}
 
   /** This test's artifact directory (created on first use). */
   get dir(): string {
@@ -97,6 +105,7 @@ export class VmScope implements AsyncDisposable {
     }
   }
 
+  /** Same as close(), for `await using`. */
   async [Symbol.asyncDispose](): Promise<void> {
     await this.close();
   }
@@ -116,13 +125,16 @@ export async function withVms<T>(name: string, fn: (scope: VmScope) => Promise<T
   }
 }
 
+/** Options of vmTest(). */
 export interface VmTestOptions {
   /** Test timeout in ms (default 600 s: guests boot slowly under nested emulation). */
   timeout?: number;
+  /** node:test concurrency of the test. */
   concurrency?: number;
 }
 
 /** A node:test test whose body gets a VmScope. */
 export function vmTest(name: string, fn: (scope: VmScope, t: TestContext) => Promise<void>, options: VmTestOptions = {}): Promise<void> {
+  checkOptions('vmTest', options, keysOf<VmTestOptions>({ timeout: true, concurrency: true }));
   return test(name, { timeout: options.timeout ?? 600_000, concurrency: options.concurrency }, (t) => withVms(name, (scope) => fn(scope, t)));
 }

@@ -7,11 +7,13 @@
 import { join } from 'node:path';
 import { NodeKvmError } from '../errors.js';
 import { BackendBase, type NetBackend } from '../net/backend.js';
-import { LinkShaper, type Impairments } from '../net/link.js';
+import { LinkShaper, type DirectionStats, type Impairments } from '../net/link.js';
 import { PcapWriter } from '../net/pcap.js';
 import { L2Switch, type SwitchPort } from '../net/switch.js';
 import { bootVm, uniqueMac, type BootVmOptions, type TestVm } from './vm.js';
+import { checkOptions, keysOf } from '../options-check.js';
 
+/** One link of a topology: an in-process switch joining some VMs. */
 export interface LinkSpec {
   /** Names of the VMs on this link (two for a cable, more for a LAN). */
   between: string[];
@@ -21,8 +23,11 @@ export interface LinkSpec {
   name?: string;
 }
 
+/** What topology() builds: VMs by name and the links between them. */
 export interface TopologySpec {
+  /** The VMs, by name, with their boot options. */
   vms: Record<string, Omit<BootVmOptions, 'net' | 'name'>>;
+  /** The links; a VM gets one NIC per link it is on (eth0, eth1, …). */
   links: LinkSpec[];
   /** Directory for pcaps whose file name is relative (default: the current directory). */
   dir?: string;
@@ -60,14 +65,23 @@ interface Endpoint {
   port: SwitchPort;
 }
 
+/** One link of a running topology: capture it, shape it, partition it. */
 export class TopologyLink {
+  /** The switch joining the link's VMs. */
   readonly switch = new L2Switch();
   /** @internal */ readonly endpoints: Endpoint[] = [];
   private pcap: PcapWriter | undefined;
   /** Path of the current (or last) capture. */
   pcapPath: string | undefined;
 
-  constructor(readonly name: string, readonly index: number, private readonly dir: string | undefined) {}
+  /** @internal built by topology() */
+  constructor(
+    /** The link's name (used for pcap files). */
+    readonly name: string,
+    /** Its number n: the subnet is 10.0.n.0/24. */
+    readonly index: number,
+    private readonly dir: string | undefined,
+  ) {}
 
   /** 10.0.<n>.0/24 */
   get subnet(): string {
@@ -126,6 +140,7 @@ export class TopologyLink {
     return path;
   }
 
+  /** Stop the capture and close its file. */
   stopCapture(): void {
     for (const e of this.endpoints) e.wire.pcap = undefined;
     this.pcap?.close();
@@ -133,7 +148,10 @@ export class TopologyLink {
   }
 
   /** Shaper counters per VM. */
-  stats(): Record<string, { egress: LinkShaper['egress']['stats']; ingress: LinkShaper['ingress']['stats'] }> {
+  stats(): Record<string, {
+    /** What the VM sent onto the link. */ egress: DirectionStats;
+    /** What the link delivered to the VM. */ ingress: DirectionStats;
+  }> {
     return Object.fromEntries(this.endpoints.map((e) => [e.vm, { egress: { ...e.shaper.egress.stats }, ingress: { ...e.shaper.ingress.stats } }]));
   }
 
@@ -145,9 +163,17 @@ export class TopologyLink {
   }
 }
 
+/** VMs joined by links, as topology() or scope.topology() built them. */
 export class Topology implements AsyncDisposable {
-  constructor(readonly vms: Record<string, TestVm>, readonly links: TopologyLink[]) {}
+  /** @internal built by topology() */
+  constructor(
+    /** The VMs by name. */
+    readonly vms: Record<string, TestVm>,
+    /** The links, in spec order. */
+    readonly links: TopologyLink[],
+  ) {}
 
+  /** The VM called `name` (throws ERR_INVALID_ARG when there is none). */
   vm(name: string): TestVm {
     const v = this.vms[name];
     if (v === undefined) throw new NodeKvmError('ERR_INVALID_ARG', `no vm ${name} in this topology`);
@@ -172,11 +198,13 @@ export class Topology implements AsyncDisposable {
     return Object.values(this.vms).flatMap((v) => v.saveArtifacts(dir));
   }
 
+  /** Stop every VM and close the links. */
   async close(): Promise<void> {
     await Promise.all(Object.values(this.vms).map((v) => v.close()));
     for (const l of this.links) l.close();
   }
 
+  /** Same as close(), for `await using`. */
   async [Symbol.asyncDispose](): Promise<void> {
     await this.close();
   }
@@ -184,6 +212,11 @@ export class Topology implements AsyncDisposable {
 
 /** Boot every VM of `spec` (in parallel), wired as described, each with its addresses set. */
 export async function topology(spec: TopologySpec): Promise<Topology> {
+  if (spec === null || typeof spec !== 'object') throw new NodeKvmError('ERR_INVALID_ARG', 'topology needs a spec { vms, links }');
+  checkOptions('topology', spec, keysOf<TopologySpec>({ vms: true, links: true, dir: true }));
+  if (spec.vms === null || typeof spec.vms !== 'object') throw new NodeKvmError('ERR_INVALID_ARG', 'topology: vms must be an object of name → boot options');
+  if (!Array.isArray(spec.links)) throw new NodeKvmError('ERR_INVALID_ARG', 'topology: links must be an array');
+  for (const [i, l] of spec.links.entries()) checkOptions(`topology: link ${i}`, l, keysOf<LinkSpec>({ between: true, shape: true, name: true }));
   const names = Object.keys(spec.vms);
   if (names.length === 0) throw new NodeKvmError('ERR_INVALID_ARG', 'topology needs at least one vm');
   if (spec.links.length > 250) throw new NodeKvmError('ERR_INVALID_ARG', 'at most 250 links');

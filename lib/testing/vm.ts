@@ -15,12 +15,16 @@ import {
   ackPattern, execLine, execReplyPattern, ExecReplyError, GUEST_WORK_DIR, MAX_LINE, marker, parseExecReply,
   printMarker, shellQuote, uploadLines,
 } from './protocol.js';
+import type { Size } from '../size.js';
+import { checkOptions, keysOf } from '../options-check.js';
 
 /** Where a test registers cleanup: node:test's TestContext and vitest's context both fit. */
 export interface CleanupHost {
+  /** Run `fn` when the test ends. */
   after(fn: () => unknown): unknown;
 }
 
+/** Options of bootVm(). */
 export interface BootVmOptions {
   /** Name used in errors and artifact files (default vm<N>). */
   name?: string;
@@ -28,7 +32,9 @@ export interface BootVmOptions {
   image?: Image | string;
   /** Boot the image's bzImage instead of its (faster) uncompressed vmlinux. */
   bzImage?: boolean;
-  memory?: string | number;
+  /** Guest RAM: '256M', '1G' or bytes (default 256M). */
+  memory?: Size;
+  /** vCPUs (default 1). */
   cpus?: number;
   /**
    * NICs. Entries without a MAC get one unique in this process. 'user': one NIC on a user
@@ -47,6 +53,7 @@ export interface BootVmOptions {
   t?: CleanupHost;
 }
 
+/** Options of exec() and execOk(). */
 export interface ExecOptions {
   /** Milliseconds (default 60 s). On timeout the command gets Ctrl-C and ERR_EXEC_TIMEOUT is thrown. */
   timeout?: number;
@@ -58,13 +65,17 @@ export interface ExecOptions {
   input?: string | Uint8Array;
 }
 
+/** What a command did. */
 export interface ExecResult {
+  /** Its exit status. */
   exitCode: number;
   /** stdout decoded as UTF-8. */
   stdout: string;
+  /** stderr decoded as UTF-8. */
   stderr: string;
   /** The exact bytes. */
   stdoutBytes: Buffer;
+  /** The exact bytes. */
   stderrBytes: Buffer;
 }
 
@@ -117,8 +128,14 @@ function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
 }
 
+/**
+ * A booted guest with a shell on its console: exec() commands, move files, read the console.
+ * Get one from bootVm(); close() (or `await using`) stops it.
+ */
 export class TestVm implements AsyncDisposable {
+  /** Name used in errors and artifact files. */
   readonly name: string;
+  /** The raw console stream. */
   readonly console: MachineConsole;
   private readonly log: Buffer[] = [];
   private readonly ended: Promise<MachineResult>;
@@ -131,7 +148,12 @@ export class TestVm implements AsyncDisposable {
   ownedBackends: UserNetBackend[] = [];
 
   /** @internal use bootVm() */
-  constructor(readonly machine: Machine, name: string) {
+  /** @internal use bootVm() */
+  constructor(
+    /** The underlying machine. */
+    readonly machine: Machine,
+    name: string,
+  ) {
     this.name = name;
     this.console = machine.console;
     this.console.on('output', (chunk: Buffer) => this.log.push(chunk));
@@ -226,6 +248,11 @@ export class TestVm implements AsyncDisposable {
 
   /** Run `command` with `sh` in the guest; resolves with its exit status and output. */
   exec(command: string, options: ExecOptions = {}): Promise<ExecResult> {
+    try {
+      checkOptions('exec', options, keysOf<ExecOptions>({ timeout: true, cwd: true, env: true, input: true }));
+    } catch (e) {
+      return Promise.reject(e);
+    }
     return this.serial(() => this.execNow(command, options));
   }
 
@@ -351,6 +378,7 @@ export class TestVm implements AsyncDisposable {
     return this.closing;
   }
 
+  /** Same as close(), for `await using`. */
   async [Symbol.asyncDispose](): Promise<void> {
     await this.close();
   }
@@ -358,6 +386,7 @@ export class TestVm implements AsyncDisposable {
 
 /** Boot a guest and wait until its shell is ready for exec(). */
 export async function bootVm(opts: BootVmOptions = {}): Promise<TestVm> {
+  checkOptions('bootVm', opts, keysOf<BootVmOptions>({ name: true, image: true, bzImage: true, memory: true, cpus: true, net: true, files: true, cmdline: true, verbose: true, timeout: true, t: true }));
   const name = opts.name ?? `vm${++vmCount}`;
   const image = await resolveImage(opts.image);
   const kernelPath = opts.bzImage ? image.kernel : image.vmlinux;

@@ -6,7 +6,7 @@ import { Kvm } from '../../lib/index.js';
 import type { Vm, Vcpu, VcpuExit, Regs, CpuidEntry } from '../../lib/index.js';
 import { PioBus, MmioBus } from '../../lib/bus/bus.js';
 import type { BusDevice } from '../../lib/bus/device.js';
-import { TSS_ADDR } from '../../lib/boot/layout.js';
+import { TSS_ADDR } from '../../lib/platform/layout.js';
 import { buildGuest, GUEST_LOAD_ADDR, PORT, PORT_WINDOW, type GuestName } from './build.js';
 
 /** RAM below the VGA hole, so 0xa0000 is an MMIO address for real-mode guests. */

@@ -5,7 +5,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { requireKvm } from '../helpers/kvm.js';
 import { Kvm, type Vcpu, type Vm } from '../../lib/index.js';
-import { TSS_ADDR } from '../../lib/boot/layout.js';
+import { TSS_ADDR } from '../../lib/platform/layout.js';
 
 function realModeVm(kvm: Kvm, code: number[]): { vm: Vm; vcpu: Vcpu } {
   const vm = kvm.createVm();

@@ -25,7 +25,7 @@ test('real-mode guest: out, in/out of every width, rep outsb, rep insb, MMIO in 
   attach(g, 'CSUM', csum);
   attach(g, 'REPORT', report);
   const vga = new Recorder().feed(0x1234_5677);
-  g.mmio.register(0xa0000, 0x10, vga);
+  g.mmio.register(0xa0000, 0x10, vga, 'vga');
 
   const last = runSync(g);
   assert.equal(last.reason, 'hlt');
@@ -60,7 +60,7 @@ test('protected-mode guest: own GDT, rep outsb, CR0.PE, PIO echo, MMIO at 0xd000
   attach(g, 'PARAM', param);
   attach(g, 'ECHO', echo);
   attach(g, 'REPORT', report);
-  g.mmio.register(0xd000_0000, 0x1000, dev);
+  g.mmio.register(0xd000_0000, 0x1000, dev, 'dev');
 
   assert.equal(runSync(g).reason, 'hlt');
   assert.equal(con.text(), 'Hello from protected mode\n');
@@ -94,7 +94,7 @@ test('long-mode guest: own page tables, EFER.LMA, rep outsb, 8-byte MMIO above 4
   attach(g, 'PARAM', param);
   attach(g, 'ECHO', echo);
   attach(g, 'REPORT', report);
-  g.mmio.register(0x1_0000_0000, 0x1000, dev);
+  g.mmio.register(0x1_0000_0000, 0x1000, dev, 'dev');
 
   assert.equal(runSync(g).reason, 'hlt');
   assert.equal(con.text(), 'Hello from long mode\n');

@@ -10,7 +10,7 @@ import { readFileSync } from 'node:fs';
 import { requireKvm } from '../helpers/kvm.js';
 import { buildGuestFile } from '../guests/build.js';
 import { Machine } from '../../lib/machine/index.js';
-import { ZERO_PAGE_START } from '../../lib/boot/layout.js';
+import { ZERO_PAGE_START } from '../../lib/platform/layout.js';
 
 /** A protocol-2.12 bzImage header (2 setup sectors) in front of `kernel`, linked at 1 MiB, not relocatable. */
 function wrapBzImage32(kernel: Uint8Array): Uint8Array {

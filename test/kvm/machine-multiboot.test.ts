@@ -8,7 +8,7 @@ import { basename } from 'node:path';
 import { requireKvm } from '../helpers/kvm.js';
 import { buildGuestFile } from '../guests/build.js';
 import { Machine } from '../../lib/machine/index.js';
-import { EBDA_START, HIMEM_START } from '../../lib/boot/layout.js';
+import { EBDA_START, HIMEM_START } from '../../lib/platform/layout.js';
 
 /** FNV-1a, 32-bit: what the guest computes over module 0. */
 function fnv1a(bytes: Uint8Array): number {

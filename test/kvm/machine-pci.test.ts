@@ -10,7 +10,7 @@ import { buildGuestFile } from '../guests/build.js';
 import { Machine, type NetOptions } from '../../lib/machine/index.js';
 import { NullBackend } from '../../lib/net/backend.js';
 import { Kvm, constants } from '../../lib/index.js';
-import { PCI_IO_START, PCI_MMIO_START } from '../../lib/boot/layout.js';
+import { PCI_IO_START, PCI_MMIO_START } from '../../lib/platform/layout.js';
 
 interface Scan {
   devices: Array<{ slot: number; vendor: number; device: number; classRev: number }>;

@@ -13,7 +13,7 @@ import { GapMonitor, type GapReport } from '../helpers/gap-monitor.js';
 import { buildGuestFile } from '../guests/build.js';
 import { Machine } from '../../lib/machine/index.js';
 import { NullBackend } from '../../lib/net/backend.js';
-import { PCI_IO_START } from '../../lib/boot/layout.js';
+import { PCI_IO_START } from '../../lib/platform/layout.js';
 
 /** What the guest's frame makes at MSS 8: a 65,481-byte payload in 8-byte segments, 16 times. */
 const SEGMENTS = 16 * Math.ceil((0xffff - 54) / 8);

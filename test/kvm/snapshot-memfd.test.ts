@@ -12,7 +12,7 @@ import { requireKvm } from '../helpers/kvm.js';
 import { buildGuestFile } from '../guests/build.js';
 import { Machine } from '../../lib/machine/index.js';
 import { loadSnapshot, type MachineSnapshot } from '../../lib/machine/snapshot.js';
-import { MemfdRam } from '../../lib/machine/snapshot-memfd.js';
+import { MemfdRam } from '../../lib/kvm/memfd-ram.js';
 import { NodeKvmError } from '../../lib/errors.js';
 
 const MiB = 1024 * 1024;

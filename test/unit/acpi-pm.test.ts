@@ -8,7 +8,7 @@ import {
 import { RecordingIrqLine } from '../../lib/bus/irq.js';
 import {
   ACPI_RESET_VALUE, PORT_ACPI_GPE0, PORT_ACPI_PM1A_CNT, PORT_ACPI_PM1A_EVT, PORT_ACPI_PM_TMR,
-} from '../../lib/boot/layout.js';
+} from '../../lib/platform/layout.js';
 import type { NodeKvmError } from '../../lib/errors.js';
 
 const PM1_STS = 0;
@@ -172,4 +172,13 @@ test('constructor refuses missing callbacks', () => {
   const sci = new RecordingIrqLine();
   assert.throws(() => new AcpiPm({ clock, sci, onSleep: undefined as never, onReset: () => {} }),
     (e: NodeKvmError) => e.code === 'ERR_INVALID_ARG');
+});
+
+test('the layout places the PM blocks where the device decodes them (the FADT uses the layout)', async () => {
+  const L = await import('../../lib/platform/layout.js');
+  const pm = await import('../../lib/devices/acpi-pm.js');
+  assert.equal(L.PORT_ACPI_PM1A_CNT - L.PORT_ACPI_PM1A_EVT, pm.ACPI_PM1_CNT_OFFSET);
+  assert.equal(L.PORT_ACPI_PM_TMR - L.PORT_ACPI_PM1A_EVT, pm.ACPI_PM_TMR_OFFSET);
+  assert.equal(L.PORT_ACPI_GPE0 - L.PORT_ACPI_PM1A_EVT, pm.ACPI_GPE0_OFFSET);
+  assert.equal(L.PORT_ACPI_GPE0_LEN, pm.ACPI_GPE0_LENGTH);
 });

@@ -14,7 +14,7 @@ import { buildDsdtAml, buildPrt } from '../../lib/boot/acpi/dsdt.js';
 import {
   ACPI_END, ACPI_RESET_VALUE, ACPI_START, IOAPIC_START, IRQ_SCI, LAPIC_START, PORT_ACPI_GPE0, PORT_ACPI_PM1A_CNT,
   PORT_ACPI_PM1A_EVT, PORT_ACPI_PM_TMR, PORT_ACPI_RESET, pciIntxGsi,
-} from '../../lib/boot/layout.js';
+} from '../../lib/platform/layout.js';
 import type { NodeKvmError } from '../../lib/errors.js';
 
 function machine(cpus: number, extra: Partial<Parameters<typeof writeAcpiTables>[1]> = {}): GuestMemory {

@@ -5,7 +5,7 @@ import { loadKernel, detectKernelFormat } from '../../lib/boot/kernel.js';
 import { parseSetupHeader } from '../../lib/boot/setup-header.js';
 import { placeInitrd } from '../../lib/boot/boot-params.js';
 import { translate } from '../../lib/boot/page-tables.js';
-import { CMDLINE_START, GDT_START, PML4_START, ZERO_PAGE_START } from '../../lib/boot/layout.js';
+import { CMDLINE_START, GDT_START, PML4_START, ZERO_PAGE_START } from '../../lib/platform/layout.js';
 import { MiB, makeBzImage } from './boot-fixtures.js';
 import type { BootProtocol } from '../../lib/boot/bzimage.js';
 

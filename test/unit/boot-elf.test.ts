@@ -2,7 +2,7 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { fakeGuestMemory } from '../../lib/kvm/memory.js';
 import { loadKernel, detectKernelFormat, type LoadOptions } from '../../lib/boot/kernel.js';
-import { BOOT_INFO_START, CMDLINE_START, GDT_START, ZERO_PAGE_START } from '../../lib/boot/layout.js';
+import { BOOT_INFO_START, CMDLINE_START, GDT_START, ZERO_PAGE_START } from '../../lib/platform/layout.js';
 import { MiB, makeElf, u64le } from './boot-fixtures.js';
 
 const layout = [{ guestPhysAddr: 0, size: 64 * MiB }];

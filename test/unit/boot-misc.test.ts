@@ -5,7 +5,7 @@ import { loadKernel, detectKernelFormat } from '../../lib/boot/kernel.js';
 import { buildE820 } from '../../lib/boot/e820.js';
 import { encodeCmdline } from '../../lib/boot/cmdline.js';
 import { translate } from '../../lib/boot/page-tables.js';
-import { FLAT_LOAD_START, PML4_START } from '../../lib/boot/layout.js';
+import { FLAT_LOAD_START, PML4_START } from '../../lib/platform/layout.js';
 import { MiB } from './boot-fixtures.js';
 
 function code(fn: () => unknown): string {

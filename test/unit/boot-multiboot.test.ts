@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { fakeGuestMemory } from '../../lib/kvm/memory.js';
 import { loadKernel, detectKernelFormat, type LoadOptions } from '../../lib/boot/kernel.js';
 import { findMultibootHeader } from '../../lib/boot/multiboot.js';
-import { BOOT_INFO_START } from '../../lib/boot/layout.js';
+import { BOOT_INFO_START } from '../../lib/platform/layout.js';
 import { MiB, makeElf, multibootHeader } from './boot-fixtures.js';
 
 const layout = [{ guestPhysAddr: 0, size: 32 * MiB }];

@@ -11,7 +11,7 @@ import { fakeGuestMemory } from '../../lib/kvm/memory.js';
 import { loadKernel, detectKernelFormat } from '../../lib/boot/kernel.js';
 import { parseSetupHeader } from '../../lib/boot/setup-header.js';
 import { parseElf, pvhEntry, PT_LOAD } from '../../lib/boot/elf.js';
-import { BOOT_INFO_START, ZERO_PAGE_START } from '../../lib/boot/layout.js';
+import { BOOT_INFO_START, ZERO_PAGE_START } from '../../lib/platform/layout.js';
 
 const inCI = process.env.CI === 'true' || process.env.CI === '1';
 const MiB = 1024 * 1024;

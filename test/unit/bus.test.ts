@@ -34,13 +34,13 @@ test('register dispatches with offsets relative to the base', () => {
   const a = new Recorder();
   const b = new Recorder();
   bus.register(0x100, 8, a, 'a');
-  bus.register(0x200, 4, b);
+  bus.register(0x200, 4, b, 'b');
   bus.write(0x103, 1, 0x42);
   b.regs.set(2, 0x1234);
   assert.equal(bus.read(0x202, 2), 0x1234);
   assert.deepEqual(a.log, ['w3/1=42']);
   assert.deepEqual(b.log, ['r2/2']);
-  assert.deepEqual(bus.devices.map((r) => r.name), ['a', 'Recorder']);
+  assert.deepEqual(bus.devices.map((r) => r.name), ['a', 'b']);
   assert.equal(bus.find(0x104)?.device, a);
   assert.equal(bus.find(0x108), undefined);
 });
@@ -48,29 +48,38 @@ test('register dispatches with offsets relative to the base', () => {
 test('overlapping windows are rejected with ERR_BUS_OVERLAP', () => {
   const bus = new Bus();
   bus.register(0x100, 0x10, new Recorder(), 'first');
-  assert.equal(code(() => bus.register(0x10f, 1, new Recorder())), 'ERR_BUS_OVERLAP');
-  assert.equal(code(() => bus.register(0xf0, 0x11, new Recorder())), 'ERR_BUS_OVERLAP');
-  assert.equal(code(() => bus.register(0x0, 0x1000, new Recorder())), 'ERR_BUS_OVERLAP');
+  assert.equal(code(() => bus.register(0x10f, 1, new Recorder(), 'rec')), 'ERR_BUS_OVERLAP');
+  assert.equal(code(() => bus.register(0xf0, 0x11, new Recorder(), 'rec')), 'ERR_BUS_OVERLAP');
+  assert.equal(code(() => bus.register(0x0, 0x1000, new Recorder(), 'rec')), 'ERR_BUS_OVERLAP');
   // Adjacent windows are fine.
-  bus.register(0x110, 1, new Recorder());
-  bus.register(0xff, 1, new Recorder());
+  bus.register(0x110, 1, new Recorder(), 'rec');
+  bus.register(0xff, 1, new Recorder(), 'rec');
   assert.equal(bus.devices.length, 3);
+});
+
+test('an overlap error names both registrations; a registration needs a name', () => {
+  const bus = new Bus();
+  bus.register(0x100, 0x10, new Recorder(), 'uart');
+  assert.throws(() => bus.register(0x108, 4, new Recorder(), 'nic BAR0'),
+    (e: Error & { code?: string }) => e.code === 'ERR_BUS_OVERLAP' && /nic BAR0/.test(e.message) && /uart/.test(e.message));
+  assert.equal(code(() => bus.register(0x200, 1, new Recorder(), '' as string)), 'ERR_INVALID_ARG');
+  assert.equal(code(() => bus.register(0x200, 1, new Recorder(), undefined as unknown as string)), 'ERR_INVALID_ARG');
 });
 
 test('bad windows and devices are caller errors', () => {
   const bus = new PioBus();
-  assert.equal(code(() => bus.register(-1, 1, new Recorder())), 'ERR_INVALID_ARG');
-  assert.equal(code(() => bus.register(0, 0, new Recorder())), 'ERR_INVALID_ARG');
-  assert.equal(code(() => bus.register(1.5, 1, new Recorder())), 'ERR_INVALID_ARG');
-  assert.equal(code(() => bus.register(0xffff, 2, new Recorder())), 'ERR_BUS_RANGE');
-  assert.equal(code(() => bus.register(0, 1, {} as BusDevice)), 'ERR_INVALID_ARG');
+  assert.equal(code(() => bus.register(-1, 1, new Recorder(), 'rec')), 'ERR_INVALID_ARG');
+  assert.equal(code(() => bus.register(0, 0, new Recorder(), 'rec')), 'ERR_INVALID_ARG');
+  assert.equal(code(() => bus.register(1.5, 1, new Recorder(), 'rec')), 'ERR_INVALID_ARG');
+  assert.equal(code(() => bus.register(0xffff, 2, new Recorder(), 'rec')), 'ERR_BUS_RANGE');
+  assert.equal(code(() => bus.register(0, 1, {} as BusDevice, 'inline')), 'ERR_INVALID_ARG');
 });
 
 test('misses read all-ones for the access size and are counted, writes too', () => {
   const bus = new Bus();
   const misses: string[] = [];
   bus.onMiss = (d, addr, size) => misses.push(`${d}@${addr.toString(16)}/${size}`);
-  bus.register(0x10, 4, new Recorder());
+  bus.register(0x10, 4, new Recorder(), 'rec');
   assert.equal(bus.read(0x20, 1), 0xff);
   assert.equal(bus.read(0x20, 2), 0xffff);
   assert.equal(bus.read(0x20, 4), 0xffffffff);
@@ -84,7 +93,7 @@ test('misses read all-ones for the access size and are counted, writes too', () 
 test('an access running past the end of a device is a miss, not a partial access', () => {
   const bus = new Bus();
   const d = new Recorder();
-  bus.register(0x10, 4, d);
+  bus.register(0x10, 4, d, 'd');
   assert.equal(bus.read(0x12, 4), 0xffffffff);
   bus.write(0x13, 2, 0xabcd);
   assert.equal(bus.read(0x12, 2), 0); // fits exactly
@@ -108,20 +117,20 @@ test('move relocates a window, keeps the device, and rejects overlaps', () => {
   bus.move(bar, 0xd000_0080);
   assert.equal(bus.find(0xd000_0080)?.device, bar);
   assert.equal(code(() => bus.move(new Recorder(), 0)), 'ERR_BUS_NOT_REGISTERED');
-  bus.register(0x1000, 1, bar);
+  bus.register(0x1000, 1, bar, 'bar');
   assert.equal(code(() => bus.move(bar, 0x2000)), 'ERR_BUS_AMBIGUOUS');
 });
 
 test('unregister removes every window of the device and clears the cache', () => {
   const bus = new Bus();
   const d = new Recorder();
-  bus.register(0x60, 1, d);
-  bus.register(0x64, 1, d);
+  bus.register(0x60, 1, d, 'd');
+  bus.register(0x64, 1, d, 'd');
   assert.equal(bus.read(0x60, 1), 0);
   assert.equal(bus.unregister(d), 2);
   assert.equal(bus.read(0x60, 1), 0xff);
   assert.equal(bus.unregister(d), 0);
-  bus.register(0x60, 5, new Recorder()); // the space is free again
+  bus.register(0x60, 5, new Recorder(), 'rec'); // the space is free again
 });
 
 test('lookup finds the right device among many (binary search + cache)', () => {
@@ -131,7 +140,7 @@ test('lookup finds the right device among many (binary search + cache)', () => {
     const d = new Recorder();
     d.regs.set(0, i);
     devs.push(d);
-    bus.register(((i * 37) % 50) * 0x10, 8, d);
+    bus.register(((i * 37) % 50) * 0x10, 8, d, 'd');
   }
   for (let i = 0; i < 50; i++) assert.equal(bus.read(((i * 37) % 50) * 0x10, 1), i);
   assert.equal(bus.read(0x18, 1), 0xff);
@@ -146,7 +155,7 @@ function ioExit(direction: 'in' | 'out', port: number, size: number, count: numb
 test('handleIo out: little-endian values, count repetitions (rep outs)', () => {
   const bus = new PioBus();
   const d = new Recorder();
-  bus.register(0x3f8, 8, d);
+  bus.register(0x3f8, 8, d, 'd');
   bus.handleIo(ioExit('out', 0x3f8, 1, 3, [0x61, 0x62, 0x63]));
   bus.handleIo(ioExit('out', 0x3fa, 2, 2, [0x34, 0x12, 0x78, 0x56]));
   bus.handleIo(ioExit('out', 0x3fc, 4, 1, [0x04, 0x03, 0x02, 0xf1]));
@@ -156,7 +165,7 @@ test('handleIo out: little-endian values, count repetitions (rep outs)', () => {
 test('handleIo in: fills data for every repetition (rep ins), misses give all-ones', () => {
   const bus = new PioBus();
   let n = 0;
-  bus.register(0x1f0, 8, { read: (_o, size) => (size === 2 ? 0xbe00 + n++ : 0), write: () => {} });
+  bus.register(0x1f0, 8, { read: (_o, size) => (size === 2 ? 0xbe00 + n++ : 0), write: () => {} }, 'inline');
   const ex = ioExit('in', 0x1f0, 2, 3);
   bus.handleIo(ex);
   assert.deepEqual([...ex.data.subarray(0, 6)], [0x00, 0xbe, 0x01, 0xbe, 0x02, 0xbe]);
@@ -172,7 +181,7 @@ test('handleIo in: fills data for every repetition (rep ins), misses give all-on
 test('handleMmio: 1/2/4-byte accesses and 8-byte accesses split low dword first', () => {
   const bus = new MmioBus();
   const d = new Recorder();
-  bus.register(0xfeb0_0000, 0x100, d);
+  bus.register(0xfeb0_0000, 0x100, d, 'd');
   const w: MmioExit = { reason: 'mmio', isWrite: true, address: 0xfeb0_0010, size: 8, data: new Uint8Array([1, 2, 3, 4, 5, 6, 7, 0x88]) };
   bus.handleMmio(w);
   assert.deepEqual(d.log, ['w16/4=4030201', 'w20/4=88070605']);
@@ -213,7 +222,7 @@ test('a Sink claims ignored ports (POST 0x80): no misses, fixed read value, last
 });
 
 test('the legacy platform devices register side by side at their layout ports', async () => {
-  const layout = await import('../../lib/boot/layout.js');
+  const layout = await import('../../lib/platform/layout.js');
   const { RecordingIrqLine } = await import('../../lib/bus/irq.js');
   const { Uart16550, UART_IO_SIZE } = await import('../../lib/devices/uart16550.js');
   const { I8042, I8042_IO_SIZE } = await import('../../lib/devices/i8042.js');

@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { PioBus } from '../../lib/bus/bus.js';
 import { NodeKvmError } from '../../lib/errors.js';
-import { PORT_CMOS_INDEX, PORT_CMOS_DATA } from '../../lib/boot/layout.js';
+import { PORT_CMOS_INDEX, PORT_CMOS_DATA } from '../../lib/platform/layout.js';
 import { Cmos, CMOS_IO_SIZE } from '../../lib/devices/cmos.js';
 
 const MiB = 1024 * 1024;

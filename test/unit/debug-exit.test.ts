@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { PioBus } from '../../lib/bus/bus.js';
 import { NodeKvmError } from '../../lib/errors.js';
-import { PORT_DEBUG_EXIT } from '../../lib/boot/layout.js';
+import { PORT_DEBUG_EXIT } from '../../lib/platform/layout.js';
 import { DebugExit, DEBUG_EXIT_IO_SIZE } from '../../lib/devices/debug-exit.js';
 
 function setup() {

@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { PioBus } from '../../lib/bus/bus.js';
 import { NodeKvmError } from '../../lib/errors.js';
-import { PORT_FW_CFG, PORT_FW_CFG_DATA } from '../../lib/boot/layout.js';
+import { PORT_FW_CFG, PORT_FW_CFG_DATA } from '../../lib/platform/layout.js';
 import { FwCfg, FW_CFG_IO_SIZE, buildE820File, E820_RAM, E820_RESERVED } from '../../lib/devices/fw-cfg.js';
 
 function setup(cpus = 2) {

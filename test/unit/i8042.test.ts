@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { PioBus } from '../../lib/bus/bus.js';
 import { RecordingIrqLine } from '../../lib/bus/irq.js';
 import { NodeKvmError } from '../../lib/errors.js';
-import { PORT_I8042_DATA, PORT_I8042_CMD, PORT_SYSTEM_CONTROL_B } from '../../lib/boot/layout.js';
+import { PORT_I8042_DATA, PORT_I8042_CMD, PORT_SYSTEM_CONTROL_B } from '../../lib/platform/layout.js';
 import { I8042, I8042_IO_SIZE } from '../../lib/devices/i8042.js';
 
 const STR_OBF = 0x01;

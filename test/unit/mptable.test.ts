@@ -6,7 +6,7 @@ import { fakeGuestMemory, type GuestMemory } from '../../lib/kvm/memory.js';
 import {
   MP_BUS_ID_ISA, MP_BUS_ID_PCI, MP_EXTINT, MP_INT, MP_NMI, MPTABLE_END, mpTableMaxCpus, writeMpTable,
 } from '../../lib/boot/mptable.js';
-import { IOAPIC_START, IRQ_SCI, LAPIC_START, MPTABLE_START, pciIntxGsi } from '../../lib/boot/layout.js';
+import { IOAPIC_START, IRQ_SCI, LAPIC_START, MPTABLE_START, pciIntxGsi } from '../../lib/platform/layout.js';
 import type { NodeKvmError } from '../../lib/errors.js';
 
 const sums = (b: Uint8Array): number => b.reduce((s, x) => (s + x) & 0xff, 0);

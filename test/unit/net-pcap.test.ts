@@ -5,7 +5,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execFileSync } from 'node:child_process';
 import { inCI } from '../helpers/kvm.js';
-import { foldChecksum, internetChecksum, ipv4PseudoHeaderSum, MemoryBackend, PcapWriter, prepareSegmentation, sum16, type PcapSink, type TcpSegmentation } from '../../lib/net/index.js';
+import { MemoryBackend, PcapWriter, type PcapSink, type TcpSegmentation } from '../../lib/net/index.js';
+import { foldChecksum, internetChecksum, ipv4PseudoHeaderSum, sum16 } from '../../lib/net/checksum.js';
+import { prepareSegmentation } from '../../lib/net/tcp-segmentation.js';
 
 class BufferSink implements PcapSink {
   readonly chunks: Uint8Array[] = [];

@@ -3,14 +3,15 @@ import assert from 'node:assert/strict';
 import type { BusDevice } from '../../lib/bus/device.js';
 import { RecordingIrqLine } from '../../lib/bus/irq.js';
 import { fakeGuestMemory } from '../../lib/kvm/memory.js';
-import { PCI_IO_START, PCI_MMIO_START, pciIntxGsi } from '../../lib/boot/layout.js';
+import { PCI_IO_END, PCI_IO_START, PCI_MMIO_END, PCI_MMIO_START, pciIntxGsi } from '../../lib/platform/layout.js';
 import { PciHostBridge, type BarKind, type BarMapper } from '../../lib/devices/pci/index.js';
 import { Rtl8139 } from '../../lib/devices/rtl8139/index.js';
 
 class FakeMapper implements BarMapper {
   readonly log: string[] = [];
   readonly live = new Map<BusDevice, { kind: BarKind; base: number; length: number }>();
-  map(kind: BarKind, base: number, length: number, device: BusDevice): void {
+  map(kind: BarKind, base: number, length: number, device: BusDevice, name: string): void {
+    assert.match(name, /BAR\d$/);
     for (const m of this.live.values()) {
       if (m.kind === kind && base < m.base + m.length && m.base < base + length) throw new Error('overlap');
     }
@@ -48,6 +49,9 @@ function setup() {
   const resets: number[] = [];
   const hb = new PciHostBridge({
     mapper,
+    ioWindow: { start: PCI_IO_START, end: PCI_IO_END },
+    mmioWindow: { start: PCI_MMIO_START, end: PCI_MMIO_END },
+    intxGsi: pciIntxGsi,
     irqForGsi: (gsi) => { const l = new RecordingIrqLine(); irqs.set(gsi, l); return l; },
     onReset: (v) => resets.push(v),
   });
@@ -175,7 +179,7 @@ test('a BAR\'s coalesced zone must lie inside the BAR', () => {
 test('a mapper refusing a BAR is counted, not thrown', () => {
   const { hb, nic, cfgWrite, mapper } = setup();
   hb.assignResources();
-  mapper.map('io', 0x1000, 0x100, { read: () => 0, write: () => {} });
+  mapper.map('io', 0x1000, 0x100, { read: () => 0, write: () => {} }, 'other BAR0');
   cfgWrite(1, 0x10, 4, 0x1000);
   assert.equal(nic.mapFailures, 1);
   assert.equal(nic.barMappedAt(0), undefined);
@@ -221,6 +225,9 @@ test('functions sharing a GSI (slots 1 and 5) drive it wired-OR: one deasserting
   const lines = new Map<number, RecordingIrqLine>();
   const bridge = new PciHostBridge({
     mapper: new FakeMapper(),
+    ioWindow: { start: PCI_IO_START, end: PCI_IO_END },
+    mmioWindow: { start: PCI_MMIO_START, end: PCI_MMIO_END },
+    intxGsi: pciIntxGsi,
     irqForGsi: (gsi) => {
       let l = lines.get(gsi);
       if (l === undefined) lines.set(gsi, (l = new RecordingIrqLine()));

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { PioBus } from '../../lib/bus/bus.js';
 import { RecordingIrqLine } from '../../lib/bus/irq.js';
 import { NodeKvmError } from '../../lib/errors.js';
-import { PORT_COM } from '../../lib/boot/layout.js';
+import { PORT_COM } from '../../lib/platform/layout.js';
 import {
   Uart16550, UART_IO_SIZE,
   UART_RBR, UART_THR, UART_IER, UART_IIR, UART_FCR, UART_LCR, UART_MCR, UART_LSR, UART_MSR, UART_SCR,

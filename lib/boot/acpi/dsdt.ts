@@ -5,7 +5,7 @@
 // Only S5 is advertised: offering S3/S4 would invite a suspend that this VMM cannot resume.
 import {
   PCI_IO_END, PCI_MMIO_END, PCI_MMIO_START, PORT_PCI_CONFIG_ADDRESS, pciIntxGsi,
-} from '../layout.js';
+} from '../../platform/layout.js';
 import { InvalidArgumentError } from '../../errors.js';
 import {
   type Aml, aml, amlDevice, amlInteger, amlName, amlPackage, amlScope, dwordMemory, eisaId,

@@ -4,7 +4,7 @@
 // [ACPI_START, ACPI_END) reserved in the e820 map so the guest keeps the tables.
 import type { GuestMemory } from '../../kvm/memory.js';
 import { InvalidArgumentError, NodeKvmError } from '../../errors.js';
-import { ACPI_END, ACPI_START } from '../layout.js';
+import { ACPI_END, ACPI_START } from '../../platform/layout.js';
 import { buildDsdtAml, type PciIrqRoute } from './dsdt.js';
 import { buildDsdt, buildFacs, buildFadt, buildMadt, buildRsdp, buildRsdt, buildXsdt } from './tables.js';
 

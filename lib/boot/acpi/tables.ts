@@ -5,7 +5,7 @@
 import {
   ACPI_RESET_VALUE, IOAPIC_START, IRQ_SCI, LAPIC_START, PORT_ACPI_GPE0, PORT_ACPI_GPE0_LEN,
   PORT_ACPI_PM1A_CNT, PORT_ACPI_PM1A_EVT, PORT_ACPI_PM_TMR, PORT_ACPI_RESET,
-} from '../layout.js';
+} from '../../platform/layout.js';
 
 export const OEM_ID = 'NODKVM'; // 6 chars
 export const OEM_TABLE_ID = 'NODE-KVM'; // 8 chars

@@ -4,7 +4,7 @@
 // A BAR is decoded only while its command-register enable bit (I/O space / memory space) is on
 // and it holds an address, as on a real PC; every change of either goes through the BarMapper
 // the host bridge hands us, which (un)registers the BAR's BusDevice on the PIO or MMIO bus.
-import type { BusDevice, IrqLine } from '../../bus/device.js';
+import type { BusDevice, CoalescedZone, IrqLine } from '../../bus/device.js';
 import { InvalidArgumentError } from '../../errors.js';
 import {
   PciConfigSpace, PCI_BASE_ADDRESS_0, PCI_BASE_ADDRESS_MEM_PREFETCH, PCI_BASE_ADDRESS_SPACE_IO,
@@ -14,13 +14,14 @@ import {
   PCI_STATUS, PCI_STATUS_INTERRUPT, PCI_STATUS_W1C, PCI_SUBSYSTEM_ID, PCI_SUBSYSTEM_VENDOR_ID,
   PCI_VENDOR_ID,
 } from './config-space.js';
+import type { Stateful } from '../stateful.js';
 
 export type BarKind = 'io' | 'mmio';
 
 /** What a PCI device needs from the machine to make its BARs visible (implemented over the buses). */
 export interface BarMapper {
-  /** Register `device` at [base, base+length) on the I/O or memory bus. May throw on overlap. */
-  map(kind: BarKind, base: number, length: number, device: BusDevice): void;
+  /** Register `device` at [base, base+length) on the I/O or memory bus, as `name`. May throw on overlap. */
+  map(kind: BarKind, base: number, length: number, device: BusDevice, name: string): void;
   /** Remove `device` from that bus. */
   unmap(kind: BarKind, device: BusDevice): void;
   /**
@@ -31,11 +32,7 @@ export interface BarMapper {
   coalesce?(kind: BarKind, addr: number, size: number, on: boolean): void;
 }
 
-/** A register range inside a BAR (offset from its base) whose writes may be queued. */
-export interface CoalescedZone {
-  offset: number;
-  size: number;
-}
+export type { CoalescedZone } from '../../bus/device.js';
 
 export interface PciBarDefinition {
   kind: BarKind;
@@ -78,7 +75,7 @@ export interface PciDeviceState {
   intxLevel: boolean;
 }
 
-export class PciDevice {
+export class PciDevice implements Stateful<PciDeviceState> {
   readonly config = new PciConfigSpace();
   private readonly bars: Array<Bar | undefined> = new Array<Bar | undefined>(6).fill(undefined);
   private mapper: BarMapper | undefined;
@@ -261,7 +258,7 @@ export class PciDevice {
       }
       if (want !== undefined) {
         try {
-          this.mapper.map(bar.kind, want, bar.size, bar.device);
+          this.mapper.map(bar.kind, want, bar.size, bar.device, `${this.constructor.name} BAR${bar.index}`);
           bar.mappedAt = want;
         } catch {
           this.mapFailures++;

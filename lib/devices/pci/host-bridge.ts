@@ -2,14 +2,14 @@
 // own function at 00:00.0, and firmware-style resource assignment.
 //
 // Linux with ACPI keeps the BARs "firmware" left programmed, so assignResources() must run
-// before the guest boots: it places every BAR in the PCI I/O and MMIO windows of boot/layout
+// before the guest boots: it places every BAR in the PCI I/O and MMIO windows of platform/layout
 // and turns decoding on.
 import type { BusDevice, IrqLine } from '../../bus/device.js';
 import { WiredOrIrqLine } from '../../bus/irq.js';
-import { PCI_IO_END, PCI_IO_START, PCI_MMIO_END, PCI_MMIO_START, pciIntxGsi } from '../../boot/layout.js';
 import { InvalidArgumentError } from '../../errors.js';
 import { PCI_COMMAND_IO, PCI_COMMAND_MASTER, PCI_COMMAND_MEMORY, PCI_INTERRUPT_LINE } from './config-space.js';
 import { PciDevice, type BarMapper } from './device.js';
+import type { Stateful } from '../stateful.js';
 
 /** CONFIG_ADDRESS fields. */
 const CONFIG_ENABLE = 0x8000_0000;
@@ -18,10 +18,24 @@ const MAX_SLOTS = 32;
 const RCR_OFFSET = 1;
 const RCR_RST_CPU = 0x04;
 
+/** An address window [start, end) BARs are placed in. */
+export interface PciWindow {
+  /** First address. */
+  start: number;
+  /** End (exclusive). */
+  end: number;
+}
+
 export interface PciHostBridgeOptions {
   /** Maps BARs onto the PIO/MMIO buses. */
   mapper: BarMapper;
-  /** The IrqLine for an IOAPIC GSI; devices with an interrupt pin get pciIntxGsi(slot, pin). */
+  /** Where I/O BARs go (the platform's PCI I/O window). */
+  ioWindow: PciWindow;
+  /** Where 32-bit memory BARs go (inside the platform's PCI hole). */
+  mmioWindow: PciWindow;
+  /** The GSI that slot `slot`'s interrupt pin `pin` (1 = INTA#) is routed to. */
+  intxGsi: (slot: number, pin: number) => number;
+  /** The IrqLine for an IOAPIC GSI; devices with an interrupt pin get intxGsi(slot, pin). */
   irqForGsi?: (gsi: number) => IrqLine;
   /** Called when the guest writes the reset control register (0xCF9) with RST_CPU set. */
   onReset?: (value: number) => void;
@@ -40,7 +54,12 @@ export interface PciHostBridgeState {
   rcr: number;
 }
 
-export class PciHostBridge implements BusDevice {
+export class PciHostBridge implements BusDevice, Stateful<PciHostBridgeState> {
+  /**
+   * CONFIG_ADDRESS writes may be queued: they only matter to the CONFIG_DATA access that follows
+   * (which exits and applies the queue first), so a config-space scan costs half the exits.
+   */
+  readonly coalescedWrites = [{ offset: 0, size: 4 }] as const;
   private readonly slots: Array<PciDevice | undefined> = new Array<PciDevice | undefined>(MAX_SLOTS).fill(undefined);
   private address = 0;
   private rcr = 0;
@@ -69,7 +88,7 @@ export class PciHostBridge implements BusDevice {
     const pin = dev.interruptPin;
     let irq: IrqLine | undefined;
     if (pin >= 1 && pin <= 4) {
-      const gsi = pciIntxGsi(s, pin);
+      const gsi = this.opts.intxGsi(s, pin);
       dev.config.set8(PCI_INTERRUPT_LINE, gsi);
       if (!this.intx.has(gsi)) {
         const line = this.opts.irqForGsi?.(gsi);
@@ -97,7 +116,7 @@ export class PciHostBridge implements BusDevice {
   gsiOf(slot: number): number | undefined {
     const d = this.slots[slot];
     if (d === undefined || d.interruptPin < 1 || d.interruptPin > 4) return undefined;
-    return pciIntxGsi(slot, d.interruptPin);
+    return this.opts.intxGsi(slot, d.interruptPin);
   }
 
   /**
@@ -105,8 +124,8 @@ export class PciHostBridge implements BusDevice {
    * enable I/O, memory decoding and bus mastering, as PC firmware does before the OS starts.
    */
   assignResources(): void {
-    let io = PCI_IO_START;
-    let mmio = PCI_MMIO_START;
+    let io = this.opts.ioWindow.start;
+    let mmio = this.opts.mmioWindow.start;
     for (const [, dev] of this.devices()) {
       const bars: Array<{ index: number; kind: 'io' | 'mmio'; size: number }> = [];
       for (let i = 0; i < 6; i++) {
@@ -118,13 +137,13 @@ export class PciHostBridge implements BusDevice {
       for (const b of bars) {
         if (b.kind === 'io') {
           const base = alignUp(io, b.size);
-          if (base + b.size > PCI_IO_END) throw new InvalidArgumentError('PCI I/O window exhausted', 'ERR_PCI_RESOURCES');
+          if (base + b.size > this.opts.ioWindow.end) throw new InvalidArgumentError('PCI I/O window exhausted', 'ERR_PCI_RESOURCES');
           dev.setBarAddress(b.index, base);
           io = base + b.size;
           cmd |= PCI_COMMAND_IO;
         } else {
           const base = alignUp(mmio, b.size);
-          if (base + b.size > PCI_MMIO_END) throw new InvalidArgumentError('PCI MMIO window exhausted', 'ERR_PCI_RESOURCES');
+          if (base + b.size > this.opts.mmioWindow.end) throw new InvalidArgumentError('PCI MMIO window exhausted', 'ERR_PCI_RESOURCES');
           dev.setBarAddress(b.index, base);
           mmio = base + b.size;
           cmd |= PCI_COMMAND_MEMORY;

@@ -6,7 +6,7 @@ import { RecordingIrqLine } from '../../../lib/bus/irq.js';
 import {
   AcpiPm, ACPI_PM_IO_LENGTH, GBL_STS, PM_TIMER_HZ, PWRBTN_STS, RTC_STS, SLPBTN_STS, TMR_STS, type AcpiPmState,
 } from '../../../lib/devices/acpi-pm.js';
-import { PORT_ACPI_GPE0, PORT_ACPI_GPE0_LEN, PORT_ACPI_PM1A_CNT, PORT_ACPI_PM1A_EVT, PORT_ACPI_PM_TMR } from '../../../lib/boot/layout.js';
+import { PORT_ACPI_GPE0, PORT_ACPI_GPE0_LEN, PORT_ACPI_PM1A_CNT, PORT_ACPI_PM1A_EVT, PORT_ACPI_PM_TMR } from '../../../lib/platform/layout.js';
 import { FakeClock } from '../clock.js';
 import { checkReadValue, type FuzzInstance, type FuzzTarget } from '../harness.js';
 import type { Rng } from '../rng.js';

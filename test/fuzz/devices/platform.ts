@@ -11,7 +11,7 @@
 // BAR the device says is decoded is on its bus at that address, routing to the device; the
 // legacy devices keep their ports.
 import { RecordingIrqLine } from '../../../lib/bus/irq.js';
-import * as L from '../../../lib/boot/layout.js';
+import * as L from '../../../lib/platform/layout.js';
 import { PCI_COMMAND, PCI_COMMAND_INTX_DISABLE } from '../../../lib/devices/pci/config-space.js';
 import { regs as R, type Rtl8139 } from '../../../lib/devices/rtl8139/index.js';
 import { Platform, type EndReason } from '../../../lib/machine/platform.js';

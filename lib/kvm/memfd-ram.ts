@@ -5,7 +5,7 @@
 // not a copy of all of RAM, and any number of restores start from the same bytes.
 import { KvmError } from '../errors.js';
 import { native } from '../native.js';
-import { snapshotTrace } from './snapshot-trace.js';
+import { snapshotTrace } from '../snapshot-trace.js';
 
 const PAGE = 4096;
 const alignUp = (n: number): number => Math.ceil(n / PAGE) * PAGE;

@@ -1,0 +1,209 @@
+// Every `code` the package puts on an error it throws, with what it means. NodeKvmError's
+// constructor takes only these, so a new code must be added here to compile, and a unit test
+// (test/unit/error-codes.test.ts) checks that every 'ERR_*' literal in lib/ and native/ is here.
+
+/**
+ * Every `ERR_*` code node-kvm throws, and what it means. A {@link KvmError} carries an errno
+ * name ({@link ErrnoCode}) instead, since it reports a failed system call.
+ */
+export type ErrorCode =
+  // Caller arguments (InvalidArgumentError unless noted)
+  /** An argument or option is missing, of the wrong type or out of range. */
+  | 'ERR_INVALID_ARG'
+  /** `memory` is not a positive size (a number of bytes or a string like 256M). */
+  | 'ERR_INVALID_MEMORY'
+  /** Guest RAM is below the 16M minimum or more than this host has. */
+  | 'ERR_MEMORY_TOO_LARGE'
+  /** `cpus` is not an integer between 1 and the host's limit. */
+  | 'ERR_INVALID_CPUS'
+  /** More vCPUs than the ACPI/MP tables can describe. */
+  | 'ERR_TOO_MANY_CPUS'
+  /** A net entry lacks a usable backend or has a bad revision. */
+  | 'ERR_INVALID_NET'
+  /** A MAC address is not six bytes written as aa:bb:cc:dd:ee:ff. */
+  | 'ERR_INVALID_MAC'
+  /** `devices` names a device the machine does not offer. */
+  | 'ERR_UNKNOWN_DEVICE'
+  /** Machine.create was given no kernel. */
+  | 'ERR_NO_KERNEL'
+  /** A kernel or initrd path is not a readable regular file. */
+  | 'ERR_FILE'
+  /** Bad command-line usage (the CLI exits 64). */
+  | 'ERR_USAGE'
+  /** This host's KVM cannot boot a Linux kernel directly (no VMX/SVM): use the nested lab. */
+  | 'ERR_KVM_CANNOT_BOOT_LINUX'
+  // Guest images (ImageError)
+  /** Apt does not know the kernel package. */
+  | 'ERR_IMAGE_PACKAGE_MISSING'
+  /** Apt-get download failed (often: no network). */
+  | 'ERR_IMAGE_APT_FAILED'
+  /** Dpkg-deb, xz, zstd or busybox is not installed. */
+  | 'ERR_IMAGE_TOOL_MISSING'
+  /** The kernel file lacks the x86 boot header. */
+  | 'ERR_IMAGE_NOT_BZIMAGE'
+  /** The bzImage payload did not decompress to an ELF. */
+  | 'ERR_IMAGE_BAD_PAYLOAD'
+  /** A kernel module (or one it depends on) is absent. */
+  | 'ERR_IMAGE_MODULE_MISSING'
+  /** Modules were built for another kernel version. */
+  | 'ERR_IMAGE_MODULE_MISMATCH'
+  /** A file to add to the image is unusable. */
+  | 'ERR_IMAGE_ADD'
+  /** The disk filled up while writing the image cache. */
+  | 'ERR_IMAGE_NO_SPACE'
+  /** No cached image has that name. */
+  | 'ERR_IMAGE_NOT_FOUND'
+  /** Cached image files do not match their manifest. */
+  | 'ERR_IMAGE_CORRUPT'
+  /** An image name is not a plain file name. */
+  | 'ERR_IMAGE_NAME'
+  // Kernel images and boot set-up
+  /** The kernel is not a bzImage, vmlinux (PVH), Multiboot ELF or usable flat binary. */
+  | 'ERR_KERNEL_FORMAT'
+  /** The kernel is not for x86-64 (or lacks a 64-bit entry). */
+  | 'ERR_KERNEL_ARCH'
+  /** The bzImage has no HdrS header or a boot protocol older than 2.06. */
+  | 'ERR_KERNEL_TOO_OLD'
+  /** The kernel file ends before its headers say it does. */
+  | 'ERR_KERNEL_TRUNCATED'
+  /** The kernel does not fit in guest RAM. */
+  | 'ERR_KERNEL_TOO_LARGE'
+  /** The kernel wants to load outside guest RAM or over reserved memory. */
+  | 'ERR_KERNEL_ADDRESS'
+  /** The Multiboot header asks for a feature the loader does not provide. */
+  | 'ERR_MULTIBOOT_FLAGS'
+  /** The initrd does not fit below the kernel's limit. */
+  | 'ERR_INITRD_TOO_LARGE'
+  /** The initrd is empty. */
+  | 'ERR_INITRD_INVALID'
+  /** The command line exceeds the kernel's limit. */
+  | 'ERR_CMDLINE_TOO_LONG'
+  /** The command line holds a NUL byte. */
+  | 'ERR_CMDLINE_INVALID'
+  /** Boot information (modules, memory map) does not fit its page. */
+  | 'ERR_BOOT_INFO_TOO_LARGE'
+  /** Guest RAM does not leave room for the boot structures. */
+  | 'ERR_RAM_LAYOUT'
+  /** The ACPI tables do not fit their reserved window (AcpiTablesTooLargeError). */
+  | 'ERR_ACPI_TOO_LARGE'
+  /** An AML object could not be encoded (an internal DSDT bug). */
+  | 'ERR_AML_INVALID'
+  /** A PCI slot number is outside 0-31. */
+  | 'ERR_INVALID_PCI_SLOT'
+  /** A PCI interrupt line is not routable. */
+  | 'ERR_INVALID_PCI_IRQ'
+  // Devices and buses
+  /** A bus registration overlaps another (the message names both). */
+  | 'ERR_BUS_OVERLAP'
+  /** A bus window is empty or outside the bus's address space. */
+  | 'ERR_BUS_RANGE'
+  /** The device is not registered on this bus. */
+  | 'ERR_BUS_NOT_REGISTERED'
+  /** The device has several windows on this bus; move() cannot tell which. */
+  | 'ERR_BUS_AMBIGUOUS'
+  /** No free PCI slot is left. */
+  | 'ERR_PCI_FULL'
+  /** The PCI slot asked for is in use. */
+  | 'ERR_PCI_SLOT_TAKEN'
+  /** The PCI I/O or MMIO window is exhausted. */
+  | 'ERR_PCI_RESOURCES'
+  /** An fw_cfg file name is empty, too long or not ASCII. */
+  | 'ERR_FW_CFG_NAME'
+  /** An fw_cfg selector is out of range or reserved. */
+  | 'ERR_FW_CFG_KEY'
+  /** An fw_cfg file name is already used. */
+  | 'ERR_FW_CFG_DUPLICATE'
+  /** The fw_cfg file directory is full. */
+  | 'ERR_FW_CFG_FULL'
+  /** An fw_cfg item is too large. */
+  | 'ERR_FW_CFG_SIZE'
+  // The KVM layer
+  /** The native addon is not built (run npm run build:native). */
+  | 'ERR_NATIVE_MISSING'
+  /** A handle was used after close() (ClosedError). */
+  | 'ERR_KVM_CLOSED'
+  /** A guest-physical access falls outside guest RAM (GuestMemoryError). */
+  | 'ERR_GUEST_ADDRESS'
+  /** A memory region overlaps another. */
+  | 'ERR_REGION_OVERLAP'
+  /** A memory region exceeds the largest one slot may map. */
+  | 'ERR_REGION_TOO_LARGE'
+  /** No memory region uses that slot. */
+  | 'ERR_NO_SUCH_SLOT'
+  /** A vCPU already runs a run loop. */
+  | 'ERR_RUN_LOOP_ACTIVE'
+  /** The vCPU runs on a native thread; run() from JavaScript is refused. */
+  | 'ERR_VCPU_THREADED'
+  // Machines and snapshots
+  /** The call does not fit the machine's state (for instance start() twice). */
+  | 'ERR_MACHINE_STATE'
+  /** The machine ended while the call waited. */
+  | 'ERR_MACHINE_ENDED'
+  /** The machine is closed. */
+  | 'ERR_MACHINE_CLOSED'
+  /** Console.waitFor() saw no match in time (ConsoleTimeoutError, with the tail). */
+  | 'ERR_CONSOLE_TIMEOUT'
+  /** A snapshot file is damaged (SnapshotFileError). */
+  | 'ERR_SNAPSHOT_CORRUPT'
+  /** A snapshot file has another format version (SnapshotFileError). */
+  | 'ERR_SNAPSHOT_VERSION'
+  /** A snapshot does not fit this machine (memory, vCPUs, devices). */
+  | 'ERR_SNAPSHOT_MISMATCH'
+  /** A vCPU did not settle before the capture. */
+  | 'ERR_SNAPSHOT_STATE'
+  /** The snapshot was used after close(). */
+  | 'ERR_SNAPSHOT_CLOSED'
+  // Network backends
+  /** /dev/net/tun is missing. */
+  | 'ERR_TAP_UNAVAILABLE'
+  /** Opening a TAP needs CAP_NET_ADMIN (root) or a persistent TAP you own. */
+  | 'ERR_TAP_PERMISSION'
+  /** The TAP is in use by another process. */
+  | 'ERR_TAP_BUSY'
+  /** Network namespaces cannot be created here (not root, or no ip). */
+  | 'ERR_NETNS_UNAVAILABLE'
+  /** A command in a network namespace failed. */
+  | 'ERR_NETNS_COMMAND'
+  /** User networking needs passt, which is not installed (apt-get install passt). */
+  | 'ERR_NET_USER_UNAVAILABLE'
+  /** passt could not start (its own message follows, e.g. no interface with a default route). */
+  | 'ERR_NET_USER_START'
+  /** passt ended after it was ready; the guest's link went down ('net-error' on the Machine). */
+  | 'ERR_NET_USER_EXITED'
+  /** passt sent a stream that is not length-prefixed frames. */
+  | 'ERR_NET_USER_PROTOCOL'
+  /** A forwarded host port is in use by someone else. */
+  | 'ERR_NET_PORT_IN_USE'
+  /** The network backend was used, or closed, while closed or starting. */
+  | 'ERR_NET_CLOSED'
+  // Testing helpers (node-kvm/testing)
+  /** The test VM did not reach a shell (BootError, with the console tail). */
+  | 'ERR_VM_BOOT'
+  /** The test VM ended while a call waited on it. */
+  | 'ERR_VM_ENDED'
+  /** The test VM stopped answering earlier and was stopped. */
+  | 'ERR_VM_UNUSABLE'
+  /** Exec() did not finish in time (ExecTimeoutError). */
+  | 'ERR_EXEC_TIMEOUT'
+  /** ExecOk() saw a non-zero exit status (ExecFailedError). */
+  | 'ERR_EXEC_FAILED'
+  /** The reply on the console was damaged (ExecProtocolError). */
+  | 'ERR_EXEC_PROTOCOL'
+  // The nested lab (node-kvm/lab)
+  /** The lab was given no command, or one it cannot run. */
+  | 'ERR_LAB_COMMAND'
+  /** An --env entry is not NAME or NAME=VALUE. */
+  | 'ERR_LAB_ENV'
+  /** The lab's CPU count is out of range. */
+  | 'ERR_LAB_CPUS'
+  /** The lab's memory size is out of range. */
+  | 'ERR_LAB_MEMORY'
+  /** The lab's timeout is not a positive number. */
+  | 'ERR_LAB_TIMEOUT'
+  /** The temporary directory path contains whitespace. */
+  | 'ERR_LAB_TMPDIR'
+  /** QEMU could not be started. */
+  | 'ERR_LAB_QEMU';
+
+/** An errno name as the kernel reports it ('ENOENT', 'EEXIST', …): the `code` of a {@link KvmError}. */
+export type ErrnoCode = `E${string}`;
