@@ -1,10 +1,11 @@
 // ACPI PM block: every byte of the PM1/PM_TMR/GPE0 window at every width, the reset register,
 // host events (power button, GPEs), a clock that jumps, resets and snapshot round trips. The
 // SCI must be up exactly while an enabled status bit is set (ACPI 6.5 §4.8.3.1, §5.6.4), as read
-// back through the registers, and PM_TMR must count 3.579545 MHz ticks of the clock.
+// back through the registers, and PM_TMR must count 3.579545 MHz ticks of the clock (modulo
+// its width, PM_TIMER_MASK).
 import { RecordingIrqLine } from '../../../lib/bus/irq.js';
 import {
-  AcpiPm, ACPI_PM_IO_LENGTH, GBL_STS, PM_TIMER_HZ, PWRBTN_STS, RTC_STS, SLPBTN_STS, TMR_STS, type AcpiPmState,
+  AcpiPm, ACPI_PM_IO_LENGTH, GBL_STS, PM_TIMER_HZ, PM_TIMER_MASK, PWRBTN_STS, RTC_STS, SLPBTN_STS, TMR_STS, type AcpiPmState,
 } from '../../../lib/devices/acpi-pm.js';
 import { PORT_ACPI_GPE0, PORT_ACPI_GPE0_LEN, PORT_ACPI_PM1A_CNT, PORT_ACPI_PM1A_EVT, PORT_ACPI_PM_TMR } from '../../../lib/platform/layout.js';
 import { FakeClock } from '../clock.js';
@@ -61,7 +62,7 @@ class AcpiPmFuzz implements FuzzInstance {
       const v = this.pm.read(off, size);
       checkReadValue(v, size, this.op);
       if (off === OFF_TMR && size === 4) {
-        const want = Number(((this.clock.ns - this.epoch) * BigInt(PM_TIMER_HZ) / 1_000_000_000n) & 0xff_ffffn);
+        const want = Number(((this.clock.ns - this.epoch) * BigInt(PM_TIMER_HZ) / 1_000_000_000n) & BigInt(PM_TIMER_MASK));
         if (v !== want) throw new Error(`PM_TMR ${v}, the clock says ${want}`);
       }
     } else if (k < 78) {
