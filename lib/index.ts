@@ -4,6 +4,7 @@
 // are the subpaths node-kvm/images, node-kvm/lab and node-kvm/testing.
 export * from './kvm/index.js';
 export * from './errors.js';
+export type { U64 } from './kvm/regs.js';
 export type { BusDevice, CoalescedZone, IrqLine, DmaMemory, Clock } from './bus/device.js';
 export { KvmIrqLine, type IrqSink } from './bus/irq.js';
 export { PioBus, MmioBus, Bus, type BusRange, type BusMissHook } from './bus/bus.js';

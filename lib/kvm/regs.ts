@@ -127,12 +127,20 @@ export type U64 = number | bigint;
 export type RegsPatch = { [K in keyof Regs]?: U64 };
 
 /** A partial segment for setSregs(): `base` may be a number too. */
-export type SegmentPatch = Partial<Omit<Segment, 'base'>> & { base?: U64 };
+export type SegmentPatch = Partial<Omit<Segment, 'base'>> & {
+  /** Segment base. */
+  base?: U64;
+};
 
 /** A partial update: segments may be partial too; unspecified fields keep their value. */
 export type SregsPatch = {
   [K in keyof Sregs]?: Sregs[K] extends Segment ? SegmentPatch
-    : Sregs[K] extends DescriptorTable ? { base?: U64; limit?: number }
+    : Sregs[K] extends DescriptorTable ? {
+      /** Table base. */
+      base?: U64;
+      /** Table limit. */
+      limit?: number;
+    }
       : Sregs[K] extends bigint ? U64 : Sregs[K] extends bigint[] ? U64[] : Sregs[K];
 };
 
@@ -168,7 +176,9 @@ export interface MsrEntry {
 
 /** setMsrs() input: `data` may be a number too. */
 export interface MsrEntryInput {
+  /** MSR number. */
   index: number;
+  /** Value to write. */
   data: U64;
 }
 

@@ -8,4 +8,4 @@ export { PcapWriter, type PcapOptions, type PcapSink } from './pcap.js';
 export { LinkShaper, seededRandom, type DirectionStats, type Impairments, type LinkShaperOptions, type ShaperTimers } from './link.js';
 export { TapBackend, type TapOptions, type TapStats } from './tap.js';
 export { RX_CHECKSUMS_VALID } from './receive-offload.js';
-export { UserNetBackend, userNet, type UserNetOptions, type UserNetStats, type UserForward, type ActiveForward, type UserAddressing } from './user.js';
+export { UserNetBackend, userNet, type UserNetOptions, type UserNetStats, type UserForward, type ActiveForward, type UserAddressing, type FailureListener } from './user.js';

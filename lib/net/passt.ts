@@ -21,9 +21,13 @@ export interface UserForward {
 
 /** A forward as it is in effect: its host port is known. */
 export interface ActiveForward {
+  /** Transport protocol. */
   proto: 'tcp' | 'udp';
+  /** The host port passt listens on. */
   host: number;
+  /** The guest port it forwards to. */
   guest: number;
+  /** The host address passt listens on. */
   address: string;
 }
 

@@ -11,6 +11,7 @@ import { encodeStreamFrame, StreamFrameDecoder } from './stream-framing.js';
 
 export type { ActiveForward, UserAddressing, UserForward } from './passt.js';
 
+/** Options of userNet(). */
 export interface UserNetOptions {
   /** Host ports forwarded into the guest. More can be added later with forward(). */
   forward?: UserForward[];
@@ -29,18 +30,24 @@ export interface UserNetOptions {
   pcap?: string;
 }
 
+/** Counters of a UserNetBackend. */
 export interface UserNetStats {
+  /** Frames the guest sent toward passt. */
   txFrames: number;
+  /** Their bytes. */
   txBytes: number;
   /** Frames dropped on the way to passt: not running, or too much already queued. */
   txDropped: number;
+  /** Frames passt sent to the guest. */
   rxFrames: number;
+  /** Their bytes. */
   rxBytes: number;
   /** Times passt was started (1 + a restart per forward() added after the first start). */
   starts: number;
 }
 
-type FailureListener = (error: NodeKvmError) => void;
+/** Called when passt ends on its own after it was ready. */
+export type FailureListener = (error: NodeKvmError) => void;
 
 function checkPort(v: unknown, what: string, min: number): number {
   if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > 65535) {
@@ -64,6 +71,7 @@ function checkForward(f: UserForward, i: number): UserForward {
  * Machine.create waits for it. Frames the guest sends before that are queued (bounded).
  */
 export class UserNetBackend extends BackendBase {
+  /** Counters, updated as frames pass. */
   readonly stats: UserNetStats = { txFrames: 0, txBytes: 0, txDropped: 0, rxFrames: 0, rxBytes: 0, starts: 0 };
   /** Settles once passt runs with every forward bound; rejects with a coded error otherwise. */
   ready: Promise<void>;
@@ -144,6 +152,7 @@ export class UserNetBackend extends BackendBase {
     if (s !== undefined && this.queue.length === 1) s.once('drain', () => this.flush());
   }
 
+  /** Stop reading from passt until resumeReceive() (the NIC's ring is full). */
   pauseReceive(): void {
     this.paused = true;
     this.sock?.pause();
@@ -180,6 +189,7 @@ export class UserNetBackend extends BackendBase {
     return Promise.all(this.exits).then(() => undefined);
   }
 
+  /** close() and wait until passt has exited. */
   async [Symbol.asyncDispose](): Promise<void> {
     this.close();
     await this.exited;

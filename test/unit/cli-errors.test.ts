@@ -36,7 +36,7 @@ const CASES: Array<[string[], number, string]> = [
   [['--memory', 'abc'], 64, 'ERR_INVALID_MEMORY'],
   [['--memory', '1T'], 64, 'ERR_MEMORY_TOO_LARGE'],
   [['--memory', '1M'], 64, 'ERR_INVALID_MEMORY'],
-  [['--memory', '99999999999999999999999G'], 64, 'ERR_MEMORY_TOO_LARGE'],
+  [['--memory', '99999999999999999999999G'], 64, 'ERR_INVALID_MEMORY'],
   [['--cpus', '0'], 64, 'ERR_USAGE'],
   [['--cpus', '5000'], 64, 'ERR_USAGE'],
   [['--cpus', 'two'], 64, 'ERR_USAGE'],
