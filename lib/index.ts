@@ -11,4 +11,4 @@ export { PioBus, MmioBus, Bus, type BusRange, type BusMissHook } from './bus/bus
 export * from './machine/index.js';
 export { MachineSnapshot, loadSnapshot, SnapshotFileError, SNAPSHOT_FORMAT_VERSION, type SnapshotConfig, type RestoreOptions } from './machine/snapshot.js';
 export type { VerifyLevel as SnapshotVerifyLevel } from './machine/snapshot-file.js';
-export { TapBackend, L2Switch, SwitchPort, PcapWriter, LinkShaper, MemoryBackend, NullBackend, createPipe, type NetBackend, type TapOptions, type SwitchOptions, type PcapOptions, type LinkShaperOptions, type Impairments } from './net/index.js';
+export { TapBackend, L2Switch, SwitchPort, PcapWriter, LinkShaper, MemoryBackend, NullBackend, createPipe, userNet, UserNetBackend, type UserNetOptions, type NetBackend, type TapOptions, type SwitchOptions, type PcapOptions, type LinkShaperOptions, type Impairments } from './net/index.js';
