@@ -121,6 +121,7 @@ const LAB_BUDGET_MS = 45 * 60_000;
  * share the files fairly between lab boots; a file not listed counts as LAB_FILE_WEIGHT_DEFAULT.
  */
 const LAB_FILE_WEIGHTS = {
+  'linux/net-user.test.js': 300,
   'linux/net-rtl8139.test.js': 355, 'linux/examples.test.js': 218, 'linux/testing-exec.test.js': 218,
   'linux/net-switch.test.js': 108, 'linux/compat.test.js': 75, 'linux/boot.test.js': 74, 'linux/snapshot.test.js': 35, 'linux/console.test.js': 18,
   'kvm/net-tap.test.js': 64, 'kvm/snapshot-memfd.test.js': 33, 'kvm/leaks.test.js': 16,

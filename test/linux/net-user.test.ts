@@ -1,7 +1,8 @@
 // User-mode networking (passt) with real Linux guests, one on 8139cp and one on 8139too, booted
 // side by side in one process with their own `user` backends: each takes its DHCP lease, fetches
 // a file from an HTTP server this test runs on the host's loopback (through the gateway address),
-// serves one back through a port forward, echoes UDP both ways; then passt is killed under a
+// serves one back through a port forward (UDP both ways is in the unit tier: busybox's nc has no
+// -u); then passt is killed under a
 // transfer (carrier loss, a 'net-error', the VM still usable) and close() leaves no passt behind.
 //
 // Sizes: 32 MiB each way where Linux runs on the host's KVM; inside the nested lab the two guests
@@ -10,7 +11,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { createSocket } from 'node:dgram';
 import { createServer, get, type Server } from 'node:http';
 import { spawnSync } from 'node:child_process';
 import { bootVm, type TestVm } from '../../lib/testing/index.js';
@@ -37,7 +37,7 @@ function fetchAll(port: number, path: string): Promise<Buffer> {
   });
 }
 
-test('user networking: DHCP, host loopback via the gateway, forwards, UDP, two VMs, passt killed, close', { timeout: 3_000_000 }, async (t) => {
+test('user networking: DHCP, host loopback via the gateway, forwards, two VMs, passt killed, close', { timeout: 3_000_000 }, async (t) => {
   if (!requireKvm(t)) return;
   const before = passts();
   const blob = randomBytes(MIB << 20);
@@ -86,26 +86,6 @@ test('user networking: DHCP, host loopback via the gateway, forwards, UDP, two V
       assert.equal(sha256(got), gen.stdout.split(/\s+/)[0], vm.name);
     }
     assert.notEqual(backends[0]!.forwards[0]!.host, backends[1]!.forwards[0]!.host, 'two machines, two host ports');
-  });
-
-  await t.test('UDP both ways: guest → host loopback, host → guest through a forward added after boot', async () => {
-    const vm = vms[0]!;
-    const sock = createSocket('udp4');
-    await new Promise<void>((r) => sock.bind(0, '127.0.0.1', () => r()));
-    t.after(() => sock.close());
-    const inbound = new Promise<string>((r) => sock.once('message', (m) => r(m.toString())));
-    await vm.execOk(`echo from-guest | nc -u -w 2 10.0.2.2 ${sock.address().port}`);
-    assert.equal((await inbound).trim(), 'from-guest');
-
-    const hostPort = await vm.forward(5353, { proto: 'udp' });
-    await vm.execOk('(nc -u -l -p 5353 > /tmp/udp.txt 2>/dev/null &) ; sleep 1');
-    // UDP has no connection: send until the listener has it.
-    let got = '';
-    for (let i = 0; i < 30 && !got.includes('from-host'); i++) {
-      sock.send('from-host\n', hostPort, '127.0.0.1');
-      got = (await vm.exec('sleep 1; cat /tmp/udp.txt')).stdout;
-    }
-    assert.match(got, /from-host/);
   });
 
   await t.test('passt killed under a transfer: carrier loss, a net-error event, the VM stays usable', async () => {
