@@ -3,3 +3,7 @@ export * from './chain.js';
 export * from './virtqueue.js';
 export * from './features.js';
 export * from './status.js';
+export * from './common-cfg.js';
+export * from './msix.js';
+export * from './pci-capabilities.js';
+export * from './pci-transport.js';
