@@ -7,3 +7,5 @@ export * from './common-cfg.js';
 export * from './msix.js';
 export * from './pci-capabilities.js';
 export * from './pci-transport.js';
+export * from './console.js';
+export * from './console-port.js';
