@@ -58,7 +58,7 @@ test('virtio-console: ports by name, 64 MiB each way with matching sha256, a pau
     const fn = m.platform.virtioPci[0]!;
     const con = m.platform.virtioConsole!;
     // Bound by the drivers, named as asked.
-    const names = await shell(m, 'for p in /sys/class/virtio-ports/*; do echo "$(basename $p)=$(cat $p/name)"; done; ls /dev/vport*; '
+    const names = await shell(m, 'for p in /sys/class/virtio-ports/*; do echo "$(basename $p)=$(cat $p/name)"; done; ls -1 /dev/vport*; '
       + 'basename $(readlink /sys/bus/pci/devices/*/driver) | sort -u');
     assert.equal(names.status, 0, names.output);
     assert.match(names.output, new RegExp(`^vport(\\d+)p1=${PORT.replace(/\./g, '\\.')}$`, 'm'));
