@@ -301,3 +301,19 @@ test('receive buffers the device may not write are dropped and counted', async (
   assert.equal(g.received(1).toString(), 'hello');
   s.destroy();
 });
+
+test('control messages from the driver are used inside the notify exit (Linux spins on them)', async () => {
+  const g = await boot();
+  g.q[3]!.takeUsed();
+  const a = g.drv.alloc(8, 8);
+  const m = Buffer.alloc(8);
+  m.writeUInt32LE(1, 0);
+  m.writeUInt16LE(VIRTIO_CONSOLE_PORT_READY, 4);
+  m.writeUInt16LE(1, 6);
+  g.mem.write(a, m);
+  g.q[3]!.publish(g.q[3]!.chain(20, [{ addr: a, len: 8 }]));
+  g.drv.notify(3);
+  // No event-loop turn in between: the buffer is back already.
+  assert.deepEqual(g.q[3]!.takeUsed(), [{ id: 20, len: 0 }]);
+  assert.deepEqual(g.con.synchronousQueues, [3]);
+});
