@@ -36,3 +36,31 @@ test('a polling guest driver: handshake, a port both ways, a looping chain sets 
   assert.equal(m.counters.mmioMisses, 0);
   process.stderr.write(`virtio kvm guest: doorbell rings ${fn.counters.doorbellRings}, MMIO notifies ${fn.counters.mmioNotifies}\n`);
 });
+
+test('machine.port(): unknown names and a second open are refused; close releases the doorbell watch', async (t) => {
+  if (!requireKvm(t)) return;
+  const { native } = await import('../../lib/native.js');
+  await new Promise((r) => setImmediate(r)); // handles closed by earlier tests are freed a turn later
+  const before = native().eventfdWatchCount();
+  const kernel = new Uint8Array(readFileSync(buildGuestFile('plat-virtio.S', { linkAddress: 0x10000, format: 'flat' })));
+  const m = await Machine.create({ kernel, memory: '32M', flat: { mode: 'protected' }, ports: [{ name: 'a' }] });
+  try {
+    assert.equal(native().eventfdWatchCount(), before + 1);
+    assert.throws(() => m.port('b'), { code: 'ERR_NO_SUCH_PORT' });
+    const s = m.port('a');
+    assert.throws(() => m.port('a'), { code: 'ERR_PORT_BUSY' });
+    s.destroy();
+    m.port('a').destroy();
+  } finally {
+    await m.close();
+  }
+  await new Promise((r) => setImmediate(r));
+  assert.equal(native().eventfdWatchCount(), before, 'the eventfd watch is freed');
+  const plain = await Machine.create({ kernel, memory: '32M', flat: { mode: 'protected' } });
+  try {
+    assert.throws(() => plain.port('a'), { code: 'ERR_NO_SUCH_PORT' });
+    assert.equal(plain.platform.virtioPci.length, 0);
+  } finally {
+    await plain.close();
+  }
+});
