@@ -1,7 +1,7 @@
 // virtio-console ports with the real Debian kernel: Linux binds virtio_pci and virtio_console,
 // the ports appear by name, 64 MiB go each way with matching sha256, and a host that stops
 // reading pauses the guest writer without losing a byte. Interrupts by MSI-X (KVM_SIGNAL_MSI)
-// and notifications by KVM_IOEVENTFD; virtio-console-intx.test.ts boots with pci=nomsi for the INTx fallback.
+// and notifications by KVM_IOEVENTFD; (INTx is covered by the unit tier only; see docs/virtio.md).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
