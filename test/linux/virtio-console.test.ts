@@ -22,6 +22,11 @@ async function writeRandom(s: Duplex, total: number): Promise<string> {
   return h.digest('hex');
 }
 
+/** The sha256 sum in a shell command's output (kernel messages may be interleaved on the console). */
+function shaIn(output: string): string | undefined {
+  return /\b([0-9a-f]{64})\b/.exec(output)?.[1];
+}
+
 /** Read `s` to its end; returns the byte count and sha256. */
 async function readAll(s: Duplex): Promise<{ bytes: number; sha: string }> {
   const h = createHash('sha256');
@@ -65,7 +70,7 @@ test('virtio-console: ports by name, 64 MiB each way with matching sha256, a pau
     const gd = await guestDown;
     const downMs = Date.now() - t0;
     assert.equal(gd.status, 0, gd.output);
-    assert.equal(gd.output.trim().split(/\s+/)[0], hostSha, 'guest read exactly what the host wrote');
+    assert.equal(shaIn(gd.output), hostSha, `guest read exactly what the host wrote: ${gd.output}`);
     down.destroy();
 
     // Guest → host: 64 MiB; the guest hashes what it writes (tee), the host what it reads.
@@ -91,7 +96,7 @@ test('virtio-console: ports by name, 64 MiB each way with matching sha256, a pau
     const upMs = Date.now() - t1;
     assert.equal(gu.status, 0, gu.output);
     assert.equal(got.bytes, 64 * MIB);
-    assert.equal(got.sha, gu.output.trim().split(/\s+/)[0], 'host read exactly what the guest wrote');
+    assert.equal(got.sha, shaIn(gu.output), `host read exactly what the guest wrote: ${gu.output}`);
     up.destroy();
 
     // Notifications came through KVM_IOEVENTFD (no MMIO exit for a kick), no queue broke.
