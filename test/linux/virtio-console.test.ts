@@ -69,6 +69,7 @@ test('virtio-console: ports by name, 64 MiB each way with matching sha256, a pau
     const hostSha = await writeRandom(down, 64 * MIB);
     const gd = await guestDown;
     const downMs = Date.now() - t0;
+    process.stderr.write(`virtio-console: 64 MiB host->guest in ${downMs} ms (guest: sha256sum of the port)\n`);
     assert.equal(gd.status, 0, gd.output);
     assert.equal(shaIn(gd.output), hostSha, `guest read exactly what the host wrote: ${gd.output}`);
     down.destroy();
@@ -94,6 +95,7 @@ test('virtio-console: ports by name, 64 MiB each way with matching sha256, a pau
     const got = await readAll(up);
     const gu = await guestUp;
     const upMs = Date.now() - t1;
+    process.stderr.write(`virtio-console: 64 MiB guest->host in ${upMs} ms after the host resumed reading (guest: dd from urandom | tee port | sha256sum)\n`);
     assert.equal(gu.status, 0, gu.output);
     assert.equal(got.bytes, 64 * MIB);
     assert.equal(got.sha, shaIn(gu.output), `host read exactly what the guest wrote: ${gu.output}`);
