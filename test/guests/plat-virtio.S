@@ -11,7 +11,7 @@
  *
  * Output on COM1 (hex values): "slot=", "status=" after FEATURES_OK, "ctl=" id and "ev=" event
  * of each control message, "name=<port name>", "rx=<host text>", "broken=" status at the end,
- * "virtio done". debug-exit value: 1 on success, 0xdead0000 | step on a timeout.
+ * "isr=" / "isr2=" (ISR read twice: the first read clears it), "virtio done". debug-exit value: 1 on success, 0xdead0000 | step on a timeout.
  */
 #define CONFIG_ADDRESS 0xcf8
 #define CONFIG_DATA    0xcfc
@@ -318,6 +318,13 @@ main:
 	jnz 7b
 8:	movzbl 0x14(%edi), %eax
 	REPORT "broken="
+	/* MSI-X stayed off: the interrupts went to INTx; reading ISR returns and clears them. */
+	movl common, %edi
+	addl $0x1000, %edi		/* ISR at BAR 0 + 0x1000 (common is at BAR 0 + 0) */
+	movzbl (%edi), %eax
+	REPORT "isr="
+	movzbl (%edi), %eax
+	REPORT "isr2="
 	PRINT "virtio done\n"
 	DEBUG_EXIT_WITH $1
 9:	hlt

@@ -31,7 +31,11 @@ test('a polling guest driver: handshake, a port both ways, a looping chain sets 
   assert.equal(fromGuest, 'hello from the guest\n');
   assert.match(out, /^rx=hi guest$/m);
   assert.match(out, /^broken=0000004f$/m, 'DEVICE_NEEDS_RESET with the other bits kept');
+  // Queue and configuration-change interrupts went to INTx (ISR bits 0 and 1); one read clears both.
+  assert.match(out, /^isr=00000003$/m);
+  assert.match(out, /^isr2=00000000$/m);
   const fn = m.platform.virtioPci[0]!;
+  assert.equal(fn.intxAsserted, false, 'INTx lowered by the ISR read');
   assert.match(fn.lastError ?? '', /longer than the queue size/);
   assert.equal(m.counters.mmioMisses, 0);
   process.stderr.write(`virtio kvm guest: doorbell rings ${fn.counters.doorbellRings}, MMIO notifies ${fn.counters.mmioNotifies}\n`);
