@@ -4,7 +4,7 @@
  * (gcc -static -Os) and started by the default image's /init on the virtio-console port named
  * org.nodekvm.agent.0.
  *
- *   nkvm-agent                  find the port by name in /sys/class/virtio-ports/
+ *   nkvm-agent                  find the port by name in /sys/class/virtio-ports/ (waits for it)
  *   nkvm-agent --port NAME      another port name
  *   nkvm-agent --stdio          talk over stdin/stdout (host-side tests)
  *   nkvm-agent PATH             a device or FIFO path opened read-write
@@ -637,10 +637,18 @@ int main(int argc, char **argv) {
     set_nonblock(0);
     set_nonblock(1);
   } else {
-    int fd = path != NULL ? open(path, O_RDWR | O_NONBLOCK | O_CLOEXEC) : open_named_port(name);
-    if (fd < 0) {
-      fprintf(stderr, "nkvm-agent: no port %s\n", path != NULL ? path : name);
-      return 1;
+    int fd;
+    if (path != NULL) {
+      fd = open(path, O_RDWR | O_NONBLOCK | O_CLOEXEC);
+      if (fd < 0) die(path);
+    } else {
+      /* Ports appear after virtio_console has probed (a workqueue, after insmod returns) and
+       * can be hot-added: wait for ours, checking less often as time goes by. */
+      unsigned wait_us = 20000;
+      while ((fd = open_named_port(name)) < 0) {
+        usleep(wait_us);
+        if (wait_us < 1000000) wait_us += wait_us / 2;
+      }
     }
     port_in = port_out = fd;
   }

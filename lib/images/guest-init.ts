@@ -56,6 +56,9 @@ hostname "$(arg hostname || echo node-kvm)"
 while read -r m; do
   [ -n "$m" ] && { insmod "/lib/modules/$m.ko" 2>/dev/null || echo "node-kvm: insmod $m failed"; }
 done < /etc/nkvm/modules
+# The exec channel's agent (lib/testing/agent-client.ts): it waits for its virtio-console port and is
+# restarted if it dies, so a host request can fail but the channel comes back.
+[ -x /sbin/nkvm-agent ] && { while :; do /sbin/nkvm-agent; sleep 1; done </dev/null >/dev/null 2>>/run/nkvm-agent.log & }
 ip link set lo up
 iface=$(arg if || echo eth0)
 ipv=$(arg ip || true)

@@ -25,6 +25,16 @@ export class ExecFailedError extends NodeKvmError {
   }
 }
 
+/**
+ * writeFile/readFile over the agent: the guest's open/read/write failed. An ExecFailedError
+ * (status 1, the guest's message as stderr) as on the console path, plus the errno.
+ */
+export class GuestFileError extends ExecFailedError {
+  constructor(what: string, readonly errnoCode: string, readonly errno: number, message: string) {
+    super(what, 1, '', `${message}\n`);
+  }
+}
+
 /** The reply on the console was damaged or the shell is gone. */
 export class ExecProtocolError extends NodeKvmError {
   constructor(message: string, readonly tail: string) {

@@ -1,6 +1,8 @@
-// bootVm(): a booted guest with its shell ready, and exec/readFile/writeFile over the serial
-// console (see protocol.ts for the wire format). One console carries one conversation, so
-// calls on a TestVm are queued and run one at a time.
+// bootVm(): a booted guest with its shell ready, and exec/readFile/writeFile. When the image has
+// the guest agent and the machine its virtio-console port, these go over that port
+// (agent-client.ts: binary frames, several requests at once, output streamed); otherwise over
+// the serial console (protocol.ts: one conversation, so those calls are queued and run one at
+// a time).
 import { randomBytes } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -8,7 +10,9 @@ import { NodeKvmError } from '../errors.js';
 import { getDefaultImage, getImage, GUEST_PROMPT, READY_MARKER, type Image } from '../images/index.js';
 import { DEFAULT_CMDLINE } from '../machine/cmdline.js';
 import { ConsoleTimeoutError, Machine, type MachineConsole, type MachineResult, type NetOptions } from '../machine/index.js';
-import { BootError, ExecFailedError, ExecProtocolError, ExecTimeoutError } from './errors.js';
+import { AgentClient, AgentError, AgentRequestError } from './agent-client.js';
+import { agentPortOptions, openAgentPort } from './agent-port.js';
+import { BootError, ExecFailedError, ExecProtocolError, ExecTimeoutError, GuestFileError } from './errors.js';
 import {
   ackPattern, execLine, execReplyPattern, ExecReplyError, GUEST_WORK_DIR, MAX_LINE, marker, parseExecReply,
   printMarker, shellQuote, uploadLines,
@@ -40,6 +44,11 @@ export interface BootVmOptions {
   timeout?: number;
   /** Register close() with this test context's after() hook. */
   t?: CleanupHost;
+  /**
+   * Use the guest agent's virtio-console port when the image has the agent (default true);
+   * false keeps everything on the serial console.
+   */
+  agent?: boolean;
 }
 
 export interface ExecOptions {
@@ -51,6 +60,14 @@ export interface ExecOptions {
   env?: Record<string, string>;
   /** Bytes given to the command on stdin (default: /dev/null). */
   input?: string | Uint8Array;
+  /**
+   * Stdin as a stream (a Readable or any async iterable of bytes), fed as the command reads it
+   * over the agent's channel (the console path collects it first). Not with `input`.
+   */
+  stdin?: AsyncIterable<Uint8Array>;
+  /** Each piece of stdout as it arrives (over the console: all of it once, at the end). */
+  onStdout?: (chunk: Buffer) => void;
+  onStderr?: (chunk: Buffer) => void;
 }
 
 export interface ExecResult {
@@ -71,6 +88,14 @@ const RESYNC_TIMEOUT = 15_000;
 const HOST_GRACE = 15_000;
 /** Bytes per readFile chunk (its base64 stays far below the console's history limit). */
 const READ_CHUNK = 64 * 1024;
+/** How long bootVm waits for the agent's HELLO once the shell is ready. */
+const AGENT_HELLO_WAIT = 60_000;
+
+async function collect(src: AsyncIterable<Uint8Array>): Promise<Buffer> {
+  const parts: Buffer[] = [];
+  for await (const c of src) parts.push(Buffer.from(c));
+  return Buffer.concat(parts);
+}
 
 let vmCount = 0;
 let macCount = 0;
@@ -122,6 +147,9 @@ export class TestVm implements AsyncDisposable {
   private readonly token = randomBytes(3).toString('hex');
   private broken: string | undefined;
   private closing: Promise<void> | undefined;
+  private agent: AgentClient | undefined;
+  /** Why the agent's channel is not used (undefined while it is). */
+  agentProblem: string | undefined = 'no agent channel';
 
   /** @internal use bootVm() */
   constructor(readonly machine: Machine, name: string) {
@@ -131,6 +159,36 @@ export class TestVm implements AsyncDisposable {
     // Nobody has to read the stream: the history and the log keep the output.
     this.console.resume();
     this.ended = machine.wait();
+  }
+
+  /** Which path exec/readFile/writeFile take now. */
+  get channel(): 'agent' | 'console' {
+    return this.agent?.usable ? 'agent' : 'console';
+  }
+
+  /** @internal after boot: use the agent on `port` once it says HELLO (within `timeout` ms). */
+  async attachAgent(port: import('node:stream').Duplex, timeout: number): Promise<void> {
+    const client = new AgentClient(port, `vm ${this.name} agent`);
+    try {
+      await raceEnd(client.ready(timeout), this.ended, () => `vm ${this.name}: waiting for the guest agent`);
+      this.agent = client;
+      this.agentProblem = undefined;
+    } catch (e) {
+      client.close();
+      this.agentProblem = (e as Error).message;
+    }
+  }
+
+  /** Requests go to the agent unless it broke; after ERR_AGENT_UNRESPONSIVE it is dropped. */
+  private agentFor(): AgentClient | undefined {
+    if (this.broken !== undefined) throw new NodeKvmError('ERR_VM_UNUSABLE', `vm ${this.name} is not usable: ${this.broken}`);
+    return this.agent?.usable ? this.agent : undefined;
+  }
+
+  private dropAgent(why: string): void {
+    this.agentProblem = why;
+    this.agent?.close();
+    this.agent = undefined;
   }
 
   /** Everything the guest printed since boot. */
@@ -219,7 +277,41 @@ export class TestVm implements AsyncDisposable {
 
   /** Run `command` with `sh` in the guest; resolves with its exit status and output. */
   exec(command: string, options: ExecOptions = {}): Promise<ExecResult> {
-    return this.serial(() => this.execNow(command, options));
+    if (options.input !== undefined && options.stdin !== undefined) {
+      return Promise.reject(new NodeKvmError('ERR_INVALID_ARG', 'exec: give `input` or `stdin`, not both'));
+    }
+    let agent: AgentClient | undefined;
+    try {
+      agent = this.agentFor();
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    if (agent !== undefined) return this.execAgent(agent, command, options);
+    return this.serial(async () => {
+      const r = await this.execNow(command, options.stdin === undefined ? options : { ...options, input: await collect(options.stdin) });
+      if (r.stdoutBytes.length > 0) options.onStdout?.(r.stdoutBytes);
+      if (r.stderrBytes.length > 0) options.onStderr?.(r.stderrBytes);
+      return r;
+    });
+  }
+
+  private async execAgent(agent: AgentClient, command: string, options: ExecOptions): Promise<ExecResult> {
+    const timeout = options.timeout ?? DEFAULT_EXEC_TIMEOUT;
+    const input = typeof options.input === 'string' ? Buffer.from(options.input) : options.input;
+    let r;
+    try {
+      r = await raceEnd(agent.exec({ command, env: options.env, cwd: options.cwd },
+        { stdin: input ?? options.stdin, onStdout: options.onStdout, onStderr: options.onStderr, timeout, killGrace: HOST_GRACE }),
+      this.ended, () => `vm ${this.name}: exec ${command}`);
+    } catch (e) {
+      if (e instanceof AgentError && e.code === 'ERR_AGENT_UNRESPONSIVE') {
+        this.dropAgent(e.message);
+        throw new ExecTimeoutError(command, timeout, this.tail(), false);
+      }
+      throw e;
+    }
+    if (r.timedOut) throw new ExecTimeoutError(command, timeout, this.tail(), true);
+    return { exitCode: r.exitCode, stdout: r.stdout.toString('utf8'), stderr: r.stderr.toString('utf8'), stdoutBytes: r.stdout, stderrBytes: r.stderr };
   }
 
   private async execNow(command: string, options: ExecOptions): Promise<ExecResult> {
@@ -278,6 +370,15 @@ export class TestVm implements AsyncDisposable {
   writeFile(path: string, data: string | Uint8Array, options: { timeout?: number; mode?: number } = {}): Promise<void> {
     const bytes = typeof data === 'string' ? Buffer.from(data) : data;
     const timeout = options.timeout ?? DEFAULT_EXEC_TIMEOUT;
+    let agent: AgentClient | undefined;
+    try {
+      agent = this.agentFor();
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    if (agent !== undefined) {
+      return this.agentFile(`writeFile ${path}`, timeout, agent.writeFile(path, bytes, { mode: options.mode, timeout }));
+    }
     return this.serial(async () => {
       await this.upload(bytes, `${GUEST_WORK_DIR}/u`, timeout);
       const mode = options.mode === undefined ? '' : ` && chmod ${options.mode.toString(8)} ${shellQuote(path)}`;
@@ -289,6 +390,13 @@ export class TestVm implements AsyncDisposable {
   /** Read the guest file `path`. */
   readFile(path: string, options: { timeout?: number } = {}): Promise<Buffer> {
     const timeout = options.timeout ?? DEFAULT_EXEC_TIMEOUT;
+    let agent: AgentClient | undefined;
+    try {
+      agent = this.agentFor();
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    if (agent !== undefined) return this.agentFile(`readFile ${path}`, timeout, agent.readFile(path, { timeout }));
     return this.serial(async () => {
       const q = shellQuote(path);
       const size = await this.execNow(`wc -c <${q}`, { timeout });
@@ -303,6 +411,17 @@ export class TestVm implements AsyncDisposable {
       }
       return Buffer.concat(parts);
     });
+  }
+
+  /** A file request over the agent, its errors mapped to the console path's classes. */
+  private async agentFile<T>(what: string, timeout: number, p: Promise<T>): Promise<T> {
+    try {
+      return await raceEnd(p, this.ended, () => `vm ${this.name}: ${what}`);
+    } catch (e) {
+      if (e instanceof AgentRequestError) throw new GuestFileError(what, e.errnoCode, e.errno, e.message);
+      if (e instanceof AgentError && e.code === 'ERR_AGENT_TIMEOUT') throw new ExecTimeoutError(what, timeout, this.tail(), true);
+      throw e;
+    }
   }
 
   /** Ask the guest to power off (the shell exits, init powers off) and wait for the machine. */
@@ -325,6 +444,7 @@ export class TestVm implements AsyncDisposable {
   close(): Promise<void> {
     this.closing ??= (async () => {
       this.broken ??= 'it is closed';
+      this.agent?.close();
       await this.machine.close();
       this.console.removeAllListeners('output');
     })();
@@ -341,6 +461,7 @@ export async function bootVm(opts: BootVmOptions = {}): Promise<TestVm> {
   const name = opts.name ?? `vm${++vmCount}`;
   const image = await resolveImage(opts.image);
   const kernelPath = opts.bzImage ? image.kernel : image.vmlinux;
+  const useAgent = (opts.agent ?? true) && image.manifest.agent !== undefined;
   const extra = [opts.verbose ? '' : 'quiet', opts.cmdline ?? ''].filter((s) => s !== '').join(' ');
   const machine = await Machine.create({
     kernel: cachedFile(kernelPath),
@@ -349,6 +470,7 @@ export async function bootVm(opts: BootVmOptions = {}): Promise<TestVm> {
     memory: opts.memory ?? '256M',
     cpus: opts.cpus ?? 1,
     net: (opts.net ?? []).map((n) => ({ ...n, mac: n.mac ?? uniqueMac() })),
+    ...(useAgent ? agentPortOptions() : {}),
   });
   const vm = new TestVm(machine, name);
   opts.t?.after(() => vm.close());
@@ -360,6 +482,10 @@ export async function bootVm(opts: BootVmOptions = {}): Promise<TestVm> {
     await raceEnd(machine.console.waitFor(READY_MARKER, { timeout: left() }), machine.wait(), () => `vm ${name}: booting`);
     await raceEnd(machine.console.waitFor(GUEST_PROMPT, { timeout: left() }), machine.wait(), () => `vm ${name}: waiting for the shell`);
     await vm.setup(left());
+    const port = useAgent ? openAgentPort(machine) : undefined;
+    // The agent starts early in /init and waits for its port: by the time the shell answers it
+    // has normally said HELLO. If it has not within AGENT_HELLO_WAIT, the console serves.
+    if (port !== undefined) await vm.attachAgent(port, Math.min(left(), AGENT_HELLO_WAIT));
     for (const [guestPath, src] of Object.entries(opts.files ?? {})) {
       await vm.writeFile(guestPath, typeof src === 'string' ? readFileSync(src) : src, { timeout: left() });
     }
