@@ -29,6 +29,11 @@ export interface AgentExecOptions {
   onStderr?: (chunk: Buffer) => void;
   /** Collect stdout/stderr into the result (default true). */
   keepOutput?: boolean;
+  /**
+   * Most bytes of stdout + stderr kept (default 1 GiB): beyond it the command is killed and
+   * exec rejects with ERR_EXEC_OUTPUT_LIMIT (a guest that floods cannot exhaust host memory).
+   */
+  maxOutput?: number;
   /** Milliseconds until the command's process group gets SIGKILL (default: none). */
   timeout?: number;
   /** After the kill, how long the agent has to report the exit (default 15 s). */
@@ -50,6 +55,9 @@ interface Op {
 }
 
 const DEFAULT_KILL_GRACE = 15_000;
+const DEFAULT_MAX_OUTPUT = 1024 * 1024 * 1024;
+/** readFile preallocates the size the guest announces up to this; larger files come in pieces. */
+const MAX_PREALLOCATE = 256 * 1024 * 1024;
 
 function chunksOf(data: Uint8Array): Iterable<Uint8Array> {
   return (function* () {
@@ -201,6 +209,8 @@ export class AgentClient {
     const payload = encodeExec({ ...request, stdin: opts.stdin !== undefined });
     const id = this.allocId();
     const keep = opts.keepOutput ?? true;
+    const maxOutput = opts.maxOutput ?? DEFAULT_MAX_OUTPUT;
+    let kept = 0;
     const out: Buffer[] = [];
     const err: Buffer[] = [];
     let timedOut = false;
@@ -222,13 +232,26 @@ export class AgentClient {
         onFrame: (f) => {
           switch (f.type) {
             case T.STDOUT:
-              if (keep) out.push(f.payload);
-              opts.onStdout?.(f.payload);
+            case T.STDERR: {
+              const isOut = f.type === T.STDOUT;
+              if (keep) {
+                kept += f.payload.length;
+                if (kept > maxOutput) {
+                  this.send(T.KILL, id);
+                  this.ops.get(id)?.fail(new NodeKvmError('ERR_EXEC_OUTPUT_LIMIT', `${this.name}: the command wrote more than ${maxOutput} bytes of output; it was killed`));
+                  return;
+                }
+                (isOut ? out : err).push(f.payload);
+              }
+              try {
+                (isOut ? opts.onStdout : opts.onStderr)?.(f.payload);
+              } catch (e) {
+                // The caller's callback threw: end the command and hand the error to exec's caller.
+                this.send(T.KILL, id);
+                this.ops.get(id)?.fail(e instanceof Error ? e : new Error(String(e)));
+              }
               break;
-            case T.STDERR:
-              if (keep) err.push(f.payload);
-              opts.onStderr?.(f.payload);
-              break;
+            }
             case T.STDIN_ACK:
               inflight = Math.max(0, inflight - f.payload.readUInt32LE(0));
               creditWaiter?.();
@@ -345,11 +368,18 @@ export class AgentClient {
             opened = true;
             const size = parseReadSize(f.payload);
             if (opts.onChunk === undefined) {
-              if (size !== undefined && size <= 1024 * 1024 * 1024) whole = Buffer.allocUnsafe(size);
+              if (size !== undefined && size <= MAX_PREALLOCATE) whole = Buffer.allocUnsafe(size);
               else parts = [];
             }
           } else if (f.type === T.READ_DATA && opened) {
-            if (opts.onChunk) opts.onChunk(f.payload);
+            if (opts.onChunk) {
+              try {
+                opts.onChunk(f.payload);
+              } catch (e) {
+                this.send(T.KILL, id);
+                this.ops.get(id)?.fail(e instanceof Error ? e : new Error(String(e)));
+              }
+            }
             else if (whole !== undefined && filled + f.payload.length <= whole.length) filled += f.payload.copy(whole, filled);
             else {
               // The file grew while being read: keep what came and go on in pieces.

@@ -116,6 +116,12 @@ test('several commands at once, and a 1 MiB command', async () => {
   assert.deepEqual([big.exitCode, big.stdout.toString()], [0, 'big\n']);
 });
 
+test('a throwing onStdout callback, or output past maxOutput, kills the command and rejects', async () => {
+  await assert.rejects(shared.exec({ command: 'yes' }, { onStdout: () => { throw new Error('boom'); } }), /boom/);
+  await assert.rejects(shared.exec({ command: 'yes' }, { maxOutput: 1 << 20 }), { code: 'ERR_EXEC_OUTPUT_LIMIT' });
+  assert.equal((await shared.exec({ command: 'echo ok' })).stdout.toString(), 'ok\n');
+});
+
 test('an agent that dies mid-command rejects with ERR_AGENT_GONE', async () => {
   const { client, child } = await startAgent();
   const p = client.exec({ command: 'sleep 100' });
