@@ -52,7 +52,7 @@
 enum {
   /* host -> guest */
   T_EXEC = 0x01, T_STDIN = 0x02, T_STDIN_EOF = 0x03, T_KILL = 0x04,
-  T_WRITE_OPEN = 0x05, T_WRITE_DATA = 0x06, T_WRITE_END = 0x07, T_READ_OPEN = 0x08,
+  T_WRITE_OPEN = 0x05, T_WRITE_DATA = 0x06, T_WRITE_END = 0x07, T_READ_OPEN = 0x08, T_SYNC = 0x09,
   /* guest -> host */
   T_HELLO = 0x81, T_STDOUT = 0x82, T_STDERR = 0x83, T_EXIT = 0x84, T_ERROR = 0x85,
   T_OK = 0x86, T_READ_DATA = 0x87, T_READ_EOF = 0x88, T_STDIN_ACK = 0x89,
@@ -85,6 +85,11 @@ static size_t outlen, outoff, outcap;
 static unsigned char *inbuf;
 static size_t inlen, incap;
 static size_t skip_left; /* bytes of an oversized frame still to discard */
+/* Until the host's SYNC frame arrives, input is discarded: whatever a previous agent left
+ * half-read in the port (or the host sent before it saw our HELLO) cannot be parsed as frames. */
+static int synced;
+#define SYNC_MAGIC "NKVM-HOST-SYNC!!"
+static const unsigned char sync_frame[HDR + 16] = {16, 0, 0, 0, T_SYNC, 0, 0, 0, 0, 'N', 'K', 'V', 'M', '-', 'H', 'O', 'S', 'T', '-', 'S', 'Y', 'N', 'C', '!', '!'};
 
 static void die(const char *what) {
   fprintf(stderr, "nkvm-agent: %s: %s\n", what, strerror(errno));
@@ -527,6 +532,8 @@ static void handle_frame(int type, uint32_t id, const unsigned char *p, size_t l
     case T_READ_OPEN:
       read_open(id, p, len);
       break;
+    case T_SYNC:
+      break; /* a repeated SYNC changes nothing */
     default:
       send_error(id, EPROTO, "unknown frame type%s (%s)", "");
   }
@@ -554,6 +561,18 @@ static void read_port(void) {
     }
     inlen += (size_t)n;
     size_t off = 0;
+    if (!synced) {
+      unsigned char *at = memmem(inbuf, inlen, sync_frame, sizeof sync_frame);
+      if (at == NULL) {
+        /* Keep a tail that may be the start of the SYNC frame. */
+        size_t keep = inlen < sizeof sync_frame - 1 ? inlen : sizeof sync_frame - 1;
+        memmove(inbuf, inbuf + inlen - keep, keep);
+        inlen = keep;
+        continue;
+      }
+      off = (size_t)(at - inbuf) + sizeof sync_frame;
+      synced = 1;
+    }
     for (;;) {
       if (skip_left > 0) {
         size_t k = inlen - off < skip_left ? inlen - off : skip_left;

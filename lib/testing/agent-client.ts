@@ -5,7 +5,7 @@ import type { Duplex } from 'node:stream';
 import { NodeKvmError } from '../errors.js';
 import {
   AgentProtocolError, DATA_CHUNK, encodeExec, encodePath, encodeWriteOpen, FrameDecoder, frameHeader, parseError,
-  parseExit, parseHello, parseReadSize, PROTOCOL_VERSION, STDIN_WINDOW, T, typeName, type ExecRequest, type Frame, type GuestErrno,
+  parseExit, parseHello, parseReadSize, PROTOCOL_VERSION, STDIN_WINDOW, SYNC_MAGIC, T, typeName, type ExecRequest, type Frame, type GuestErrno,
 } from './agent-protocol.js';
 
 /** The agent is gone, restarted, silent or broke the protocol: `code` says which. */
@@ -155,6 +155,8 @@ export class AgentClient {
         this.failAll(new AgentError('ERR_AGENT_DIED', `${this.name}: the guest agent ${why}; the request was lost`));
       }
       this.desynced = undefined;
+      // The agent ignores everything until this frame: requests from here on are its.
+      this.send(T.SYNC, 0, SYNC_MAGIC);
       if (version !== PROTOCOL_VERSION) {
         this.violation(new AgentProtocolError(`speaks protocol version ${version}, this host ${PROTOCOL_VERSION}`));
         return;

@@ -14,6 +14,11 @@
 //   WRITE_DATA bytes                           READ_DATA  bytes
 //   WRITE_END                                  READ_EOF
 //   READ_OPEN  path\0                          STDIN_ACK  u32 stdin bytes the command took
+//   SYNC       "NKVM-HOST-SYNC!!"
+//
+// Start of a conversation: the agent sends HELLO and discards its input until it finds a SYNC
+// frame; the host sends SYNC when it sees a HELLO. So bytes a dead agent left half-read in the
+// port, or requests the host sent before it learned of the new agent, are never parsed.
 //
 // EXEC's payload: [u8 flags (1 stdin piped, 2 shell string)][u32 argc][u32 envc] then
 // NUL-terminated strings: cwd ('' = the agent's), argv..., env ("K=V") ... . Stdin is
@@ -35,7 +40,7 @@ export const AGENT_PORT_NAME = 'org.nodekvm.agent.0';
 
 export const T = {
   EXEC: 0x01, STDIN: 0x02, STDIN_EOF: 0x03, KILL: 0x04,
-  WRITE_OPEN: 0x05, WRITE_DATA: 0x06, WRITE_END: 0x07, READ_OPEN: 0x08,
+  WRITE_OPEN: 0x05, WRITE_DATA: 0x06, WRITE_END: 0x07, READ_OPEN: 0x08, SYNC: 0x09,
   HELLO: 0x81, STDOUT: 0x82, STDERR: 0x83, EXIT: 0x84, ERROR: 0x85,
   OK: 0x86, READ_DATA: 0x87, READ_EOF: 0x88, STDIN_ACK: 0x89,
 } as const;
@@ -54,6 +59,7 @@ export const STDIN_WINDOW = 1024 * 1024;
 
 const HELLO_MAGIC = Buffer.from('NKVM-AGENT-HELLO');
 const HELLO_PAYLOAD = HELLO_MAGIC.length + 4;
+export const SYNC_MAGIC = Buffer.from('NKVM-HOST-SYNC!!');
 /** A HELLO frame's first bytes: what resynchronisation looks for. */
 export const HELLO_PREFIX = Buffer.concat([frameHeader(T.HELLO, 0, HELLO_PAYLOAD), HELLO_MAGIC]);
 

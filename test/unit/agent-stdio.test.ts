@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { Duplex, PassThrough, Readable } from 'node:stream';
 import { buildAgent } from '../../lib/images/agent.js';
 import { AgentClient } from '../../lib/testing/agent-client.js';
-import { encodeFrame, encodeHello, T } from '../../lib/testing/agent-protocol.js';
+import { encodeExec, encodeFrame, encodeHello, T } from '../../lib/testing/agent-protocol.js';
 
 const sha = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex');
 let dir: string;
@@ -28,9 +28,11 @@ after(() => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-async function startAgent(): Promise<{ client: AgentClient; child: ChildProcess }> {
+async function startAgent(junk?: Buffer): Promise<{ client: AgentClient; child: ChildProcess }> {
   const child = spawn(agentPath, ['--stdio'], { stdio: ['pipe', 'pipe', 'inherit'] });
   children.push(child);
+  // What a dead agent may leave in a port: the new one skips it until the host's SYNC.
+  if (junk !== undefined) child.stdin!.write(junk);
   const client = new AgentClient(Duplex.from({ readable: child.stdout!, writable: child.stdin! }), 'stdio-agent');
   await client.ready(30_000);
   return { client, child };
@@ -120,6 +122,15 @@ test('a throwing onStdout callback, or output past maxOutput, kills the command 
   await assert.rejects(shared.exec({ command: 'yes' }, { onStdout: () => { throw new Error('boom'); } }), /boom/);
   await assert.rejects(shared.exec({ command: 'yes' }, { maxOutput: 1 << 20 }), { code: 'ERR_EXEC_OUTPUT_LIMIT' });
   assert.equal((await shared.exec({ command: 'echo ok' })).stdout.toString(), 'ok\n');
+});
+
+test('input before the host\'s SYNC (a half-read frame, a stale request) is ignored', async () => {
+  const stale = Buffer.concat([Buffer.from([0xff, 0xff, 0, 0, 1, 5, 0, 0, 0]), encodeFrame(T.EXEC, 1, encodeExec({ command: 'echo stale' }))]);
+  const { client, child } = await startAgent(stale);
+  const r = await client.exec({ command: 'echo fresh' });
+  assert.equal(r.stdout.toString(), 'fresh\n');
+  client.close();
+  child.kill('SIGKILL');
 });
 
 test('an agent that dies mid-command rejects with ERR_AGENT_GONE', async () => {
