@@ -320,7 +320,11 @@ static void exec_stdin(struct job *j, const unsigned char *p, size_t len) {
     send_frame(T_STDIN_ACK, j->id, ack, 4);
     return;
   }
-  if (j->inoff > 0 && j->inoff == j->inlen) j->inoff = j->inlen = 0;
+  if (j->inoff > 0) { /* keep only what is pending, so the buffer stays within STDIN_MAX */
+    memmove(j->inq, j->inq + j->inoff, j->inlen - j->inoff);
+    j->inlen -= j->inoff;
+    j->inoff = 0;
+  }
   j->inq = xrealloc(j->inq, j->inlen + len);
   memcpy(j->inq + j->inlen, p, len);
   j->inlen += len;

@@ -58,6 +58,7 @@ const DEFAULT_KILL_GRACE = 15_000;
 const DEFAULT_MAX_OUTPUT = 1024 * 1024 * 1024;
 /** readFile preallocates the size the guest announces up to this; larger files come in pieces. */
 const MAX_PREALLOCATE = 256 * 1024 * 1024;
+const DEFAULT_MAX_FILE = 2 * 1024 * 1024 * 1024;
 
 function chunksOf(data: Uint8Array): Iterable<Uint8Array> {
   return (function* () {
@@ -352,7 +353,7 @@ export class AgentClient {
    * Read the guest file `path`. A regular file lands in one buffer of its announced size (the
    * data is not held twice); `onChunk` instead streams it without keeping it.
    */
-  readFile(path: string, opts: { timeout?: number; onChunk?: (c: Buffer) => void } = {}): Promise<Buffer> {
+  readFile(path: string, opts: { timeout?: number; onChunk?: (c: Buffer) => void; maxBytes?: number } = {}): Promise<Buffer> {
     this.assertUsable();
     const req = encodePath(path);
     const id = this.allocId();
@@ -362,6 +363,8 @@ export class AgentClient {
       let filled = 0;
       let parts: Buffer[] | undefined;
       let opened = false;
+      let total = 0;
+      const maxBytes = opts.maxBytes ?? DEFAULT_MAX_FILE;
       const end = (): void => { clearTimeout(timer); this.ops.delete(id); };
       this.ops.set(id, {
         fail: (e) => { end(); reject(e); },
@@ -374,6 +377,13 @@ export class AgentClient {
               else parts = [];
             }
           } else if (f.type === T.READ_DATA && opened) {
+            total += f.payload.length;
+            if (opts.onChunk === undefined && total > maxBytes) {
+              // /dev/zero, or a file that keeps growing: not without bound into host memory.
+              this.send(T.KILL, id);
+              this.ops.get(id)?.fail(new NodeKvmError('ERR_FILE_TOO_LARGE', `${this.name}: readFile ${path}: more than ${maxBytes} bytes (maxBytes)`));
+              return;
+            }
             if (opts.onChunk) {
               try {
                 opts.onChunk(f.payload);

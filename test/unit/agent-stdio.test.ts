@@ -109,6 +109,7 @@ test('writeFile/readFile of 64 MiB with sha256; errors carry the errno', async (
   await assert.rejects(shared.readFile(dir), { code: 'ERR_AGENT_REQUEST', errnoCode: 'EISDIR' });
   await assert.rejects(shared.writeFile(join(dir, 'no/such/dir'), Buffer.from('x')), { code: 'ERR_AGENT_REQUEST', errnoCode: 'ENOENT' });
   assert.equal((await shared.readFile('/proc/self/comm')).toString(), 'nkvm-agent\n', 'files of unknown size are read to EOF');
+  await assert.rejects(shared.readFile('/dev/zero', { maxBytes: 1 << 20 }), { code: 'ERR_FILE_TOO_LARGE' });
 });
 
 test('several commands at once, and a 1 MiB command', async () => {
