@@ -89,6 +89,8 @@ export class AgentClient {
   private desynced: AgentProtocolError | undefined;
   private drainWaiters: Array<() => void> = [];
   readonly counters = { restarts: 0, violations: 0, strayFrames: 0 };
+  /** Called once when the channel is gone for good (closed stream, error, close()). */
+  onGone: ((e: AgentError) => void) | undefined;
   private readonly onData = (d: Buffer): void => this.decoder.push(d);
   private readonly onDrain = (): void => this.wakeDrain();
   private readonly onEnd = (): void => this.lost('the channel to the guest agent closed');
@@ -132,6 +134,7 @@ export class AgentClient {
     this.failAll(this.gone);
     for (const w of this.helloWaiters.splice(0)) w.reject(this.gone);
     this.wakeDrain();
+    this.onGone?.(this.gone);
   }
 
   private failAll(e: Error): void {

@@ -8,13 +8,12 @@ export function agentPortOptions(): { ports: Array<{ name: string }> } {
   return { ports: [{ name: AGENT_PORT_NAME }] };
 }
 
-/** The host end of the agent's port, or undefined when the machine has none. */
+/** A new host stream of the agent's port, or undefined when the machine has no such port. */
 export function openAgentPort(machine: Machine): Duplex | undefined {
-  const m = machine as unknown as { port?: (name: string) => Duplex };
-  if (typeof m.port !== 'function') return undefined;
   try {
-    return m.port(AGENT_PORT_NAME);
-  } catch {
-    return undefined;
+    return machine.port(AGENT_PORT_NAME);
+  } catch (e) {
+    if ((e as { code?: string }).code === 'ERR_NO_SUCH_PORT') return undefined;
+    throw e;
   }
 }

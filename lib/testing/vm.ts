@@ -5,6 +5,7 @@
 // a time).
 import { randomBytes } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
+import type { Duplex } from 'node:stream';
 import { join } from 'node:path';
 import { NodeKvmError } from '../errors.js';
 import { getDefaultImage, getImage, GUEST_PROMPT, READY_MARKER, type Image } from '../images/index.js';
@@ -90,6 +91,8 @@ const HOST_GRACE = 15_000;
 const READ_CHUNK = 64 * 1024;
 /** How long bootVm waits for the agent's HELLO once the shell is ready. */
 const AGENT_HELLO_WAIT = 60_000;
+/** How long requests wait for a restarted agent (the guest's loop restarts it after 1 s). */
+const AGENT_RECONNECT_WAIT = 30_000;
 
 async function collect(src: AsyncIterable<Uint8Array>): Promise<Buffer> {
   const parts: Buffer[] = [];
@@ -121,13 +124,15 @@ async function resolveImage(image: Image | string | undefined): Promise<Image> {
 }
 
 /** Reject with ERR_VM_ENDED when the machine ends first; a pending wait is never left unhandled. */
-function raceEnd<T>(p: Promise<T>, ended: Promise<MachineResult>, what: () => string): Promise<T> {
+function raceEnd<T>(p: Promise<T>, ended: Promise<MachineResult>, what: () => string, hasEnded?: () => boolean): Promise<T> {
   const vmEnded = (r: MachineResult): NodeKvmError =>
     new NodeKvmError('ERR_VM_ENDED', `${what()}: the VM ended (${r.reason}${r.detail ? `: ${r.detail}` : ''})`);
   const waited = p.catch(async (e: unknown) => {
     // The console fails its pending waits the moment the machine ends, a turn before wait()
     // resolves: report the end (a reboot or panic mid-command), not a console timeout.
     if ((e as NodeKvmError).code === 'ERR_MACHINE_ENDED') throw vmEnded(await ended);
+    // The agent's port ends when the machine does, maybe a turn before wait() resolves: same.
+    if (hasEnded?.() === true) throw vmEnded(await ended);
     throw e;
   });
   return Promise.race([waited, ended.then((r) => { throw vmEnded(r); })]);
@@ -148,6 +153,10 @@ export class TestVm implements AsyncDisposable {
   private broken: string | undefined;
   private closing: Promise<void> | undefined;
   private agent: AgentClient | undefined;
+  /** Opens a new host stream of the agent's port (set when the machine has one). */
+  private agentPort: (() => Duplex | undefined) | undefined;
+  /** A new agent is being waited for after the channel closed (the agent died). */
+  private reconnecting: Promise<void> | undefined;
   /** Why the agent's channel is not used (undefined while it is). */
   agentProblem: string | undefined = 'no agent channel';
 
@@ -161,34 +170,71 @@ export class TestVm implements AsyncDisposable {
     this.ended = machine.wait();
   }
 
+  private readonly hasEnded = (): boolean => this.machine.state === 'ended' || this.machine.state === 'closed';
+
   /** Which path exec/readFile/writeFile take now. */
   get channel(): 'agent' | 'console' {
     return this.agent?.usable ? 'agent' : 'console';
   }
 
-  /** @internal after boot: use the agent on `port` once it says HELLO (within `timeout` ms). */
-  async attachAgent(port: import('node:stream').Duplex, timeout: number): Promise<void> {
+  /** @internal after boot: use the agent on the port `open` gives once it says HELLO (within `timeout` ms). */
+  async attachAgent(open: () => Duplex | undefined, timeout: number): Promise<void> {
+    this.agentPort = open;
+    await this.connectAgent(timeout);
+  }
+
+  private async connectAgent(timeout: number): Promise<void> {
+    let port: Duplex | undefined;
+    try {
+      port = this.agentPort?.();
+    } catch (e) {
+      this.agentProblem = `opening the agent's port failed: ${(e as Error).message}`;
+      return;
+    }
+    if (port === undefined) {
+      this.agentProblem = 'the machine has no agent port';
+      return;
+    }
     const client = new AgentClient(port, `vm ${this.name} agent`);
+    const stream = port;
+    client.onGone = (e) => {
+      stream.destroy();
+      if (this.agent !== client) return;
+      this.agent = undefined;
+      this.agentProblem = e.message;
+      // The guest closed its end: the agent died. /init starts a new one; wait for its HELLO
+      // on a fresh stream (requests meanwhile wait for that, then fall back to the console).
+      if (this.broken === undefined) {
+        this.reconnecting = this.connectAgent(AGENT_RECONNECT_WAIT).finally(() => { this.reconnecting = undefined; });
+      }
+    };
     try {
       await raceEnd(client.ready(timeout), this.ended, () => `vm ${this.name}: waiting for the guest agent`);
       this.agent = client;
       this.agentProblem = undefined;
     } catch (e) {
+      client.onGone = undefined;
       client.close();
+      stream.destroy();
       this.agentProblem = (e as Error).message;
     }
   }
 
   /** Requests go to the agent unless it broke; after ERR_AGENT_UNRESPONSIVE it is dropped. */
-  private agentFor(): AgentClient | undefined {
+  private async agentFor(): Promise<AgentClient | undefined> {
+    if (this.reconnecting !== undefined) await this.reconnecting;
     if (this.broken !== undefined) throw new NodeKvmError('ERR_VM_UNUSABLE', `vm ${this.name} is not usable: ${this.broken}`);
     return this.agent?.usable ? this.agent : undefined;
   }
 
   private dropAgent(why: string): void {
-    this.agentProblem = why;
-    this.agent?.close();
+    const a = this.agent;
     this.agent = undefined;
+    this.agentProblem = why;
+    if (a !== undefined) {
+      a.onGone = undefined;
+      a.close();
+    }
   }
 
   /** Everything the guest printed since boot. */
@@ -276,16 +322,11 @@ export class TestVm implements AsyncDisposable {
   }
 
   /** Run `command` with `sh` in the guest; resolves with its exit status and output. */
-  exec(command: string, options: ExecOptions = {}): Promise<ExecResult> {
+  async exec(command: string, options: ExecOptions = {}): Promise<ExecResult> {
     if (options.input !== undefined && options.stdin !== undefined) {
-      return Promise.reject(new NodeKvmError('ERR_INVALID_ARG', 'exec: give `input` or `stdin`, not both'));
+      throw new NodeKvmError('ERR_INVALID_ARG', 'exec: give `input` or `stdin`, not both');
     }
-    let agent: AgentClient | undefined;
-    try {
-      agent = this.agentFor();
-    } catch (e) {
-      return Promise.reject(e);
-    }
+    const agent = await this.agentFor();
     if (agent !== undefined) return this.execAgent(agent, command, options);
     return this.serial(async () => {
       const r = await this.execNow(command, options.stdin === undefined ? options : { ...options, input: await collect(options.stdin) });
@@ -302,7 +343,7 @@ export class TestVm implements AsyncDisposable {
     try {
       r = await raceEnd(agent.exec({ command, env: options.env, cwd: options.cwd },
         { stdin: input ?? options.stdin, onStdout: options.onStdout, onStderr: options.onStderr, timeout, killGrace: HOST_GRACE }),
-      this.ended, () => `vm ${this.name}: exec ${command}`);
+      this.ended, () => `vm ${this.name}: exec ${command}`, this.hasEnded);
     } catch (e) {
       if (e instanceof AgentError && e.code === 'ERR_AGENT_UNRESPONSIVE') {
         this.dropAgent(e.message);
@@ -367,15 +408,10 @@ export class TestVm implements AsyncDisposable {
   }
 
   /** Write `data` to the guest file `path` (created or truncated). */
-  writeFile(path: string, data: string | Uint8Array, options: { timeout?: number; mode?: number } = {}): Promise<void> {
+  async writeFile(path: string, data: string | Uint8Array, options: { timeout?: number; mode?: number } = {}): Promise<void> {
     const bytes = typeof data === 'string' ? Buffer.from(data) : data;
     const timeout = options.timeout ?? DEFAULT_EXEC_TIMEOUT;
-    let agent: AgentClient | undefined;
-    try {
-      agent = this.agentFor();
-    } catch (e) {
-      return Promise.reject(e);
-    }
+    const agent = await this.agentFor();
     if (agent !== undefined) {
       return this.agentFile(`writeFile ${path}`, timeout, agent.writeFile(path, bytes, { mode: options.mode, timeout }));
     }
@@ -388,14 +424,9 @@ export class TestVm implements AsyncDisposable {
   }
 
   /** Read the guest file `path`. */
-  readFile(path: string, options: { timeout?: number } = {}): Promise<Buffer> {
+  async readFile(path: string, options: { timeout?: number } = {}): Promise<Buffer> {
     const timeout = options.timeout ?? DEFAULT_EXEC_TIMEOUT;
-    let agent: AgentClient | undefined;
-    try {
-      agent = this.agentFor();
-    } catch (e) {
-      return Promise.reject(e);
-    }
+    const agent = await this.agentFor();
     if (agent !== undefined) return this.agentFile(`readFile ${path}`, timeout, agent.readFile(path, { timeout }));
     return this.serial(async () => {
       const q = shellQuote(path);
@@ -416,7 +447,7 @@ export class TestVm implements AsyncDisposable {
   /** A file request over the agent, its errors mapped to the console path's classes. */
   private async agentFile<T>(what: string, timeout: number, p: Promise<T>): Promise<T> {
     try {
-      return await raceEnd(p, this.ended, () => `vm ${this.name}: ${what}`);
+      return await raceEnd(p, this.ended, () => `vm ${this.name}: ${what}`, this.hasEnded);
     } catch (e) {
       if (e instanceof AgentRequestError) throw new GuestFileError(what, e.errnoCode, e.errno, e.message);
       if (e instanceof AgentError && e.code === 'ERR_AGENT_TIMEOUT') throw new ExecTimeoutError(what, timeout, this.tail(), true);
@@ -444,7 +475,7 @@ export class TestVm implements AsyncDisposable {
   close(): Promise<void> {
     this.closing ??= (async () => {
       this.broken ??= 'it is closed';
-      this.agent?.close();
+      this.dropAgent('the VM is closed');
       await this.machine.close();
       this.console.removeAllListeners('output');
     })();
@@ -482,10 +513,9 @@ export async function bootVm(opts: BootVmOptions = {}): Promise<TestVm> {
     await raceEnd(machine.console.waitFor(READY_MARKER, { timeout: left() }), machine.wait(), () => `vm ${name}: booting`);
     await raceEnd(machine.console.waitFor(GUEST_PROMPT, { timeout: left() }), machine.wait(), () => `vm ${name}: waiting for the shell`);
     await vm.setup(left());
-    const port = useAgent ? openAgentPort(machine) : undefined;
     // The agent starts early in /init and waits for its port: by the time the shell answers it
     // has normally said HELLO. If it has not within AGENT_HELLO_WAIT, the console serves.
-    if (port !== undefined) await vm.attachAgent(port, Math.min(left(), AGENT_HELLO_WAIT));
+    if (useAgent) await vm.attachAgent(() => openAgentPort(machine), Math.min(left(), AGENT_HELLO_WAIT));
     for (const [guestPath, src] of Object.entries(opts.files ?? {})) {
       await vm.writeFile(guestPath, typeof src === 'string' ? readFileSync(src) : src, { timeout: left() });
     }
