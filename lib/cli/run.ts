@@ -15,13 +15,18 @@ import { PcapWriter } from '../net/pcap.js';
 import { L2Switch } from '../net/switch.js';
 import { TapBackend } from '../net/tap.js';
 import { UsageError, intOption, parseCommandArgs, write, type CliCommand, type CliIo } from './args.js';
+import { agentPortOptions } from '../testing/agent-port.js';
+import { runOverAgent, takeRunCommand } from './run-agent.js';
 
 const usage = `usage: node-kvm run [--kernel FILE] [--initrd FILE] [--append ARGS] [--cmdline ARGS]
                     [--memory 256M] [--cpus N] [--console stdio|file:PATH|none] [--timeout S]
                     [--net tap:NAME|switch:NAME]... [--pcap FILE] [--bzimage] [--lab]
   Boots FILE (bzImage, vmlinux, Multiboot ELF) or, without --kernel, the default image
   (Debian kernel + busybox initramfs; built on first use, see \`node-kvm image\`).
-  --append ARGS   added to the default command line ("${DEFAULT_CMDLINE}")
+  --append ARGS   added to the default command line ("${DEFAULT_CMDLINE}");
+                  with the default image, nkvm.run="CMD" runs CMD over the guest agent: its
+                  stdout/stderr come here apart, stdin is ours unless a terminal, and its exit
+                  status is run's
   --cmdline ARGS  replaces the whole command line
   --bzimage       boot the default image's bzImage instead of its vmlinux
   --net SPEC      add an RTL8139 NIC (repeatable; the first is eth0):
@@ -173,11 +178,13 @@ export const command: CliCommand = {
 
     let kernel = values.kernel;
     let initrd = values.initrd;
+    let hasAgent = false;
     if (kernel === undefined) {
       const img = await getDefaultImage({ build: true, verify: process.env.NODE_KVM_LAB === '1' ? 'size' : 'full',
         log: (l) => write(io.stderr, `node-kvm: ${l}`) });
       kernel = values.bzimage ? img.kernel : img.vmlinux;
       initrd = img.initrd;
+      hasAgent = img.manifest.agent !== undefined;
     }
     const kernelBytes = readFileSync(kernel);
     const format = detectKernelFormat(kernelBytes);
@@ -189,12 +196,14 @@ export const command: CliCommand = {
         return 1;
       }
     }
-    const cmdline = values.cmdline ?? (values.append ? `${DEFAULT_CMDLINE} ${values.append}` : DEFAULT_CMDLINE);
+    const asked = values.cmdline ?? (values.append ? `${DEFAULT_CMDLINE} ${values.append}` : DEFAULT_CMDLINE);
+    const agentRun = hasAgent ? takeRunCommand(asked) : undefined;
+    const cmdline = agentRun?.cmdline ?? asked;
     const net = openBackends(netSpecs, values.pcap);
     let m: Machine;
     try {
       m = await Machine.create({ kernel: kernelBytes, initrd, cmdline, memory: values.memory ?? '256M', cpus,
-        net: net.backends.map((backend) => ({ backend })) });
+        net: net.backends.map((backend) => ({ backend })), ...(agentRun ? agentPortOptions() : {}) });
     } catch (e) {
       net.close();
       throw e;
@@ -205,10 +214,27 @@ export const command: CliCommand = {
     if (out) m.console.pipe(out, { end: consoleSpec !== 'stdio' });
     let timer: NodeJS.Timeout | undefined;
     let timedOut = false;
-    const detach = consoleSpec === 'stdio' ? attachTerminal(m, io, () => void m.stop()) : () => {};
+    // Over the agent, a piped stdin is the command's, not the console's.
+    const commandStdin = agentRun !== undefined && !process.stdin.isTTY ? process.stdin : undefined;
+    const detach = consoleSpec === 'stdio' && commandStdin === undefined ? attachTerminal(m, io, () => void m.stop()) : () => {};
     try {
       if (timeoutS !== undefined) timer = setTimeout(() => { timedOut = true; void m.stop(); }, timeoutS * 1000);
       m.start();
+      if (agentRun !== undefined) {
+        let status: number;
+        try {
+          status = await runOverAgent(m, agentRun.command, io, commandStdin);
+        } catch (e) {
+          if (!timedOut) write(io.stderr, `\nnode-kvm run: ${(e as Error).message}`);
+          status = 2;
+        }
+        if (timedOut) {
+          write(io.stderr, `\nnode-kvm run: timed out after ${timeoutS} s (${basename(kernel)})`);
+          return 124;
+        }
+        await m.stop();
+        return status;
+      }
       const r = await m.wait();
       if (timedOut) {
         write(io.stderr, `\nnode-kvm run: timed out after ${timeoutS} s (${basename(kernel)})`);

@@ -1,11 +1,13 @@
 // node-kvm/testing over the guest agent's virtio-console port, with the real Debian kernel:
 // exec of true, 32 MiB of stdout with 1 MiB of stderr, 8 MiB of stdin, a timeout that kills the
 // process group, every byte value, writeFile/readFile of 64 MiB, a 1 MiB command, commands at
-// once, an agent killed mid-command, and the console fallback.
+// once, an agent killed mid-command, the console fallback, and node-kvm run's nkvm.run=.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
+import { spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import { bootVm, ExecTimeoutError, GuestFileError, type TestVm } from '../../lib/testing/index.js';
 import { kvmUnavailableReason, inCI } from '../helpers/kvm.js';
 
@@ -115,4 +117,19 @@ test('without the agent (agent: false) the same calls go over the console', opts
   assert.deepEqual([r.stdout, r.stderr, r.exitCode], ['out\n', 'err\n', 3]);
   await v.writeFile('/tmp/f', 'hello');
   assert.equal((await v.readFile('/tmp/f')).toString(), 'hello');
+});
+
+test('node-kvm run with nkvm.run= runs the command over the agent: stdout, stderr, stdin and exit status', opts, async () => {
+  const bin = fileURLToPath(new URL('../../../bin/node-kvm.js', import.meta.url));
+  const child = spawn(process.execPath, [bin, 'run', '--console', 'none', '--timeout', '400', '--append', 'nkvm.run="tr a-z A-Z; echo err >&2; exit 7"'],
+    { stdio: ['pipe', 'pipe', 'pipe'] });
+  child.stdin.end('shout\n');
+  let out = '';
+  let err = '';
+  child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+  child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+  const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
+  assert.equal(out, 'SHOUT\n', `stderr: ${err}`);
+  assert.match(err, /^err$/m);
+  assert.equal(code, 7);
 });
