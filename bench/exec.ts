@@ -25,9 +25,9 @@ import { bootVm } from '../lib/testing/index.js';
 import { median } from './exit-roundtrip.js';
 
 export interface ExecBenchOptions {
-  /** exec('true') calls per configuration (default 30). */
+  /** exec('true') calls per configuration (default 20). */
   iterations?: number;
-  /** File round trips per configuration (default 3). */
+  /** File round trips per configuration (default 2). */
   runs?: number;
   labCpus?: number;
   log?: (line: string) => void;
@@ -158,8 +158,8 @@ async function qemu(image: Image, dir: string, iterations: number, runs: number)
 }
 
 export async function runExecBench(opts: ExecBenchOptions = {}): Promise<void> {
-  const iterations = Math.max(5, opts.iterations ?? 30);
-  const runs = Math.max(1, opts.runs ?? 3);
+  const iterations = Math.max(5, opts.iterations ?? 20);
+  const runs = Math.max(1, opts.runs ?? 2);
   const log = opts.log ?? ((l: string) => process.stdout.write(l + '\n'));
   const inLab = process.env.NODE_KVM_LAB === '1';
   if (!inLab && !(await doctor()).canBootLinuxDirectly) {
