@@ -12,7 +12,7 @@ export class ExecTimeoutError extends NodeKvmError {
   constructor(readonly command: string, readonly timeoutMs: number, readonly tail: string, readonly recovered: boolean) {
     super('ERR_EXEC_TIMEOUT',
       `command did not finish within ${timeoutMs} ms: ${command}\n` +
-      (recovered ? 'it was interrupted (Ctrl-C); the VM is still usable\n' : 'the shell did not recover; the VM was stopped\n') +
+      (recovered ? 'it was stopped (its process group killed; over the console, Ctrl-C); the VM is still usable\n' : 'the guest did not recover; the VM was stopped or fell back to the console\n') +
       `console tail:\n${tail}`);
   }
 }
