@@ -1,21 +1,14 @@
 // virtio-console ports with the real Debian kernel: Linux binds virtio_pci and virtio_console,
 // the ports appear by name, 64 MiB go each way with matching sha256, and a host that stops
 // reading pauses the guest writer without losing a byte. Interrupts by MSI-X (KVM_SIGNAL_MSI)
-// and notifications by KVM_IOEVENTFD; a second boot with pci=nomsi proves the INTx fallback.
+// and notifications by KVM_IOEVENTFD; virtio-console-intx.test.ts boots with pci=nomsi for the INTx fallback.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import type { Duplex } from 'node:stream';
 import { requireKvm } from '../helpers/kvm.js';
-import { GUEST_PROMPT } from '../../lib/images/index.js';
-import { DEFAULT_CMDLINE } from '../../lib/machine/cmdline.js';
-import { Machine } from '../../lib/machine/index.js';
-import { BOOT_TIMEOUT_MS, defaultImage, shell } from './helpers.js';
-
-const PORT = 'org.nodekvm.agent.0';
-const OTHER = 'second-port';
-const MIB = 1024 * 1024;
-const TRANSFER_TIMEOUT_MS = 600_000;
+import { shell } from './helpers.js';
+import { boot, MIB, PORT, TRANSFER_TIMEOUT_MS } from './virtio-helpers.js';
 
 /** Write `total` random bytes to `s` in 1 MiB chunks, honouring backpressure; returns the sha256. */
 async function writeRandom(s: Duplex, total: number): Promise<string> {
@@ -40,25 +33,17 @@ async function readAll(s: Duplex): Promise<{ bytes: number; sha: string }> {
   return { bytes, sha: h.digest('hex') };
 }
 
-async function boot(extraCmdline = ''): Promise<Machine> {
-  const img = await defaultImage();
-  const m = await Machine.create({
-    kernel: img.vmlinux, initrd: img.initrd, cmdline: `${DEFAULT_CMDLINE} quiet ${extraCmdline}`, memory: '256M',
-    ports: [{ name: PORT }, { name: OTHER }],
-  });
-  m.start();
-  await m.console.waitFor(GUEST_PROMPT, { timeout: BOOT_TIMEOUT_MS });
-  return m;
-}
-
 test('virtio-console: ports by name, 64 MiB each way with matching sha256, a paused host reader pauses the guest', { timeout: 1_500_000 }, async (t) => {
   if (!requireKvm(t)) return;
   const m = await boot();
   try {
     const fn = m.platform.virtioPci[0]!;
     const con = m.platform.virtioConsole!;
+    t.after(() => process.stderr.write(`virtio diagnostics: ${JSON.stringify({ status: fn.status, counters: fn.counters, msix: fn.msix.counters,
+      lastError: fn.lastError, queues: fn.queues.map((q) => ({ ready: q.ready, ...q.counters })), console: con.counters,
+      ports: con.portNames.map((n) => con.port(n)!.counters), exits: m.counters })}\n`));
     // Bound by the drivers, named as asked.
-    const names = await shell(m, 'for p in /sys/class/virtio-ports/*; do echo "$(basename $p)=$(cat $p/name)"; done; ls /dev/vport*; '
+    const names = await shell(m, 'for p in /sys/class/virtio-ports/*; do echo "$(basename $p)=$(cat $p/name)"; done; ls -1 /dev/vport*; '
       + 'basename $(readlink /sys/bus/pci/devices/*/driver) | sort -u');
     assert.equal(names.status, 0, names.output);
     assert.match(names.output, new RegExp(`^vport(\\d+)p1=${PORT.replace(/\./g, '\\.')}$`, 'm'));
@@ -115,28 +100,6 @@ test('virtio-console: ports by name, 64 MiB each way with matching sha256, a pau
     process.stderr.write(`virtio-console: 64 MiB host->guest ${downMs} ms, guest->host ${upMs} ms (incl. guest urandom+sha256); `
       + `doorbell rings ${fn.counters.doorbellRings}, MMIO notifies ${fn.counters.mmioNotifies}, `
       + `MSI-X sent ${fn.msix.counters.sent}; exits ${JSON.stringify(m.counters)}\n`);
-  } finally {
-    await m.close();
-  }
-});
-
-test('virtio-console over INTx (pci=nomsi): a port still works both ways', { timeout: 600_000 }, async (t) => {
-  if (!requireKvm(t)) return;
-  const m = await boot('pci=nomsi');
-  try {
-    const fn = m.platform.virtioPci[0]!;
-    const r = await shell(m, 'cat /sys/class/virtio-ports/vport*p2/name; grep -c "IO-APIC.*virtio\\|virtio.*IO-APIC" /proc/interrupts');
-    assert.match(r.output, /^second-port$/m);
-    assert.equal(fn.msix.enabled, false);
-    const s = m.port(OTHER);
-    // One open file for both directions: a guest close is the host stream's end.
-    const guest = shell(m, 'exec 3<>/dev/vport*p2; read line <&3; echo "got:$line"; echo pong >&3; exec 3>&-');
-    s.write('ping\n');
-    const reply = await new Promise<string>((resolve) => s.once('data', (d: Buffer) => resolve(d.toString())));
-    assert.equal(reply, 'pong\n');
-    const g = await guest;
-    assert.match(g.output, /got:ping/);
-    s.destroy();
   } finally {
     await m.close();
   }

@@ -84,6 +84,8 @@ export class VirtioConsole implements VirtioDevice, PortHost {
   readonly features = bit(VIRTIO_CONSOLE_F_MULTIPORT);
   readonly queueMaxSizes: readonly number[];
   readonly configSize = VIRTIO_CONSOLE_CONFIG_SIZE;
+  /** Linux sends each control message and then spins until it is used. */
+  readonly synchronousQueues = [CONTROL_TX];
   readonly counters: VirtioConsoleCounters = { badControl: 0, controlDropped: 0, wrongDirection: 0 };
   /** Ports by id (index 0 unused). */
   private readonly ports: Array<ConsolePort | undefined>;

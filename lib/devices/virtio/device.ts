@@ -32,6 +32,13 @@ export interface VirtioDevice {
   readonly queueMaxSizes: readonly number[];
   /** Bytes of device-specific config space. */
   readonly configSize: number;
+  /**
+   * Queues whose notifications the driver waits on by spinning (e.g. virtio-console's control
+   * transmit queue: Linux busy-waits for each control message to be used). Their notify writes
+   * exit to us and are handled inside that exit (bounded), instead of going through the
+   * doorbell and the event loop. Optional; default none.
+   */
+  readonly synchronousQueues?: readonly number[];
 
   /** Plugged into a transport. Called once, before anything else. */
   attach(ctx: VirtioDeviceContext): void;

@@ -262,7 +262,10 @@ export class VirtioPciDevice extends PciDevice implements VirtioDeviceContext {
     this.doorbell.clear();
     if (base === undefined) return;
     // Linux writes the queue index as 16 bits; other widths still exit and are handled below.
-    for (let i = 0; i < this.queues.length; i++) this.doorbell.add(base + NOTIFY_CFG_OFFSET + NOTIFY_OFF_MULTIPLIER * i, 2);
+    const sync = this.device.synchronousQueues ?? [];
+    for (let i = 0; i < this.queues.length; i++) {
+      if (!sync.includes(i)) this.doorbell.add(base + NOTIFY_CFG_OFFSET + NOTIFY_OFF_MULTIPLIER * i, 2);
+    }
   }
 
   // --- BAR 0 ---
@@ -300,8 +303,10 @@ export class VirtioPciDevice extends PciDevice implements VirtioDeviceContext {
       const index = Math.floor(rel / NOTIFY_OFF_MULTIPLIER);
       if (rel % NOTIFY_OFF_MULTIPLIER !== 0 || index >= this.queues.length) return;
       this.counters.mmioNotifies++;
-      // Not handled inside the exit: the guest does not wait for an answer to a notification.
-      this.schedule(index);
+      // A queue the driver spins on is answered inside this exit; others from the event loop,
+      // as the guest does not wait for them.
+      if (this.device.synchronousQueues?.includes(index) === true) this.service(index);
+      else this.schedule(index);
     }
   }
 
