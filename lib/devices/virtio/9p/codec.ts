@@ -123,7 +123,7 @@ export function decode(buf: Uint8Array, only?: (name: MessageName) => boolean): 
   }
   const spec = MESSAGES[name];
   const r = new Reader(buf, HEADER_SIZE, size);
-  const msg: Record<string, unknown> = { name, tag };
+  const msg: Record<string, unknown> = { op: name, tag };
   for (let i = 1; i < spec.length; i++) {
     const [field, ftype] = spec[i] as FieldSpec;
     const v = readField(r, ftype);
@@ -154,7 +154,7 @@ function fieldSize(type: FieldSpec[1], v: unknown): number {
 
 /** Bytes `msg` takes encoded. */
 export function encodedSize(msg: Message): number {
-  const spec = MESSAGES[(msg as { name: MessageName }).name];
+  const spec = MESSAGES[(msg as { op: MessageName }).op];
   let n = HEADER_SIZE;
   const rec = msg as unknown as Record<string, unknown>;
   for (let i = 1; i < spec.length; i++) {
@@ -180,7 +180,7 @@ export function encodeInto(msg: Message, out: Uint8Array): number {
   const size = encodedSize(msg);
   if (size > out.byteLength) return -1;
   const v = new DataView(out.buffer, out.byteOffset, out.byteLength);
-  const spec = MESSAGES[(msg as { name: MessageName }).name];
+  const spec = MESSAGES[(msg as { op: MessageName }).op];
   v.setUint32(0, size, true);
   v.setUint8(4, spec[0]);
   v.setUint16(5, msg.tag, true);

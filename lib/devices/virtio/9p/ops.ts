@@ -25,7 +25,7 @@ const pFdatasync = promisify(fdatasync);
 const pFchmod = promisify(fchmod);
 const pFtruncate = promisify(ftruncate);
 
-type Reply<N extends Message['name']> = Omit<Extract<Message, { name: N }>, 'name' | 'tag'>;
+type Reply<N extends Message['op']> = Omit<Extract<Message, { op: N }>, 'op' | 'tag'>;
 
 /** One export served to one guest session. */
 export interface ExportRoot {
@@ -98,7 +98,7 @@ export class P9Ops {
 
   // ---- session ----
 
-  async attach(m: Extract<Message, { name: 'Tattach' }>): Promise<Reply<'Rattach'>> {
+  async attach(m: Extract<Message, { op: 'Tattach' }>): Promise<Reply<'Rattach'>> {
     if (m.afid !== NOFID) throw new P9Error('EINVAL', 'authentication is not used');
     this.fids.reserve(m.fid);
     try {
@@ -118,7 +118,7 @@ export class P9Ops {
     }
   }
 
-  async walk(m: Extract<Message, { name: 'Twalk' }>): Promise<Reply<'Rwalk'>> {
+  async walk(m: Extract<Message, { op: 'Twalk' }>): Promise<Reply<'Rwalk'>> {
     const names = m.wnames;
     if (names.length > MAXWELEM) throw new P9Error('EINVAL', `walk of ${names.length} names (at most ${MAXWELEM})`);
     for (const n of names) checkName(n, true);
@@ -183,7 +183,7 @@ export class P9Ops {
 
   // ---- attributes ----
 
-  async getattr(m: Extract<Message, { name: 'Tgetattr' }>): Promise<Reply<'Rgetattr'>> {
+  async getattr(m: Extract<Message, { op: 'Tgetattr' }>): Promise<Reply<'Rgetattr'>> {
     const fid = this.fids.get(m.fid);
     const st = await this.withHandle(fid, statFd);
     const valid = GETATTR.BASIC | (st.hasBtime ? GETATTR.BTIME : 0n);
@@ -196,7 +196,7 @@ export class P9Ops {
     };
   }
 
-  async setattr(m: Extract<Message, { name: 'Tsetattr' }>): Promise<Reply<'Rsetattr'>> {
+  async setattr(m: Extract<Message, { op: 'Tsetattr' }>): Promise<Reply<'Rsetattr'>> {
     const fid = this.fids.get(m.fid);
     const v = m.valid;
     const changes = SETATTR.MODE | SETATTR.UID | SETATTR.GID | SETATTR.SIZE | SETATTR.ATIME | SETATTR.MTIME;
@@ -243,7 +243,7 @@ export class P9Ops {
     return {};
   }
 
-  async statfs(m: Extract<Message, { name: 'Tstatfs' }>): Promise<Reply<'Rstatfs'>> {
+  async statfs(m: Extract<Message, { op: 'Tstatfs' }>): Promise<Reply<'Rstatfs'>> {
     const fid = this.fids.get(m.fid);
     const s = await this.withHandle(fid, (fd) => native().fstatfs(fd));
     const u = (x: bigint): bigint => BigInt.asUintN(64, x);
@@ -276,7 +276,7 @@ export class P9Ops {
     return { flags, readable: acc !== 3 && readable, writable };
   }
 
-  async lopen(m: Extract<Message, { name: 'Tlopen' }>): Promise<Reply<'Rlopen'>> {
+  async lopen(m: Extract<Message, { op: 'Tlopen' }>): Promise<Reply<'Rlopen'>> {
     const fid = this.fids.get(m.fid);
     if (fid.open !== undefined) throw new P9Error('EBADF', `fid ${m.fid} is already open`);
     const { flags, readable, writable } = this.hostFlags(m.flags, fid.kind);
@@ -301,7 +301,7 @@ export class P9Ops {
     });
   }
 
-  async lcreate(m: Extract<Message, { name: 'Tlcreate' }>): Promise<Reply<'Rlcreate'>> {
+  async lcreate(m: Extract<Message, { op: 'Tlcreate' }>): Promise<Reply<'Rlcreate'>> {
     const fid = this.fids.get(m.fid);
     checkName(m.name);
     this.rofs();
@@ -347,7 +347,7 @@ export class P9Ops {
     });
   }
 
-  async mkdir(m: Extract<Message, { name: 'Tmkdir' }>): Promise<Reply<'Rmkdir'>> {
+  async mkdir(m: Extract<Message, { op: 'Tmkdir' }>): Promise<Reply<'Rmkdir'>> {
     const dfid = this.fids.get(m.dfid);
     checkName(m.name);
     this.rofs();
@@ -355,7 +355,7 @@ export class P9Ops {
     return { qid: await this.made(dfid, m.name, (dfd) => native().mkdirat(dfd, m.name, mode), mode) };
   }
 
-  async mknod(m: Extract<Message, { name: 'Tmknod' }>): Promise<Reply<'Rmknod'>> {
+  async mknod(m: Extract<Message, { op: 'Tmknod' }>): Promise<Reply<'Rmknod'>> {
     const dfid = this.fids.get(m.dfid);
     checkName(m.name);
     this.rofs();
@@ -366,7 +366,7 @@ export class P9Ops {
     return { qid: await this.made(dfid, m.name, (dfd) => native().mknodat(dfd, m.name, mode, 0, 0), m.mode & 0o7777) };
   }
 
-  async symlink(m: Extract<Message, { name: 'Tsymlink' }>): Promise<Reply<'Rsymlink'>> {
+  async symlink(m: Extract<Message, { op: 'Tsymlink' }>): Promise<Reply<'Rsymlink'>> {
     const dfid = this.fids.get(m.fid);
     checkName(m.name);
     this.rofs();
@@ -375,7 +375,7 @@ export class P9Ops {
     return { qid: await this.made(dfid, m.name, (dfd) => native().symlinkat(m.symtgt, dfd, m.name)) };
   }
 
-  async link(m: Extract<Message, { name: 'Tlink' }>): Promise<Reply<'Rlink'>> {
+  async link(m: Extract<Message, { op: 'Tlink' }>): Promise<Reply<'Rlink'>> {
     const dfid = this.fids.get(m.dfid);
     const fid = this.fids.get(m.fid);
     checkName(m.name);
@@ -388,7 +388,7 @@ export class P9Ops {
     return {};
   }
 
-  async readlink(m: Extract<Message, { name: 'Treadlink' }>): Promise<Reply<'Rreadlink'>> {
+  async readlink(m: Extract<Message, { op: 'Treadlink' }>): Promise<Reply<'Rreadlink'>> {
     const fid = this.fids.get(m.fid);
     if (fid.kind !== 'symlink') throw new P9Error('EINVAL', 'not a symlink');
     const target = await this.withHandle(fid, (fd) => native().readlinkat(fd, ''));
@@ -406,7 +406,7 @@ export class P9Ops {
     }
   }
 
-  async rename(m: Extract<Message, { name: 'Trename' }>): Promise<Reply<'Rrename'>> {
+  async rename(m: Extract<Message, { op: 'Trename' }>): Promise<Reply<'Rrename'>> {
     const fid = this.fids.get(m.fid);
     const dfid = this.fids.get(m.dfid);
     checkName(m.name);
@@ -424,7 +424,7 @@ export class P9Ops {
     return {};
   }
 
-  async renameat(m: Extract<Message, { name: 'Trenameat' }>): Promise<Reply<'Rrenameat'>> {
+  async renameat(m: Extract<Message, { op: 'Trenameat' }>): Promise<Reply<'Rrenameat'>> {
     const od = this.fids.get(m.olddirfid);
     const nd = this.fids.get(m.newdirfid);
     checkName(m.oldname);
@@ -435,7 +435,7 @@ export class P9Ops {
     return {};
   }
 
-  async unlinkat(m: Extract<Message, { name: 'Tunlinkat' }>): Promise<Reply<'Runlinkat'>> {
+  async unlinkat(m: Extract<Message, { op: 'Tunlinkat' }>): Promise<Reply<'Runlinkat'>> {
     const dfid = this.fids.get(m.dirfid);
     checkName(m.name);
     this.rofs();
@@ -445,7 +445,7 @@ export class P9Ops {
   }
 
   /** Tremove: unlink the fid's file; the fid is clunked whatever the outcome. */
-  async remove(m: Extract<Message, { name: 'Tremove' }>): Promise<Reply<'Rremove'>> {
+  async remove(m: Extract<Message, { op: 'Tremove' }>): Promise<Reply<'Rremove'>> {
     const fid = this.fids.get(m.fid);
     try {
       this.rofs();
@@ -504,7 +504,7 @@ export class P9Ops {
    * Treaddir: entries from host offset `offset` (a d_off cookie from an earlier reply, 0 at
    * the start), encoded as 9P dirents into at most `count` bytes.
    */
-  async readdir(m: Extract<Message, { name: 'Treaddir' }>, count: number): Promise<Uint8Array> {
+  async readdir(m: Extract<Message, { op: 'Treaddir' }>, count: number): Promise<Uint8Array> {
     const { fid, fd } = this.openFor(m.fid, 'readdir');
     const o = fid.open!;
     const run = async (): Promise<Uint8Array> => {
@@ -559,7 +559,7 @@ export class P9Ops {
     return fid.qidPath === undefined ? 0n : fid.qidPath & ~MASK48;
   }
 
-  async fsync(m: Extract<Message, { name: 'Tfsync' }>): Promise<Reply<'Rfsync'>> {
+  async fsync(m: Extract<Message, { op: 'Tfsync' }>): Promise<Reply<'Rfsync'>> {
     const fid = this.fids.get(m.fid);
     const o = fid.open;
     if (o === undefined) throw new P9Error('EBADF', `fid ${m.fid} is not open`);
@@ -576,7 +576,7 @@ export class P9Ops {
    * Tlock: the guest's kernel already arbitrates its own processes' locks before it sends
    * this; the server takes no host lock (as QEMU's), so locks are not seen by host processes.
    */
-  lock(m: Extract<Message, { name: 'Tlock' }>): Reply<'Rlock'> {
+  lock(m: Extract<Message, { op: 'Tlock' }>): Reply<'Rlock'> {
     this.fids.get(m.fid);
     if (m.lockType !== LOCK_TYPE.RDLCK && m.lockType !== LOCK_TYPE.WRLCK && m.lockType !== LOCK_TYPE.UNLCK) {
       return { status: LOCK_STATUS.ERROR };
@@ -584,18 +584,18 @@ export class P9Ops {
     return { status: LOCK_STATUS.SUCCESS };
   }
 
-  getlock(m: Extract<Message, { name: 'Tgetlock' }>): Reply<'Rgetlock'> {
+  getlock(m: Extract<Message, { op: 'Tgetlock' }>): Reply<'Rgetlock'> {
     this.fids.get(m.fid);
     return { lockType: LOCK_TYPE.UNLCK, start: m.start, length: m.length, procId: m.procId, clientId: m.clientId };
   }
 
   /** Tcreate-free dotl: xattrs are not supported (the guest gets EOPNOTSUPP, as for a filesystem without them). */
-  xattrwalk(m: Extract<Message, { name: 'Txattrwalk' }>): never {
+  xattrwalk(m: Extract<Message, { op: 'Txattrwalk' }>): never {
     this.fids.get(m.fid);
     throw new P9Error('EOPNOTSUPP', 'extended attributes are not supported');
   }
 
-  xattrcreate(m: Extract<Message, { name: 'Txattrcreate' }>): never {
+  xattrcreate(m: Extract<Message, { op: 'Txattrcreate' }>): never {
     this.fids.get(m.fid);
     this.rofs();
     throw new P9Error('EOPNOTSUPP', 'extended attributes are not supported');

@@ -116,7 +116,7 @@ type Fields<F> = F extends readonly [] ? unknown :
 
 /** A message as the codec decodes and encodes it: its name, tag and fields. */
 export type Message<N extends MessageName = MessageName> = N extends MessageName
-  ? { name: N; tag: number } & Fields<FieldsOf<(typeof MESSAGES)[N]>> : never;
+  ? { op: N; tag: number } & Fields<FieldsOf<(typeof MESSAGES)[N]>> : never;
 
 /** message type number -> name */
 export const MESSAGE_NAMES: ReadonlyMap<number, MessageName> = new Map(

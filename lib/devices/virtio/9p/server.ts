@@ -94,14 +94,14 @@ export class P9Server {
   /** Writes Rlerror; 0 (and a protocol error) when it does not fit. */
   private lerror(writable: readonly Uint8Array[], room: number, tag: number, errno: number): number {
     this.stats.errors++;
-    return this.reply(writable, room, { name: 'Rlerror', tag, ecode: errno });
+    return this.reply(writable, room, { op: 'Rlerror', tag, ecode: errno });
   }
 
   /** Encodes `msg` into the chain; an Rlerror(ENOBUFS) instead when it does not fit. */
   private reply(writable: readonly Uint8Array[], room: number, msg: Message): number {
     const size = encodedSize(msg);
     if (size > room || size > this.msize) {
-      if (msg.name === 'Rlerror') {
+      if (msg.op === 'Rlerror') {
         this.stats.protocolErrors++;
         return 0;
       }
@@ -122,12 +122,12 @@ export class P9Server {
     if (type === MESSAGES.Twrite[0]) return this.serveWrite(readable, writable, room, size, tag);
     const m = decode(gather(readable, 0, size), isRequest);
     if (isDecodeError(m)) return this.lerror(writable, room, tag, m.errno);
-    if (m.name === 'Tread') return this.serveRead(m, writable, room);
+    if (m.op === 'Tread') return this.serveRead(m, writable, room);
     const r = await this.dispatch(m, room);
     return this.reply(writable, room, { ...r, tag } as Message);
   }
 
-  private async serveRead(m: Extract<Message, { name: 'Tread' }>, writable: readonly Uint8Array[], room: number): Promise<number> {
+  private async serveRead(m: Extract<Message, { op: 'Tread' }>, writable: readonly Uint8Array[], room: number): Promise<number> {
     if (room < RREAD_HEADER) {
       this.stats.protocolErrors++;
       return 0;
@@ -156,59 +156,59 @@ export class P9Server {
     const count = v.getUint32(19, true);
     if (count !== size - TWRITE_HEADER) return this.lerror(writable, room, tag, LINUX_ERRNO.EINVAL);
     const n = await this.ops.write(fid, offset, sliceSegments(readable, TWRITE_HEADER, count));
-    return this.reply(writable, room, { name: 'Rwrite', tag, count: n });
+    return this.reply(writable, room, { op: 'Rwrite', tag, count: n });
   }
 
   private async dispatch(m: Message, room: number): Promise<Body> {
     const o = this.ops;
-    switch (m.name) {
+    switch (m.op) {
       case 'Tversion': return this.version(m);
-      case 'Tauth': return { name: 'Rlerror', ecode: LINUX_ERRNO.EOPNOTSUPP };
-      case 'Tattach': return { name: 'Rattach', ...(await o.attach(m)) };
+      case 'Tauth': return { op: 'Rlerror', ecode: LINUX_ERRNO.EOPNOTSUPP };
+      case 'Tattach': return { op: 'Rattach', ...(await o.attach(m)) };
       case 'Tflush': {
         const old = this.inflight.get(m.oldtag);
         if (old !== undefined && m.oldtag !== m.tag) await old;
-        return { name: 'Rflush' };
+        return { op: 'Rflush' };
       }
-      case 'Twalk': return { name: 'Rwalk', ...(await o.walk(m)) };
-      case 'Tclunk': o.clunk(m.fid); return { name: 'Rclunk' };
-      case 'Tremove': return { name: 'Rremove', ...(await o.remove(m)) };
-      case 'Tgetattr': return { name: 'Rgetattr', ...(await o.getattr(m)) };
-      case 'Tsetattr': return { name: 'Rsetattr', ...(await o.setattr(m)) };
-      case 'Tstatfs': return { name: 'Rstatfs', ...(await o.statfs(m)) };
-      case 'Tlopen': return { name: 'Rlopen', ...(await o.lopen(m)) };
-      case 'Tlcreate': return { name: 'Rlcreate', ...(await o.lcreate(m)) };
-      case 'Tmkdir': return { name: 'Rmkdir', ...(await o.mkdir(m)) };
-      case 'Tmknod': return { name: 'Rmknod', ...(await o.mknod(m)) };
-      case 'Tsymlink': return { name: 'Rsymlink', ...(await o.symlink(m)) };
-      case 'Treadlink': return { name: 'Rreadlink', ...(await o.readlink(m)) };
-      case 'Tlink': return { name: 'Rlink', ...(await o.link(m)) };
-      case 'Trename': return { name: 'Rrename', ...(await o.rename(m)) };
-      case 'Trenameat': return { name: 'Rrenameat', ...(await o.renameat(m)) };
-      case 'Tunlinkat': return { name: 'Runlinkat', ...(await o.unlinkat(m)) };
+      case 'Twalk': return { op: 'Rwalk', ...(await o.walk(m)) };
+      case 'Tclunk': o.clunk(m.fid); return { op: 'Rclunk' };
+      case 'Tremove': return { op: 'Rremove', ...(await o.remove(m)) };
+      case 'Tgetattr': return { op: 'Rgetattr', ...(await o.getattr(m)) };
+      case 'Tsetattr': return { op: 'Rsetattr', ...(await o.setattr(m)) };
+      case 'Tstatfs': return { op: 'Rstatfs', ...(await o.statfs(m)) };
+      case 'Tlopen': return { op: 'Rlopen', ...(await o.lopen(m)) };
+      case 'Tlcreate': return { op: 'Rlcreate', ...(await o.lcreate(m)) };
+      case 'Tmkdir': return { op: 'Rmkdir', ...(await o.mkdir(m)) };
+      case 'Tmknod': return { op: 'Rmknod', ...(await o.mknod(m)) };
+      case 'Tsymlink': return { op: 'Rsymlink', ...(await o.symlink(m)) };
+      case 'Treadlink': return { op: 'Rreadlink', ...(await o.readlink(m)) };
+      case 'Tlink': return { op: 'Rlink', ...(await o.link(m)) };
+      case 'Trename': return { op: 'Rrename', ...(await o.rename(m)) };
+      case 'Trenameat': return { op: 'Rrenameat', ...(await o.renameat(m)) };
+      case 'Tunlinkat': return { op: 'Runlinkat', ...(await o.unlinkat(m)) };
       case 'Treaddir': {
         const count = Math.max(0, Math.min(m.count, this.msize - RREAD_HEADER, room - RREAD_HEADER));
-        return { name: 'Rreaddir', data: await o.readdir(m, count) };
+        return { op: 'Rreaddir', data: await o.readdir(m, count) };
       }
-      case 'Tfsync': return { name: 'Rfsync', ...(await o.fsync(m)) };
-      case 'Tlock': return { name: 'Rlock', ...o.lock(m) };
-      case 'Tgetlock': return { name: 'Rgetlock', ...o.getlock(m) };
+      case 'Tfsync': return { op: 'Rfsync', ...(await o.fsync(m)) };
+      case 'Tlock': return { op: 'Rlock', ...o.lock(m) };
+      case 'Tgetlock': return { op: 'Rgetlock', ...o.getlock(m) };
       case 'Txattrwalk': return o.xattrwalk(m);
       case 'Txattrcreate': return o.xattrcreate(m);
-      default: return { name: 'Rlerror', ecode: LINUX_ERRNO.EOPNOTSUPP };
+      default: return { op: 'Rlerror', ecode: LINUX_ERRNO.EOPNOTSUPP };
     }
   }
 
   /** Tversion: agree on msize and the dialect; a new session (every fid is clunked). */
-  private version(m: Extract<Message, { name: 'Tversion' }>): Body {
+  private version(m: Extract<Message, { op: 'Tversion' }>): Body {
     const asked = new TextDecoder().decode(m.version);
     const msize = Math.min(m.msize, this.maxMsize);
     if (!asked.startsWith(VERSION_9P2000_L) || msize < MIN_MSIZE) {
-      return { name: 'Rversion', msize: Math.max(msize, 0), version: new TextEncoder().encode('unknown') };
+      return { op: 'Rversion', msize: Math.max(msize, 0), version: new TextEncoder().encode('unknown') };
     }
     this.ops.fids.clear();
     this.msize = msize;
-    return { name: 'Rversion', msize, version: new TextEncoder().encode(VERSION_9P2000_L) };
+    return { op: 'Rversion', msize, version: new TextEncoder().encode(VERSION_9P2000_L) };
   }
 
   /** Waits for requests under way, then closes every fid and the export's root fd. */
