@@ -16,7 +16,8 @@
         "native/tap-writer.cc",
         "native/snapshot.cc",
         "native/memfd.cc",
-        "native/fs.cc"
+        "native/fs.cc",
+        "native/eventfd-watch.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NAPI_DISABLE_CPP_EXCEPTIONS", "NODE_ADDON_API_DISABLE_DEPRECATED"],

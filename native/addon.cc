@@ -21,6 +21,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InitSnapshot(env, exports);
   InitMemfd(env, exports);
   InitFs(env, exports);
+  InitEventfdWatch(env, exports);
   return exports;
 }
 

@@ -5,6 +5,7 @@ import { totalmem } from 'node:os';
 import { InvalidArgumentError } from '../errors.js';
 import { MIN_MEMORY } from '../boot/layout.js';
 import type { NetBackend } from '../net/backend.js';
+import { validatePorts, type ConsolePortOptions } from '../devices/virtio/console.js';
 
 export interface NetOptions {
   /** Any NetBackend: a TapBackend, a switch port, a LinkShaper… */
@@ -26,6 +27,12 @@ export interface MachineOptions {
   /** Extra legacy devices: 'com2'…'com4'. */
   devices?: string[];
   net?: NetOptions[];
+  /**
+   * virtio-console ports (a multiport virtio-console PCI device): each a named channel the
+   * guest sees as /dev/vport<d>p<n> with /sys/class/virtio-ports/<dev>/name; machine.port(name)
+   * is the host end.
+   */
+  ports?: ConsolePortOptions[];
   /** Flat binaries: where to load and how to enter. */
   flat?: { loadAddress?: number; entry?: number; mode?: 'real' | 'protected' | 'long' };
   /** Clear CPUID XSAVE for the guest (default: on inside the nested lab, where TCG's SVM misses XSETBV). */
@@ -43,6 +50,7 @@ export interface ResolvedOptions {
   cpus: number;
   comPorts: number;
   net: NetOptions[];
+  ports: ConsolePortOptions[];
   flat: MachineOptions['flat'];
   clearXsave: boolean;
   kvmPath: string;
@@ -101,6 +109,7 @@ export function resolveOptions(o: MachineOptions, maxVcpus: number): ResolvedOpt
       throw new InvalidArgumentError('net revision must be 0x10 (8139too) or 0x20 (8139cp)', 'ERR_INVALID_NET');
     }
   }
+  const ports = validatePorts(o.ports);
   const k = readInput(o.kernel, 'kernel');
   if (k.bytes.length === 0) throw new InvalidArgumentError('kernel is empty', 'ERR_KERNEL_FORMAT');
   const initrd = o.initrd === undefined ? undefined : readInput(o.initrd, 'initrd').bytes;
@@ -108,7 +117,7 @@ export function resolveOptions(o: MachineOptions, maxVcpus: number): ResolvedOpt
     throw new InvalidArgumentError(`initrd (${initrd.length} bytes) does not fit in ${memory} bytes of RAM`, 'ERR_INITRD_TOO_LARGE');
   }
   return {
-    kernel: k.bytes, kernelName: k.name, initrd, cmdline: o.cmdline ?? '', memory, cpus, comPorts, net,
+    kernel: k.bytes, kernelName: k.name, initrd, cmdline: o.cmdline ?? '', memory, cpus, comPorts, net, ports,
     flat: o.flat, clearXsave: o.clearXsave ?? process.env.NODE_KVM_LAB === '1', kvmPath: o.kvmPath ?? '/dev/kvm',
   };
 }

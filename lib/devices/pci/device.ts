@@ -51,6 +51,11 @@ export interface PciBarDefinition {
    * exits and sees them applied); an interrupt line they lower stays up until then.
    */
   coalescedWrites?: readonly CoalescedZone[];
+  /**
+   * Told where the BAR now decodes (undefined: it stopped), after the mapper registered it: for
+   * devices that attach more to that address (KVM_IOEVENTFD doorbells).
+   */
+  onMapped?(base: number | undefined): void;
 }
 
 export interface PciIdentity {
@@ -268,6 +273,7 @@ export class PciDevice {
         }
         if (bar.mappedAt !== undefined) this.coalesceZones(bar, want, true);
       }
+      bar.onMapped?.(bar.mappedAt);
     }
   }
 }
