@@ -6,6 +6,7 @@ import { InvalidArgumentError } from '../errors.js';
 import { MIN_MEMORY } from '../boot/layout.js';
 import type { NetBackend } from '../net/backend.js';
 import { validatePorts, type ConsolePortOptions } from '../devices/virtio/console.js';
+import { resolveShares, type ResolvedShare, type ShareOptions } from '../devices/virtio/9p/share.js';
 
 export interface NetOptions {
   /** Any NetBackend: a TapBackend, a switch port, a LinkShaper… */
@@ -33,6 +34,11 @@ export interface MachineOptions {
    * is the host end.
    */
   ports?: ConsolePortOptions[];
+  /**
+   * Host directories shared over virtio-9p, one PCI device each: the guest mounts one with
+   * `mount -t 9p -o trans=virtio,version=9p2000.L TAG DIR`. See lib/devices/virtio/9p/share.ts.
+   */
+  shares?: ShareOptions[];
   /** Flat binaries: where to load and how to enter. */
   flat?: { loadAddress?: number; entry?: number; mode?: 'real' | 'protected' | 'long' };
   /** Clear CPUID XSAVE for the guest (default: on inside the nested lab, where TCG's SVM misses XSETBV). */
@@ -51,6 +57,7 @@ export interface ResolvedOptions {
   comPorts: number;
   net: NetOptions[];
   ports: ConsolePortOptions[];
+  shares: ResolvedShare[];
   flat: MachineOptions['flat'];
   clearXsave: boolean;
   kvmPath: string;
@@ -110,6 +117,7 @@ export function resolveOptions(o: MachineOptions, maxVcpus: number): ResolvedOpt
     }
   }
   const ports = validatePorts(o.ports);
+  const shares = resolveShares(o.shares);
   const k = readInput(o.kernel, 'kernel');
   if (k.bytes.length === 0) throw new InvalidArgumentError('kernel is empty', 'ERR_KERNEL_FORMAT');
   const initrd = o.initrd === undefined ? undefined : readInput(o.initrd, 'initrd').bytes;
@@ -117,7 +125,7 @@ export function resolveOptions(o: MachineOptions, maxVcpus: number): ResolvedOpt
     throw new InvalidArgumentError(`initrd (${initrd.length} bytes) does not fit in ${memory} bytes of RAM`, 'ERR_INITRD_TOO_LARGE');
   }
   return {
-    kernel: k.bytes, kernelName: k.name, initrd, cmdline: o.cmdline ?? '', memory, cpus, comPorts, net, ports,
+    kernel: k.bytes, kernelName: k.name, initrd, cmdline: o.cmdline ?? '', memory, cpus, comPorts, net, ports, shares,
     flat: o.flat, clearXsave: o.clearXsave ?? process.env.NODE_KVM_LAB === '1', kvmPath: o.kvmPath ?? '/dev/kvm',
   };
 }
