@@ -8,6 +8,7 @@ import { NodeKvmError } from '../errors.js';
 import { getDefaultImage, getImage, GUEST_PROMPT, READY_MARKER, type Image } from '../images/index.js';
 import { DEFAULT_CMDLINE } from '../machine/cmdline.js';
 import { ConsoleTimeoutError, Machine, type MachineConsole, type MachineResult, type NetOptions } from '../machine/index.js';
+import type { ShareOptions } from '../devices/virtio/9p/share.js';
 import { BootError, ExecFailedError, ExecProtocolError, ExecTimeoutError } from './errors.js';
 import {
   ackPattern, execLine, execReplyPattern, ExecReplyError, GUEST_WORK_DIR, MAX_LINE, marker, parseExecReply,
@@ -30,6 +31,11 @@ export interface BootVmOptions {
   cpus?: number;
   /** NICs. Entries without a MAC get one unique in this process. */
   net?: NetOptions[];
+  /**
+   * Host directories shared over virtio-9p (Machine.create({ shares })). With `mount`, the
+   * share is mounted at that guest path once the shell is ready; else use vm.mount(tag, path).
+   */
+  shares?: Array<ShareOptions & { mount?: string }>;
   /** Files written into the guest after boot: guest path → host path or bytes. */
   files?: Record<string, string | Uint8Array>;
   /** Appended to the default kernel command line. */
@@ -51,6 +57,16 @@ export interface ExecOptions {
   env?: Record<string, string>;
   /** Bytes given to the command on stdin (default: /dev/null). */
   input?: string | Uint8Array;
+}
+
+export interface MountOptions {
+  /** v9fs cache mode (default 'none': every access reaches the host, so host changes show at once). */
+  cache?: 'none' | 'loose' | 'mmap' | 'fscache';
+  /** Largest 9P message (default 512 KiB). */
+  msize?: number;
+  /** Mount read-only in the guest too. */
+  readonly?: boolean;
+  timeout?: number;
 }
 
 export interface ExecResult {
@@ -274,6 +290,17 @@ export class TestVm implements AsyncDisposable {
     return r;
   }
 
+  /** Mount share `tag` (see BootVmOptions.shares) at guest directory `guestPath` (created if missing). */
+  async mount(tag: string, guestPath: string, options: MountOptions = {}): Promise<void> {
+    const cache = options.cache ?? 'none';
+    const msize = options.msize ?? 512 * 1024;
+    if (!/^(none|loose|mmap|fscache)$/.test(cache)) throw new NodeKvmError('ERR_INVALID_ARG', `mount: unknown cache mode ${cache}`);
+    if (!Number.isSafeInteger(msize) || msize < 4096) throw new NodeKvmError('ERR_INVALID_ARG', `mount: msize ${msize} is not an integer >= 4096`);
+    const o = `trans=virtio,version=9p2000.L,msize=${msize},cache=${cache}${options.readonly ? ',ro' : ''}`;
+    const p = shellQuote(guestPath);
+    await this.execOk(`mkdir -p ${p} && mount -t 9p -o ${o} ${shellQuote(tag)} ${p}`, { timeout: options.timeout });
+  }
+
   /** Write `data` to the guest file `path` (created or truncated). */
   writeFile(path: string, data: string | Uint8Array, options: { timeout?: number; mode?: number } = {}): Promise<void> {
     const bytes = typeof data === 'string' ? Buffer.from(data) : data;
@@ -349,6 +376,7 @@ export async function bootVm(opts: BootVmOptions = {}): Promise<TestVm> {
     memory: opts.memory ?? '256M',
     cpus: opts.cpus ?? 1,
     net: (opts.net ?? []).map((n) => ({ ...n, mac: n.mac ?? uniqueMac() })),
+    shares: (opts.shares ?? []).map(({ path, tag, readonly }) => ({ path, tag, readonly })),
   });
   const vm = new TestVm(machine, name);
   opts.t?.after(() => vm.close());
@@ -360,6 +388,9 @@ export async function bootVm(opts: BootVmOptions = {}): Promise<TestVm> {
     await raceEnd(machine.console.waitFor(READY_MARKER, { timeout: left() }), machine.wait(), () => `vm ${name}: booting`);
     await raceEnd(machine.console.waitFor(GUEST_PROMPT, { timeout: left() }), machine.wait(), () => `vm ${name}: waiting for the shell`);
     await vm.setup(left());
+    for (const s of opts.shares ?? []) {
+      if (s.mount !== undefined) await vm.mount(s.tag, s.mount, { readonly: s.readonly, timeout: left() });
+    }
     for (const [guestPath, src] of Object.entries(opts.files ?? {})) {
       await vm.writeFile(guestPath, typeof src === 'string' ? readFileSync(src) : src, { timeout: left() });
     }
