@@ -14,11 +14,13 @@ import type { NetBackend } from '../net/backend.js';
 import { PcapWriter } from '../net/pcap.js';
 import { L2Switch } from '../net/switch.js';
 import { TapBackend } from '../net/tap.js';
+import { parseShareArg } from '../devices/virtio/9p/share.js';
 import { UsageError, intOption, parseCommandArgs, write, type CliCommand, type CliIo } from './args.js';
 
 const usage = `usage: node-kvm run [--kernel FILE] [--initrd FILE] [--append ARGS] [--cmdline ARGS]
                     [--memory 256M] [--cpus N] [--console stdio|file:PATH|none] [--timeout S]
                     [--net tap:NAME|switch:NAME]... [--pcap FILE] [--bzimage] [--lab]
+                    [--share HOSTDIR[=TAG][:ro]]...
   Boots FILE (bzImage, vmlinux, Multiboot ELF) or, without --kernel, the default image
   (Debian kernel + busybox initramfs; built on first use, see \`node-kvm image\`).
   --append ARGS   added to the default command line ("${DEFAULT_CMDLINE}")
@@ -30,6 +32,12 @@ const usage = `usage: node-kvm run [--kernel FILE] [--initrd FILE] [--append ARG
                                  machine of this process that names it)
   --pcap FILE     record the first NIC's frames (both directions) to FILE (pcap, ns stamps;
                   not with a --lab re-run, whose files stay inside the lab)
+  --share DIR[=TAG][:ro]
+                  share the host directory DIR over virtio-9p (repeatable); TAG defaults to
+                  DIR's last name (at most 31 bytes); :ro answers every change with EROFS. In
+                  the guest: mount -t 9p -o trans=virtio,version=9p2000.L,msize=524288 TAG /mnt
+                  (files it creates belong to the user running node-kvm). With --lab, the lab
+                  sees this host's files read-only, so writes stay in the lab's RAM overlay.
   --lab           if this host's KVM cannot boot Linux (no VMX/SVM, kvm_pvm), run inside the
                   nested lab (QEMU TCG with emulated SVM); elsewhere boot directly
   With a terminal, the console is interactive: Ctrl-A x quits, Ctrl-A h helps.
@@ -149,6 +157,7 @@ export const command: CliCommand = {
       lab: { type: 'boolean' },
       net: { type: 'string', multiple: true },
       pcap: { type: 'string' },
+      share: { type: 'string', multiple: true },
     });
     const cpus = intOption(values.cpus, '--cpus', 1, 1024) ?? 1;
     const timeoutS = intOption(values.timeout, '--timeout', 1, 7 * 24 * 3600);
@@ -156,6 +165,13 @@ export const command: CliCommand = {
     if (!/^(stdio|none|file:.+)$/.test(consoleSpec)) throw new UsageError(`--console must be stdio, none or file:PATH (got ${consoleSpec})`);
     if (values.initrd !== undefined && values.kernel === undefined) throw new UsageError('--initrd needs --kernel');
     const netSpecs = parseNetSpecs(values.net ?? []);
+    const shares = (values.share ?? []).map((a) => {
+      try {
+        return parseShareArg(a);
+      } catch (e) {
+        throw new UsageError((e as Error).message);
+      }
+    });
     if (values.pcap !== undefined && netSpecs.length === 0) throw new UsageError('--pcap needs a NIC (--net tap:NAME or switch:NAME)');
 
     if (values.lab && process.env.NODE_KVM_LAB !== '1' && !(await doctor()).canBootLinuxDirectly) {
@@ -194,7 +210,7 @@ export const command: CliCommand = {
     let m: Machine;
     try {
       m = await Machine.create({ kernel: kernelBytes, initrd, cmdline, memory: values.memory ?? '256M', cpus,
-        net: net.backends.map((backend) => ({ backend })) });
+        net: net.backends.map((backend) => ({ backend })), shares });
     } catch (e) {
       net.close();
       throw e;
