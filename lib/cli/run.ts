@@ -35,7 +35,7 @@ const usage = `usage: node-kvm run [--kernel FILE] [--initrd FILE] [--append ARG
   --share DIR[=TAG][:ro]
                   share the host directory DIR over virtio-9p (repeatable); TAG defaults to
                   DIR's last name (at most 31 bytes); :ro answers every change with EROFS. In
-                  the guest: mount -t 9p -o trans=virtio,version=9p2000.L,msize=524288 TAG /mnt
+                  the guest: mount -t 9p -o trans=virtio,version=9p2000.L,msize=512000 TAG /mnt
                   (files it creates belong to the user running node-kvm). With --lab, the lab
                   sees this host's files read-only, so writes stay in the lab's RAM overlay.
   --lab           if this host's KVM cannot boot Linux (no VMX/SVM, kvm_pvm), run inside the

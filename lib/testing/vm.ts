@@ -62,9 +62,9 @@ export interface ExecOptions {
 export interface MountOptions {
   /** v9fs cache mode (default 'none': every access reaches the host, so host changes show at once). */
   cache?: 'none' | 'loose' | 'mmap' | 'fscache';
-  /** Largest 9P message (default 512 KiB). */
+  /** Largest 9P message (default 512000: the most Linux's virtio transport takes, 125 pages). */
   msize?: number;
-  /** Mount read-only in the guest too. */
+  /** Mount read-only in the guest too (a readonly share refuses changes with EROFS either way). */
   readonly?: boolean;
   timeout?: number;
 }
@@ -293,7 +293,7 @@ export class TestVm implements AsyncDisposable {
   /** Mount share `tag` (see BootVmOptions.shares) at guest directory `guestPath` (created if missing). */
   async mount(tag: string, guestPath: string, options: MountOptions = {}): Promise<void> {
     const cache = options.cache ?? 'none';
-    const msize = options.msize ?? 512 * 1024;
+    const msize = options.msize ?? 512000;
     if (!/^(none|loose|mmap|fscache)$/.test(cache)) throw new NodeKvmError('ERR_INVALID_ARG', `mount: unknown cache mode ${cache}`);
     if (!Number.isSafeInteger(msize) || msize < 4096) throw new NodeKvmError('ERR_INVALID_ARG', `mount: msize ${msize} is not an integer >= 4096`);
     const o = `trans=virtio,version=9p2000.L,msize=${msize},cache=${cache}${options.readonly ? ',ro' : ''}`;
@@ -389,7 +389,7 @@ export async function bootVm(opts: BootVmOptions = {}): Promise<TestVm> {
     await raceEnd(machine.console.waitFor(GUEST_PROMPT, { timeout: left() }), machine.wait(), () => `vm ${name}: waiting for the shell`);
     await vm.setup(left());
     for (const s of opts.shares ?? []) {
-      if (s.mount !== undefined) await vm.mount(s.tag, s.mount, { readonly: s.readonly, timeout: left() });
+      if (s.mount !== undefined) await vm.mount(s.tag, s.mount, { timeout: left() });
     }
     for (const [guestPath, src] of Object.entries(opts.files ?? {})) {
       await vm.writeFile(guestPath, typeof src === 'string' ? readFileSync(src) : src, { timeout: left() });

@@ -78,7 +78,7 @@ test('virtio-9p: mounts, 64 MiB both ways, 2,000 files, file operations, mmap, r
   assert.equal(await sh('cat /mnt/rw/hello'), 'hello from the host\n');
   const mounts = await sh('grep 9p /proc/mounts');
   assert.match(mounts, /^rw \/mnt\/rw 9p .*trans=virtio/m);
-  assert.match(mounts, /msize=524288/);
+  assert.match(mounts, /msize=512000/);
 
   // 64 MiB host -> guest
   const big = randomBytes(64 * MIB);
