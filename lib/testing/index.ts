@@ -5,3 +5,4 @@ export { topology, Topology, TopologyLink, type LinkSpec, type TopologySpec } fr
 export { VmScope, withVms, vmTest, artifactsRoot, type VmTestOptions } from './scope.js';
 export { BootError, ExecFailedError, ExecProtocolError, ExecTimeoutError } from './errors.js';
 export type { Impairments } from '../net/link.js';
+export { execInVm, type ExecInVmOptions, type ExecInVmResult } from './exec-in-vm.js';
