@@ -3,6 +3,7 @@
 import { doctor } from '../doctor.js';
 import { runInLab } from '../lab/run.js';
 import { execInVm } from '../testing/exec-in-vm.js';
+import { resolveShares } from '../devices/virtio/9p/share.js';
 import { fileURLToPath } from 'node:url';
 import { UsageError, intOption, parseCommandArgs, write, type CliCommand } from './args.js';
 
@@ -35,6 +36,8 @@ export const command: CliCommand = {
     if ((values.kernel === undefined) !== (values.initrd === undefined)) throw new UsageError('--kernel and --initrd go together (the initramfs needs the 9p modules)');
     const cpus = intOption(values.cpus, '--cpus', 1, 1024) ?? 1;
     const timeoutS = intOption(values.timeout, '--timeout', 1, 7 * 24 * 3600);
+    // The directories become shares: their checks (exists, a directory, readable) come first.
+    resolveShares([process.cwd(), ...(values.rw ?? [])].map((path, n) => ({ path, tag: `nkvm-rw${n}` })));
     if (process.env.NODE_KVM_LAB !== '1' && !(await doctor()).canBootLinuxDirectly) {
       if (!values.lab) {
         write(io.stderr, 'node-kvm exec: this host\'s KVM cannot boot a Linux kernel directly; add --lab (see `node-kvm doctor`).');

@@ -14,7 +14,7 @@ import type { NetBackend } from '../net/backend.js';
 import { PcapWriter } from '../net/pcap.js';
 import { L2Switch } from '../net/switch.js';
 import { TapBackend } from '../net/tap.js';
-import { parseShareArg } from '../devices/virtio/9p/share.js';
+import { parseShareArg, resolveShares } from '../devices/virtio/9p/share.js';
 import { UsageError, intOption, parseCommandArgs, write, type CliCommand, type CliIo } from './args.js';
 
 const usage = `usage: node-kvm run [--kernel FILE] [--initrd FILE] [--append ARGS] [--cmdline ARGS]
@@ -172,6 +172,9 @@ export const command: CliCommand = {
         throw new UsageError((e as Error).message);
       }
     });
+    // Checked here, before any lab or boot: a missing directory or a tag used twice is a usage
+    // error with its code, whatever this host can boot.
+    resolveShares(shares);
     if (values.pcap !== undefined && netSpecs.length === 0) throw new UsageError('--pcap needs a NIC (--net tap:NAME or switch:NAME)');
 
     if (values.lab && process.env.NODE_KVM_LAB !== '1' && !(await doctor()).canBootLinuxDirectly) {

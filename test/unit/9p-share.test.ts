@@ -68,3 +68,22 @@ test('virtio-9p config space: tag_len then the tag, little-endian, no NUL', asyn
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('CLI: bad --share and exec arguments are coded errors before any boot', async () => {
+  const { main } = await import('../../lib/cli/main.js');
+  const { Writable } = await import('node:stream');
+  let err = '';
+  const sink = new Writable({ write(c, _e, cb) { err += String(c); cb(); } });
+  const io = { stdout: sink, stderr: sink, env: process.env };
+  assert.equal(await main(['run', '--share', '/nonexistent-nkvm-dir'], io), 1);
+  assert.match(err, /ERR_SHARE_PATH/);
+  err = '';
+  assert.equal(await main(['run', '--share', '/tmp=a', '--share', '/var=a'], io), 1);
+  assert.match(err, /ERR_INVALID_SHARE/);
+  err = '';
+  assert.equal(await main(['exec', '--rw', '/nonexistent-nkvm-dir', '--', 'true'], io), 1);
+  assert.match(err, /ERR_SHARE_PATH/);
+  err = '';
+  assert.equal(await main(['exec', 'true'], io), 64);
+  assert.match(err, /after --/);
+});
