@@ -3,9 +3,8 @@
 // libuv threadpool) and starts from an fd inside the export (jail.ts). Errors are thrown as
 // host errors (KvmError/ErrnoException with an errno name) or P9Error; server.ts turns them
 // into Rlerror.
-import { fdatasync, fchmod, fsync, ftruncate, readv, writev } from 'node:fs';
+import { close, fdatasync, fchmod, fsync, ftruncate, readFileSync, readv, writev } from 'node:fs';
 import { promisify } from 'node:util';
-import { readFileSync } from 'node:fs';
 import { native } from '../../../native.js';
 import { P9Error } from './errno.js';
 import { FdRef, FidTable, type Fid, type FileKind } from './fids.js';
@@ -92,8 +91,9 @@ export class P9Ops {
     return openPathBeneath(this.root.rootFd, joinPath(fid.path.slice(0, -1)), fsc().O_DIRECTORY);
   }
 
+  /** Closes an fd this operation opened and no fid holds. */
   private async closeFd(fd: number): Promise<void> {
-    new FdRef(fd).release();
+    await new Promise<void>((r) => close(fd, () => r()));
   }
 
   // ---- session ----
@@ -589,7 +589,7 @@ export class P9Ops {
     return { lockType: LOCK_TYPE.UNLCK, start: m.start, length: m.length, procId: m.procId, clientId: m.clientId };
   }
 
-  /** Tcreate-free dotl: xattrs are not supported (the guest gets EOPNOTSUPP, as for a filesystem without them). */
+  /** Extended attributes are not served: the guest gets EOPNOTSUPP, as from a filesystem without them. */
   xattrwalk(m: Extract<Message, { op: 'Txattrwalk' }>): never {
     this.fids.get(m.fid);
     throw new P9Error('EOPNOTSUPP', 'extended attributes are not supported');

@@ -5,6 +5,7 @@
 // Nothing a guest sends makes `handle` throw: a malformed message gets Rlerror (EINVAL, or
 // EOPNOTSUPP for a type not served), and a chain too short even for that gets a reply of 0
 // bytes and a count in `stats.protocolErrors` (the device may then ask for a reset).
+import { close } from 'node:fs';
 import { native } from '../../../native.js';
 import { decode, encodeInto, encodedSize, isDecodeError, readHeader } from './codec.js';
 import { LINUX_ERRNO, toLinuxErrno } from './errno.js';
@@ -217,7 +218,6 @@ export class P9Server {
     this.closed = true;
     await Promise.allSettled([...this.inflight.values()]);
     this.ops.fids.clear();
-    const { close } = await import('node:fs');
     await new Promise<void>((r) => close(this.rootFd, () => r()));
   }
 
