@@ -290,7 +290,10 @@ export class TestVm implements AsyncDisposable {
     return r;
   }
 
-  /** Mount share `tag` (see BootVmOptions.shares) at guest directory `guestPath` (created if missing). */
+  /**
+   * Mount share `tag` (see BootVmOptions.shares) at guest directory `guestPath` (created if
+   * missing). Linux mounts a tag once at a time (EBUSY): share a directory twice to mount it twice.
+   */
   async mount(tag: string, guestPath: string, options: MountOptions = {}): Promise<void> {
     const cache = options.cache ?? 'none';
     const msize = options.msize ?? 512000;
