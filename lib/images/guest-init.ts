@@ -81,6 +81,9 @@ echo "${READY_MARKER}"
 if [ -n "$run" ]; then
   sh -c "$run"
   echo "${EXIT_MARKER_PREFIX}$?"
+  # echo returns once the bytes are in the tty buffer, not on the wire: the 8250 driver sends
+  # them from its interrupt (a thread on PREEMPT_RT kernels), and poweroff -f would cut them off.
+  sleep 1
 else
   # busybox init takes over as PID 1: it owns poweroff/reboot/halt (SIGUSR2/TERM/USR1 from
   # the busybox commands), and runs the shell in the FOREGROUND of /etc/nkvm/shell.sh, so the
