@@ -15,7 +15,8 @@
         "native/tap.cc",
         "native/tap-writer.cc",
         "native/snapshot.cc",
-        "native/memfd.cc"
+        "native/memfd.cc",
+        "native/eventfd-watch.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NAPI_DISABLE_CPP_EXCEPTIONS", "NODE_ADDON_API_DISABLE_DEPRECATED"],

@@ -153,6 +153,8 @@ export type ErrorCode =
   | 'ERR_SNAPSHOT_STATE'
   /** The snapshot was used after close(). */
   | 'ERR_SNAPSHOT_CLOSED'
+  /** The machine has a device whose state a snapshot cannot carry (a 9p share's open files). */
+  | 'ERR_SNAPSHOT_UNSUPPORTED'
   // Network backends
   /** /dev/net/tun is missing. */
   | 'ERR_TAP_UNAVAILABLE'
@@ -176,6 +178,23 @@ export type ErrorCode =
   | 'ERR_NET_PORT_IN_USE'
   /** The network backend was used, or closed, while closed or starting. */
   | 'ERR_NET_CLOSED'
+  // virtio devices: console ports and 9p shares
+  /** A `ports` entry has no name, a name too long or with a slash or control character, or too many ports. */
+  | 'ERR_INVALID_PORT'
+  /** Two ports have the same name. */
+  | 'ERR_DUPLICATE_PORT'
+  /** machine.port() was given a name the machine has no port for. */
+  | 'ERR_NO_SUCH_PORT'
+  /** The host end of a port is already open. */
+  | 'ERR_PORT_BUSY'
+  /** The guest closed its end of the port. */
+  | 'ERR_PORT_CLOSED'
+  /** A port's host stream was destroyed with writes still waiting. */
+  | 'ERR_STREAM_DESTROYED'
+  /** A `shares` entry is malformed: a bad or duplicated tag, a missing path, a non-boolean readonly. */
+  | 'ERR_INVALID_SHARE'
+  /** A share's host path is missing, not a directory or not readable by this user. */
+  | 'ERR_SHARE_PATH'
   // Testing helpers (node-kvm/testing)
   /** The test VM did not reach a shell (BootError, with the console tail). */
   | 'ERR_VM_BOOT'
@@ -189,6 +208,30 @@ export type ErrorCode =
   | 'ERR_EXEC_FAILED'
   /** The reply on the console was damaged (ExecProtocolError). */
   | 'ERR_EXEC_PROTOCOL'
+  /** The guest agent did not say HELLO in time, or a request to it did not finish in time. */
+  | 'ERR_AGENT_TIMEOUT'
+  /** A request was sent before the guest agent said HELLO. */
+  | 'ERR_AGENT_NOT_READY'
+  /** The guest agent died or its port closed while a request was under way. */
+  | 'ERR_AGENT_DIED'
+  /** The guest agent's port is gone for good (the machine ended or the port was closed). */
+  | 'ERR_AGENT_GONE'
+  /** The guest agent stopped answering while the guest still runs; the VM falls back to the console. */
+  | 'ERR_AGENT_UNRESPONSIVE'
+  /** The guest agent sent a frame that breaks the protocol. */
+  | 'ERR_AGENT_PROTOCOL'
+  /** The guest agent refused a request (the message carries the guest's errno). */
+  | 'ERR_AGENT_REQUEST'
+  /** An exec request (command, environment) is larger than the agent accepts. */
+  | 'ERR_EXEC_TOO_LARGE'
+  /** A command wrote more output than `maxOutput`; it was killed. */
+  | 'ERR_EXEC_OUTPUT_LIMIT'
+  /** Reading the stream given as a command's stdin failed. */
+  | 'ERR_EXEC_STDIN'
+  /** The guest ended before the command reported its exit status. */
+  | 'ERR_EXEC_NO_STATUS'
+  /** readFile found a file larger than `maxBytes`. */
+  | 'ERR_FILE_TOO_LARGE'
   // The nested lab (node-kvm/lab)
   /** The lab was given no command, or one it cannot run. */
   | 'ERR_LAB_COMMAND'

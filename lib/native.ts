@@ -47,6 +47,10 @@ export interface INative {
   setIdentityMapAddr(vmfd: number, addr: number): number;
   ioeventfd(vmfd: number, addr: number, len: number, eventfd: number, datamatch: bigint, flags: number): number;
   irqfd(vmfd: number, eventfd: number, gsi: number, flags: number, resamplefd?: number): number;
+  signalMsi(vmfd: number, address: bigint, data: number, flags?: number, devid?: number): number;
+  eventfdWatch(fd: number, onSignal: (count: number, errno: number) => void, ref?: boolean): void;
+  eventfdUnwatch(fd: number): void;
+  eventfdWatchCount(): number;
   getDirtyLog(vmfd: number, slot: number, bitmap: Uint8Array): number;
   getStatsFd(fd: number): number;
   createVcpu(vmfd: number, id: number): number;

@@ -83,6 +83,19 @@ Napi::Value IrqFd(const Napi::CallbackInfo& info) {
   return Done(info, IoctlRetry(FdArg(info, 0), KVM_IRQFD, &f), "KVM_IRQFD");
 }
 
+// signalMsi(vmfd, address: bigint, data, flags, devid): inject one MSI (KVM_SIGNAL_MSI).
+// Returns the ioctl's result: >0 delivered, 0 blocked by the guest (e.g. masked in the LAPIC).
+Napi::Value SignalMsi(const Napi::CallbackInfo& info) {
+  kvm_msi m{};
+  uint64_t a = U64Arg(info, 1);
+  m.address_lo = static_cast<uint32_t>(a);
+  m.address_hi = static_cast<uint32_t>(a >> 32);
+  m.data = info[2].As<Napi::Number>().Uint32Value();
+  m.flags = info.Length() > 3 ? info[3].As<Napi::Number>().Uint32Value() : 0;
+  m.devid = info.Length() > 4 ? info[4].As<Napi::Number>().Uint32Value() : 0;
+  return Done(info, IoctlRetry(FdArg(info, 0), KVM_SIGNAL_MSI, &m), "KVM_SIGNAL_MSI");
+}
+
 // getDirtyLog(vmfd, slot, bitmap: Uint8Array) fills the caller's bitmap (one bit per page,
 // sized by the caller to cover the slot, rounded up to 64 bits as the kernel writes longs).
 Napi::Value GetDirtyLog(const Napi::CallbackInfo& info) {
@@ -140,6 +153,7 @@ void InitVm(Napi::Env env, Napi::Object exports) {
   exports.Set("setIdentityMapAddr", Napi::Function::New(env, SetIdentityMapAddr));
   exports.Set("ioeventfd", Napi::Function::New(env, IoEventFd));
   exports.Set("irqfd", Napi::Function::New(env, IrqFd));
+  exports.Set("signalMsi", Napi::Function::New(env, SignalMsi));
   exports.Set("getDirtyLog", Napi::Function::New(env, GetDirtyLog));
   exports.Set("getStatsFd", Napi::Function::New(env, GetStatsFd));
   exports.Set("createVcpu", Napi::Function::New(env, CreateVcpu));

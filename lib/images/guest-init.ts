@@ -13,8 +13,12 @@ export const EXIT_MARKER_PREFIX = 'NODE-KVM-EXIT=';
 /** The default image's shell prompt. */
 export const GUEST_PROMPT = 'node-kvm# ';
 
-/** Modules the default image loads (plus their dependencies): both RTL8139 drivers. */
-export const GUEST_MODULES = ['mii', '8139cp', '8139too'];
+/**
+ * Modules the default image loads (plus their dependencies): both RTL8139 drivers, and the
+ * virtio PCI transport with virtio-console (/dev/vport*: the ports of Machine.create({ ports })).
+ * Debian builds all of them as modules; resolve() drops any a kernel has built in.
+ */
+export const GUEST_MODULES = ['mii', '8139cp', '8139too', 'virtio_pci', 'virtio_console'];
 /** Loaded when present; built into some kernels. */
 export const GUEST_OPTIONAL_MODULES = ['af_packet'];
 

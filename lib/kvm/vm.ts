@@ -231,6 +231,15 @@ export class Vm extends FdHandle {
     native().irqfd(this.rawFd, opts.eventfd, opts.gsi, flags, opts.resamplefd ?? 0);
   }
 
+  /**
+   * KVM_SIGNAL_MSI: deliver one message-signalled interrupt (address/data as a PCI function
+   * would write them). Returns true when delivered, false when the guest blocked it.
+   */
+  signalMsi(address: bigint, data: number): boolean {
+    this.ensureOpen();
+    return native().signalMsi(this.rawFd, address, data >>> 0) > 0;
+  }
+
   /** Dirty-page bitmap of a slot created with logDirtyPages (bit n = page n written; cleared by the read). */
   getDirtyLog(slot: number): Uint8Array {
     this.ensureOpen();

@@ -21,6 +21,8 @@ import { phaseTimer } from '../snapshot-trace.js';
 import { cachedSupportedCpuid } from './kvm-cache.js';
 import type { NetOptions } from './options.js';
 import { checkOptions, keysOf } from '../options-check.js';
+import { KvmDoorbell } from './doorbell.js';
+import type { Duplex } from 'node:stream';
 
 /** How a machine ended: what `wait()` resolves to and the `'exit'` event carries. */
 export interface MachineResult {
@@ -155,7 +157,7 @@ export class Machine extends EventEmitter implements AsyncDisposable {
       const irqs = new Map<number, KvmIrqLine>();
       const theVm = vm;
       platform = new Platform(
-        { memory: vm.memory, memoryBelow4g: below, memoryAbove4g: above, cpus: o.cpus, comPorts: o.comPorts, net: o.net },
+        { memory: vm.memory, memoryBelow4g: below, memoryAbove4g: above, cpus: o.cpus, comPorts: o.comPorts, net: o.net, ports: o.ports },
         {
           irq: (gsi) => {
             let l = irqs.get(gsi);
@@ -174,6 +176,9 @@ export class Machine extends EventEmitter implements AsyncDisposable {
             yieldSoon(1);
             return () => clearImmediate(h);
           },
+          ...(vm.checkExtension(constants.KVM_CAP_SIGNAL_MSI!) > 0 ? { msi: { signalMsi: (a: bigint, d: number) => { theVm.signalMsi(a, d); } } } : {}),
+          ...(vm.checkExtension(constants.KVM_CAP_IOEVENTFD!) > 0 ? { doorbell: (onRing: () => void) => new KvmDoorbell(theVm, onRing) } : {}),
+          wake: () => yieldSoon(1),
           // Device registers whose writes may be queued (PCI BARs declare them, see the RTL8139).
           // A BAR that moves or stops decoding first gets what the ring holds for it applied.
           coalesce: (kind, addr, size, on) => {
@@ -334,9 +339,24 @@ export class Machine extends EventEmitter implements AsyncDisposable {
     this.counters.pioMisses = pio.missCount;
     this.counters.mmioMisses = mmio.missCount;
     this.console.push(null);
+    this.platform.virtioConsole?.machineEnded(`the machine ended (${r.reason})`);
     this.console.abortWaiters(new NodeKvmError('ERR_MACHINE_ENDED', `the machine ended (${r.reason}${r.detail ? `: ${r.detail.split('\n')[0]}` : ''})`));
     this.emit('exit', r);
     this.resolveDone(r);
+  }
+
+  /**
+   * The host end of virtio-console port `name` (Machine.create({ ports: [{ name }] })): a Duplex
+   * with flow control both ways. Throws ERR_NO_SUCH_PORT for an unknown name and ERR_PORT_BUSY
+   * while an earlier stream of the same port is still open (end or destroy it first).
+   */
+  port(name: string): Duplex {
+    const p = this.platform.virtioConsole?.port(name);
+    if (p === undefined) {
+      const known = this.platform.virtioConsole?.portNames ?? [];
+      throw new NodeKvmError('ERR_NO_SUCH_PORT', `no port named ${JSON.stringify(name)} (ports: ${known.length > 0 ? known.join(', ') : 'none'})`);
+    }
+    return p.open();
   }
 
   /** Resolves when the guest powers off, reboots, debug-exits, triple-faults or fails. */
@@ -392,6 +412,7 @@ export class Machine extends EventEmitter implements AsyncDisposable {
       memory: this.options.memory, cpus: this.options.cpus, comPorts: this.options.comPorts, clearXsave: this.options.clearXsave,
       ram: this.vm.memory.regions.map((r) => ({ slot: r.slot, guestPhysAddr: r.guestPhysAddr, size: r.size })),
       nics: this.platform.nics.map((nic) => ({ mac: [...nic.mac].map((b) => b.toString(16).padStart(2, '0')).join(':'), revision: nic.revision })),
+      ports: this.options.ports.map((p) => p.name),
       tscKhz,
     };
     return { kvm: this.kvm, vm: this.vm, vcpus: this.vcpus, platform: this.platform, console: this.console, config };
@@ -450,6 +471,7 @@ export class Machine extends EventEmitter implements AsyncDisposable {
       memory: c.memory, cpus: c.cpus, clearXsave: c.clearXsave, kvmPath: opts.kvmPath,
       devices: Array.from({ length: c.comPorts - 1 }, (_, i) => `com${i + 2}`),
       net: backends.map((b, i) => ({ ...b, mac: c.nics[i]!.mac, revision: c.nics[i]!.revision as 0x10 | 0x20 })),
+      ports: (c.ports ?? []).map((name) => ({ name })),
     }, true);
     ph.mark('create');
     try {

@@ -7,6 +7,7 @@ import { checkOptions, keysOf } from '../options-check.js';
 import { MIN_MEMORY } from '../platform/layout.js';
 import type { NetBackend } from '../net/backend.js';
 import { readUserFile } from '../user-file.js';
+import { validatePorts, type ConsolePortOptions } from '../devices/virtio/console.js';
 
 /** One NIC of a machine: an RTL8139 on the PCI bus and the backend that carries its frames. */
 export interface NetOptions {
@@ -34,6 +35,12 @@ export interface MachineOptions {
   devices?: string[];
   /** NICs, one RTL8139 each. */
   net?: NetOptions[];
+  /**
+   * virtio-console ports (a multiport virtio-console PCI device): each a named channel the
+   * guest sees as /dev/vport<d>p<n> with /sys/class/virtio-ports/<dev>/name; machine.port(name)
+   * is the host end.
+   */
+  ports?: ConsolePortOptions[];
   /** Flat binaries: where to load and how to enter. */
   flat?: {
     /** Guest-physical load address. */ loadAddress?: number;
@@ -57,6 +64,7 @@ export interface ResolvedOptions {
   cpus: number;
   comPorts: number;
   net: NetOptions[];
+  ports: ConsolePortOptions[];
   flat: MachineOptions['flat'];
   bootProtocol: MachineOptions['bootProtocol'];
   clearXsave: boolean;
@@ -83,7 +91,7 @@ export function resolveMemory(v: Size): number {
 }
 
 const MACHINE_OPTIONS = keysOf<MachineOptions>({
-  kernel: true, initrd: true, cmdline: true, memory: true, cpus: true, devices: true, net: true, flat: true, bootProtocol: true, clearXsave: true, kvmPath: true,
+  kernel: true, initrd: true, cmdline: true, memory: true, cpus: true, devices: true, net: true, ports: true, flat: true, bootProtocol: true, clearXsave: true, kvmPath: true,
 });
 
 export function resolveOptions(o: MachineOptions, maxVcpus: number): ResolvedOptions {
@@ -120,6 +128,7 @@ export function resolveOptions(o: MachineOptions, maxVcpus: number): ResolvedOpt
   if (o.bootProtocol !== undefined && o.bootProtocol !== '32-bit' && o.bootProtocol !== '64-bit') {
     throw new InvalidArgumentError(`bootProtocol must be '32-bit' or '64-bit', got ${JSON.stringify(o.bootProtocol)}`);
   }
+  const ports = validatePorts(o.ports);
   const k = readInput(o.kernel, 'kernel');
   if (k.bytes.length === 0) throw new InvalidArgumentError('kernel is empty', 'ERR_KERNEL_FORMAT');
   const initrd = o.initrd === undefined ? undefined : readInput(o.initrd, 'initrd').bytes;
@@ -127,7 +136,7 @@ export function resolveOptions(o: MachineOptions, maxVcpus: number): ResolvedOpt
     throw new InvalidArgumentError(`initrd (${initrd.length} bytes) does not fit in ${memory} bytes of RAM`, 'ERR_INITRD_TOO_LARGE');
   }
   return {
-    kernel: k.bytes, kernelName: k.name, initrd, cmdline: o.cmdline ?? '', memory, cpus, comPorts, net,
+    kernel: k.bytes, kernelName: k.name, initrd, cmdline: o.cmdline ?? '', memory, cpus, comPorts, net, ports,
     flat: o.flat, bootProtocol: o.bootProtocol, clearXsave: o.clearXsave ?? process.env.NODE_KVM_LAB === '1', kvmPath: o.kvmPath ?? '/dev/kvm',
   };
 }

@@ -14,6 +14,10 @@ import { Rtl8139, type DeviceTimers } from '../devices/rtl8139/index.js';
 import { Sink } from '../devices/sink.js';
 import { Uart16550, UART_IO_SIZE } from '../devices/uart16550.js';
 import type { DeferWork } from '../devices/work-budget.js';
+import { VirtioConsole, type ConsolePortOptions } from '../devices/virtio/console.js';
+import type { MsiSink } from '../devices/virtio/msix.js';
+import { VirtioPciDevice, type Doorbell } from '../devices/virtio/pci-transport.js';
+import type { GuestMemory } from '../kvm/memory.js';
 import type { E820Entry } from '../boot/e820.js';
 import type { NetOptions } from './options.js';
 
@@ -30,6 +34,12 @@ export interface PlatformHooks {
   coalesce?(kind: 'io' | 'mmio', addr: number, size: number, on: boolean): void;
   /** Where devices put work left over from a turn's budget (lib/devices/work-budget.ts). */
   deferWork?: DeferWork;
+  /** MSI delivery for PCI functions with MSI-X (KVM_SIGNAL_MSI). */
+  msi?: MsiSink;
+  /** Doorbells for virtio notifications (KVM_IOEVENTFD); without them notifications exit. */
+  doorbell?(onRing: () => void): Doorbell;
+  /** Device work was queued with setImmediate: have the run loop yield soon. */
+  wake?(): void;
 }
 
 export interface PlatformConfig {
@@ -44,6 +54,8 @@ export interface PlatformConfig {
   clock?: Clock;
   /** The NICs' timers (default unref'd host timeouts). */
   timers?: DeviceTimers;
+  /** virtio-console ports (none: no virtio-console device). */
+  ports?: ConsolePortOptions[];
 }
 
 const hostClock = { nowNs: (): bigint => process.hrtime.bigint() };
@@ -59,6 +71,9 @@ export class Platform {
   readonly acpiPm: AcpiPm;
   readonly pci: PciHostBridge;
   readonly nics: Rtl8139[] = [];
+  /** The virtio-console (multiport) when ports were asked for, and its PCI function. */
+  readonly virtioConsole: VirtioConsole | undefined;
+  readonly virtioPci: VirtioPciDevice[] = [];
 
   constructor(cfg: PlatformConfig, hooks: PlatformHooks) {
     const { pio, mmio } = this;
@@ -128,6 +143,18 @@ export class Platform {
       this.pci.addDevice(nic);
       this.nics.push(nic);
     });
+    const ports = cfg.ports ?? [];
+    if (ports.length > 0) {
+      this.virtioConsole = new VirtioConsole(ports);
+      const fn = new VirtioPciDevice(this.virtioConsole, {
+        mem: cfg.memory,
+        ...(hooks.msi !== undefined ? { msi: hooks.msi } : {}),
+        ...(hooks.doorbell !== undefined ? { doorbell: hooks.doorbell } : {}),
+        ...(hooks.wake !== undefined ? { wake: hooks.wake } : {}),
+      });
+      this.pci.addDevice(fn);
+      this.virtioPci.push(fn);
+    }
     this.pci.assignResources();
     cfg.net.forEach((n, i) => this.nics[i]!.attachBackend(n.backend));
   }
@@ -148,5 +175,6 @@ export class Platform {
 
   close(): void {
     for (const nic of this.nics) nic.close();
+    for (const fn of this.virtioPci) fn.close();
   }
 }

@@ -48,6 +48,8 @@ export interface SnapshotConfig {
     /** Station address. */ mac: string;
     /** PCI revision (0x10 or 0x20). */ revision: number;
   }>;
+  /** virtio-console port names (absent in snapshots from before ports existed). */
+  ports?: string[];
   /** The guest's TSC rate in kHz, restored where KVM can set it; null where it cannot read it. */
   tscKhz: number | null;
 }
@@ -323,11 +325,12 @@ function checkCompatible(t: SnapshotTarget, snap: MachineSnapshot): void {
   const a = t.config;
   const b = snap.config;
   const same = a.cpus === b.cpus && a.memory === b.memory && a.comPorts === b.comPorts && a.nics.length === b.nics.length
-    && a.ram.length === b.ram.length && a.ram.every((r, i) => r.guestPhysAddr === b.ram[i]!.guestPhysAddr && r.size === b.ram[i]!.size);
+    && a.ram.length === b.ram.length && a.ram.every((r, i) => r.guestPhysAddr === b.ram[i]!.guestPhysAddr && r.size === b.ram[i]!.size)
+    && (a.ports ?? []).join('\0') === (b.ports ?? []).join('\0');
   if (!same) {
     throw new NodeKvmError('ERR_SNAPSHOT_MISMATCH',
-      `snapshot is of a machine with ${b.cpus} vCPU(s), ${b.memory} bytes RAM, ${b.comPorts} COM port(s), ${b.nics.length} NIC(s); `
-      + `this one has ${a.cpus}, ${a.memory}, ${a.comPorts}, ${a.nics.length}`);
+      `snapshot is of a machine with ${b.cpus} vCPU(s), ${b.memory} bytes RAM, ${b.comPorts} COM port(s), ${b.nics.length} NIC(s), ports [${b.ports ?? []}]; `
+      + `this one has ${a.cpus}, ${a.memory}, ${a.comPorts}, ${a.nics.length}, [${a.ports ?? []}]`);
   }
 }
 

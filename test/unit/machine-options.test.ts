@@ -123,3 +123,14 @@ describe('machine options: kernel command line', () => {
     assert.equal(codeOf(() => load(kernel, { cmdline: 'console=ttyS0\0quiet' })), 'ERR_CMDLINE_INVALID');
   });
 });
+
+describe('virtio-console ports', () => {
+  it('refuses empty, too long, duplicate or malformed port names with codes', () => {
+    assert.equal(codeOf(() => resolve({ ports: [{ name: '' }] })), 'ERR_INVALID_PORT');
+    assert.equal(codeOf(() => resolve({ ports: [{ name: 'p'.repeat(256) }] })), 'ERR_INVALID_PORT');
+    assert.equal(codeOf(() => resolve({ ports: [{ name: 'a' }, { name: 'a' }] })), 'ERR_DUPLICATE_PORT');
+    assert.equal(codeOf(() => resolve({ ports: 'a' as never })), 'ERR_INVALID_PORT');
+    assert.deepEqual(resolve({ ports: [{ name: 'org.nodekvm.agent.0' }] }).ports, [{ name: 'org.nodekvm.agent.0' }]);
+    assert.deepEqual(resolve({}).ports, []);
+  });
+});

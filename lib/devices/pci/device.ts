@@ -48,6 +48,11 @@ export interface PciBarDefinition {
    * exits and sees them applied); an interrupt line they lower stays up until then.
    */
   coalescedWrites?: readonly CoalescedZone[];
+  /**
+   * Told where the BAR now decodes (undefined: it stopped), after the mapper registered it: for
+   * devices that attach more to that address (KVM_IOEVENTFD doorbells).
+   */
+  onMapped?(base: number | undefined): void;
 }
 
 export interface PciIdentity {
@@ -265,6 +270,7 @@ export class PciDevice implements Stateful<PciDeviceState> {
         }
         if (bar.mappedAt !== undefined) this.coalesceZones(bar, want, true);
       }
+      bar.onMapped?.(bar.mappedAt);
     }
   }
 }
