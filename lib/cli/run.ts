@@ -19,6 +19,8 @@ import { resolveMemory } from '../machine/options.js';
 import { createUserFile, readUserFile } from '../user-file.js';
 import { UsageError, asUsage, intOption, parseCommandArgs, write, type CliCommand, type CliIo } from './args.js';
 import { Deadline, DeadlineError } from './deadline.js';
+import { agentPortOptions } from '../testing/agent-port.js';
+import { runOverAgent, takeRunCommand } from './run-agent.js';
 
 const usage = `usage: node-kvm run [--kernel FILE] [--initrd FILE] [--append ARGS] [--cmdline ARGS]
                     [--memory 256M] [--cpus N] [--console stdio|file:PATH|none] [--timeout S]
@@ -26,7 +28,10 @@ const usage = `usage: node-kvm run [--kernel FILE] [--initrd FILE] [--append ARG
                     [--lab] [--boot-protocol 32-bit|64-bit]
   Boots FILE (bzImage, vmlinux, Multiboot ELF) or, without --kernel, the default image
   (Debian kernel + busybox initramfs; built on first use, see \`node-kvm image\`).
-  --append ARGS   added to the default command line ("${DEFAULT_CMDLINE}")
+  --append ARGS   added to the default command line ("${DEFAULT_CMDLINE}");
+                  with the default image, nkvm.run="CMD" runs CMD over the guest agent: its
+                  stdout/stderr come here apart, stdin is ours unless a terminal, and its exit
+                  status is run's
   --cmdline ARGS  replaces the whole command line
   --bzimage       boot the default image's bzImage instead of its vmlinux
   --boot-protocol enter a bzImage through its 32-bit or 64-bit entry (default: 64-bit when
@@ -234,6 +239,7 @@ export const command: CliCommand = {
     // Everything opened for this run, closed in reverse order on every path out.
     const cleanups: Array<() => void | Promise<void>> = [];
     let kernel = values.kernel;
+    let hasAgent = false;
     try {
       let initrd = values.initrd;
       if (kernel === undefined) {
@@ -241,6 +247,7 @@ export const command: CliCommand = {
           log: (l) => write(io.stderr, `node-kvm: ${l}`) }));
         kernel = values.bzimage ? img.kernel : img.vmlinux;
         initrd = img.initrd;
+        hasAgent = img.manifest.agent !== undefined;
       }
       const kernelBytes = readUserFile(kernel, 'kernel');
       const initrdBytes = initrd === undefined ? undefined : readUserFile(initrd, 'initrd');
@@ -252,7 +259,10 @@ export const command: CliCommand = {
             '  Use the nested lab: `node-kvm run --lab ...` (or `node-kvm lab -- node-kvm run ...`); see `node-kvm doctor`.');
         }
       }
-      let cmdline = values.cmdline ?? (values.append ? `${DEFAULT_CMDLINE} ${values.append}` : DEFAULT_CMDLINE);
+      const asked = values.cmdline ?? (values.append ? `${DEFAULT_CMDLINE} ${values.append}` : DEFAULT_CMDLINE);
+      // nkvm.run="CMD" with the default image: CMD runs over the guest agent, not /init's console.
+      const agentRun = hasAgent ? takeRunCommand(asked) : undefined;
+      let cmdline = agentRun?.cmdline ?? asked;
       // A user network hands out addresses by DHCP: the default image's /init asks for one.
       if (netSpecs[0]?.kind === 'user' && values.cmdline === undefined && !/(^|\s)nkvm\.ip=/.test(cmdline)) cmdline += ' nkvm.ip=dhcp';
       // The user's files first (console log, capture), so a bad path fails before any VM exists.
@@ -272,7 +282,7 @@ export const command: CliCommand = {
       cleanups.push(() => net.close());
       const m = await deadline.race(asUsageAsync(() => Machine.create({ kernel: kernelBytes, initrd: initrdBytes, cmdline, memory, cpus,
         ...(bootProtocol !== undefined ? { bootProtocol } : {}),
-        net: net.backends.map((backend) => ({ backend })) })), (late) => void late.close());
+        net: net.backends.map((backend) => ({ backend })), ...(agentRun ? agentPortOptions() : {}) })), (late) => void late.close());
       cleanups.push(() => m.close());
       for (const b of net.backends) {
         for (const f of (b as Partial<UserNetBackend>).forwards ?? []) write(io.stderr, `node-kvm: forwarding ${f.proto} ${f.address}:${f.host} to the guest's port ${f.guest}`);
@@ -282,11 +292,26 @@ export const command: CliCommand = {
         m.console.pipe(out, { end: consoleSpec !== 'stdio' });
         piped = true;
       }
-      const detach = consoleSpec === 'stdio' ? attachTerminal(m, io, () => void m.stop()) : () => {};
+      // Over the agent, a piped stdin is the command's, not the console's.
+      const commandStdin = agentRun !== undefined && !process.stdin.isTTY ? process.stdin : undefined;
+      const detach = consoleSpec === 'stdio' && commandStdin === undefined ? attachTerminal(m, io, () => void m.stop()) : () => {};
       cleanups.push(detach);
       deadline.onExpire(() => void m.stop());
       if (deadline.expired) return timedOut(io, timeoutS, kernel);
       m.start();
+      if (agentRun !== undefined) {
+        let status: number;
+        try {
+          status = await runOverAgent(m, agentRun.command, io, commandStdin);
+        } catch (e) {
+          if (deadline.expired) return timedOut(io, timeoutS, kernel);
+          write(io.stderr, `\nnode-kvm run: ${(e as Error).message}`);
+          status = 2;
+        }
+        if (deadline.expired) return timedOut(io, timeoutS, kernel);
+        await m.stop();
+        return status;
+      }
       const r = await m.wait();
       if (deadline.expired) return timedOut(io, timeoutS, kernel);
       if (r.reason === 'shutdown' || r.reason === 'error') write(io.stderr, `\nnode-kvm run: guest ${r.reason}: ${r.detail ?? ''}`);

@@ -13,6 +13,7 @@ import { IMAGE_FILES, MANIFEST_FORMAT, sha256, verifyImage, type Image, type Ima
 import { ModuleTree, assertModulesMatch } from './modules.js';
 import { addBusybox, addHostFile, addModules, baseRootFs } from './rootfs.js';
 import { checkOptions, keysOf } from '../options-check.js';
+import { AGENT_GUEST_PATH, agentSource, buildAgent } from './agent.js';
 
 export const DEFAULT_KERNEL_PACKAGE = 'linux-image-amd64';
 export const DEFAULT_BUSYBOX = '/bin/busybox';
@@ -52,6 +53,8 @@ export interface ImageProfile {
     /** Contents. */ data: string;
     /** Mode bits (default 0o644). */ perm?: number;
   }>;
+  /** Build the guest agent (guest-agent/nkvm-agent.c) into /sbin/nkvm-agent (needs gcc). */
+  agent?: boolean;
 }
 
 export const GUEST_PROFILE: ImageProfile = {
@@ -59,6 +62,7 @@ export const GUEST_PROFILE: ImageProfile = {
   optionalModules: GUEST_OPTIONAL_MODULES,
   init: guestInit(),
   files: { 'etc/nkvm/udhcpc.sh': { data: UDHCPC_SCRIPT, perm: 0o755 }, 'etc/nkvm/shell.sh': { data: SHELL_SCRIPT, perm: 0o755 } },
+  agent: true,
 };
 
 /**
@@ -114,6 +118,12 @@ export async function buildImage(opts: BuildImageOptions = {}): Promise<Image> {
     const busyboxVersion = addBusybox(fs, opts.busybox ?? DEFAULT_BUSYBOX);
     addModules(fs, mods);
     for (const [p, f] of Object.entries(profile.files ?? {})) fs.file(p, f.data, f.perm ?? 0o644);
+    if (profile.agent) {
+      const exe = join(work, 'nkvm-agent');
+      buildAgent(exe);
+      fs.file(AGENT_GUEST_PATH, readFileSync(exe), 0o755);
+      log(`guest agent built into ${AGENT_GUEST_PATH}`);
+    }
     const added = (opts.add ?? []).flatMap((spec) => addHostFile(fs, spec));
     fs.file('init', profile.init, 0o755);
     const initrd = fs.toCpioGz();
@@ -129,6 +139,7 @@ export async function buildImage(opts: BuildImageOptions = {}): Promise<Image> {
       added,
       files: Object.fromEntries(Object.entries(files).map(([f, d]) => [f, { sha256: sha256(d), size: d.length }])),
       profileSha256: profileHash(profile),
+      ...(profile.agent ? { agent: AGENT_GUEST_PATH } : {}),
     };
     try {
       await writeAtomically(target, (tmp) => {
@@ -153,7 +164,8 @@ export async function buildImage(opts: BuildImageOptions = {}): Promise<Image> {
  */
 export function profileHash(profile: ImageProfile): string {
   const files = Object.entries(profile.files ?? {}).map(([p, f]) => [p, sha256(Buffer.from(f.data)), f.perm ?? 0o644]);
-  return sha256(Buffer.from(JSON.stringify([profile.init, profile.modules, profile.optionalModules ?? [], files])));
+  const agent = profile.agent ? [sha256(Buffer.from(agentSource()))] : [];
+  return sha256(Buffer.from(JSON.stringify([profile.init, profile.modules, profile.optionalModules ?? [], files, ...agent])));
 }
 
 /** A cached, verified image by name; `build: true` (re)builds it when missing or corrupt. */

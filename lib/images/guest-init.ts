@@ -3,6 +3,7 @@
 //   nkvm.gw=ADDR  nkvm.dns=ADDR  nkvm.if=NAME  nkvm.hostname=NAME
 //   nkvm.run=WORD  or  nkvm.run="cmd with spaces"  or  nkvm.run64=BASE64(cmd)
 //       run the command instead of the shell, print NODE-KVM-EXIT=<status>, power off
+//       (nkvm.run=@agent: node-kvm run runs it over the guest agent; /init just waits)
 // Console protocol (what tests wait for): READY_MARKER once userspace is up and the network is
 // configured, then either the shell prompt GUEST_PROMPT or EXIT_MARKER_PREFIX<status>.
 
@@ -63,6 +64,9 @@ hostname "$(arg hostname || echo node-kvm)"
 while read -r m; do
   [ -n "$m" ] && { insmod "/lib/modules/$m.ko" 2>/dev/null || echo "node-kvm: insmod $m failed"; }
 done < /etc/nkvm/modules
+# The exec channel's agent (lib/testing/agent-client.ts): it waits for its virtio-console port and is
+# restarted if it dies, so a host request can fail but the channel comes back.
+[ -x /sbin/nkvm-agent ] && { while :; do /sbin/nkvm-agent; sleep 1; done </dev/null >/dev/null 2>>/run/nkvm-agent.log & }
 ip link set lo up
 iface=$(arg if || echo eth0)
 ipv=$(arg ip || true)
@@ -82,7 +86,10 @@ run=$(echo "$cmdline" | sed -n 's/.*nkvm\\.run="\\([^"]*\\)".*/\\1/p')
 [ -z "$run" ] && run=$(arg run || true)
 [ -z "$run" ] && { r64=$(arg run64) && run=$(echo "$r64" | base64 -d); }
 echo "${READY_MARKER}"
-if [ -n "$run" ]; then
+if [ "$run" = @agent ]; then
+  # node-kvm run sends the command over the agent's port and stops the machine itself.
+  while :; do sleep 3600; done
+elif [ -n "$run" ]; then
   sh -c "$run"
   echo "${EXIT_MARKER_PREFIX}$?"
   # echo returns once the bytes are in the tty buffer, not on the wire: the 8250 driver sends

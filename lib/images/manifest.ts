@@ -49,6 +49,8 @@ export interface ImageManifest {
   files: Record<string, FileRecord>;
   /** sha256 of the profile (init script, modules, extra files) the image was built from. */
   profileSha256?: string;
+  /** Guest path of the exec-channel agent (lib/images/agent.ts), when the image has one. */
+  agent?: string;
 }
 
 /** A verified image on disk. */

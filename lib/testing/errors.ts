@@ -21,7 +21,7 @@ export class ExecTimeoutError extends NodeKvmError {
   ) {
     super('ERR_EXEC_TIMEOUT',
       `command did not finish within ${timeoutMs} ms: ${command}\n` +
-      (recovered ? 'it was interrupted (Ctrl-C); the VM is still usable\n' : 'the shell did not recover; the VM was stopped\n') +
+      (recovered ? 'it was stopped (its process group killed; over the console, Ctrl-C); the VM is still usable\n' : 'the guest did not recover; the VM was stopped or fell back to the console\n') +
       `console tail:\n${tail}`);
   }
 }
@@ -40,6 +40,24 @@ export class ExecFailedError extends NodeKvmError {
   ) {
     super('ERR_EXEC_FAILED',
       `command exited with status ${exitCode}: ${command}\n--- stdout ---\n${excerpt(stdout)}\n--- stderr ---\n${excerpt(stderr)}`);
+  }
+}
+
+/**
+ * writeFile/readFile over the agent: the guest's open/read/write failed. An ExecFailedError
+ * (status 1, the guest's message as stderr) as on the console path, plus the errno.
+ * Code: `ERR_EXEC_FAILED`.
+ */
+export class GuestFileError extends ExecFailedError {
+  constructor(
+    what: string,
+    /** The guest's errno name (ENOENT…). */
+    readonly errnoCode: string,
+    /** The guest's errno number. */
+    readonly errno: number,
+    message: string,
+  ) {
+    super(what, 1, '', `${message}\n`);
   }
 }
 

@@ -3,5 +3,7 @@
 export { bootVm, TestVm, uniqueMac, type BootVmOptions, type CleanupHost, type ExecOptions, type ExecResult } from './vm.js';
 export { topology, Topology, TopologyLink, type LinkSpec, type TopologySpec } from './topology.js';
 export { VmScope, withVms, vmTest, artifactsRoot, type VmTestOptions } from './scope.js';
-export { BootError, ExecFailedError, ExecProtocolError, ExecTimeoutError } from './errors.js';
+export { BootError, ExecFailedError, ExecProtocolError, ExecTimeoutError, GuestFileError } from './errors.js';
+export { AgentClient, AgentError, AgentRequestError, type AgentExecOptions, type AgentExecResult } from './agent-client.js';
+export { AGENT_PORT_NAME, AgentProtocolError } from './agent-protocol.js';
 export type { Impairments } from '../net/link.js';

@@ -1,8 +1,11 @@
-// bootVm(): a booted guest with its shell ready, and exec/readFile/writeFile over the serial
-// console (see protocol.ts for the wire format). One console carries one conversation, so
-// calls on a TestVm are queued and run one at a time.
+// bootVm(): a booted guest with its shell ready, and exec/readFile/writeFile. When the image has
+// the guest agent and the machine its virtio-console port, these go over that port
+// (agent-client.ts: binary frames, several requests at once, output streamed); otherwise over
+// the serial console (protocol.ts: one conversation, so those calls are queued and run one at
+// a time).
 import { randomBytes } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
+import type { Duplex } from 'node:stream';
 import { join } from 'node:path';
 import { NodeKvmError } from '../errors.js';
 import { readUserFile } from '../user-file.js';
@@ -10,7 +13,9 @@ import { getDefaultImage, getImage, GUEST_PROMPT, READY_MARKER, type Image } fro
 import { DEFAULT_CMDLINE } from '../machine/cmdline.js';
 import { ConsoleTimeoutError, Machine, type MachineConsole, type MachineResult, type NetOptions } from '../machine/index.js';
 import { userNet, UserNetBackend } from '../net/user.js';
-import { BootError, ExecFailedError, ExecProtocolError, ExecTimeoutError } from './errors.js';
+import { AgentClient, AgentError, AgentRequestError } from './agent-client.js';
+import { agentPortOptions, openAgentPort } from './agent-port.js';
+import { BootError, ExecFailedError, ExecProtocolError, ExecTimeoutError, GuestFileError } from './errors.js';
 import {
   ackPattern, execLine, execReplyPattern, ExecReplyError, GUEST_WORK_DIR, MAX_LINE, marker, parseExecReply,
   printMarker, shellQuote, uploadLines,
@@ -51,6 +56,11 @@ export interface BootVmOptions {
   timeout?: number;
   /** Register close() with this test context's after() hook. */
   t?: CleanupHost;
+  /**
+   * Use the guest agent's virtio-console port when the image has the agent (default true);
+   * false keeps everything on the serial console.
+   */
+  agent?: boolean;
 }
 
 /** Options of exec() and execOk(). */
@@ -63,6 +73,14 @@ export interface ExecOptions {
   env?: Record<string, string>;
   /** Bytes given to the command on stdin (default: /dev/null). */
   input?: string | Uint8Array;
+  /**
+   * Stdin as a stream (a Readable or any async iterable of bytes), fed as the command reads it
+   * over the agent's channel (the console path collects it first). Not with `input`.
+   */
+  stdin?: AsyncIterable<Uint8Array>;
+  /** Each piece of stdout as it arrives (over the console: all of it once, at the end). */
+  onStdout?: (chunk: Buffer) => void;
+  onStderr?: (chunk: Buffer) => void;
 }
 
 /** What a command did. */
@@ -87,6 +105,16 @@ const RESYNC_TIMEOUT = 15_000;
 const HOST_GRACE = 15_000;
 /** Bytes per readFile chunk (its base64 stays far below the console's history limit). */
 const READ_CHUNK = 64 * 1024;
+/** How long bootVm waits for the agent's HELLO once the shell is ready. */
+const AGENT_HELLO_WAIT = 60_000;
+/** How long requests wait for a restarted agent (the guest's loop restarts it after 1 s). */
+const AGENT_RECONNECT_WAIT = 30_000;
+
+async function collect(src: AsyncIterable<Uint8Array>): Promise<Buffer> {
+  const parts: Buffer[] = [];
+  for await (const c of src) parts.push(Buffer.from(c));
+  return Buffer.concat(parts);
+}
 
 let vmCount = 0;
 let macCount = 0;
@@ -112,13 +140,15 @@ async function resolveImage(image: Image | string | undefined): Promise<Image> {
 }
 
 /** Reject with ERR_VM_ENDED when the machine ends first; a pending wait is never left unhandled. */
-function raceEnd<T>(p: Promise<T>, ended: Promise<MachineResult>, what: () => string): Promise<T> {
+function raceEnd<T>(p: Promise<T>, ended: Promise<MachineResult>, what: () => string, hasEnded?: () => boolean): Promise<T> {
   const vmEnded = (r: MachineResult): NodeKvmError =>
     new NodeKvmError('ERR_VM_ENDED', `${what()}: the VM ended (${r.reason}${r.detail ? `: ${r.detail}` : ''})`);
   const waited = p.catch(async (e: unknown) => {
     // The console fails its pending waits the moment the machine ends, a turn before wait()
     // resolves: report the end (a reboot or panic mid-command), not a console timeout.
     if ((e as NodeKvmError).code === 'ERR_MACHINE_ENDED') throw vmEnded(await ended);
+    // The agent's port ends when the machine does, maybe a turn before wait() resolves: same.
+    if (hasEnded?.() === true) throw vmEnded(await ended);
     throw e;
   });
   return Promise.race([waited, ended.then((r) => { throw vmEnded(r); })]);
@@ -146,8 +176,14 @@ export class TestVm implements AsyncDisposable {
   private closing: Promise<void> | undefined;
   /** @internal backends made by bootVm for this VM, closed with it. */
   ownedBackends: UserNetBackend[] = [];
+  private agent: AgentClient | undefined;
+  /** Opens a new host stream of the agent's port (set when the machine has one). */
+  private agentPort: (() => Duplex | undefined) | undefined;
+  /** A new agent is being waited for after the channel closed (the agent died). */
+  private reconnecting: Promise<void> | undefined;
+  /** Why the agent's channel is not used (undefined while it is). */
+  agentProblem: string | undefined = 'no agent channel';
 
-  /** @internal use bootVm() */
   /** @internal use bootVm() */
   constructor(
     /** The underlying machine. */
@@ -160,6 +196,73 @@ export class TestVm implements AsyncDisposable {
     // Nobody has to read the stream: the history and the log keep the output.
     this.console.resume();
     this.ended = machine.wait();
+  }
+
+  private readonly hasEnded = (): boolean => this.machine.state === 'ended' || this.machine.state === 'closed';
+
+  /** Which path exec/readFile/writeFile take now. */
+  get channel(): 'agent' | 'console' {
+    return this.agent?.usable ? 'agent' : 'console';
+  }
+
+  /** @internal after boot: use the agent on the port `open` gives once it says HELLO (within `timeout` ms). */
+  async attachAgent(open: () => Duplex | undefined, timeout: number): Promise<void> {
+    this.agentPort = open;
+    await this.connectAgent(timeout);
+  }
+
+  private async connectAgent(timeout: number): Promise<void> {
+    let port: Duplex | undefined;
+    try {
+      port = this.agentPort?.();
+    } catch (e) {
+      this.agentProblem = `opening the agent's port failed: ${(e as Error).message}`;
+      return;
+    }
+    if (port === undefined) {
+      this.agentProblem = 'the machine has no agent port';
+      return;
+    }
+    const client = new AgentClient(port, `vm ${this.name} agent`);
+    const stream = port;
+    client.onGone = (e) => {
+      stream.destroy();
+      if (this.agent !== client) return;
+      this.agent = undefined;
+      this.agentProblem = e.message;
+      // The guest closed its end: the agent died. /init starts a new one; wait for its HELLO
+      // on a fresh stream (requests meanwhile wait for that, then fall back to the console).
+      if (this.broken === undefined) {
+        this.reconnecting = this.connectAgent(AGENT_RECONNECT_WAIT).finally(() => { this.reconnecting = undefined; });
+      }
+    };
+    try {
+      await raceEnd(client.ready(timeout), this.ended, () => `vm ${this.name}: waiting for the guest agent`);
+      this.agent = client;
+      this.agentProblem = undefined;
+    } catch (e) {
+      client.onGone = undefined;
+      client.close();
+      stream.destroy();
+      this.agentProblem = (e as Error).message;
+    }
+  }
+
+  /** Requests go to the agent unless it broke; after ERR_AGENT_UNRESPONSIVE it is dropped. */
+  private async agentFor(): Promise<AgentClient | undefined> {
+    if (this.reconnecting !== undefined) await this.reconnecting;
+    if (this.broken !== undefined) throw new NodeKvmError('ERR_VM_UNUSABLE', `vm ${this.name} is not usable: ${this.broken}`);
+    return this.agent?.usable ? this.agent : undefined;
+  }
+
+  private dropAgent(why: string): void {
+    const a = this.agent;
+    this.agent = undefined;
+    this.agentProblem = why;
+    if (a !== undefined) {
+      a.onGone = undefined;
+      a.close();
+    }
   }
 
   /** Everything the guest printed since boot. */
@@ -247,13 +350,38 @@ export class TestVm implements AsyncDisposable {
   }
 
   /** Run `command` with `sh` in the guest; resolves with its exit status and output. */
-  exec(command: string, options: ExecOptions = {}): Promise<ExecResult> {
-    try {
-      checkOptions('exec', options, keysOf<ExecOptions>({ timeout: true, cwd: true, env: true, input: true }));
-    } catch (e) {
-      return Promise.reject(e);
+  async exec(command: string, options: ExecOptions = {}): Promise<ExecResult> {
+    checkOptions('exec', options, keysOf<ExecOptions>({ timeout: true, cwd: true, env: true, input: true, stdin: true, onStdout: true, onStderr: true }));
+    if (options.input !== undefined && options.stdin !== undefined) {
+      throw new NodeKvmError('ERR_INVALID_ARG', 'exec: give `input` or `stdin`, not both');
     }
-    return this.serial(() => this.execNow(command, options));
+    const agent = await this.agentFor();
+    if (agent !== undefined) return this.execAgent(agent, command, options);
+    return this.serial(async () => {
+      const r = await this.execNow(command, options.stdin === undefined ? options : { ...options, input: await collect(options.stdin) });
+      if (r.stdoutBytes.length > 0) options.onStdout?.(r.stdoutBytes);
+      if (r.stderrBytes.length > 0) options.onStderr?.(r.stderrBytes);
+      return r;
+    });
+  }
+
+  private async execAgent(agent: AgentClient, command: string, options: ExecOptions): Promise<ExecResult> {
+    const timeout = options.timeout ?? DEFAULT_EXEC_TIMEOUT;
+    const input = typeof options.input === 'string' ? Buffer.from(options.input) : options.input;
+    let r;
+    try {
+      r = await raceEnd(agent.exec({ command, env: options.env, cwd: options.cwd },
+        { stdin: input ?? options.stdin, onStdout: options.onStdout, onStderr: options.onStderr, timeout, killGrace: HOST_GRACE }),
+      this.ended, () => `vm ${this.name}: exec ${command}`, this.hasEnded);
+    } catch (e) {
+      if (e instanceof AgentError && e.code === 'ERR_AGENT_UNRESPONSIVE') {
+        this.dropAgent(e.message);
+        throw new ExecTimeoutError(command, timeout, this.tail(), false);
+      }
+      throw e;
+    }
+    if (r.timedOut) throw new ExecTimeoutError(command, timeout, this.tail(), true);
+    return { exitCode: r.exitCode, stdout: r.stdout.toString('utf8'), stderr: r.stderr.toString('utf8'), stdoutBytes: r.stdout, stderrBytes: r.stderr };
   }
 
   private async execNow(command: string, options: ExecOptions): Promise<ExecResult> {
@@ -309,9 +437,13 @@ export class TestVm implements AsyncDisposable {
   }
 
   /** Write `data` to the guest file `path` (created or truncated). */
-  writeFile(path: string, data: string | Uint8Array, options: { timeout?: number; mode?: number } = {}): Promise<void> {
+  async writeFile(path: string, data: string | Uint8Array, options: { timeout?: number; mode?: number } = {}): Promise<void> {
     const bytes = typeof data === 'string' ? Buffer.from(data) : data;
     const timeout = options.timeout ?? DEFAULT_EXEC_TIMEOUT;
+    const agent = await this.agentFor();
+    if (agent !== undefined) {
+      return this.agentFile(`writeFile ${path}`, timeout, agent.writeFile(path, bytes, { mode: options.mode, timeout }));
+    }
     return this.serial(async () => {
       await this.upload(bytes, `${GUEST_WORK_DIR}/u`, timeout);
       const mode = options.mode === undefined ? '' : ` && chmod ${options.mode.toString(8)} ${shellQuote(path)}`;
@@ -321,8 +453,10 @@ export class TestVm implements AsyncDisposable {
   }
 
   /** Read the guest file `path`. */
-  readFile(path: string, options: { timeout?: number } = {}): Promise<Buffer> {
+  async readFile(path: string, options: { timeout?: number } = {}): Promise<Buffer> {
     const timeout = options.timeout ?? DEFAULT_EXEC_TIMEOUT;
+    const agent = await this.agentFor();
+    if (agent !== undefined) return this.agentFile(`readFile ${path}`, timeout, agent.readFile(path, { timeout }));
     return this.serial(async () => {
       const q = shellQuote(path);
       const size = await this.execNow(`wc -c <${q}`, { timeout });
@@ -337,6 +471,17 @@ export class TestVm implements AsyncDisposable {
       }
       return Buffer.concat(parts);
     });
+  }
+
+  /** A file request over the agent, its errors mapped to the console path's classes. */
+  private async agentFile<T>(what: string, timeout: number, p: Promise<T>): Promise<T> {
+    try {
+      return await raceEnd(p, this.ended, () => `vm ${this.name}: ${what}`, this.hasEnded);
+    } catch (e) {
+      if (e instanceof AgentRequestError) throw new GuestFileError(what, e.errnoCode, e.errno, e.message);
+      if (e instanceof AgentError && e.code === 'ERR_AGENT_TIMEOUT') throw new ExecTimeoutError(what, timeout, this.tail(), true);
+      throw e;
+    }
   }
 
   /** Ask the guest to power off (the shell exits, init powers off) and wait for the machine. */
@@ -369,6 +514,7 @@ export class TestVm implements AsyncDisposable {
   close(): Promise<void> {
     this.closing ??= (async () => {
       this.broken ??= 'it is closed';
+      this.dropAgent('the VM is closed');
       await this.machine.close();
       // Backends bootVm made for this VM (net: 'user') end with it.
       for (const b of this.ownedBackends) b.close();
@@ -386,13 +532,14 @@ export class TestVm implements AsyncDisposable {
 
 /** Boot a guest and wait until its shell is ready for exec(). */
 export async function bootVm(opts: BootVmOptions = {}): Promise<TestVm> {
-  checkOptions('bootVm', opts, keysOf<BootVmOptions>({ name: true, image: true, bzImage: true, memory: true, cpus: true, net: true, files: true, cmdline: true, verbose: true, timeout: true, t: true }));
+  checkOptions('bootVm', opts, keysOf<BootVmOptions>({ name: true, image: true, bzImage: true, memory: true, cpus: true, net: true, files: true, cmdline: true, verbose: true, timeout: true, t: true, agent: true }));
   const name = opts.name ?? `vm${++vmCount}`;
   const image = await resolveImage(opts.image);
   const kernelPath = opts.bzImage ? image.kernel : image.vmlinux;
   // Host files first: a bad path is an ERR_FILE before any VM exists.
   const files = Object.entries(opts.files ?? {}).map(([guestPath, src]) =>
     [guestPath, typeof src === 'string' ? readUserFile(src, `file for ${guestPath}`) : src] as const);
+  const useAgent = (opts.agent ?? true) && image.manifest.agent !== undefined;
   const owned = opts.net === 'user' ? [userNet()] : [];
   const net: NetOptions[] = opts.net === 'user' ? owned.map((backend) => ({ backend })) : opts.net ?? [];
   // A user network hands out addresses by DHCP: the default image's /init asks for one.
@@ -407,6 +554,7 @@ export async function bootVm(opts: BootVmOptions = {}): Promise<TestVm> {
     memory: opts.memory ?? '256M',
     cpus: opts.cpus ?? 1,
     net: net.map((n) => ({ ...n, mac: n.mac ?? uniqueMac() })),
+    ...(useAgent ? agentPortOptions() : {}),
     });
   } catch (e) {
     for (const b of owned) b.close();
@@ -423,6 +571,9 @@ export async function bootVm(opts: BootVmOptions = {}): Promise<TestVm> {
     await raceEnd(machine.console.waitFor(READY_MARKER, { timeout: left() }), machine.wait(), () => `vm ${name}: booting`);
     await raceEnd(machine.console.waitFor(GUEST_PROMPT, { timeout: left() }), machine.wait(), () => `vm ${name}: waiting for the shell`);
     await vm.setup(left());
+    // The agent starts early in /init and waits for its port: by the time the shell answers it
+    // has normally said HELLO. If it has not within AGENT_HELLO_WAIT, the console serves.
+    if (useAgent) await vm.attachAgent(() => openAgentPort(machine), Math.min(left(), AGENT_HELLO_WAIT));
     for (const [guestPath, bytes] of files) await vm.writeFile(guestPath, bytes, { timeout: left() });
   } catch (e) {
     const tail = vm.tail();

@@ -1,4 +1,5 @@
-// node-kvm/testing against a real guest: exec's stdout/stderr/exit status, output that holds
+// node-kvm/testing over the serial console (agent: false; agent-exec.test.ts covers the agent's
+// channel) against a real guest: exec's stdout/stderr/exit status, output that holds
 // marker text, binary output, a timeout the VM survives, a 100 KB file round trip, and a
 // guest that reboots or panics in the middle of a command.
 import { after, before, test } from 'node:test';
@@ -13,7 +14,7 @@ if (skip !== undefined) process.stderr.write(`\n*** SKIPPING testing-exec: ${ski
 let vm: TestVm;
 
 before(async () => {
-  if (skip === undefined) vm = await bootVm({ name: 'exec', memory: '128M', files: { '/tmp/given.txt': Buffer.from('given at boot\n') } });
+  if (skip === undefined) vm = await bootVm({ name: 'exec', memory: '128M', agent: false, files: { '/tmp/given.txt': Buffer.from('given at boot\n') } });
 }, { timeout: 300_000 });
 after(async () => { await vm?.close(); });
 
@@ -69,7 +70,7 @@ test('a guest that reboots or panics mid-exec ends the call with ERR_VM_ENDED, n
   // reboot=k on the cmdline: a forced reboot goes through the i8042; panic=-1 turns the
   // sysrq crash into an immediate reboot too.
   for (const cmd of ['reboot -f', 'echo c > /proc/sysrq-trigger']) {
-    await using v = await bootVm({ name: 'ends', memory: '128M' });
+    await using v = await bootVm({ name: 'ends', memory: '128M', agent: false });
     await assert.rejects(v.exec(`sleep 1; ${cmd}; sleep 100`, { timeout: 120_000 }), (e: unknown) => {
       const err = e as { code?: string; message?: string };
       return err.code === 'ERR_VM_ENDED' && /reboot/.test(err.message ?? '');
