@@ -16,6 +16,7 @@
         "native/tap-writer.cc",
         "native/snapshot.cc",
         "native/memfd.cc",
+        "native/fs.cc",
         "native/eventfd-watch.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],

@@ -131,6 +131,39 @@ export interface INative {
   // in-memory snapshots: guest RAM in a memfd (sparse: zero pages stay holes)
   memfdCreate(name: string, size: number): number;
   memfdWriteSparse(fd: number, bytes: Uint8Array, offset: number): number;
+  // *at() file syscalls on the libuv threadpool (native/fs.cc): each resolves with the
+  // syscall's result or rejects with KvmError (code = errno name). Paths: string or raw bytes.
+  fsConstants: FsConstants;
+  openat2(dirfd: number, path: FsPath, flags: number, mode: number, resolve: number): Promise<number>;
+  /** [mask, mode, nlink, uid, gid, rdevMajor, rdevMinor, ino, size, blocks, blksize, atimeSec,
+   *  atimeNsec, mtimeSec, mtimeNsec, ctimeSec, ctimeNsec, btimeSec, btimeNsec, devMajor, devMinor] */
+  statx(dirfd: number, path: FsPath, flags: number, mask: number): Promise<BigInt64Array>;
+  mkdirat(dirfd: number, path: FsPath, mode: number): Promise<number>;
+  mknodat(dirfd: number, path: FsPath, mode: number, major: number, minor: number): Promise<number>;
+  unlinkat(dirfd: number, path: FsPath, flags: number): Promise<number>;
+  renameat2(olddirfd: number, oldpath: FsPath, newdirfd: number, newpath: FsPath, flags: number): Promise<number>;
+  linkat(olddirfd: number, oldpath: FsPath, newdirfd: number, newpath: FsPath, flags: number): Promise<number>;
+  symlinkat(target: FsPath, newdirfd: number, linkpath: FsPath): Promise<number>;
+  readlinkat(dirfd: number, path: FsPath): Promise<Buffer>;
+  fchmodat(dirfd: number, path: FsPath, mode: number, flags: number): Promise<number>;
+  fchownat(dirfd: number, path: FsPath, uid: number, gid: number, flags: number): Promise<number>;
+  utimensat(dirfd: number, path: FsPath, atimeSec: number | bigint, atimeNsec: number, mtimeSec: number | bigint, mtimeNsec: number, flags: number): Promise<number>;
+  /** lseek(fd, offset) + getdents64 into `buffer`: bytes filled, 0 at the end. */
+  getdents64(fd: number, buffer: Uint8Array, offset: number | bigint): Promise<number>;
+  /** [type, bsize, blocks, bfree, bavail, files, ffree, fsid, namelen] */
+  fstatfs(fd: number): Promise<BigInt64Array>;
+}
+
+export type FsPath = string | Uint8Array;
+
+/** The flag values native/fs.cc was built with (from the C headers, not hard-coded in TS). */
+export interface FsConstants {
+  AT_FDCWD: number; AT_EMPTY_PATH: number; AT_SYMLINK_NOFOLLOW: number; AT_SYMLINK_FOLLOW: number; AT_REMOVEDIR: number;
+  RESOLVE_BENEATH: number; RESOLVE_NO_SYMLINKS: number; RESOLVE_NO_MAGICLINKS: number; RESOLVE_NO_XDEV: number; RESOLVE_IN_ROOT: number;
+  O_RDONLY: number; O_WRONLY: number; O_RDWR: number; O_CREAT: number; O_EXCL: number; O_NOCTTY: number; O_TRUNC: number;
+  O_APPEND: number; O_NONBLOCK: number; O_DSYNC: number; O_SYNC: number; O_DIRECTORY: number; O_NOFOLLOW: number;
+  O_NOATIME: number; O_CLOEXEC: number; O_PATH: number; O_LARGEFILE: number;
+  UTIME_NOW: number; UTIME_OMIT: number; STATX_BASIC_STATS: number; STATX_BTIME: number; RENAME_NOREPLACE: number;
 }
 
 function findAddon(): string {

@@ -20,6 +20,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InitTapWriter(env, exports);
   InitSnapshot(env, exports);
   InitMemfd(env, exports);
+  InitFs(env, exports);
   InitEventfdWatch(env, exports);
   return exports;
 }

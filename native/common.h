@@ -85,6 +85,7 @@ void InitLayout(Napi::Env env, Napi::Object exports);
 void InitTap(Napi::Env env, Napi::Object exports);
 void InitSnapshot(Napi::Env env, Napi::Object exports);
 void InitMemfd(Napi::Env env, Napi::Object exports);
+void InitFs(Napi::Env env, Napi::Object exports);
 void InitEventfdWatch(Napi::Env env, Napi::Object exports);
 
 }  // namespace nkvm

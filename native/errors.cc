@@ -31,7 +31,7 @@ void SetErrorClass(const Napi::CallbackInfo& info) {
   State(info.Env())->kvmError = Napi::Persistent(info[0].As<Napi::Function>());
 }
 
-void ThrowErrno(Napi::Env env, int err, const char* syscall) {
+Napi::Value ErrnoError(Napi::Env env, int err, const char* syscall) {
   std::string code = ErrnoName(err);
   std::string msg = std::string(syscall) + " failed: " + code + " (" + strerror(err) + ")";
   ErrorState* s = State(env);
@@ -40,12 +40,14 @@ void ThrowErrno(Napi::Env env, int err, const char* syscall) {
     e.Set("code", code);
     e.Set("errno", Napi::Number::New(env, err));
     e.Set("syscall", syscall);
-    e.ThrowAsJavaScriptException();
-    return;
+    return e.Value();
   }
-  Napi::Object obj = s->kvmError.New({Napi::String::New(env, code), Napi::Number::New(env, err),
-                                      Napi::String::New(env, syscall), Napi::String::New(env, msg)});
-  Napi::Error(env, obj).ThrowAsJavaScriptException();
+  return s->kvmError.New({Napi::String::New(env, code), Napi::Number::New(env, err),
+                          Napi::String::New(env, syscall), Napi::String::New(env, msg)});
+}
+
+void ThrowErrno(Napi::Env env, int err, const char* syscall) {
+  Napi::Error(env, ErrnoError(env, err, syscall)).ThrowAsJavaScriptException();
 }
 
 void ThrowArg(Napi::Env env, const char* message) {

@@ -19,13 +19,14 @@ import { resolveMemory } from '../machine/options.js';
 import { createUserFile, readUserFile } from '../user-file.js';
 import { UsageError, asUsage, intOption, parseCommandArgs, write, type CliCommand, type CliIo } from './args.js';
 import { Deadline, DeadlineError } from './deadline.js';
+import { parseShareArg, resolveShares } from '../devices/virtio/9p/share.js';
 import { agentPortOptions } from '../testing/agent-port.js';
 import { runOverAgent, takeRunCommand } from './run-agent.js';
 
 const usage = `usage: node-kvm run [--kernel FILE] [--initrd FILE] [--append ARGS] [--cmdline ARGS]
                     [--memory 256M] [--cpus N] [--console stdio|file:PATH|none] [--timeout S]
                     [--net user[,fwd=tcp:H:G]...|tap:NAME|switch:NAME]... [--pcap FILE] [--bzimage]
-                    [--lab] [--boot-protocol 32-bit|64-bit]
+                    [--lab] [--boot-protocol 32-bit|64-bit] [--share HOSTDIR[=TAG][:ro]]...
   Boots FILE (bzImage, vmlinux, Multiboot ELF) or, without --kernel, the default image
   (Debian kernel + busybox initramfs; built on first use, see \`node-kvm image\`).
   --append ARGS   added to the default command line ("${DEFAULT_CMDLINE}");
@@ -46,6 +47,12 @@ const usage = `usage: node-kvm run [--kernel FILE] [--initrd FILE] [--append ARG
                                  machine of this process that names it)
   --pcap FILE     record the first NIC's frames (both directions) to FILE (pcap, ns stamps;
                   not with a --lab re-run, whose files stay inside the lab)
+  --share DIR[=TAG][:ro]
+                  share the host directory DIR over virtio-9p (repeatable); TAG defaults to
+                  DIR's last name (at most 31 bytes); :ro answers every change with EROFS. In
+                  the guest: mount -t 9p -o trans=virtio,version=9p2000.L,msize=512000 TAG /mnt
+                  (files it creates belong to the user running node-kvm). With --lab, the lab
+                  sees this host's files read-only, so writes stay in the lab's RAM overlay.
   --lab           if this host's KVM cannot boot Linux (no VMX/SVM, kvm_pvm), run inside the
                   nested lab (QEMU TCG with emulated SVM); elsewhere boot directly
   With a terminal, the console is interactive: Ctrl-A x quits, Ctrl-A h helps.
@@ -204,6 +211,7 @@ export const command: CliCommand = {
       net: { type: 'string', multiple: true },
       pcap: { type: 'string' },
       'boot-protocol': { type: 'string' },
+      share: { type: 'string', multiple: true },
     });
     const bootProtocol = values['boot-protocol'];
     if (bootProtocol !== undefined && bootProtocol !== '32-bit' && bootProtocol !== '64-bit') {
@@ -219,6 +227,16 @@ export const command: CliCommand = {
     if (!/^(stdio|none|file:.+)$/.test(consoleSpec)) throw new UsageError(`--console must be stdio, none or file:PATH (got ${consoleSpec})`);
     if (values.initrd !== undefined && values.kernel === undefined) throw new UsageError('--initrd needs --kernel');
     const netSpecs = parseNetSpecs(values.net ?? []);
+    const shares = (values.share ?? []).map((a) => {
+      try {
+        return parseShareArg(a);
+      } catch (e) {
+        throw new UsageError((e as Error).message);
+      }
+    });
+    // Checked here, before any lab or boot: a missing directory or a tag used twice is a usage
+    // error with its code, whatever this host can boot.
+    resolveShares(shares);
     if (values.pcap !== undefined && netSpecs.length === 0) throw new UsageError('--pcap needs a NIC (--net user, tap:NAME or switch:NAME)');
 
     if (values.lab && process.env.NODE_KVM_LAB !== '1' && !(await doctor()).canBootLinuxDirectly) {
@@ -282,7 +300,7 @@ export const command: CliCommand = {
       cleanups.push(() => net.close());
       const m = await deadline.race(asUsageAsync(() => Machine.create({ kernel: kernelBytes, initrd: initrdBytes, cmdline, memory, cpus,
         ...(bootProtocol !== undefined ? { bootProtocol } : {}),
-        net: net.backends.map((backend) => ({ backend })), ...(agentRun ? agentPortOptions() : {}) })), (late) => void late.close());
+        net: net.backends.map((backend) => ({ backend })), shares, ...(agentRun ? agentPortOptions() : {}) })), (late) => void late.close());
       cleanups.push(() => m.close());
       for (const b of net.backends) {
         for (const f of (b as Partial<UserNetBackend>).forwards ?? []) write(io.stderr, `node-kvm: forwarding ${f.proto} ${f.address}:${f.host} to the guest's port ${f.guest}`);

@@ -16,10 +16,12 @@ export const GUEST_PROMPT = 'node-kvm# ';
 
 /**
  * Modules the default image loads (plus their dependencies): both RTL8139 drivers, and the
- * virtio PCI transport with virtio-console (/dev/vport*: the ports of Machine.create({ ports })).
+ * virtio PCI transport with virtio-console (/dev/vport*: the ports of Machine.create({ ports })),
+ * and virtio-9p with the 9p filesystem (the shares of Machine.create({ shares }); netfs and
+ * 9pnet come in as their dependencies), and overlay (node-kvm exec's copy-on-write root).
  * Debian builds all of them as modules; resolve() drops any a kernel has built in.
  */
-export const GUEST_MODULES = ['mii', '8139cp', '8139too', 'virtio_pci', 'virtio_console'];
+export const GUEST_MODULES = ['mii', '8139cp', '8139too', 'virtio_pci', 'virtio_console', '9pnet_virtio', '9p', 'overlay'];
 /** Loaded when present; built into some kernels. */
 export const GUEST_OPTIONAL_MODULES = ['af_packet'];
 

@@ -1,5 +1,6 @@
 // Machine: composes KVM, RAM, the platform devices, the loaders and the run loop into a PC
 // that boots a kernel. Lifecycle: create() → start() → wait() (or stop()) → close().
+import { P9Server } from '../devices/virtio/9p/server.js';
 import { EventEmitter } from 'node:events';
 import { writeAcpiTables } from '../boot/acpi/index.js';
 import { bootMsrs, buildCpuid, loadKernel, type BootSetup } from '../boot/index.js';
@@ -124,9 +125,11 @@ export class Machine extends EventEmitter implements AsyncDisposable {
     ph.mark('open');
     let vm: Vm | undefined;
     let platform: Platform | undefined;
+    let servers: P9Server[] = [];
     try {
       const maxVcpus = kvm.checkExtension(constants.KVM_CAP_MAX_VCPUS!) || kvm.checkExtension(constants.KVM_CAP_NR_VCPUS!) || 1;
       const o = resolveOptions(opts, Math.min(maxVcpus, 254));
+      servers = await Promise.all(o.shares.map((s) => P9Server.open(s)));
       ph.mark('options');
       vm = kvm.createVm();
       ph.mark('createVm');
@@ -157,7 +160,7 @@ export class Machine extends EventEmitter implements AsyncDisposable {
       const irqs = new Map<number, KvmIrqLine>();
       const theVm = vm;
       platform = new Platform(
-        { memory: vm.memory, memoryBelow4g: below, memoryAbove4g: above, cpus: o.cpus, comPorts: o.comPorts, net: o.net, ports: o.ports },
+        { memory: vm.memory, memoryBelow4g: below, memoryAbove4g: above, cpus: o.cpus, comPorts: o.comPorts, net: o.net, ports: o.ports, shares: servers },
         {
           irq: (gsi) => {
             let l = irqs.get(gsi);
@@ -247,6 +250,7 @@ export class Machine extends EventEmitter implements AsyncDisposable {
       ph.done();
       return m;
     } catch (e) {
+      await Promise.all(servers.map((sv) => sv.close()));
       platform?.close();
       vm?.close();
       kvm.close();
@@ -395,6 +399,7 @@ export class Machine extends EventEmitter implements AsyncDisposable {
     for (const ap of this.vcpus) ap.stopThread();
     this.console.abortWaiters(new NodeKvmError('ERR_MACHINE_CLOSED', 'machine closed'));
     for (const off of this.netFailureOffs) off();
+    await this.platform.closeShares();
     this.platform.close();
     this.vm.close();
     this.kvm.close();
@@ -426,6 +431,10 @@ export class Machine extends EventEmitter implements AsyncDisposable {
     const was = this.stateValue;
     if (was !== 'running' && was !== 'paused' && was !== 'created') {
       throw new NodeKvmError('ERR_MACHINE_STATE', `cannot snapshot a machine that is ${was}`);
+    }
+    if (this.options.shares.length > 0) {
+      // The 9P server's open host files (the guest's fids) cannot be saved with the machine.
+      throw new NodeKvmError('ERR_SNAPSHOT_UNSUPPORTED', 'a machine with shares (virtio-9p) cannot be snapshotted');
     }
     await this.pause();
     try {

@@ -8,6 +8,7 @@ import { MIN_MEMORY } from '../platform/layout.js';
 import type { NetBackend } from '../net/backend.js';
 import { readUserFile } from '../user-file.js';
 import { validatePorts, type ConsolePortOptions } from '../devices/virtio/console.js';
+import { resolveShares, type ResolvedShare, type ShareOptions } from '../devices/virtio/9p/share.js';
 
 /** One NIC of a machine: an RTL8139 on the PCI bus and the backend that carries its frames. */
 export interface NetOptions {
@@ -41,6 +42,11 @@ export interface MachineOptions {
    * is the host end.
    */
   ports?: ConsolePortOptions[];
+  /**
+   * Host directories shared over virtio-9p, one PCI device each: the guest mounts one with
+   * `mount -t 9p -o trans=virtio,version=9p2000.L TAG DIR`. See lib/devices/virtio/9p/share.ts.
+   */
+  shares?: ShareOptions[];
   /** Flat binaries: where to load and how to enter. */
   flat?: {
     /** Guest-physical load address. */ loadAddress?: number;
@@ -65,6 +71,7 @@ export interface ResolvedOptions {
   comPorts: number;
   net: NetOptions[];
   ports: ConsolePortOptions[];
+  shares: ResolvedShare[];
   flat: MachineOptions['flat'];
   bootProtocol: MachineOptions['bootProtocol'];
   clearXsave: boolean;
@@ -91,7 +98,7 @@ export function resolveMemory(v: Size): number {
 }
 
 const MACHINE_OPTIONS = keysOf<MachineOptions>({
-  kernel: true, initrd: true, cmdline: true, memory: true, cpus: true, devices: true, net: true, ports: true, flat: true, bootProtocol: true, clearXsave: true, kvmPath: true,
+  kernel: true, initrd: true, cmdline: true, memory: true, cpus: true, devices: true, net: true, ports: true, shares: true, flat: true, bootProtocol: true, clearXsave: true, kvmPath: true,
 });
 
 export function resolveOptions(o: MachineOptions, maxVcpus: number): ResolvedOptions {
@@ -129,6 +136,7 @@ export function resolveOptions(o: MachineOptions, maxVcpus: number): ResolvedOpt
     throw new InvalidArgumentError(`bootProtocol must be '32-bit' or '64-bit', got ${JSON.stringify(o.bootProtocol)}`);
   }
   const ports = validatePorts(o.ports);
+  const shares = resolveShares(o.shares);
   const k = readInput(o.kernel, 'kernel');
   if (k.bytes.length === 0) throw new InvalidArgumentError('kernel is empty', 'ERR_KERNEL_FORMAT');
   const initrd = o.initrd === undefined ? undefined : readInput(o.initrd, 'initrd').bytes;
@@ -136,7 +144,7 @@ export function resolveOptions(o: MachineOptions, maxVcpus: number): ResolvedOpt
     throw new InvalidArgumentError(`initrd (${initrd.length} bytes) does not fit in ${memory} bytes of RAM`, 'ERR_INITRD_TOO_LARGE');
   }
   return {
-    kernel: k.bytes, kernelName: k.name, initrd, cmdline: o.cmdline ?? '', memory, cpus, comPorts, net, ports,
+    kernel: k.bytes, kernelName: k.name, initrd, cmdline: o.cmdline ?? '', memory, cpus, comPorts, net, ports, shares,
     flat: o.flat, bootProtocol: o.bootProtocol, clearXsave: o.clearXsave ?? process.env.NODE_KVM_LAB === '1', kvmPath: o.kvmPath ?? '/dev/kvm',
   };
 }

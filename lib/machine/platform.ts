@@ -17,6 +17,8 @@ import type { DeferWork } from '../devices/work-budget.js';
 import { VirtioConsole, type ConsolePortOptions } from '../devices/virtio/console.js';
 import type { MsiSink } from '../devices/virtio/msix.js';
 import { VirtioPciDevice, type Doorbell } from '../devices/virtio/pci-transport.js';
+import { Virtio9p } from '../devices/virtio/9p/device.js';
+import type { P9Server } from '../devices/virtio/9p/server.js';
 import type { GuestMemory } from '../kvm/memory.js';
 import type { E820Entry } from '../boot/e820.js';
 import type { NetOptions } from './options.js';
@@ -56,6 +58,8 @@ export interface PlatformConfig {
   timers?: DeviceTimers;
   /** virtio-console ports (none: no virtio-console device). */
   ports?: ConsolePortOptions[];
+  /** 9P servers of the shares, one virtio-9p device each. */
+  shares?: P9Server[];
 }
 
 const hostClock = { nowNs: (): bigint => process.hrtime.bigint() };
@@ -74,6 +78,7 @@ export class Platform {
   /** The virtio-console (multiport) when ports were asked for, and its PCI function. */
   readonly virtioConsole: VirtioConsole | undefined;
   readonly virtioPci: VirtioPciDevice[] = [];
+  readonly virtio9p: Virtio9p[] = [];
 
   constructor(cfg: PlatformConfig, hooks: PlatformHooks) {
     const { pio, mmio } = this;
@@ -155,6 +160,18 @@ export class Platform {
       this.pci.addDevice(fn);
       this.virtioPci.push(fn);
     }
+    for (const server of cfg.shares ?? []) {
+      const dev = new Virtio9p(server);
+      const fn = new VirtioPciDevice(dev, {
+        mem: cfg.memory,
+        ...(hooks.msi !== undefined ? { msi: hooks.msi } : {}),
+        ...(hooks.doorbell !== undefined ? { doorbell: hooks.doorbell } : {}),
+        ...(hooks.wake !== undefined ? { wake: hooks.wake } : {}),
+      });
+      this.pci.addDevice(fn);
+      this.virtioPci.push(fn);
+      this.virtio9p.push(dev);
+    }
     this.pci.assignResources();
     cfg.net.forEach((n, i) => this.nics[i]!.attachBackend(n.backend));
   }
@@ -171,6 +188,11 @@ export class Platform {
   /** Send host input to the console UART; returns how many bytes it took. */
   consoleInput(bytes: Uint8Array): number {
     return this.uarts[0]!.enqueueInput(bytes);
+  }
+
+  /** Waits for the shares' requests under way (they write into guest RAM), then closes them. */
+  async closeShares(): Promise<void> {
+    await Promise.all(this.virtio9p.map((d) => d.close()));
   }
 
   close(): void {

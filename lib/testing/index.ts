@@ -7,3 +7,4 @@ export { BootError, ExecFailedError, ExecProtocolError, ExecTimeoutError, GuestF
 export { AgentClient, AgentError, AgentRequestError, type AgentExecOptions, type AgentExecResult } from './agent-client.js';
 export { AGENT_PORT_NAME, AgentProtocolError } from './agent-protocol.js';
 export type { Impairments } from '../net/link.js';
+export { execInVm, type ExecInVmOptions, type ExecInVmResult } from './exec-in-vm.js';

@@ -12,6 +12,7 @@ import { readUserFile } from '../user-file.js';
 import { getDefaultImage, getImage, GUEST_PROMPT, READY_MARKER, type Image } from '../images/index.js';
 import { DEFAULT_CMDLINE } from '../machine/cmdline.js';
 import { ConsoleTimeoutError, Machine, type MachineConsole, type MachineResult, type NetOptions } from '../machine/index.js';
+import type { ShareOptions } from '../devices/virtio/9p/share.js';
 import { userNet, UserNetBackend } from '../net/user.js';
 import { AgentClient, AgentError, AgentRequestError } from './agent-client.js';
 import { agentPortOptions, openAgentPort } from './agent-port.js';
@@ -46,6 +47,11 @@ export interface BootVmOptions {
    * network (passt: no root; the guest takes its address by DHCP; see TestVm.forward()).
    */
   net?: NetOptions[] | 'user';
+  /**
+   * Host directories shared over virtio-9p (Machine.create({ shares })). With `mount`, the
+   * share is mounted at that guest path once the shell is ready; else use vm.mount(tag, path).
+   */
+  shares?: Array<ShareOptions & { mount?: string }>;
   /** Files written into the guest after boot: guest path → host path or bytes. */
   files?: Record<string, string | Uint8Array>;
   /** Appended to the default kernel command line. */
@@ -81,6 +87,18 @@ export interface ExecOptions {
   /** Each piece of stdout as it arrives (over the console: all of it once, at the end). */
   onStdout?: (chunk: Buffer) => void;
   onStderr?: (chunk: Buffer) => void;
+}
+
+/** Options of TestVm.mount(). */
+export interface MountOptions {
+  /** v9fs cache mode (default 'none': every access reaches the host, so host changes show at once). */
+  cache?: 'none' | 'loose' | 'mmap' | 'fscache';
+  /** Largest 9P message (default 512000: the most Linux's virtio transport takes, 125 pages). */
+  msize?: number;
+  /** Mount read-only in the guest too (a readonly share refuses changes with EROFS either way). */
+  readonly?: boolean;
+  /** Milliseconds for the mount command (default the exec timeout). */
+  timeout?: number;
 }
 
 /** What a command did. */
@@ -436,6 +454,20 @@ export class TestVm implements AsyncDisposable {
     return r;
   }
 
+  /**
+   * Mount share `tag` (see BootVmOptions.shares) at guest directory `guestPath` (created if
+   * missing). Linux mounts a tag once at a time (EBUSY): share a directory twice to mount it twice.
+   */
+  async mount(tag: string, guestPath: string, options: MountOptions = {}): Promise<void> {
+    const cache = options.cache ?? 'none';
+    const msize = options.msize ?? 512000;
+    if (!/^(none|loose|mmap|fscache)$/.test(cache)) throw new NodeKvmError('ERR_INVALID_ARG', `mount: unknown cache mode ${cache}`);
+    if (!Number.isSafeInteger(msize) || msize < 4096) throw new NodeKvmError('ERR_INVALID_ARG', `mount: msize ${msize} is not an integer >= 4096`);
+    const o = `trans=virtio,version=9p2000.L,msize=${msize},cache=${cache}${options.readonly ? ',ro' : ''}`;
+    const p = shellQuote(guestPath);
+    await this.execOk(`mkdir -p ${p} && mount -t 9p -o ${o} ${shellQuote(tag)} ${p}`, { timeout: options.timeout });
+  }
+
   /** Write `data` to the guest file `path` (created or truncated). */
   async writeFile(path: string, data: string | Uint8Array, options: { timeout?: number; mode?: number } = {}): Promise<void> {
     const bytes = typeof data === 'string' ? Buffer.from(data) : data;
@@ -532,7 +564,7 @@ export class TestVm implements AsyncDisposable {
 
 /** Boot a guest and wait until its shell is ready for exec(). */
 export async function bootVm(opts: BootVmOptions = {}): Promise<TestVm> {
-  checkOptions('bootVm', opts, keysOf<BootVmOptions>({ name: true, image: true, bzImage: true, memory: true, cpus: true, net: true, files: true, cmdline: true, verbose: true, timeout: true, t: true, agent: true }));
+  checkOptions('bootVm', opts, keysOf<BootVmOptions>({ name: true, image: true, bzImage: true, memory: true, cpus: true, net: true, files: true, cmdline: true, verbose: true, timeout: true, t: true, agent: true, shares: true }));
   const name = opts.name ?? `vm${++vmCount}`;
   const image = await resolveImage(opts.image);
   const kernelPath = opts.bzImage ? image.kernel : image.vmlinux;
@@ -554,6 +586,7 @@ export async function bootVm(opts: BootVmOptions = {}): Promise<TestVm> {
     memory: opts.memory ?? '256M',
     cpus: opts.cpus ?? 1,
     net: net.map((n) => ({ ...n, mac: n.mac ?? uniqueMac() })),
+    shares: (opts.shares ?? []).map(({ path, tag, readonly }) => ({ path, tag, readonly })),
     ...(useAgent ? agentPortOptions() : {}),
     });
   } catch (e) {
@@ -574,6 +607,9 @@ export async function bootVm(opts: BootVmOptions = {}): Promise<TestVm> {
     // The agent starts early in /init and waits for its port: by the time the shell answers it
     // has normally said HELLO. If it has not within AGENT_HELLO_WAIT, the console serves.
     if (useAgent) await vm.attachAgent(() => openAgentPort(machine), Math.min(left(), AGENT_HELLO_WAIT));
+    for (const s of opts.shares ?? []) {
+      if (s.mount !== undefined) await vm.mount(s.tag, s.mount, { timeout: left() });
+    }
     for (const [guestPath, bytes] of files) await vm.writeFile(guestPath, bytes, { timeout: left() });
   } catch (e) {
     const tail = vm.tail();

@@ -1,0 +1,116 @@
+// The fid table of one 9P session. A fid names a file by the open O_PATH fd of that file (the
+// jail's anchor: every operation starts from an fd that is already inside the export) and by
+// its path of names from the export's root (used only for `..` and for operations on the
+// fid's parent, always resolved again beneath the root). An fd can be shared by several fids
+// (a walk of zero names clones) and by operations in flight: it is closed when the last one
+// lets go, so a clunk racing a read never closes an fd the read still uses, and the fd number
+// is never reused under it.
+import { close } from 'node:fs';
+import { NOFID } from './protocol.js';
+import { P9Error } from './errno.js';
+
+/** An fd with users; closed (asynchronously) when the count drops to zero. */
+export class FdRef {
+  private refs = 1;
+  constructor(readonly fd: number, private readonly onClose?: (fd: number) => void) {}
+
+  acquire(): this {
+    if (this.refs <= 0) throw new Error(`fd ${this.fd} used after close`);
+    this.refs++;
+    return this;
+  }
+
+  release(): void {
+    if (this.refs <= 0) return;
+    if (--this.refs === 0) {
+      this.onClose?.(this.fd);
+      close(this.fd, () => { /* a close error leaves nothing to undo */ });
+    }
+  }
+
+  get alive(): boolean { return this.refs > 0; }
+}
+
+export type FileKind = 'dir' | 'file' | 'symlink' | 'other';
+
+export interface OpenState {
+  /** The fd read, written, fsynced or listed (opened from the handle, never by path). */
+  fd: FdRef;
+  readable: boolean;
+  writable: boolean;
+  /** Readdir calls on one fd seek it: they run one after the other. */
+  dirQueue?: Promise<unknown>;
+  /** getdents64's buffer, kept between readdir calls. */
+  dirBuf?: Uint8Array;
+}
+
+export interface Fid {
+  readonly id: number;
+  /** Names from the export root to this file (empty for the root). */
+  path: Uint8Array[];
+  /** O_PATH fd of the file itself (or, after a create, the fd it was opened with). */
+  handle: FdRef;
+  kind: FileKind;
+  /** qid.path last reported for this file. */
+  qidPath?: bigint;
+  /** Set by lopen/lcreate. */
+  open?: OpenState;
+}
+
+export class FidTable {
+  private readonly fids = new Map<number, Fid>();
+  /** fids named by a walk/attach under way: taken, though not yet in the table. */
+  private readonly pending = new Set<number>();
+
+  get size(): number { return this.fids.size; }
+
+  get(id: number): Fid {
+    const f = this.fids.get(id);
+    if (f === undefined) throw new P9Error('EBADF', `fid ${id} is not in use`);
+    return f;
+  }
+
+  has(id: number): boolean { return this.fids.has(id) || this.pending.has(id); }
+
+  /** Claims `id` for a fid an operation is about to make; EBADF when it is live or claimed. */
+  reserve(id: number): void {
+    if (id === NOFID) throw new P9Error('EINVAL', 'NOFID cannot name a file');
+    if (this.has(id)) throw new P9Error('EBADF', `fid ${id} is already in use`);
+    this.pending.add(id);
+  }
+
+  /** Gives up a claim without adding a fid. */
+  unreserve(id: number): void { this.pending.delete(id); }
+
+  /** Adds a fid under a claim made by reserve() (or replaces the fid of the same id). */
+  set(fid: Fid): void {
+    this.pending.delete(fid.id);
+    const old = this.fids.get(fid.id);
+    this.fids.set(fid.id, fid);
+    if (old !== undefined && old !== fid) release(old);
+  }
+
+  /** Removes a fid and lets go of its fds. */
+  clunk(id: number): Fid {
+    const f = this.get(id);
+    this.fids.delete(id);
+    release(f);
+    return f;
+  }
+
+  /** Every fid, e.g. to update paths after a rename. */
+  values(): IterableIterator<Fid> { return this.fids.values(); }
+
+  /** Clunks every fid (Tversion starts a new session; the device resets). */
+  clear(): void {
+    for (const f of this.fids.values()) release(f);
+    this.fids.clear();
+    this.pending.clear();
+  }
+}
+
+function release(f: Fid): void {
+  f.open?.fd.release();
+  f.open = undefined;
+  f.handle.release();
+}
