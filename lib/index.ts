@@ -9,6 +9,8 @@ export type { BusDevice, CoalescedZone, IrqLine, DmaMemory, Clock } from './bus/
 export { KvmIrqLine, type IrqSink } from './bus/irq.js';
 export { PioBus, MmioBus, Bus, type BusRange, type BusMissHook } from './bus/bus.js';
 export * from './machine/index.js';
+export type { ConsolePortOptions } from './devices/virtio/console.js';
+export type { ShareOptions } from './devices/virtio/9p/share.js';
 export { MachineSnapshot, loadSnapshot, SnapshotFileError, SNAPSHOT_FORMAT_VERSION, type SnapshotConfig, type RestoreOptions } from './machine/snapshot.js';
 export type { VerifyLevel as SnapshotVerifyLevel } from './machine/snapshot-file.js';
 export { TapBackend, L2Switch, SwitchPort, PcapWriter, LinkShaper, MemoryBackend, NullBackend, createPipe, userNet, UserNetBackend, type UserNetOptions, type NetBackend, type TapOptions, type SwitchOptions, type PcapOptions, type LinkShaperOptions, type Impairments } from './net/index.js';

@@ -8,13 +8,19 @@ import {
   parseExit, parseHello, parseReadSize, PROTOCOL_VERSION, STDIN_WINDOW, SYNC_MAGIC, T, typeName, type ExecRequest, type Frame, type GuestErrno,
 } from './agent-protocol.js';
 
-/** The agent is gone, restarted, silent or broke the protocol: `code` says which. */
+/**
+ * The agent is gone, restarted, silent or broke the protocol: `code` says which
+ * (`ERR_AGENT_TIMEOUT`, `ERR_AGENT_NOT_READY`, `ERR_AGENT_DIED`, `ERR_AGENT_GONE`, `ERR_AGENT_UNRESPONSIVE`).
+ */
 export class AgentError extends NodeKvmError {}
 
-/** The guest refused a file operation or could not start a command (`errno`, `errnoCode`). */
+/** The guest agent refused a request (exec, readFile, writeFile): the guest's errno. Code: `ERR_AGENT_REQUEST`. */
 export class AgentRequestError extends NodeKvmError {
+  /** The guest's errno number. */
   readonly errno: number;
+  /** The guest's errno name ('ENOENT'). */
   readonly errnoCode: string;
+  /** @internal */
   constructor(what: string, e: GuestErrno) {
     super('ERR_AGENT_REQUEST', `${what}: ${e.message} (${e.code})`);
     this.errno = e.errno;

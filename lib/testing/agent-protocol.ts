@@ -63,8 +63,9 @@ export const SYNC_MAGIC = Buffer.from('NKVM-HOST-SYNC!!');
 /** A HELLO frame's first bytes: what resynchronisation looks for. */
 export const HELLO_PREFIX = Buffer.concat([frameHeader(T.HELLO, 0, HELLO_PAYLOAD), HELLO_MAGIC]);
 
-/** The guest sent something that does not follow the protocol. */
+/** The guest sent something that does not follow the protocol. Code: `ERR_AGENT_PROTOCOL`. */
 export class AgentProtocolError extends NodeKvmError {
+  /** @internal */
   constructor(message: string) {
     super('ERR_AGENT_PROTOCOL', `guest agent: ${message}`);
   }

@@ -15,12 +15,15 @@ import { DEFAULT_CMDLINE } from '../machine/cmdline.js';
 import { Machine } from '../machine/index.js';
 import { shellQuote } from './protocol.js';
 
+/** Options of execInVm() (and `node-kvm exec`). */
 export interface ExecInVmOptions {
   /** Kernel (bzImage or vmlinux) to boot; default: the default image's vmlinux. */
   kernel?: string;
   /** initramfs; default: the default image's (which has the 9p and overlay modules). */
   initrd?: string;
+  /** Guest RAM (default 1G). */
   memory?: string | number;
+  /** vCPUs (default 1). */
   cpus?: number;
   /** Working directory (shared writable at the same path); default process.cwd(). */
   cwd?: string;
@@ -28,14 +31,19 @@ export interface ExecInVmOptions {
   rw?: string[];
   /** Where the command's output goes as it arrives (default: collected only). */
   onStdout?: (chunk: Buffer) => void;
+  /** Where the command's stderr goes as it arrives. */
   onStderr?: (chunk: Buffer) => void;
   /** Milliseconds until the VM is stopped (default: none). */
   timeout?: number;
 }
 
+/** What the command did under the guest kernel. */
 export interface ExecInVmResult {
+  /** Its exit status. */
   exitCode: number;
+  /** All of its stdout. */
   stdout: Buffer;
+  /** All of its stderr. */
   stderr: Buffer;
 }
 

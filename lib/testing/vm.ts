@@ -51,7 +51,9 @@ export interface BootVmOptions {
    * Host directories shared over virtio-9p (Machine.create({ shares })). With `mount`, the
    * share is mounted at that guest path once the shell is ready; else use vm.mount(tag, path).
    */
-  shares?: Array<ShareOptions & { mount?: string }>;
+  shares?: Array<ShareOptions & {
+    /** Guest path to mount the share at once the shell is ready. */ mount?: string;
+  }>;
   /** Files written into the guest after boot: guest path → host path or bytes. */
   files?: Record<string, string | Uint8Array>;
   /** Appended to the default kernel command line. */
@@ -86,6 +88,7 @@ export interface ExecOptions {
   stdin?: AsyncIterable<Uint8Array>;
   /** Each piece of stdout as it arrives (over the console: all of it once, at the end). */
   onStdout?: (chunk: Buffer) => void;
+  /** Each piece of stderr as it arrives (over the console: all of it once, at the end). */
   onStderr?: (chunk: Buffer) => void;
 }
 

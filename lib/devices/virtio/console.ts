@@ -54,7 +54,9 @@ export interface VirtioConsoleCounters {
   wrongDirection: number;
 }
 
+/** One virtio-console port (`Machine.create({ ports })`). */
 export interface ConsolePortOptions {
+  /** The name the guest sees in /sys/class/virtio-ports/vportNpM/name (1..255 bytes, no slash or control character). */
   name: string;
 }
 

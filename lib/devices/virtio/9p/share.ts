@@ -10,6 +10,7 @@ import { accessSync, constants, statSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { InvalidArgumentError } from '../../../errors.js';
 
+/** A host directory shared with the guest over virtio-9p (`Machine.create({ shares })`). */
 export interface ShareOptions {
   /** Host directory to export. */
   path: string;
