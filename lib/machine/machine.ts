@@ -1,29 +1,24 @@
 // Machine: composes KVM, RAM, the platform devices, the loaders and the run loop into a PC
-// that boots a kernel. Lifecycle: create() → start() → wait() (or stop()) → close().
-import { P9Server } from '../devices/virtio/9p/server.js';
+// that boots a kernel (the steps of create() are in assemble.ts), runs it, and snapshots it.
+// Lifecycle: create() → start() → wait() (or stop()) → close().
 import { EventEmitter } from 'node:events';
-import { writeAcpiTables } from '../boot/acpi/index.js';
-import { bootMsrs, buildCpuid, loadKernel, type BootSetup } from '../boot/index.js';
-import * as L from '../platform/layout.js';
-import { writeMpTable } from '../boot/mptable.js';
-import { KvmIrqLine } from '../bus/irq.js';
+import type { Duplex } from 'node:stream';
+import type { BootSetup } from '../boot/index.js';
+import { P9Server } from '../devices/virtio/9p/server.js';
 import { NodeKvmError } from '../errors.js';
 import { constants } from '../kvm/constants.js';
 import type { VcpuExit } from '../kvm/exit.js';
 import { Kvm } from '../kvm/kvm.js';
-import { yieldSoon, type Vcpu } from '../kvm/vcpu.js';
+import type { Vcpu } from '../kvm/vcpu.js';
 import type { Vm } from '../kvm/vm.js';
-import { MachineConsole } from './console.js';
-import { registerDump } from './diagnostics.js';
-import { resolveOptions, type MachineOptions, type ResolvedOptions } from './options.js';
-import { Platform, type EndReason } from './platform.js';
-import { captureSnapshot, restoreSnapshot, type MachineSnapshot, type RestoreOptions, type SnapshotConfig, type SnapshotTarget } from './snapshot.js';
-import { phaseTimer } from '../snapshot-trace.js';
-import { cachedSupportedCpuid } from './kvm-cache.js';
-import type { NetOptions } from './options.js';
 import { checkOptions, keysOf } from '../options-check.js';
-import { KvmDoorbell } from './doorbell.js';
-import type { Duplex } from 'node:stream';
+import { phaseTimer } from '../snapshot-trace.js';
+import { createVcpus, createVmWithRam, loadGuest, wirePlatform, type MachineLinks } from './assemble.js';
+import type { MachineConsole } from './console.js';
+import { registerDump } from './diagnostics.js';
+import { resolveOptions, type MachineOptions, type NetOptions, type ResolvedOptions } from './options.js';
+import type { EndReason, Platform } from './platform.js';
+import { captureSnapshot, restoreSnapshot, type MachineSnapshot, type RestoreOptions, type SnapshotConfig, type SnapshotTarget } from './snapshot.js';
 
 /** How a machine ended: what `wait()` resolves to and the `'exit'` event carries. */
 export interface MachineResult {
@@ -59,16 +54,10 @@ export type NetBackendsFor = Array<Pick<NetOptions, 'backend'>>;
 /** Where a machine is in its lifecycle: create() → start() → (pause()/resume()) → ended → close(). */
 export type MachineState = 'created' | 'running' | 'paused' | 'ended' | 'closed';
 
-// LAPIC LVT registers and delivery modes (Intel SDM vol. 3 §11.5.1): LINT0 carries the
-// 8259's ExtINT, LINT1 the NMI, as on every PC; KVM's reset value leaves both masked.
-const APIC_LVT0 = 0x350;
-const APIC_LVT1 = 0x360;
-const APIC_MODE_EXTINT = 0x7 << 8;
-const APIC_MODE_NMI = 0x4 << 8;
-
 /**
  * A PC that boots a kernel: RAM, vCPUs, the in-kernel irqchip and PIT, a 16550A UART, i8042,
- * CMOS/RTC, fw_cfg, ACPI and MP tables, a PCI host bridge and RTL8139 NICs. Lifecycle:
+ * CMOS/RTC, fw_cfg, ACPI and MP tables, a PCI host bridge, RTL8139 NICs, and on request a
+ * virtio-console with named ports and virtio-9p shares. Lifecycle:
  * `Machine.create()` → `start()` → `wait()` (or `stop()`) → `close()`. Emits `'exit'` with a
  * {@link MachineResult} and `'console'` with each chunk of console output.
  */
@@ -98,11 +87,11 @@ export class Machine extends EventEmitter implements AsyncDisposable {
     /** @internal the options, validated and resolved */
     readonly options: ResolvedOptions,
     boot: BootSetup,
-    consoleRef: { console?: MachineConsole },
+    console: MachineConsole,
   ) {
     super();
     this.boot = boot;
-    this.console = consoleRef.console!;
+    this.console = console;
     this.console.on('output', (chunk: Buffer) => this.emit('console', chunk));
     this.netFailureOffs = options.net.map((n, nic) => n.backend.onFailure?.((error) => this.emit('net-error', { nic, error })) ?? (() => {}));
     this.done = new Promise((r) => (this.resolveDone = r));
@@ -122,135 +111,32 @@ export class Machine extends EventEmitter implements AsyncDisposable {
     // Backends with a helper process (the user network) must be up before the guest can use them.
     await Promise.all((opts?.net ?? []).map((n) => n?.backend?.ready));
     const kvm = Kvm.open(opts?.kvmPath ?? '/dev/kvm');
-    ph.mark('open');
     let vm: Vm | undefined;
     let platform: Platform | undefined;
-    let servers: P9Server[] = [];
+    let shares: P9Server[] = [];
     try {
       const maxVcpus = kvm.checkExtension(constants.KVM_CAP_MAX_VCPUS!) || kvm.checkExtension(constants.KVM_CAP_NR_VCPUS!) || 1;
       const o = resolveOptions(opts, Math.min(maxVcpus, 254));
-      servers = await Promise.all(o.shares.map((s) => P9Server.open(s)));
+      shares = await Promise.all(o.shares.map((s) => P9Server.open(s)));
       ph.mark('options');
-      vm = kvm.createVm();
-      ph.mark('createVm');
-      // Both addresses sit in the PCI hole; KVM needs them before the first vCPU exists.
-      vm.setIdentityMapAddr(L.IDENTITY_MAP_ADDR);
-      vm.setTssAddr(L.TSS_ADDR);
-      vm.createIrqchip();
-      vm.createPit2(constants.KVM_PIT_SPEAKER_DUMMY!);
-      // Devices declare the registers whose writes KVM may queue instead of exiting on
-      // (BusDevice.coalescedWrites: the UART's THR, the PCI CONFIG_ADDRESS, the RTL8139's
-      // BAR registers); they are registered below, once the devices are on the buses. A write
-      // left queued by a guest that then halts is applied at the next kick (start(): the run
-      // loop drains on 'interrupted').
-      const coalescedPio = vm.checkExtension(constants.KVM_CAP_COALESCED_PIO!) > 0;
-      const coalescedMmio = vm.checkExtension(constants.KVM_CAP_COALESCED_MMIO!) > 0;
-      ph.mark('irqchip+pit');
-
-      const below = Math.min(o.memory, L.MMIO_HOLE_START);
-      const above = o.memory - below;
-      const ramLayout: Array<{ guestPhysAddr: number; size: number }> = [{ guestPhysAddr: 0, size: below }];
-      for (let off = 0; off < above; off += L.MAX_REGION_SIZE) {
-        ramLayout.push({ guestPhysAddr: L.FOUR_GIB + off, size: Math.min(L.MAX_REGION_SIZE, above - off) });
-      }
-      ramLayout.forEach((r, slot) => vm!.createMemoryRegion({ slot, ...r }));
-      ph.mark('ram');
-
-      const ref: { console?: MachineConsole; machine?: Machine } = {};
-      const irqs = new Map<number, KvmIrqLine>();
-      const theVm = vm;
-      platform = new Platform(
-        { memory: vm.memory, memoryBelow4g: below, memoryAbove4g: above, cpus: o.cpus, comPorts: o.comPorts, net: o.net, ports: o.ports, shares: servers },
-        {
-          irq: (gsi) => {
-            let l = irqs.get(gsi);
-            if (l === undefined) irqs.set(gsi, (l = new KvmIrqLine(theVm, gsi)));
-            return l;
-          },
-          end: (reason, code, detail) => ref.machine?.finish({ reason, code, detail }),
-          // The flush is a setImmediate: make the run loop yield for it within 1 ms, or an idle
-          // guest's output would wait for an unrelated event.
-          consoleByte: (b) => { if (ref.console?.guestByte(b) === true) yieldSoon(1); },
-          consoleRxSpace: () => ref.console?.rxSpace(),
-          // A device's leftover work (a long transmit) runs on the next turn: make the run loop
-          // yield for it within 1 ms even while the guest spins without exits.
-          deferWork: (cb) => {
-            const h = setImmediate(cb);
-            yieldSoon(1);
-            return () => clearImmediate(h);
-          },
-          ...(vm.checkExtension(constants.KVM_CAP_SIGNAL_MSI!) > 0 ? { msi: { signalMsi: (a: bigint, d: number) => { theVm.signalMsi(a, d); } } } : {}),
-          ...(vm.checkExtension(constants.KVM_CAP_IOEVENTFD!) > 0 ? { doorbell: (onRing: () => void) => new KvmDoorbell(theVm, onRing) } : {}),
-          wake: () => yieldSoon(1),
-          // Device registers whose writes may be queued (PCI BARs declare them, see the RTL8139).
-          // A BAR that moves or stops decoding first gets what the ring holds for it applied.
-          coalesce: (kind, addr, size, on) => {
-            const pio = kind === 'io';
-            if (!(pio ? coalescedPio : coalescedMmio)) return;
-            if (on) theVm.registerCoalesced({ addr, size, pio });
-            else {
-              ref.machine?.drainCoalescedNow();
-              theVm.unregisterCoalesced({ addr, size, pio });
-            }
-          },
-        },
-      );
-      const plat = platform;
-      for (const [bus, pio, on] of [[plat.pio, true, coalescedPio], [plat.mmio, false, coalescedMmio]] as const) {
-        if (!on) continue;
-        for (const r of bus.devices) {
-          for (const z of r.device.coalescedWrites ?? []) vm.registerCoalesced({ addr: r.base + z.offset, size: z.size, pio });
-        }
-      }
-      ref.console = new MachineConsole((bytes) => plat.consoleInput(bytes));
+      const ram = createVmWithRam(kvm, o.memory);
+      vm = ram.vm;
+      ph.mark('vm+ram');
+      const links: MachineLinks = {};
+      const wired = wirePlatform(vm, o, ram, shares, links);
+      platform = wired.platform;
       ph.mark('devices');
-
-      const pciSlots = platform.pciSlots();
-      const pciIrqs = pciSlots.map((slot) => ({ slot, pin: 1, gsi: L.pciIntxGsi(slot, 1) }));
-      // The snapshot's RAM replaces the tables; the (flat) stand-in kernel needs no RSDP.
-      const acpi = forRestore ? undefined : writeAcpiTables(vm.memory, { cpus: o.cpus, pciDevices: pciSlots });
-      ph.mark('acpi');
-      if (!forRestore) writeMpTable(vm.memory, { cpus: o.cpus, pciIrqs });
-      // Loaded even for a restore: its e820 goes to fw-cfg, which the snapshot does not carry.
-      const boot = loadKernel(o.kernel, {
-        memory: vm.memory, ramLayout, cmdline: o.cmdline, initrd: o.initrd, kernelName: o.kernelName,
-        ...(acpi !== undefined ? { rsdpAddress: acpi.rsdpAddress } : {}),
-        ...(o.bootProtocol !== undefined ? { bootProtocol: o.bootProtocol } : {}),
-        ...(o.flat ? { format: 'flat' as const, flatLoadAddress: o.flat.loadAddress, flatEntry: o.flat.entry, flatMode: o.flat.mode } : {}),
-      });
-      platform.setE820(boot.e820);
-      ph.mark('mptable+kernel');
-
-      const supported = cachedSupportedCpuid(kvm);
-      ph.mark('getSupportedCpuid');
-      const vcpus: Vcpu[] = [];
-      for (let id = 0; id < o.cpus; id++) {
-        const v = vm.createVcpu(id);
-        vcpus.push(v);
-        ph.mark(`createVcpu${id}`);
-        v.setCpuid2(buildCpuid(supported, { vcpuId: id, cpus: o.cpus, clearXsave: o.clearXsave }));
-        ph.mark(`cpuid${id}`);
-        v.setMsrs(bootMsrs());
-        ph.mark(`msrs${id}`);
-        if (forRestore) continue; // the snapshot's LAPIC replaces it
-        const lapic = v.getLapic();
-        const dv = new DataView(lapic.buffer, lapic.byteOffset, lapic.byteLength);
-        dv.setUint32(APIC_LVT0, (dv.getUint32(APIC_LVT0, true) & ~0x10700) | APIC_MODE_EXTINT, true);
-        dv.setUint32(APIC_LVT1, (dv.getUint32(APIC_LVT1, true) & ~0x10700) | APIC_MODE_NMI, true);
-        v.setLapic(lapic);
-      }
-      if (!forRestore) {
-        vcpus[0]!.setSregs(boot.sregs);
-        vcpus[0]!.setRegs(boot.regs);
-      }
-      ph.mark('lapic+regs');
-      const m = new Machine(kvm, vm, vcpus, platform, o, boot, ref);
-      ref.machine = m;
-      ph.mark('machine');
+      const boot = loadGuest(vm, platform, o, ram.ramLayout, forRestore);
+      ph.mark('tables+kernel');
+      const vcpus = createVcpus(kvm, vm, o, boot, forRestore);
+      ph.mark('vcpus');
+      const m = new Machine(kvm, vm, vcpus, platform, o, boot, wired.console);
+      links.end = (reason, code, detail) => m.finish({ reason, code, detail });
+      links.drainCoalesced = () => m.drainCoalescedNow();
       ph.done();
       return m;
     } catch (e) {
-      await Promise.all(servers.map((sv) => sv.close()));
+      await Promise.all(shares.map((sv) => sv.close()));
       platform?.close();
       vm?.close();
       kvm.close();
