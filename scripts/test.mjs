@@ -38,8 +38,11 @@ function files(tier) {
  * diagnosis, and the files after it still run. Override with NODE_KVM_FILE_TIMEOUT_S.
  */
 const FILE_BUDGET_S = { unit: 180, kvm: 420, linux: 1200 };
-/** Files that need more than their tier's budget: the package test builds the addon with node-gyp. */
-const FILE_BUDGET_OVERRIDE_S = { 'unit/package.test.js': 600 };
+/**
+ * Files that need more than their tier's budget: the package test builds the addon with
+ * node-gyp; the examples boot eight guests one after another in the lab.
+ */
+const FILE_BUDGET_OVERRIDE_S = { 'unit/package.test.js': 600, 'linux/examples.test.js': 1800 };
 
 /** Where each thread of a process is (state and kernel wait channel): says whether a wedged
  *  test sits in KVM_RUN, in a futex or spins in JavaScript. */
@@ -122,7 +125,7 @@ const LAB_BUDGET_MS = 45 * 60_000;
  */
 const LAB_FILE_WEIGHTS = {
   'linux/net-user.test.js': 300,
-  'linux/net-rtl8139.test.js': 355, 'linux/examples.test.js': 218, 'linux/testing-exec.test.js': 218,
+  'linux/net-rtl8139.test.js': 355, 'linux/examples.test.js': 160, 'linux/examples-vitest.test.js': 60, 'linux/testing-exec.test.js': 218,
   'linux/net-switch.test.js': 108, 'linux/compat.test.js': 75, 'linux/boot.test.js': 74, 'linux/snapshot.test.js': 35, 'linux/console.test.js': 18,
   'kvm/net-tap.test.js': 64, 'kvm/snapshot-memfd.test.js': 33, 'kvm/leaks.test.js': 16,
 };

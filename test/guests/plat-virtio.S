@@ -110,7 +110,7 @@ wait_used:
 	movl %eax, %edi
 	shll $12, %edi
 	addl $QBASE, %edi
-	movl $0x40000000, %ecx
+	movl $0x04000000, %ecx
 1:	movzwl 0x402(%edi), %eax
 	cmpl %ebx, %eax
 	jae 2f
@@ -204,7 +204,7 @@ irq_handler:
 /* Wait (interrupts on) until irq_count reaches EBX; on timeout exit with 0xdeaf0000 | EBX. */
 wait_irqs:
 	pushl %ecx
-	movl $0x40000000, %ecx
+	movl $0x04000000, %ecx
 1:	cmpl %ebx, irq_count
 	jae 2f
 	pause
@@ -403,7 +403,7 @@ main:
 	imull $5, %ecx
 	movw $5, (%eax,%ecx)
 	movl common, %edi
-	movl $0x40000000, %ecx
+	movl $0x04000000, %ecx
 7:	testb $0x40, 0x14(%edi)
 	jnz 8f
 	pause

@@ -9,7 +9,7 @@ import { requireKvm } from '../helpers/kvm.js';
 import { buildGuestFile } from '../guests/build.js';
 import { Machine } from '../../lib/machine/index.js';
 
-test('a polling guest driver: handshake, a port both ways, a looping chain sets DEVICE_NEEDS_RESET', { timeout: 120_000 }, async (t) => {
+test('a polling guest driver: handshake, a port both ways, a looping chain sets DEVICE_NEEDS_RESET', { timeout: 180_000 }, async (t) => {
   if (!requireKvm(t)) return;
   const kernel = new Uint8Array(readFileSync(buildGuestFile('plat-virtio.S', { linkAddress: 0x10000, format: 'flat' })));
   await using m = await Machine.create({ kernel, memory: '32M', flat: { mode: 'protected' }, ports: [{ name: 'guest-test' }] });
@@ -20,7 +20,10 @@ test('a polling guest driver: handshake, a port both ways, a looping chain sets 
     if (fromGuest.endsWith('\n')) port.write('hi guest');
   });
   m.start();
-  const result = await m.wait();
+  // The guest gives up on its own after 2^26 polls (seconds here, tens of seconds in the lab);
+  // this bound only catches a guest that stops running, and says what it printed.
+  const result = await Promise.race([m.wait(), new Promise<never>((_, reject) => setTimeout(() =>
+    reject(new Error(`the guest did not finish; console:\n${m.console.output}\ntransport: ${JSON.stringify(m.platform.virtioPci[0]?.counters)}`)), 150_000).unref())]);
   const out = m.console.output;
   assert.equal(result.reason, 'debug-exit', out);
   assert.equal((result.code - 1) / 2, 1, out);
