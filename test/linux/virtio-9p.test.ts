@@ -86,13 +86,12 @@ test('virtio-9p: mounts, 64 MiB both ways, 2,000 files, file operations, mmap, r
   assert.match(mounts, /^rw \/mnt\/rw 9p .*trans=virtio/m);
   assert.match(mounts, /msize=512000/);
 
-  // 64 MiB host -> guest
+  // 64 MiB host -> guest -> host: the guest copies a random file the host wrote, and the host
+  // checks the copy's sha256. The copy equals the original only if the guest read every byte
+  // right and wrote every byte right. (Hashing in the guest proves no more and, under the lab's
+  // TCG, busybox's sha256 alone takes minutes; /dev/urandom makes a few hundred KB/s.)
   const big = randomBytes(64 * MIB);
   writeFileSync(join(rw, 'big'), big);
-  assert.equal((await sh('sha256sum /mnt/rw/big')).split(' ')[0], sha(big));
-  t.diagnostic(`64 MiB read + sha256 in the guest: ${lap()}`);
-  // 64 MiB guest -> host (random bytes: a copy of the file the host made; /dev/urandom under
-  // the lab's TCG makes a few hundred KB/s)
   await sh('dd if=/mnt/rw/big of=/mnt/rw/gen bs=512k 2>/dev/null');
   assert.equal(statSync(join(rw, 'gen')).size, 64 * MIB);
   assert.equal(sha(readFileSync(join(rw, 'gen'))), sha(big));
@@ -109,8 +108,10 @@ test('virtio-9p: mounts, 64 MiB both ways, 2,000 files, file operations, mmap, r
   assert.equal(guestList.split(' ')[0], sha(Buffer.from(hostFind(join(rw, 'tree')))));
   assert.equal((await sh('find /mnt/rw/tree -type f | wc -l')).trim(), '2000');
   t.diagnostic(`2,000-file tree listed: ${lap()}`);
-  await sh('rm -r /mnt/rw/tree');
-  assert.equal(existsSync(join(rw, 'tree')), false);
+  // Removed by the host: `rm -r` by the guest is proven on a small tree below (thousands of
+  // requests each a round trip through the lab's emulated CPU took minutes there).
+  rmSync(join(rw, 'tree'), { recursive: true });
+  assert.equal(await sh('ls /mnt/rw/tree 2>&1 || true'), 'ls: /mnt/rw/tree: No such file or directory\n');
 
   // file operations as a shell does them
   await sh([
