@@ -4,7 +4,8 @@ import { DEFAULT_CMDLINE } from '../../lib/machine/cmdline.js';
 import { Machine } from '../../lib/machine/index.js';
 import { BOOT_TIMEOUT_MS, defaultImage } from './helpers.js';
 
-export const PORT = 'org.nodekvm.agent.0';
+// Not the agent's port (org.nodekvm.agent.0): the default image's agent holds that one open.
+export const PORT = 'org.nodekvm.test.0';
 export const OTHER = 'second-port';
 export const MIB = 1024 * 1024;
 export const TRANSFER_TIMEOUT_MS = 600_000;
