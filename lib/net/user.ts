@@ -89,6 +89,10 @@ export class UserNetBackend extends BackendBase {
   private readonly held: Uint8Array[] = [];
   private readonly failure = new Set<FailureListener>();
   private exits: Array<Promise<void>> = [];
+  /** The guest's MAC and IPv4 address as its frames last gave them (for a restarted passt). */
+  private readonly guestMac = new Uint8Array(6);
+  private guestMacSeen = false;
+  private guestIp: number[] | undefined;
 
   constructor(opts: UserNetOptions = {}) {
     super();
@@ -139,6 +143,7 @@ export class UserNetBackend extends BackendBase {
       this.stats.txDropped++;
       return;
     }
+    this.learn(frame);
     const buf = encodeStreamFrame(withoutPadding(frame));
     this.stats.txFrames++;
     this.stats.txBytes += frame.length;
@@ -193,6 +198,21 @@ export class UserNetBackend extends BackendBase {
   async [Symbol.asyncDispose](): Promise<void> {
     this.close();
     await this.exited;
+  }
+
+  /** Note the guest's source MAC (and IPv4 address) when they change. */
+  private learn(frame: Uint8Array): void {
+    if (frame.length < 14) return;
+    const m = this.guestMac;
+    if (!this.guestMacSeen || frame[6] !== m[0] || frame[7] !== m[1] || frame[8] !== m[2] || frame[9] !== m[3] || frame[10] !== m[4] || frame[11] !== m[5]) {
+      m.set(frame.subarray(6, 12));
+      this.guestMacSeen = true;
+    }
+    // IPv4 source (not 0.0.0.0: DHCP before the lease).
+    if (frame.length >= 34 && frame[12] === 0x08 && frame[13] === 0x00 && (frame[26]! | frame[27]! | frame[28]! | frame[29]!) !== 0) {
+      const ip = this.guestIp;
+      if (ip === undefined || ip[0] !== frame[26] || ip[1] !== frame[27] || ip[2] !== frame[28] || ip[3] !== frame[29]) this.guestIp = [...frame.subarray(26, 30)];
+    }
   }
 
   private flush(): void {
@@ -254,8 +274,11 @@ export class UserNetBackend extends BackendBase {
         return Promise.reject(new NodeKvmError('ERR_NET_PORT_IN_USE', `cannot forward host port ${taken.map((f) => `${p} ${f.address}:${f.host}`).join(', ')}: it is in use`));
       }
     }
+    // A restart (forward() after start) keeps the guest's link up: frames it sends meanwhile wait
+    // in the new socket until passt reads them.
+    const restart = this.child !== undefined;
     this.stop();
-    this.setLink(false);
+    if (!restart) this.setLink(false);
     const child = spawn(this.passtPath, [...passtArgv(this.addressing, active), ...(this.pcap !== undefined ? ['--pcap', this.pcap] : [])], { stdio: ['ignore', 'ignore', 'pipe', 'pipe'] });
     this.child = child;
     this.stats.starts++;
@@ -276,12 +299,19 @@ export class UserNetBackend extends BackendBase {
     sock.on('data', (d: Buffer) => decoder.push(d));
     sock.on('error', () => { /* reported through the process's exit */ });
     if (this.paused) sock.pause();
+    // A new passt does not know the guest's MAC until a frame from the guest tells it (it sends to
+    // 00:00:00:00:00:00 until then, which the NIC filters out), so a connection through a forward
+    // added after boot would not reach an idle guest. Announce the guest to it, first on the
+    // socket, the way a guest announces an address (a gratuitous ARP): passt learns the guest's
+    // MAC from the source of any frame and discards announcements, so nothing else sees it.
+    if (this.guestMacSeen) sock.write(encodeStreamFrame(arpAnnouncement(this.guestMac, this.guestIp ?? ipv4Bytes(this.addressing.address))));
     const tail = () => stderr.split('\n').filter((l) => l !== '' && !l.startsWith('Failed to send') && !l.includes('syslog')).slice(-6).join('\n');
 
     return new Promise<void>((resolve, reject) => {
       const deadline = Date.now() + this.startTimeoutMs;
       const onEarlyExit = (code: number | null, signal: NodeJS.Signals | null) => {
         clearTimeout(timer);
+        this.setLink(false);
         if (this.closed || this.child !== child) {
           reject(new NodeKvmError('ERR_NET_CLOSED', 'the user network backend was closed while starting'));
           return;
@@ -321,6 +351,7 @@ export class UserNetBackend extends BackendBase {
         }
         if (Date.now() > deadline) {
           this.stop();
+          this.setLink(false);
           reject(new NodeKvmError('ERR_NET_USER_START', `passt did not bind its forwards within ${this.startTimeoutMs} ms\n${tail()}`));
           return;
         }
@@ -340,6 +371,26 @@ export function withoutPadding(frame: Uint8Array): Uint8Array {
   if (frame.length < 34 || frame[12] !== 0x08 || frame[13] !== 0x00) return frame;
   const total = 14 + ((frame[16]! << 8) | frame[17]!);
   return total >= 34 && total < frame.length ? frame.subarray(0, total) : frame;
+}
+
+function ipv4Bytes(a: string): number[] {
+  return a.split('.').map(Number);
+}
+
+/**
+ * A gratuitous ARP request (an announcement, RFC 5227 §3) from `mac` for `ip`, as a guest sends
+ * it when it takes an address: broadcast, sender and target address both `ip`.
+ */
+export function arpAnnouncement(mac: Uint8Array, ip: readonly number[]): Uint8Array {
+  const f = new Uint8Array(60);
+  f.fill(0xff, 0, 6);
+  f.set(mac, 6);
+  f[12] = 0x08; f[13] = 0x06;
+  f.set([0x00, 0x01, 0x08, 0x00, 6, 4, 0x00, 0x01], 14); // Ethernet/IPv4, request
+  f.set(mac, 22);
+  f.set(ip, 28);
+  f.set(ip, 38); // target MAC (32..37) stays zero
+  return f.subarray(0, 42);
 }
 
 /** A `user` network backend: `Machine.create({ net: [{ backend: userNet({ forward: [{ host: 8080, guest: 80 }] }) }] })`. */

@@ -4,7 +4,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createSocket } from 'node:dgram';
-import { createServer } from 'node:net';
+import { connect, createServer } from 'node:net';
 import { existsSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
@@ -215,6 +215,42 @@ test('user backend: forward() after start adds a forward and reports its host po
   }
 });
 
+test('user backend: after forward() restarts passt, a connection through it reaches the guest at its MAC', needPasst, async () => {
+  const b = userNet();
+  const conns: import('node:net').Socket[] = [];
+  try {
+    await b.ready;
+    await lease(b); // passt learns the guest's MAC from this; the guest is idle from here on
+    const port = await b.forward(8080);
+    assert.equal(b.stats.starts, 2);
+    // The host connects; passt sends the guest a SYN. A new passt that had not learnt the guest's
+    // MAC would address it to 00:00:00:00:00:00, which the NIC's receive filter drops.
+    const syn = nextFrame(b, (f) => f[12] === 0x08 && f[13] === 0 && f[23] === 6 && ((f[36]! << 8) | f[37]!) === 8080);
+    const c = connect(port, '127.0.0.1');
+    c.on('error', () => {});
+    conns.push(c);
+    const f = await syn;
+    assert.deepEqual([...f.subarray(0, 6)], GUEST_MAC, 'the SYN is addressed to the guest');
+    assert.deepEqual([...f.subarray(30, 34)], [10, 0, 2, 15]);
+    assert.equal(f[47]! & 0x12, 0x02, 'a SYN');
+  } finally {
+    for (const c of conns) c.destroy();
+    b.close();
+    await b.exited;
+  }
+});
+
+test('arpAnnouncement: a gratuitous ARP request, sender and target the guest', async () => {
+  const { arpAnnouncement } = await import('../../lib/net/user.js');
+  const f = arpAnnouncement(new Uint8Array(GUEST_MAC), [10, 0, 2, 15]);
+  assert.equal(f.length, 42);
+  assert.deepEqual([...f.subarray(0, 14)], [255, 255, 255, 255, 255, 255, ...GUEST_MAC, 8, 6]);
+  assert.deepEqual([...f.subarray(14, 22)], [0, 1, 8, 0, 6, 4, 0, 1]);
+  assert.deepEqual([...f.subarray(22, 28)], GUEST_MAC);
+  assert.deepEqual([...f.subarray(28, 32)], [10, 0, 2, 15]);
+  assert.deepEqual([...f.subarray(38, 42)], [10, 0, 2, 15]);
+});
+
 test('user backend: a guest flooding a stalled passt is bounded and counted', needPasst, async () => {
   const b = userNet({ maxQueuedBytes: 64 * 1024 });
   try {
@@ -230,7 +266,7 @@ test('user backend: a guest flooding a stalled passt is bounded and counted', ne
 });
 
 test('passt not installed: ERR_NET_USER_UNAVAILABLE naming the package', () => {
-  assert.throws(() => userNet({ passt: '/nonexistent/passt' }), (e: NodeJS.ErrnoException) => e.code === 'ERR_NET_USER_UNAVAILABLE' && /apt-get install passt/.test(e.message));
+  assert.throws(() => userNet({ passt: '/nonexistent/passt' }), (e: NodeJS.ErrnoException) => e.code === 'ERR_NET_USER_UNAVAILABLE' && /apt-get install passt/.test(e.message) && e.message.includes('at /nonexistent/passt') && !e.message.includes('${'));
 });
 
 test('user backend works for an unprivileged user', { skip: process.getuid?.() !== 0 ? 'already unprivileged: the tests above are the proof' : needPasst.skip }, () => {
