@@ -199,6 +199,49 @@ test('user backend: a forward to a host port in use is ERR_NET_PORT_IN_USE, noth
   }
 });
 
+test('user backend: forward() after start to a host port in use is ERR_NET_PORT_IN_USE; the running passt and its forwards stay', needPasst, async () => {
+  const busy = createServer();
+  await new Promise<void>((r) => busy.listen(0, '127.0.0.1', () => r()));
+  const port = (busy.address() as { port: number }).port;
+  const b = userNet({ forward: [{ guest: 22 }] });
+  try {
+    await b.ready;
+    const pid = (b as unknown as { child: { pid: number } }).child.pid;
+    await assert.rejects(b.forward(80, { host: port }), (e: NodeJS.ErrnoException) => e.code === 'ERR_NET_PORT_IN_USE' && e.message.includes(String(port)));
+    assert.equal((b as unknown as { child: { pid: number } }).child.pid, pid, 'passt was not restarted');
+    assert.equal(b.linkUp, true);
+    assert.deepEqual(b.forwards.map((f) => f.guest), [22]);
+    await assert.rejects(b.forward(0), (e: NodeJS.ErrnoException) => e.code === 'ERR_INVALID_NET' && /guest/.test(e.message));
+    await assert.rejects(b.forward(65536), (e: NodeJS.ErrnoException) => e.code === 'ERR_INVALID_NET');
+    assert.equal(b.stats.starts, 1);
+    const next = await b.forward(80);
+    assert.deepEqual(b.forwards.map((f) => [f.guest, f.host]), [[22, b.forwards[0]!.host], [80, next]], 'a later forward() still works');
+    assert.equal(b.stats.starts, 2);
+  } finally {
+    busy.close();
+    b.close();
+    await b.exited;
+  }
+});
+
+test('user backend: forward() restarts keep a forward with a fixed host port (the old passt is gone before the new binds it)', needPasst, async () => {
+  const { freePort } = await import('../../lib/net/passt.js');
+  const fixed = await freePort('tcp', '127.0.0.1');
+  const b = userNet({ forward: [{ host: fixed, guest: 22 }] });
+  try {
+    await b.ready;
+    for (const guest of [80, 81, 82]) await b.forward(guest);
+    assert.equal(b.stats.starts, 4, 'each restart bound everything the first time');
+    assert.equal(b.forwards[0]!.host, fixed);
+    const c = connect(fixed, '127.0.0.1');
+    await new Promise<void>((resolve, reject) => { c.once('connect', () => resolve()); c.once('error', reject); });
+    c.destroy();
+  } finally {
+    b.close();
+    await b.exited;
+  }
+});
+
 test('user backend: forward() after start adds a forward and reports its host port', needPasst, async () => {
   const b = userNet();
   try {
@@ -207,8 +250,10 @@ test('user backend: forward() after start adds a forward and reports its host po
     assert.ok(port > 0);
     assert.deepEqual(b.forwards.map((f) => [f.proto, f.guest, f.host]), [['tcp', 8080, port]]);
     assert.equal(await b.forward(8080), port, 'asking again gives the same forward');
+    const both = await Promise.all([b.forward(9001), b.forward(9002, { proto: 'udp' })]);
+    assert.deepEqual(b.forwards.map((f) => [f.proto, f.guest, f.host]), [['tcp', 8080, port], ['tcp', 9001, both[0]], ['udp', 9002, both[1]]], 'concurrent forward() calls each add theirs');
     assert.equal(b.linkUp, true);
-    assert.equal(b.stats.starts, 2);
+    assert.equal(b.stats.starts, 4);
   } finally {
     b.close();
     await b.exited;
@@ -260,6 +305,39 @@ test('user backend: a guest flooding a stalled passt is bounded and counted', ne
     for (let i = 0; i < 20_000; i++) b.send(frame);
     assert.ok(b.stats.txDropped > 0, 'frames beyond the bound are dropped and counted');
   } finally {
+    b.close();
+    await b.exited;
+  }
+});
+
+test('user backend: frames from passt for a full ring are held in order (passt is still read), bounded by maxHeldBytes', needPasst, async () => {
+  const b = userNet({ forward: [{ proto: 'udp', guest: 7777 }], maxHeldBytes: 32 * 1024 });
+  const src = createSocket('udp4');
+  try {
+    await b.ready;
+    await lease(b);
+    const got: number[] = [];
+    b.onReceive((f) => { if (isUdpTo(7777)(f)) got.push(new DataView(f.buffer, f.byteOffset).getUint32(42)); });
+    b.pauseReceive();
+    const N = 200;
+    for (let i = 0; i < N; i++) {
+      const d = Buffer.alloc(1000);
+      d.writeUInt32BE(i, 0);
+      src.send(d, b.forwards[0]!.host, '127.0.0.1');
+      if (i % 20 === 19) await new Promise((r) => setTimeout(r, 5));
+    }
+    await new Promise((r) => setTimeout(r, 300));
+    assert.equal(got.length, 0, 'nothing reaches a paused NIC');
+    assert.ok(b.stats.rxStalls >= 1, `the socket was paused past the bound (${JSON.stringify(b.stats)})`);
+    assert.ok(b.stats.rxHeldMaxBytes > 32 * 1024 && b.stats.rxHeldMaxBytes < 32 * 1024 + 256 * 1024, `held bytes bounded (${b.stats.rxHeldMaxBytes})`);
+    b.resumeReceive();
+    await new Promise((r) => setTimeout(r, 300));
+    assert.ok(got.length > 32, `held frames delivered on resume (${got.length})`);
+    assert.deepEqual(got, [...got].sort((x, y) => x - y), 'in order');
+    // Frames passt could not send while the socket was paused are its loss, not ours: passt
+    // drops what does not fit (MSG_DONTWAIT); what arrives is in order and whole.
+  } finally {
+    src.close();
     b.close();
     await b.exited;
   }
