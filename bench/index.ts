@@ -1,4 +1,4 @@
-// `npm run bench [filter] [--runs=N] [--iterations=N] [--lab-cpus=N] [--warmup=N] [--tso-rtt-log=N]`: runs every benchmark whose name contains
+// `npm run bench [filter] [--runs=N] [--iterations=N] [--lab-cpus=N] [--warmup=N] [--tso-rtt-log=N] [--backend=tap|user]`: runs every benchmark whose name contains
 // `filter` (all without one). Benchmarks print their own figures; nothing here asserts on time.
 import { InvalidArgumentError } from '../lib/errors.js';
 import { runExitRoundtrip } from './exit-roundtrip.js';
@@ -21,6 +21,8 @@ interface BenchOptions {
   warmup?: number;
   /** net: the guest's net.ipv4.tcp_tso_rtt_log for both VMMs (default: the kernel's, 9). */
   tsoRttLog?: number;
+  /** net: 'tap' (default) or 'user' (passt, against QEMU's slirp and passt). */
+  backend?: 'tap' | 'user';
 }
 
 const benches: Bench[] = [
@@ -39,8 +41,12 @@ function parseArgs(argv: readonly string[]): { filter: string | undefined; opts:
   for (const a of argv) {
     const m = /^--(runs|iterations|lab-cpus|warmup|tso-rtt-log)=(\d+)$/.exec(a);
     const key = { 'runs': 'runs', 'iterations': 'iterations', 'lab-cpus': 'labCpus', 'warmup': 'warmup', 'tso-rtt-log': 'tsoRttLog' } as const;
+    const b = /^--backend=(.*)$/.exec(a);
     if (m !== null) opts[key[m[1] as keyof typeof key]] = Number(m[2]);
-    else if (a.startsWith('--')) throw new InvalidArgumentError(`unknown option ${a} (known: --runs=N, --iterations=N, --lab-cpus=N, --warmup=N, --tso-rtt-log=N)`);
+    else if (b !== null) {
+      if (b[1] !== 'tap' && b[1] !== 'user') throw new InvalidArgumentError(`--backend must be tap or user (got ${b[1]})`);
+      opts.backend = b[1];
+    } else if (a.startsWith('--')) throw new InvalidArgumentError(`unknown option ${a} (known: --runs=N, --iterations=N, --lab-cpus=N, --warmup=N, --tso-rtt-log=N, --backend=tap|user)`);
     else filter = a;
   }
   return { filter, opts };

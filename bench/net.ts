@@ -25,8 +25,8 @@
 // sets the guest's net.ipv4.tcp_tso_rtt_log for both, so that RTTs below ~4 ms no longer shrink
 // its skbs: what each VMM does once that is out of the way.
 import type { ChildProcess } from 'node:child_process';
-import { execFileSync } from 'node:child_process';
-import { copyFileSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { execFileSync, spawn } from 'node:child_process';
+import { chmodSync, copyFileSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os, { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -39,6 +39,9 @@ import { DEFAULT_CMDLINE } from '../lib/machine/cmdline.js';
 import { Machine } from '../lib/machine/index.js';
 import { findCommand, NetNs } from '../lib/net/netns.js';
 import { TapBackend } from '../lib/net/tap.js';
+import type { NetBackend } from '../lib/net/backend.js';
+import { userNet } from '../lib/net/user.js';
+import { boundPorts, DEFAULT_USER_ADDRESSING, findPasst, freePort, passtArgv } from '../lib/net/passt.js';
 
 export interface NetBenchOptions {
   /** iperf3 seconds per direction (default 10). */
@@ -61,6 +64,13 @@ export interface NetBenchOptions {
    * that this term decides the guest->host state in the lab.
    */
   tsoRttLog?: number;
+  /**
+   * 'tap' (default): the guest reaches an iperf3 server in a network namespace over a TAP,
+   * against QEMU's rtl8139 on a TAP. 'user': the guest reaches an iperf3 server on the host's
+   * loopback through the gateway address of a user network, ours (passt) against QEMU's
+   * rtl8139 on `-nic user` (slirp) and on passt (`-netdev stream`).
+   */
+  backend?: 'tap' | 'user';
   log?: (line: string) => void;
 }
 
@@ -143,18 +153,18 @@ function withMinRttProbe(initrd: string, dir: string, log: (l: string) => void):
  * The guest's whole job: ping, iperf3 up, iperf3 down (reverse), each between markers; then,
  * with a warm-up, `warmup` s of unmeasured iperf3 up and both directions again.
  */
-function guestScript(seconds: number, warmup: number, tsoRttLog: number | undefined): string {
+function guestScript(seconds: number, warmup: number, tsoRttLog: number | undefined, port: number): string {
   // The min_rtt probe, when the initrd has it, samples the guest->host connection beside iperf3.
-  const probe = (key: string): string => `{ [ -x ${PROBE_PATH} ] && ${PROBE_PATH} iperf3 5201 500 ${seconds + 60} > /tmp/min-rtt-${key} & }`;
+  const probe = (key: string): string => `{ [ -x ${PROBE_PATH} ] && ${PROBE_PATH} iperf3 ${port} 500 ${seconds + 60} > /tmp/min-rtt-${key} & }`;
   const probed = (key: string): string => `wait; echo ${MARK}-${key}RTT $(cat /tmp/min-rtt-${key} 2>/dev/null)`;
   const warm = warmup <= 0 ? [] : [
-    `iperf3 -c ${HOST_IP} -t ${warmup} -i 0 > /dev/null`,
+    `iperf3 -c ${HOST_IP} -p ${port} -t ${warmup} -i 0 > /dev/null`,
     `echo ${MARK}-DEV2 $(grep eth0: /proc/net/dev)`,
     probe('WUP'),
-    `echo ${MARK}-WUP; iperf3 -c ${HOST_IP} -t ${seconds} -O ${OMIT_SECONDS} -i 0 -J; echo ${MARK}-WUPEND`,
+    `echo ${MARK}-WUP; iperf3 -c ${HOST_IP} -p ${port} -t ${seconds} -O ${OMIT_SECONDS} -i 0 -J; echo ${MARK}-WUPEND`,
     probed('WUP'),
     `echo ${MARK}-DEV3 $(grep eth0: /proc/net/dev)`,
-    `echo ${MARK}-WDOWN; iperf3 -c ${HOST_IP} -t ${seconds} -O ${OMIT_SECONDS} -i 0 -R -J; echo ${MARK}-WDOWNEND`,
+    `echo ${MARK}-WDOWN; iperf3 -c ${HOST_IP} -p ${port} -t ${seconds} -O ${OMIT_SECONDS} -i 0 -R -J; echo ${MARK}-WDOWNEND`,
     `echo ${MARK}-DEVD3 $(grep eth0: /proc/net/dev)`,
   ];
   return [
@@ -163,11 +173,11 @@ function guestScript(seconds: number, warmup: number, tsoRttLog: number | undefi
     // The driver counts one TX packet per skb: a TSO frame is one, however many segments.
     `echo ${MARK}-DEV0 $(grep eth0: /proc/net/dev)`,
     probe('UP'),
-    `echo ${MARK}-UP; iperf3 -c ${HOST_IP} -t ${seconds} -O ${OMIT_SECONDS} -i 0 -J; echo ${MARK}-UPEND`,
+    `echo ${MARK}-UP; iperf3 -c ${HOST_IP} -p ${port} -t ${seconds} -O ${OMIT_SECONDS} -i 0 -J; echo ${MARK}-UPEND`,
     `echo ${MARK}-DEV1 $(grep eth0: /proc/net/dev)`,
     probed('UP'),
     `echo ${MARK}-DEVD0 $(grep eth0: /proc/net/dev)`,
-    `echo ${MARK}-DOWN; iperf3 -c ${HOST_IP} -t ${seconds} -O ${OMIT_SECONDS} -i 0 -R -J; echo ${MARK}-DOWNEND`,
+    `echo ${MARK}-DOWN; iperf3 -c ${HOST_IP} -p ${port} -t ${seconds} -O ${OMIT_SECONDS} -i 0 -R -J; echo ${MARK}-DOWNEND`,
     `echo ${MARK}-DEVD1 $(grep eth0: /proc/net/dev)`,
     ...warm,
   ].join('; ');
@@ -324,92 +334,185 @@ async function withNetns<T>(fn: (ns: NetNs) => Promise<T>): Promise<T> {
 }
 
 /** What each VMM run does: the guest script's parameters. */
-interface Job { seconds: number; warmup: number; tsoRttLog: number | undefined }
+interface Job { seconds: number; warmup: number; tsoRttLog: number | undefined; port: number }
 
 function cmdline(job: Job): string {
-  const run64 = Buffer.from(guestScript(job.seconds, job.warmup, job.tsoRttLog)).toString('base64');
+  const run64 = Buffer.from(guestScript(job.seconds, job.warmup, job.tsoRttLog, job.port)).toString('base64');
   return `${DEFAULT_CMDLINE} quiet nkvm.ip=${GUEST_IP}/24 nkvm.run64=${run64}`;
 }
 
-/** Our VMM: TapBackend moved into the namespace, counters sampled at the guest's markers. */
-async function runNodeKvm(files: { kernel: string; initrd: string }, revision: 0x10 | 0x20, job: Job): Promise<Sample> {
+type Files = { kernel: string; initrd: string };
+
+/** Our VMM on `backend`: counters sampled at the guest's markers. */
+async function measureNodeKvm(files: Files, revision: 0x10 | 0x20, job: Job, backend: NetBackend, label: string): Promise<Sample> {
   const { warmup } = job;
-  const label = `node-kvm ${revision === 0x20 ? '8139cp' : '8139too'}`;
+  await using m = await Machine.create({ kernel: files.kernel, initrd: files.initrd, cmdline: cmdline(job), memory: '256M', cpus: 1,
+    net: [{ backend, revision }] });
+  const nic = m.platform.nics[0]!;
+  let text = '';
+  const kvmWatch = new KvmExitWatch(process.pid);
+  m.console.on('data', (d: Buffer) => { text += d.toString('latin1'); kvmWatch.feed(text); });
+  const snap = (): { exits: number; packets: number; queued: number; missed: number } => ({
+    exits: m.counters.io + m.counters.mmio, packets: nic.stats.txFrames + nic.stats.rxFrames,
+    queued: nic.stats.rxQueued, missed: nic.stats.rxMissed,
+  });
+  const phase = async (start: string, end: string): Promise<Partial<Transfer>> => {
+    await m.console.waitFor(start, { timeout: 600_000 });
+    const a = snap();
+    await m.console.waitFor(end, { timeout: 600_000 });
+    const b = snap();
+    const packets = b.packets - a.packets;
+    return { exitsPerPacket: packets > 0 ? (b.exits - a.exits) / packets : undefined, packets,
+      rxQueued: b.queued - a.queued, rxMissed: b.missed - a.missed };
+  };
+  m.start();
+  const counted: Partial<Record<PhaseKey, Partial<Transfer>>> = {};
+  for (const [dir, key] of PHASES) {
+    if (warmup > 0 || !isWarm(key)) counted[key] = await phase(`${MARK}-${dir}\r\n`, `${MARK}-${dir}END`);
+  }
+  const r = await m.wait();
+  const s = parse(label, text, warmup > 0);
+  for (const [, key] of PHASES) if (s[key] !== undefined) Object.assign(s[key]!, counted[key]);
+  kvmWatch.apply(s);
+  if (r.reason !== 'poweroff') s.error = `guest ended with ${r.reason}`;
+  return s;
+}
+
+const nicName = (revision: 0x10 | 0x20): string => (revision === 0x20 ? '8139cp' : '8139too');
+
+/** Our VMM: TapBackend moved into the namespace. */
+async function runNodeKvm(files: Files, revision: 0x10 | 0x20, job: Job): Promise<Sample> {
   return withNetns(async (ns) => {
     const tap = TapBackend.open();
     try {
       await ns.adoptLink(tap.name, `${HOST_IP}/24`);
-      await using m = await Machine.create({ kernel: files.kernel, initrd: files.initrd, cmdline: cmdline(job), memory: '256M', cpus: 1,
-        net: [{ backend: tap, revision }] });
-      const nic = m.platform.nics[0]!;
-      let text = '';
-      const kvmWatch = new KvmExitWatch(process.pid);
-      m.console.on('data', (d: Buffer) => { text += d.toString('latin1'); kvmWatch.feed(text); });
-      const snap = (): { exits: number; packets: number; queued: number; missed: number } => ({
-        exits: m.counters.io + m.counters.mmio, packets: nic.stats.txFrames + nic.stats.rxFrames,
-        queued: nic.stats.rxQueued, missed: nic.stats.rxMissed,
-      });
-      const phase = async (start: string, end: string): Promise<Partial<Transfer>> => {
-        await m.console.waitFor(start, { timeout: 600_000 });
-        const a = snap();
-        await m.console.waitFor(end, { timeout: 600_000 });
-        const b = snap();
-        const packets = b.packets - a.packets;
-        return { exitsPerPacket: packets > 0 ? (b.exits - a.exits) / packets : undefined, packets,
-          rxQueued: b.queued - a.queued, rxMissed: b.missed - a.missed };
-      };
-      m.start();
-      const counted: Partial<Record<PhaseKey, Partial<Transfer>>> = {};
-      for (const [dir, key] of PHASES) {
-        if (warmup > 0 || !isWarm(key)) counted[key] = await phase(`${MARK}-${dir}\r\n`, `${MARK}-${dir}END`);
-      }
-      const r = await m.wait();
-      const s = parse(label, text, warmup > 0);
-      for (const [, key] of PHASES) if (s[key] !== undefined) Object.assign(s[key]!, counted[key]);
-      kvmWatch.apply(s);
-      if (r.reason !== 'poweroff') s.error = `guest ended with ${r.reason}`;
-      return s;
+      return await measureNodeKvm(files, revision, job, tap, `node-kvm ${nicName(revision)}`);
     } finally {
       tap.close();
     }
   });
 }
 
+/** Our VMM on a `user` network (passt), the iperf3 server on the host's loopback. */
+async function runNodeKvmUser(files: Files, revision: 0x10 | 0x20, job: Job): Promise<Sample> {
+  return withLoopbackIperf(job.port, async () => {
+    const user = userNet();
+    try {
+      const s = await measureNodeKvm(files, revision, job, user, `node-kvm ${nicName(revision)} user`);
+      if (user.stats.txDropped > 0) s.error = `${user.stats.txDropped} frames dropped on the way to passt`;
+      return s;
+    } finally {
+      user.close();
+      await user.exited;
+    }
+  });
+}
+
+/** An iperf3 server on 127.0.0.1:port for the length of `fn`. */
+async function withLoopbackIperf<T>(port: number, fn: () => Promise<T>): Promise<T> {
+  const server = spawn('iperf3', ['-s', '-B', '127.0.0.1', '-p', String(port)], { stdio: 'ignore' });
+  server.on('error', () => undefined);
+  const gone = new Promise<void>((resolve) => server.once('close', () => resolve()));
+  try {
+    for (let i = 0; i < 500 && !boundPorts('tcp').has(port); i++) await new Promise((r) => setTimeout(r, 10));
+    return await fn();
+  } finally {
+    server.kill('SIGKILL');
+    await gone;
+  }
+}
+
+/**
+ * Watch a QEMU whose serial console is its stdout until it exits; `before` runs once it has
+ * started (configures its network) and may return an error that ends the run.
+ */
+async function watchQemu(child: ChildProcess, label: string, job: Job, before?: () => Promise<string | undefined>): Promise<Sample> {
+  let text = '';
+  let err = '';
+  // `ip netns exec` execs QEMU in place: this pid is QEMU's.
+  const kvmWatch = child.pid === undefined ? undefined : new KvmExitWatch(child.pid);
+  child.stdout!.on('data', (d: Buffer) => { text += d.toString('latin1'); kvmWatch?.feed(text); });
+  child.stderr!.on('data', (d: Buffer) => { err += d.toString('utf8'); });
+  child.on('error', (e) => { err += e.message; });
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  const problem = await before?.();
+  if (problem !== undefined) {
+    child.kill('SIGKILL');
+    await exited;
+    return { label, error: `${problem}: ${err.trim()}` };
+  }
+  const timer = setTimeout(() => child.kill('SIGKILL'), 900_000);
+  const code = await exited;
+  clearTimeout(timer);
+  const s = parse(label, text, job.warmup > 0);
+  kvmWatch?.apply(s);
+  if (code !== 0) s.error = `QEMU exited with ${code}: ${err.trim()}`;
+  return s;
+}
+
+function qemuArgv(files: Files, job: Job, inLab: boolean, net: string[]): string[] {
+  // Inside the lab TCG's SVM misses XSETBV: hide XSAVE from the L2 guest, as Machine does.
+  const cpu = inLab ? 'host,-xsave' : 'host';
+  return ['-accel', 'kvm', '-cpu', cpu, '-m', '256M', '-smp', '1',
+    '-M', 'pc', '-nodefaults', '-no-user-config', '-display', 'none', '-vga', 'none', '-no-reboot', '-serial', 'stdio',
+    '-kernel', files.kernel, '-initrd', files.initrd, '-append', cmdline(job), ...net];
+}
+
 /** QEMU, started inside the namespace so its TAP is created there; its serial console on stdout. */
-async function runQemu(files: { kernel: string; initrd: string }, job: Job, inLab: boolean): Promise<Sample> {
-  const { warmup } = job;
-  const label = 'QEMU rtl8139';
+async function runQemu(files: Files, job: Job, inLab: boolean): Promise<Sample> {
   return withNetns(async (ns) => {
     const ifname = 'nkvmq0';
-    // Inside the lab TCG's SVM misses XSETBV: hide XSAVE from the L2 guest, as Machine does.
-    const cpu = inLab ? 'host,-xsave' : 'host';
-    const child: ChildProcess = ns.spawn(['qemu-system-x86_64', '-accel', 'kvm', '-cpu', cpu, '-m', '256M', '-smp', '1',
-      '-M', 'pc', '-nodefaults', '-no-user-config', '-display', 'none', '-vga', 'none', '-no-reboot', '-serial', 'stdio',
-      '-kernel', files.kernel, '-initrd', files.initrd, '-append', cmdline(job),
-      '-netdev', `tap,id=n0,ifname=${ifname},script=no,downscript=no`, '-device', 'rtl8139,netdev=n0,mac=52:54:00:12:34:56']);
-    let text = '';
-    let err = '';
-    // `ip netns exec` execs QEMU in place: this pid is QEMU's.
-    const kvmWatch = child.pid === undefined ? undefined : new KvmExitWatch(child.pid);
-    child.stdout!.on('data', (d: Buffer) => { text += d.toString('latin1'); kvmWatch?.feed(text); });
-    child.stderr!.on('data', (d: Buffer) => { err += d.toString('utf8'); });
-    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-    // QEMU creates the TAP when it starts: configure it as soon as it exists.
-    for (let i = 0; ; i++) {
-      const r = await ns.ip(['link', 'show', ifname], { check: false });
-      if (r.code === 0) break;
-      if (i > 600 || child.exitCode !== null) return { label, error: `QEMU did not create ${ifname}: ${err.trim()}` };
-      await new Promise((resolve) => setTimeout(resolve, 100));
+    const child: ChildProcess = ns.spawn(['qemu-system-x86_64', ...qemuArgv(files, job, inLab,
+      ['-netdev', `tap,id=n0,ifname=${ifname},script=no,downscript=no`, '-device', 'rtl8139,netdev=n0,mac=52:54:00:12:34:56'])]);
+    return watchQemu(child, 'QEMU rtl8139', job, async () => {
+      // QEMU creates the TAP when it starts: configure it as soon as it exists.
+      for (let i = 0; ; i++) {
+        const r = await ns.ip(['link', 'show', ifname], { check: false });
+        if (r.code === 0) break;
+        if (i > 600 || child.exitCode !== null) return `QEMU did not create ${ifname}`;
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+      await ns.addAddress(ifname, `${HOST_IP}/24`);
+      await ns.setLinkUp(ifname);
+      return undefined;
+    });
+  });
+}
+
+/**
+ * QEMU's rtl8139 on a user network: its built-in slirp (`-nic user`), or a passt it connects to
+ * over a UNIX socket (`-netdev stream`), passt started as ours starts it but listening on a path.
+ */
+async function runQemuUser(files: Files, job: Job, inLab: boolean, stack: 'slirp' | 'passt'): Promise<Sample> {
+  return withLoopbackIperf(job.port, async () => {
+    if (stack === 'slirp') {
+      const child = spawn('qemu-system-x86_64', qemuArgv(files, job, inLab,
+        ['-nic', `user,model=rtl8139,mac=52:54:00:12:34:56,net=10.0.2.0/24,host=${HOST_IP}`]), { stdio: ['ignore', 'pipe', 'pipe'] });
+      return watchQemu(child, 'QEMU slirp', job);
     }
-    await ns.addAddress(ifname, `${HOST_IP}/24`);
-    await ns.setLinkUp(ifname);
-    const timer = setTimeout(() => child.kill('SIGKILL'), 900_000);
-    const code = await exited;
-    clearTimeout(timer);
-    const s = parse(label, text, warmup > 0);
-    kvmWatch?.apply(s);
-    if (code !== 0) s.error = `QEMU exited with ${code}: ${err.trim()}`;
-    return s;
+    const dir = mkdtempSync(join(tmpdir(), 'node-kvm-net-bench-passt-'));
+    // passt started as root becomes nobody before it binds its socket: let it create one here.
+    if (process.getuid?.() === 0) chmodSync(dir, 0o777);
+    const sock = join(dir, 'passt.socket');
+    const argv = passtArgv(DEFAULT_USER_ADDRESSING, []);
+    argv.splice(argv.indexOf('--fd'), 2, '--socket', sock);
+    const passt = spawn(findPasst(), argv, { stdio: ['ignore', 'ignore', 'pipe'] });
+    let passtErr = '';
+    passt.stderr!.on('data', (d: Buffer) => { passtErr = (passtErr + d.toString('utf8')).slice(-2000); });
+    passt.on('error', () => undefined);
+    const passtGone = new Promise<void>((resolve) => passt.once('close', () => resolve()));
+    try {
+      for (let i = 0; i < 1000 && !existsSync(sock) && passt.exitCode === null; i++) await new Promise((r) => setTimeout(r, 10));
+      if (!existsSync(sock)) return { label: 'QEMU passt', error: `passt did not listen on ${sock}: ${passtErr.trim()}` };
+      const child = spawn('qemu-system-x86_64', qemuArgv(files, job, inLab,
+        ['-netdev', `stream,id=n0,server=off,addr.type=unix,addr.path=${sock}`, '-device', 'rtl8139,netdev=n0,mac=52:54:00:12:34:56']),
+      { stdio: ['ignore', 'pipe', 'pipe'] });
+      return await watchQemu(child, 'QEMU passt', job);
+    } finally {
+      passt.kill('SIGKILL');
+      await passtGone;
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 }
 
@@ -429,19 +532,26 @@ function runLine(s: Sample, warmup: number): string {
   return `${f1(s.up?.mbps)} @ ${f1(s.guestTxFrameBytes)} (${f1(s.up?.minRttMs)}), ${f1(s.down?.mbps)}${warm}`;
 }
 
-function report(samples: Sample[], seconds: number, warmup: number, where: string, log: (l: string) => void): void {
+/** Which run is ours and which are the references its ratios are against. */
+interface Comparison { ours: string; refs: string[]; path: string }
+
+const TAP_COMPARISON: Comparison = { ours: 'node-kvm 8139cp', refs: ['QEMU rtl8139'], path: `guest ${GUEST_IP} -> netns ${HOST_IP} over a TAP` };
+const USER_COMPARISON: Comparison = { ours: 'node-kvm 8139cp user', refs: ['QEMU slirp', 'QEMU passt'],
+  path: `guest ${GUEST_IP} -> ${HOST_IP}, the gateway of a user network, -> iperf3 on the host's 127.0.0.1; ours and QEMU passt: passt, QEMU slirp: -nic user; rtl8139 everywhere` };
+
+function report(samples: Sample[], seconds: number, warmup: number, where: string, log: (l: string) => void, cmp: Comparison = TAP_COMPARISON): void {
   const labels = [...new Set(samples.map((s) => s.label))];
   const groups = labels.map((label) => samples.filter((s) => s.label === label));
   const rounds = Math.max(...groups.map((g) => g.length));
-  const ours = groups.find((g) => g[0]!.label === 'node-kvm 8139cp');
-  const qemu = groups.find((g) => g[0]!.label === 'QEMU rtl8139');
-  log(`net: iperf3 -t ${seconds} -O ${OMIT_SECONDS} each way (the first ${OMIT_SECONDS} s not counted), ping x10 (guest ${GUEST_IP} -> netns ${HOST_IP} over a TAP), ${where}, one lab boot`);
-  if (rounds > 1) log(`net: each column is the median of its runs (listed below the table); 8139cp and QEMU alternate`);
+  const ours = groups.find((g) => g[0]!.label === cmp.ours);
+  const refs = cmp.refs.map((r) => groups.find((g) => g[0]!.label === r));
+  log(`net: iperf3 -t ${seconds} -O ${OMIT_SECONDS} each way (the first ${OMIT_SECONDS} s not counted), ping x10 (${cmp.path}), ${where}, one lab boot`);
+  if (rounds > 1) log(`net: each column is the median of its runs (listed below the table); ${[cmp.ours, ...cmp.refs].join(', ')} alternate`);
   const cols = groups.map((g) => `${g[0]!.label}${g.length > 1 ? ` (${g.length})` : ''}`.padStart(22)).join('');
-  log(`${''.padEnd(30)}${cols}   node-kvm/QEMU (8139cp)`);
+  log(`${''.padEnd(30)}${cols}   ${cmp.refs.map((r) => `ours/${r}`).join('  ')}`);
   const row = (name: string, get: (s: Sample) => number | undefined, r = true): void => {
     const m = (g: Sample[] | undefined): number | undefined => (g === undefined ? undefined : median(g.map(get)));
-    log(`${name.padEnd(30)}${groups.map((g) => f1(m(g)).padStart(22)).join('')}${r ? `   ${ratio(m(ours), m(qemu))}` : ''}`);
+    log(`${name.padEnd(30)}${groups.map((g) => f1(m(g)).padStart(22)).join('')}${r ? `   ${refs.map((g, i) => ratio(m(ours), m(g)).padEnd(`ours/${cmp.refs[i]!}`.length + 2)).join('')}` : ''}`);
   };
   row('guest->host Mbit/s', (s) => s.up?.mbps);
   row('  retransmits', (s) => s.up?.retransmits, false);
@@ -487,6 +597,8 @@ export async function runNetBench(opts: NetBenchOptions = {}): Promise<void> {
   const rounds = Math.max(1, opts.runs ?? 3);
   const warmup = Math.max(0, opts.warmup ?? 20);
   const tsoRttLog = opts.tsoRttLog;
+  const backend = opts.backend ?? 'tap';
+  if (backend !== 'tap' && backend !== 'user') throw new InvalidArgumentError(`--backend must be tap or user, got ${String(backend)}`);
   if (tsoRttLog !== undefined && !(Number.isInteger(tsoRttLog) && tsoRttLog >= 0 && tsoRttLog <= 31)) {
     throw new InvalidArgumentError(`--tso-rtt-log must be an integer 0..31 (net.ipv4.tcp_tso_rtt_log), got ${tsoRttLog}`);
   }
@@ -500,9 +612,9 @@ export async function runNetBench(opts: NetBenchOptions = {}): Promise<void> {
     const index = fileURLToPath(new URL('./index.js', import.meta.url));
     // Each VMM run: a boot, ping, four transfers and the warm-up, plus slack for a slow L1.
     const perRunS = 60 + 4 * (seconds + 5) + warmup;
-    const r = await runInLab({ command: [process.execPath, index, 'net', `--iterations=${seconds}`, `--runs=${rounds}`, `--warmup=${warmup}`,
+    const r = await runInLab({ command: [process.execPath, index, 'net', `--iterations=${seconds}`, `--runs=${rounds}`, `--warmup=${warmup}`, `--backend=${backend}`,
       ...(tsoRttLog === undefined ? [] : [`--tso-rtt-log=${tsoRttLog}`])], cpus: opts.labCpus,
-      stdout: process.stdout, stderr: process.stderr, log: (l) => log(`net: lab: ${l}`), timeoutMs: Math.max(1800, 300 + 2 * (2 * rounds + 1) * perRunS) * 1000 });
+      stdout: process.stdout, stderr: process.stderr, log: (l) => log(`net: lab: ${l}`), timeoutMs: Math.max(1800, 300 + 2 * ((backend === 'user' ? 3 : 2) * rounds + 1) * perRunS) * 1000 });
     if (r.exitCode !== 0) throw new Error(`net bench in the lab failed (exit ${r.exitCode}): ${r.error ?? ''}\n${r.consoleTail}`);
     return;
   }
@@ -519,9 +631,17 @@ export async function runNetBench(opts: NetBenchOptions = {}): Promise<void> {
     checkKvmDebugfs(inLab, log);
     const samples: Sample[] = [];
     const runs: (() => Promise<Sample>)[] = [];
-    const job: Job = { seconds, warmup, tsoRttLog };
-    for (let i = 0; i < rounds; i++) runs.push(() => runNodeKvm(files, 0x20, job), () => runQemu(files, job, inLab));
-    runs.push(() => runNodeKvm(files, 0x10, job));
+    // Over a TAP the server is in a namespace of its own; on a user network it is on this host's
+    // loopback, where 5201 may be taken.
+    const job: Job = { seconds, warmup, tsoRttLog, port: backend === 'tap' ? 5201 : await freePort('tcp', '127.0.0.1') };
+    if (backend === 'tap') {
+      for (let i = 0; i < rounds; i++) runs.push(() => runNodeKvm(files, 0x20, job), () => runQemu(files, job, inLab));
+      runs.push(() => runNodeKvm(files, 0x10, job));
+    } else {
+      findPasst(); // a coded error naming the package, before any run
+      for (let i = 0; i < rounds; i++) runs.push(() => runNodeKvmUser(files, 0x20, job), () => runQemuUser(files, job, inLab, 'slirp'), () => runQemuUser(files, job, inLab, 'passt'));
+      runs.push(() => runNodeKvmUser(files, 0x10, job));
+    }
     for (const [i, run] of runs.entries()) {
       const s: Sample = await run().catch((e: unknown) => ({ label: '?', error: String((e as Error)?.stack ?? e) }));
       samples.push(s);
@@ -529,7 +649,8 @@ export async function runNetBench(opts: NetBenchOptions = {}): Promise<void> {
       log(`net: run ${i + 1}/${runs.length} ${s.label}: ${s.error ?? runLine(s, warmup)}`);
     }
     const where = inLab ? `nested lab (QEMU TCG + SVM, ${os.cpus().length} L1 CPU(s), both VMMs on kvm_amd in L1)` : 'this host';
-    report(samples, seconds, warmup, tsoRttLog === undefined ? where : `${where}, guest net.ipv4.tcp_tso_rtt_log=${tsoRttLog} for both VMMs`, log);
+    report(samples, seconds, warmup, tsoRttLog === undefined ? where : `${where}, guest net.ipv4.tcp_tso_rtt_log=${tsoRttLog} for both VMMs`, log,
+      backend === 'user' ? USER_COMPARISON : TAP_COMPARISON);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

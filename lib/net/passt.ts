@@ -51,7 +51,7 @@ export function findPasst(explicit?: string): string {
   let runnable = p !== undefined;
   try { if (p !== undefined) accessSync(p, constants.X_OK); } catch { runnable = false; }
   if (!runnable) {
-    throw new NodeKvmError('ERR_NET_USER_UNAVAILABLE', "user networking needs passt, which is not installed${explicit !== undefined ? ` at ${explicit}` : ''}: apt-get install passt (Debian/Ubuntu package 'passt')");
+    throw new NodeKvmError('ERR_NET_USER_UNAVAILABLE', `user networking needs passt, which is not installed${explicit !== undefined ? ` at ${explicit}` : ''}: apt-get install passt (Debian/Ubuntu package 'passt')`);
   }
   return p!;
 }

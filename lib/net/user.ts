@@ -24,6 +24,12 @@ export interface UserNetOptions {
    * 4 MiB); a frame beyond it is dropped and counted in stats.txDropped.
    */
   maxQueuedBytes?: number;
+  /**
+   * Bytes of frames from passt held while the NIC's receive ring is full (default 16 MiB, above
+   * any receive window a guest's TCP opens); beyond it the backend stops reading passt's socket
+   * and passt drops what it cannot send (stats.rxStalls counts those times).
+   */
+  maxHeldBytes?: number;
   /** How long passt may take to start and bind its forwards (default 10 s). */
   startTimeoutMs?: number;
   /** Have passt record the frames it exchanges with the guest to this pcap file (passt --pcap). */
@@ -44,7 +50,13 @@ export interface UserNetStats {
   rxBytes: number;
   /** Times passt was started (1 + a restart per forward() added after the first start). */
   starts: number;
+  /** Most bytes of frames from passt held at once for a full receive ring. */
+  rxHeldMaxBytes: number;
+  /** Times the held frames passed maxHeldBytes and the backend stopped reading passt's socket. */
+  rxStalls: number;
 }
+
+const EMPTY = new Uint8Array(0);
 
 /** Called when passt ends on its own after it was ready. */
 export type FailureListener = (error: NodeKvmError) => void;
@@ -72,7 +84,7 @@ function checkForward(f: UserForward, i: number): UserForward {
  */
 export class UserNetBackend extends BackendBase {
   /** Counters, updated as frames pass. */
-  readonly stats: UserNetStats = { txFrames: 0, txBytes: 0, txDropped: 0, rxFrames: 0, rxBytes: 0, starts: 0 };
+  readonly stats: UserNetStats = { txFrames: 0, txBytes: 0, txDropped: 0, rxFrames: 0, rxBytes: 0, starts: 0, rxHeldMaxBytes: 0, rxStalls: 0 };
   /** Settles once passt runs with every forward bound; rejects with a coded error otherwise. */
   ready: Promise<void>;
   private readonly passtPath: string;
@@ -86,15 +98,26 @@ export class UserNetBackend extends BackendBase {
   private readonly queue: Buffer[] = [];
   private queuedBytes = 0;
   private paused = false;
+  /** Frames from passt waiting for the NIC (from heldHead on), and their bytes. */
   private readonly held: Uint8Array[] = [];
+  private heldHead = 0;
+  private heldBytes = 0;
+  private socketPaused = false;
+  private readonly maxHeld: number;
   private readonly failure = new Set<FailureListener>();
   private exits: Array<Promise<void>> = [];
+  private forwarding: Promise<unknown> = Promise.resolve();
+  /** The guest's MAC and IPv4 address as its frames last gave them (for a restarted passt). */
+  private readonly guestMac = new Uint8Array(6);
+  private guestMacSeen = false;
+  private guestIp: number[] | undefined;
 
   constructor(opts: UserNetOptions = {}) {
     super();
     const forwards = (opts.forward ?? []).map(checkForward);
     this.addressing = { ...DEFAULT_USER_ADDRESSING, ...opts.addressing };
     this.maxQueued = opts.maxQueuedBytes ?? 4 << 20;
+    this.maxHeld = opts.maxHeldBytes ?? 16 << 20;
     this.startTimeoutMs = opts.startTimeoutMs ?? 10_000;
     this.pcap = opts.pcap;
     this.passtPath = findPasst(opts.passt);
@@ -117,14 +140,24 @@ export class UserNetBackend extends BackendBase {
   async forward(guestPort: number, opts: { proto?: 'tcp' | 'udp'; host?: number; address?: string } = {}): Promise<number> {
     const f = checkForward({ ...opts, guest: guestPort }, this.active.length);
     await this.ready;
-    if (this.closed) throw new NodeKvmError('ERR_NET_CLOSED', 'the user network backend is closed');
-    const proto = f.proto ?? 'tcp';
-    const existing = this.active.find((a) => a.proto === proto && a.guest === f.guest && (f.host === undefined || f.host === 0 || a.host === f.host));
-    if (existing !== undefined) return existing.host;
-    this.ready = this.start([...this.active, f]);
-    this.ready.catch(() => {});
-    await this.ready;
-    return this.active.find((a) => a.proto === proto && a.guest === f.guest)!.host;
+    // One restart at a time: each starts from the forwards the one before left in effect.
+    const run = this.forwarding.then(async () => {
+      if (this.closed) throw new NodeKvmError('ERR_NET_CLOSED', 'the user network backend is closed');
+      const proto = f.proto ?? 'tcp';
+      const existing = this.active.find((a) => a.proto === proto && a.guest === f.guest && (f.host === undefined || f.host === 0 || a.host === f.host));
+      if (existing !== undefined) return existing.host;
+      try {
+        await this.start([...this.active, f]);
+      } catch (e) {
+        // A port found taken before the restart leaves the running passt alone; any later
+        // failure has stopped it, and the guest has lost its network: say so as passt dying would.
+        if (this.child === undefined && !this.closed) this.fail(e as NodeKvmError);
+        throw e;
+      }
+      return this.active.find((a) => a.proto === proto && a.guest === f.guest)!.host;
+    });
+    this.forwarding = run.catch(() => {});
+    return run;
   }
 
   /** Subscribe to passt ending on its own (the guest then sees carrier loss). */
@@ -139,6 +172,7 @@ export class UserNetBackend extends BackendBase {
       this.stats.txDropped++;
       return;
     }
+    this.learn(frame);
     const buf = encodeStreamFrame(withoutPadding(frame));
     this.stats.txFrames++;
     this.stats.txBytes += frame.length;
@@ -152,26 +186,50 @@ export class UserNetBackend extends BackendBase {
     if (s !== undefined && this.queue.length === 1) s.once('drain', () => this.flush());
   }
 
-  /** Stop reading from passt until resumeReceive() (the NIC's ring is full). */
+  /**
+   * The NIC's ring is full: hold passt's frames here until resumeReceive(), reading on. The
+   * socket is left flowing on purpose: passt sends with MSG_DONTWAIT and drops what does not
+   * fit (2023.03: "dropped N frames due to short send"), and the guest's TCP then waits for
+   * passt's 2 s retransmission timer; a socket paused for a full ring made transfers crawl.
+   * Only beyond maxHeldBytes is the socket paused (stats.rxStalls).
+   */
   pauseReceive(): void {
     this.paused = true;
-    this.sock?.pause();
   }
 
-  /** Deliver the frames held since the pause (the NIC may pause again in between), then read on. */
+  /** Deliver the frames held since the pause (the NIC may pause again in between). */
   resumeReceive(): void {
     this.paused = false;
-    while (this.held.length > 0 && !this.paused && !this.closed) this.deliver(this.held.shift()!);
-    if (!this.paused) this.sock?.resume();
+    const h = this.held;
+    while (this.heldHead < h.length && !this.paused && !this.closed) {
+      const f = h[this.heldHead]!;
+      h[this.heldHead++] = EMPTY;
+      this.heldBytes -= f.length;
+      this.deliver(f);
+    }
+    if (this.heldHead === h.length) { h.length = 0; this.heldHead = 0; } else if (this.heldHead > 1024 && this.heldHead * 2 > h.length) { h.splice(0, this.heldHead); this.heldHead = 0; }
+    if (this.socketPaused && this.heldBytes <= this.maxHeld / 2) {
+      this.socketPaused = false;
+      this.sock?.resume();
+    }
   }
 
   /** A frame from passt: to the NIC, or held while the NIC has asked for a pause. */
   private receive(frame: Uint8Array): void {
     this.stats.rxFrames++;
     this.stats.rxBytes += frame.length;
-    // One socket read holds many frames; those after a pause wait here (a chunk's worth at most).
-    if (this.paused) this.held.push(frame);
-    else this.deliver(frame);
+    if (!this.paused && this.heldHead === this.held.length) {
+      this.deliver(frame);
+      return;
+    }
+    this.held.push(frame);
+    this.heldBytes += frame.length;
+    if (this.heldBytes > this.stats.rxHeldMaxBytes) this.stats.rxHeldMaxBytes = this.heldBytes;
+    if (this.heldBytes > this.maxHeld && !this.socketPaused) {
+      this.socketPaused = true;
+      this.stats.rxStalls++;
+      this.sock?.pause();
+    }
   }
 
   /** Kill passt. Synchronous; `exited` settles once the process is gone. */
@@ -181,6 +239,8 @@ export class UserNetBackend extends BackendBase {
     this.queue.length = 0;
     this.queuedBytes = 0;
     this.held.length = 0;
+    this.heldHead = 0;
+    this.heldBytes = 0;
     this.stop();
   }
 
@@ -193,6 +253,21 @@ export class UserNetBackend extends BackendBase {
   async [Symbol.asyncDispose](): Promise<void> {
     this.close();
     await this.exited;
+  }
+
+  /** Note the guest's source MAC (and IPv4 address) when they change. */
+  private learn(frame: Uint8Array): void {
+    if (frame.length < 14) return;
+    const m = this.guestMac;
+    if (!this.guestMacSeen || frame[6] !== m[0] || frame[7] !== m[1] || frame[8] !== m[2] || frame[9] !== m[3] || frame[10] !== m[4] || frame[11] !== m[5]) {
+      m.set(frame.subarray(6, 12));
+      this.guestMacSeen = true;
+    }
+    // IPv4 source (not 0.0.0.0: DHCP before the lease).
+    if (frame.length >= 34 && frame[12] === 0x08 && frame[13] === 0x00 && (frame[26]! | frame[27]! | frame[28]! | frame[29]!) !== 0) {
+      const ip = this.guestIp;
+      if (ip === undefined || ip[0] !== frame[26] || ip[1] !== frame[27] || ip[2] !== frame[28] || ip[3] !== frame[29]) this.guestIp = [...frame.subarray(26, 30)];
+    }
   }
 
   private flush(): void {
@@ -244,18 +319,26 @@ export class UserNetBackend extends BackendBase {
     }
   }
 
-  private spawnPasst(active: ActiveForward[]): Promise<void> {
+  private async spawnPasst(active: ActiveForward[]): Promise<void> {
     // Readiness is judged by the ports being bound, so a port someone else holds must be
     // refused here: passt would fail to bind it, but the port would look ready.
     for (const p of ['tcp', 'udp'] as const) {
       const bound = boundPorts(p);
       const taken = active.filter((f) => f.proto === p && bound.has(f.host) && !this.active.some((a) => a.proto === p && a.host === f.host));
       if (taken.length > 0) {
-        return Promise.reject(new NodeKvmError('ERR_NET_PORT_IN_USE', `cannot forward host port ${taken.map((f) => `${p} ${f.address}:${f.host}`).join(', ')}: it is in use`));
+        throw new NodeKvmError('ERR_NET_PORT_IN_USE', `cannot forward host port ${taken.map((f) => `${p} ${f.address}:${f.host}`).join(', ')}: it is in use`);
       }
     }
+    // A restart (forward() after start) keeps the guest's link up: frames it sends meanwhile are
+    // queued (bounded) until the new passt runs.
+    const old = this.child;
     this.stop();
-    this.setLink(false);
+    if (old === undefined) this.setLink(false);
+    else {
+      // The old passt holds the forwarded ports until it has exited: the new one binds them too.
+      if (old.exitCode === null && old.signalCode === null) await new Promise((resolve) => old.once('exit', resolve));
+      if (this.closed) throw new NodeKvmError('ERR_NET_CLOSED', 'the user network backend was closed while starting');
+    }
     const child = spawn(this.passtPath, [...passtArgv(this.addressing, active), ...(this.pcap !== undefined ? ['--pcap', this.pcap] : [])], { stdio: ['ignore', 'ignore', 'pipe', 'pipe'] });
     this.child = child;
     this.stats.starts++;
@@ -275,13 +358,20 @@ export class UserNetBackend extends BackendBase {
     );
     sock.on('data', (d: Buffer) => decoder.push(d));
     sock.on('error', () => { /* reported through the process's exit */ });
-    if (this.paused) sock.pause();
+    if (this.socketPaused) sock.pause();
+    // A new passt does not know the guest's MAC until a frame from the guest tells it (it sends to
+    // 00:00:00:00:00:00 until then, which the NIC filters out), so a connection through a forward
+    // added after boot would not reach an idle guest. Announce the guest to it, first on the
+    // socket, the way a guest announces an address (a gratuitous ARP): passt learns the guest's
+    // MAC from the source of any frame and discards announcements, so nothing else sees it.
+    if (this.guestMacSeen) sock.write(encodeStreamFrame(arpAnnouncement(this.guestMac, this.guestIp ?? ipv4Bytes(this.addressing.address))));
     const tail = () => stderr.split('\n').filter((l) => l !== '' && !l.startsWith('Failed to send') && !l.includes('syslog')).slice(-6).join('\n');
 
     return new Promise<void>((resolve, reject) => {
       const deadline = Date.now() + this.startTimeoutMs;
       const onEarlyExit = (code: number | null, signal: NodeJS.Signals | null) => {
         clearTimeout(timer);
+        this.setLink(false);
         if (this.closed || this.child !== child) {
           reject(new NodeKvmError('ERR_NET_CLOSED', 'the user network backend was closed while starting'));
           return;
@@ -321,6 +411,7 @@ export class UserNetBackend extends BackendBase {
         }
         if (Date.now() > deadline) {
           this.stop();
+          this.setLink(false);
           reject(new NodeKvmError('ERR_NET_USER_START', `passt did not bind its forwards within ${this.startTimeoutMs} ms\n${tail()}`));
           return;
         }
@@ -340,6 +431,26 @@ export function withoutPadding(frame: Uint8Array): Uint8Array {
   if (frame.length < 34 || frame[12] !== 0x08 || frame[13] !== 0x00) return frame;
   const total = 14 + ((frame[16]! << 8) | frame[17]!);
   return total >= 34 && total < frame.length ? frame.subarray(0, total) : frame;
+}
+
+function ipv4Bytes(a: string): number[] {
+  return a.split('.').map(Number);
+}
+
+/**
+ * A gratuitous ARP request (an announcement, RFC 5227 §3) from `mac` for `ip`, as a guest sends
+ * it when it takes an address: broadcast, sender and target address both `ip`.
+ */
+export function arpAnnouncement(mac: Uint8Array, ip: readonly number[]): Uint8Array {
+  const f = new Uint8Array(60);
+  f.fill(0xff, 0, 6);
+  f.set(mac, 6);
+  f[12] = 0x08; f[13] = 0x06;
+  f.set([0x00, 0x01, 0x08, 0x00, 6, 4, 0x00, 0x01], 14); // Ethernet/IPv4, request
+  f.set(mac, 22);
+  f.set(ip, 28);
+  f.set(ip, 38); // target MAC (32..37) stays zero
+  return f.subarray(0, 42);
 }
 
 /** A `user` network backend: `Machine.create({ net: [{ backend: userNet({ forward: [{ host: 8080, guest: 80 }] }) }] })`. */

@@ -1,9 +1,11 @@
 // Helpers for linux-tier tests: the default image, a shell session over the serial console,
 // and an initrd with extra files appended as a second archive.
 import { createHash } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { gzipSync } from 'node:zlib';
 import { getDefaultImage, GUEST_PROMPT, type Image } from '../../lib/images/index.js';
 import { CpioWriter } from '../../lib/images/cpio.js';
@@ -64,4 +66,35 @@ export function initrdWithFiles(baseInitrd: string, files: Record<string, Uint8A
   const path = join(dir, 'initrd.cpio.gz');
   writeFileSync(path, Buffer.concat([base, pad, extra]));
   return { path, cleanup: () => rmSync(dir, { recursive: true, force: true }) };
+}
+
+/**
+ * test/linux/tools/udp-echo.c built for the guest (freestanding, static, a few KiB: it goes in
+ * with bootVm's `files`, over the console), cached under os.tmpdir() by a hash of its source.
+ * `udp-echo serve PORT COUNT` echoes COUNT datagrams; `udp-echo ask ADDR PORT TEXT` prints the
+ * echo of TEXT. Busybox's nc has no UDP.
+ */
+export function udpEchoTool(): Uint8Array {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  while (!existsSync(join(dir, 'test', 'linux', 'tools', 'udp-echo.c'))) {
+    const up = dirname(dir);
+    if (up === dir) throw new Error(`cannot find test/linux/tools/udp-echo.c above ${fileURLToPath(import.meta.url)}`);
+    dir = up;
+  }
+  const src = join(dir, 'test', 'linux', 'tools', 'udp-echo.c');
+  const flags = ['-static', '-nostdlib', '-Os', '-fno-stack-protector', '-fno-asynchronous-unwind-tables', '-fno-pie', '-no-pie', '-fno-builtin', '-Wl,--build-id=none', '-s'];
+  const key = createHash('sha256').update(readFileSync(src)).update(flags.join(' ')).digest('hex').slice(0, 16);
+  const cache = join(tmpdir(), 'node-kvm-guests');
+  const out = join(cache, `udp-echo-${key}`);
+  if (!existsSync(out)) {
+    mkdirSync(cache, { recursive: true });
+    const work = mkdtempSync(join(cache, 'udp-echo-build-'));
+    try {
+      execFileSync('gcc', [...flags, '-o', join(work, 'udp-echo'), src], { stdio: ['ignore', 'ignore', 'pipe'] });
+      renameSync(join(work, 'udp-echo'), out); // atomic: test files may build it at once
+    } finally {
+      rmSync(work, { recursive: true, force: true });
+    }
+  }
+  return new Uint8Array(readFileSync(out));
 }

@@ -1,9 +1,10 @@
 // User-mode networking (passt) with real Linux guests, one on 8139cp and one on 8139too, booted
 // side by side in one process with their own `user` backends: each takes its DHCP lease, fetches
 // a file from an HTTP server this test runs on the host's loopback (through the gateway address),
-// serves one back through a port forward, and close() leaves no passt behind. UDP both ways,
-// forward() after start and passt dying (link down, the failure event) are in the unit tier
-// (test/unit/net-user.test.ts): busybox's nc has no -u.
+// serves one back through a port forward, and close() leaves no passt behind. A second test
+// boots with bootVm({ net: 'user' }) and adds forwards after boot (TCP and UDP), with UDP both
+// ways through test/linux/tools/udp-echo.c (busybox's nc has no -u). passt dying (link down,
+// the failure event) is in the unit tier (test/unit/net-user.test.ts).
 //
 // Sizes: 32 MiB each way where Linux runs on the host's KVM; inside the nested lab the two guests
 // share one emulated CPU and passt's retransmission timer fires long before the guest's ACKs
@@ -12,10 +13,13 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { createServer, get, type Server } from 'node:http';
+import { connect } from 'node:net';
+import { createSocket } from 'node:dgram';
 import { spawnSync } from 'node:child_process';
 import { bootVm, type TestVm } from '../../lib/testing/index.js';
 import { userNet, UserNetBackend } from '../../lib/net/user.js';
 import { requireKvm } from '../helpers/kvm.js';
+import { udpEchoTool } from './helpers.js';
 
 const MIB = Number(process.env.NODE_KVM_USER_MIB ?? (process.env.NODE_KVM_LAB === '1' ? 1 : 32));
 const TRANSFER_MS = 900_000;
@@ -96,16 +100,59 @@ test('user networking: DHCP, host loopback via the gateway, forwards, two VMs, c
   });
 });
 
-test("bootVm({ net: 'user' }): a DHCP lease by default, the host's loopback reachable, no passt left after close", { timeout: 1_200_000 }, async (t) => {
+test("bootVm({ net: 'user' }): DHCP, the host's loopback, forward() after boot (TCP, UDP), UDP both ways, no passt left", { timeout: 1_200_000 }, async (t) => {
   if (!requireKvm(t)) return;
   const before = passts();
   const http = createServer((_req, res) => { res.writeHead(200).end('hello-from-host\n'); });
   const port = await listen(http);
   t.after(() => http.close());
+  // The host's UDP echo server, reached from the guest through the gateway address.
+  const echo = createSocket('udp4');
+  const heard: string[] = [];
+  echo.on('message', (m, from) => { heard.push(m.toString()); echo.send(m, from.port, from.address); });
+  await new Promise<void>((r) => echo.bind(0, '127.0.0.1', () => r()));
+  t.after(() => echo.close());
   const vm = await bootVm({ net: 'user', timeout: 600_000 });
   try {
+    await vm.writeFile('/bin/udp-echo', udpEchoTool(), { mode: 0o755 });
     assert.match((await vm.execOk('ip -4 addr show eth0')).stdout, /inet 10\.0\.2\.15\/24/);
     assert.equal((await vm.execOk(`wget -q -O - http://10.0.2.2:${port}/`)).stdout.trim(), 'hello-from-host');
+
+    // forward() after boot restarts passt; the guest is idle on the network from here on (exec
+    // goes over the console), so only the backend's announcement tells the new passt its MAC.
+    await vm.execOk('nc -l -p 9000 -e cat </dev/null >/dev/null 2>&1 &');
+    const fwd = await vm.forward(9000);
+    const line = `through a forward added after boot ${randomBytes(8).toString('hex')}\n`;
+    const back = await new Promise<string>((resolve, reject) => {
+      const c = connect(fwd, '127.0.0.1');
+      let got = '';
+      const timer = setTimeout(() => { c.destroy(); reject(new Error(`no echo through the forward after 60 s (got ${JSON.stringify(got)})`)); }, 60_000);
+      c.setEncoding('utf8');
+      c.on('data', (d: string) => { got += d; if (got.length >= line.length) { clearTimeout(timer); c.end(); resolve(got); } });
+      c.on('error', (e) => { clearTimeout(timer); reject(e); });
+      c.write(line);
+    });
+    assert.equal(back, line);
+
+    // UDP guest → host: the guest asks, the host's echo server answers.
+    const ask = await vm.execOk(`udp-echo ask 10.0.2.2 ${(echo.address()).port} guest-to-host-udp`, { timeout: 60_000 });
+    assert.equal(ask.stdout.trim(), 'guest-to-host-udp');
+    assert.ok(heard.includes('guest-to-host-udp'));
+
+    // UDP host → guest: a UDP forward added after boot to the guest's echo server.
+    await vm.execOk('udp-echo serve 7007 1 >/tmp/udp.log 2>&1 </dev/null & while ! grep -q listening /tmp/udp.log; do sleep 0.1; done');
+    const udpFwd = await vm.forward(7007, { proto: 'udp' });
+    const client = createSocket('udp4');
+    t.after(() => client.close());
+    const reply = new Promise<string>((r) => client.once('message', (m) => r(m.toString())));
+    // UDP may be lost: send until the answer comes (the guest's server answers once and exits).
+    let replied = false;
+    for (let i = 0; i < 20 && !replied; i++) {
+      client.send('host-to-guest-udp', udpFwd, '127.0.0.1');
+      replied = await Promise.race([reply.then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), 3000))]);
+    }
+    assert.equal(await reply, 'host-to-guest-udp');
+    assert.equal((await vm.execOk('cat /tmp/udp.log')).stdout.trim(), 'listening');
   } finally {
     await vm.close();
   }

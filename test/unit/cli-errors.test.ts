@@ -9,7 +9,9 @@ import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
+import { createServer } from 'node:net';
 import { main } from '../../lib/cli/main.js';
+import { findCommand } from '../../lib/net/netns.js';
 import { runCli, writeEndlessKernel } from '../helpers/cli.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'nkvm-cli-errors-'));
@@ -45,6 +47,9 @@ const CASES: Array<[string[], number, string]> = [
   [['--console', 'tty'], 64, 'ERR_USAGE'],
   [['--initrd', '/x'], 64, 'ERR_USAGE'],
   [['--net', 'wifi:x'], 64, 'ERR_USAGE'],
+  // Malformed user network specs: usage errors before passt or a VM.
+  ...['user,', 'user,fwd=tcp:8080', 'user,fwd=sctp:1:2', 'user,fwd=tcp:1:0', 'user,fwd=tcp:1:65536', 'user,fwd=tcp:99999:80',
+    'user,fwd=tcp:-1:80', 'user,fwd=tcp:1:80,bogus', 'user,fwd=tcp:a:80', 'userx'].map((spec): [string[], number, string] => [['--kernel', kernel, '--net', spec], 64, 'ERR_USAGE']),
   [['--pcap', '/tmp/x.pcap'], 64, 'ERR_USAGE'],
   [['--bogus'], 64, 'ERR_USAGE'],
 ];
@@ -62,6 +67,23 @@ for (const [argv, status, code] of CASES) {
     assert.ok(r.ms < 25_000, `exited promptly (${r.ms} ms)`);
   });
 }
+
+test('node-kvm run --net user,fwd=tcp:PORT:80 with PORT in use → exit 1, [ERR_NET_PORT_IN_USE], no passt left', { skip: findCommand('passt') === undefined ? 'passt is not installed' : false }, async () => {
+  const busy = createServer();
+  await new Promise<void>((r) => busy.listen(0, '127.0.0.1', () => r()));
+  const port = (busy.address() as { port: number }).port;
+  const passts = (): string => execFileSync('sh', ['-c', 'pgrep -x passt || true'], { encoding: 'utf8' }).trim();
+  const before = passts();
+  try {
+    const r = await runCli(['run', '--kernel', kernel, '--net', `user,fwd=tcp:${port}:80`], { killAfterMs: 30_000 });
+    assert.equal(r.status, 1, r.stderr);
+    assert.ok(r.stderr.includes('[ERR_NET_PORT_IN_USE') && r.stderr.includes(String(port)), r.stderr);
+    assert.doesNotMatch(r.stderr, /^\s+at /m);
+    assert.equal(passts(), before, 'no passt left running');
+  } finally {
+    busy.close();
+  }
+});
 
 function captureIo(): { io: Parameters<typeof main>[1]; err: () => string } {
   let e = '';

@@ -4,7 +4,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createSocket } from 'node:dgram';
-import { createServer } from 'node:net';
+import { connect, createServer } from 'node:net';
 import { existsSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
@@ -199,6 +199,49 @@ test('user backend: a forward to a host port in use is ERR_NET_PORT_IN_USE, noth
   }
 });
 
+test('user backend: forward() after start to a host port in use is ERR_NET_PORT_IN_USE; the running passt and its forwards stay', needPasst, async () => {
+  const busy = createServer();
+  await new Promise<void>((r) => busy.listen(0, '127.0.0.1', () => r()));
+  const port = (busy.address() as { port: number }).port;
+  const b = userNet({ forward: [{ guest: 22 }] });
+  try {
+    await b.ready;
+    const pid = (b as unknown as { child: { pid: number } }).child.pid;
+    await assert.rejects(b.forward(80, { host: port }), (e: NodeJS.ErrnoException) => e.code === 'ERR_NET_PORT_IN_USE' && e.message.includes(String(port)));
+    assert.equal((b as unknown as { child: { pid: number } }).child.pid, pid, 'passt was not restarted');
+    assert.equal(b.linkUp, true);
+    assert.deepEqual(b.forwards.map((f) => f.guest), [22]);
+    await assert.rejects(b.forward(0), (e: NodeJS.ErrnoException) => e.code === 'ERR_INVALID_NET' && /guest/.test(e.message));
+    await assert.rejects(b.forward(65536), (e: NodeJS.ErrnoException) => e.code === 'ERR_INVALID_NET');
+    assert.equal(b.stats.starts, 1);
+    const next = await b.forward(80);
+    assert.deepEqual(b.forwards.map((f) => [f.guest, f.host]), [[22, b.forwards[0]!.host], [80, next]], 'a later forward() still works');
+    assert.equal(b.stats.starts, 2);
+  } finally {
+    busy.close();
+    b.close();
+    await b.exited;
+  }
+});
+
+test('user backend: forward() restarts keep a forward with a fixed host port (the old passt is gone before the new binds it)', needPasst, async () => {
+  const { freePort } = await import('../../lib/net/passt.js');
+  const fixed = await freePort('tcp', '127.0.0.1');
+  const b = userNet({ forward: [{ host: fixed, guest: 22 }] });
+  try {
+    await b.ready;
+    for (const guest of [80, 81, 82]) await b.forward(guest);
+    assert.equal(b.stats.starts, 4, 'each restart bound everything the first time');
+    assert.equal(b.forwards[0]!.host, fixed);
+    const c = connect(fixed, '127.0.0.1');
+    await new Promise<void>((resolve, reject) => { c.once('connect', () => resolve()); c.once('error', reject); });
+    c.destroy();
+  } finally {
+    b.close();
+    await b.exited;
+  }
+});
+
 test('user backend: forward() after start adds a forward and reports its host port', needPasst, async () => {
   const b = userNet();
   try {
@@ -207,12 +250,50 @@ test('user backend: forward() after start adds a forward and reports its host po
     assert.ok(port > 0);
     assert.deepEqual(b.forwards.map((f) => [f.proto, f.guest, f.host]), [['tcp', 8080, port]]);
     assert.equal(await b.forward(8080), port, 'asking again gives the same forward');
+    const both = await Promise.all([b.forward(9001), b.forward(9002, { proto: 'udp' })]);
+    assert.deepEqual(b.forwards.map((f) => [f.proto, f.guest, f.host]), [['tcp', 8080, port], ['tcp', 9001, both[0]], ['udp', 9002, both[1]]], 'concurrent forward() calls each add theirs');
     assert.equal(b.linkUp, true);
-    assert.equal(b.stats.starts, 2);
+    assert.equal(b.stats.starts, 4);
   } finally {
     b.close();
     await b.exited;
   }
+});
+
+test('user backend: after forward() restarts passt, a connection through it reaches the guest at its MAC', needPasst, async () => {
+  const b = userNet();
+  const conns: import('node:net').Socket[] = [];
+  try {
+    await b.ready;
+    await lease(b); // passt learns the guest's MAC from this; the guest is idle from here on
+    const port = await b.forward(8080);
+    assert.equal(b.stats.starts, 2);
+    // The host connects; passt sends the guest a SYN. A new passt that had not learnt the guest's
+    // MAC would address it to 00:00:00:00:00:00, which the NIC's receive filter drops.
+    const syn = nextFrame(b, (f) => f[12] === 0x08 && f[13] === 0 && f[23] === 6 && ((f[36]! << 8) | f[37]!) === 8080);
+    const c = connect(port, '127.0.0.1');
+    c.on('error', () => {});
+    conns.push(c);
+    const f = await syn;
+    assert.deepEqual([...f.subarray(0, 6)], GUEST_MAC, 'the SYN is addressed to the guest');
+    assert.deepEqual([...f.subarray(30, 34)], [10, 0, 2, 15]);
+    assert.equal(f[47]! & 0x12, 0x02, 'a SYN');
+  } finally {
+    for (const c of conns) c.destroy();
+    b.close();
+    await b.exited;
+  }
+});
+
+test('arpAnnouncement: a gratuitous ARP request, sender and target the guest', async () => {
+  const { arpAnnouncement } = await import('../../lib/net/user.js');
+  const f = arpAnnouncement(new Uint8Array(GUEST_MAC), [10, 0, 2, 15]);
+  assert.equal(f.length, 42);
+  assert.deepEqual([...f.subarray(0, 14)], [255, 255, 255, 255, 255, 255, ...GUEST_MAC, 8, 6]);
+  assert.deepEqual([...f.subarray(14, 22)], [0, 1, 8, 0, 6, 4, 0, 1]);
+  assert.deepEqual([...f.subarray(22, 28)], GUEST_MAC);
+  assert.deepEqual([...f.subarray(28, 32)], [10, 0, 2, 15]);
+  assert.deepEqual([...f.subarray(38, 42)], [10, 0, 2, 15]);
 });
 
 test('user backend: a guest flooding a stalled passt is bounded and counted', needPasst, async () => {
@@ -229,8 +310,41 @@ test('user backend: a guest flooding a stalled passt is bounded and counted', ne
   }
 });
 
+test('user backend: frames from passt for a full ring are held in order (passt is still read), bounded by maxHeldBytes', needPasst, async () => {
+  const b = userNet({ forward: [{ proto: 'udp', guest: 7777 }], maxHeldBytes: 32 * 1024 });
+  const src = createSocket('udp4');
+  try {
+    await b.ready;
+    await lease(b);
+    const got: number[] = [];
+    b.onReceive((f) => { if (isUdpTo(7777)(f)) got.push(new DataView(f.buffer, f.byteOffset).getUint32(42)); });
+    b.pauseReceive();
+    const N = 200;
+    for (let i = 0; i < N; i++) {
+      const d = Buffer.alloc(1000);
+      d.writeUInt32BE(i, 0);
+      src.send(d, b.forwards[0]!.host, '127.0.0.1');
+      if (i % 20 === 19) await new Promise((r) => setTimeout(r, 5));
+    }
+    await new Promise((r) => setTimeout(r, 300));
+    assert.equal(got.length, 0, 'nothing reaches a paused NIC');
+    assert.ok(b.stats.rxStalls >= 1, `the socket was paused past the bound (${JSON.stringify(b.stats)})`);
+    assert.ok(b.stats.rxHeldMaxBytes > 32 * 1024 && b.stats.rxHeldMaxBytes < 32 * 1024 + 256 * 1024, `held bytes bounded (${b.stats.rxHeldMaxBytes})`);
+    b.resumeReceive();
+    await new Promise((r) => setTimeout(r, 300));
+    assert.ok(got.length > 32, `held frames delivered on resume (${got.length})`);
+    assert.deepEqual(got, [...got].sort((x, y) => x - y), 'in order');
+    // Frames passt could not send while the socket was paused are its loss, not ours: passt
+    // drops what does not fit (MSG_DONTWAIT); what arrives is in order and whole.
+  } finally {
+    src.close();
+    b.close();
+    await b.exited;
+  }
+});
+
 test('passt not installed: ERR_NET_USER_UNAVAILABLE naming the package', () => {
-  assert.throws(() => userNet({ passt: '/nonexistent/passt' }), (e: NodeJS.ErrnoException) => e.code === 'ERR_NET_USER_UNAVAILABLE' && /apt-get install passt/.test(e.message));
+  assert.throws(() => userNet({ passt: '/nonexistent/passt' }), (e: NodeJS.ErrnoException) => e.code === 'ERR_NET_USER_UNAVAILABLE' && /apt-get install passt/.test(e.message) && e.message.includes('at /nonexistent/passt') && !e.message.includes('${'));
 });
 
 test('user backend works for an unprivileged user', { skip: process.getuid?.() !== 0 ? 'already unprivileged: the tests above are the proof' : needPasst.skip }, () => {
