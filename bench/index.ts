@@ -28,6 +28,7 @@ const benches: Bench[] = [
   { name: 'net', needsKvm: true, run: (o) => runNetBench(o) },
   { name: 'snapshot', needsKvm: true, run: async (o) => (await import('./snapshot.js')).runSnapshotBench(o) },
   { name: 'boot', needsKvm: true, run: (o) => runBootBench(o) },
+  { name: 'fork', needsKvm: true, run: async (o) => (await import('./fork.js')).runForkBench(o) },
   { name: 'rtl8139-model', needsKvm: false, run: async (o) => (await import('./rtl8139-model.js')).runRtl8139ModelBench(o) },
 ];
 

@@ -7,6 +7,7 @@ export const COMMANDS: Record<string, () => Promise<CliCommand>> = {
   lab: async () => (await import('./lab.js')).command,
   doctor: async () => (await import('./doctor.js')).command,
   run: async () => (await import('./run.js')).command,
+  attach: async () => (await import('./attach.js')).command,
 };
 
 async function help(io: CliIo): Promise<void> {

@@ -2,6 +2,8 @@
 // VMs on in-process switches with fault injection and capture, artifacts on failure).
 export { bootVm, TestVm, uniqueMac, type BootVmOptions, type CleanupHost, type ExecOptions, type ExecResult } from './vm.js';
 export { topology, Topology, TopologyLink, type LinkSpec, type TopologySpec } from './topology.js';
-export { VmScope, withVms, vmTest, artifactsRoot, type VmTestOptions } from './scope.js';
+export { VmScope, withVms, vmTest, artifactsRoot, type VmTestOptions, type VmTemplateTestOptions } from './scope.js';
 export { BootError, ExecFailedError, ExecProtocolError, ExecTimeoutError } from './errors.js';
 export type { Impairments } from '../net/link.js';
+export { vmTemplate, loadTemplate, VmTemplate, TemplateSetupError, type VmTemplateOptions, type ForkOptions, type ForkNet, type LoadTemplateOptions } from './template.js';
+export type { ForkAddress } from './fork-guest.js';

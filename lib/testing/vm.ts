@@ -98,13 +98,15 @@ export function uniqueMac(): string {
 }
 
 const kernelCache = new Map<string, Buffer>();
-function cachedFile(path: string): Buffer {
+/** @internal a kernel or initrd, read once per process */
+export function cachedFile(path: string): Buffer {
   let b = kernelCache.get(path);
   if (b === undefined) kernelCache.set(path, (b = readUserFile(path, 'kernel')));
   return b;
 }
 
-async function resolveImage(image: Image | string | undefined): Promise<Image> {
+/** @internal the image bootVm() would use for `image` */
+export async function resolveImage(image: Image | string | undefined): Promise<Image> {
   const verify = process.env.NODE_KVM_LAB === '1' ? 'size' : 'full';
   if (image === undefined) return getDefaultImage({ build: true, verify });
   if (typeof image === 'string') return getImage(image, { verify });
@@ -146,8 +148,9 @@ export class TestVm implements AsyncDisposable {
   private closing: Promise<void> | undefined;
   /** @internal backends made by bootVm for this VM, closed with it. */
   ownedBackends: UserNetBackend[] = [];
+  /** @internal run once when close() has released everything (a template counts its live forks). */
+  readonly onClosed: Array<() => void> = [];
 
-  /** @internal use bootVm() */
   /** @internal use bootVm() */
   constructor(
     /** The underlying machine. */
@@ -374,6 +377,7 @@ export class TestVm implements AsyncDisposable {
       for (const b of this.ownedBackends) b.close();
       await Promise.all(this.ownedBackends.map((b) => b.exited));
       this.console.removeAllListeners('output');
+      for (const f of this.onClosed.splice(0)) f();
     })();
     return this.closing;
   }
@@ -382,6 +386,16 @@ export class TestVm implements AsyncDisposable {
   async [Symbol.asyncDispose](): Promise<void> {
     await this.close();
   }
+}
+
+/**
+ * @internal The one place a TestVm is made around a machine, booted (bootVm) or restored from a
+ * template (VmTemplate.fork), so both get the same exec channel, console and cleanup.
+ */
+export function adoptMachine(machine: Machine, name: string, owned: UserNetBackend[]): TestVm {
+  const vm = new TestVm(machine, name);
+  vm.ownedBackends = owned;
+  return vm;
 }
 
 /** Boot a guest and wait until its shell is ready for exec(). */
@@ -412,8 +426,7 @@ export async function bootVm(opts: BootVmOptions = {}): Promise<TestVm> {
     for (const b of owned) b.close();
     throw e;
   }
-  const vm = new TestVm(machine, name);
-  vm.ownedBackends = owned;
+  const vm = adoptMachine(machine, name, owned);
   opts.t?.after(() => vm.close());
   const timeout = opts.timeout ?? DEFAULT_BOOT_TIMEOUT;
   const deadline = Date.now() + timeout;
