@@ -56,9 +56,14 @@ export function clockLagMs(guestAtCaptureMs: number, restoredAtMs: number): numb
 export function forkScript(opts: { lagMs: number; nics: readonly ForkNic[] }): string {
   if (!Number.isFinite(opts.lagMs)) throw new NodeKvmError('ERR_INVALID_ARG', `forkScript: lagMs must be a finite number, got ${opts.lagMs}`);
   const lag = Math.round(opts.lagMs);
+  // Shell builtins only, besides adjtimex and date: in a fresh fork every process started
+  // faults in pages from the template, which is the slow part of a fork's first command.
   const lines = [
     'set -e',
-    `now=$(adjtimex | awk '/time.tv_sec/ { s = $2 } /time.tv_usec/ { u = $2 } END { printf "%d", s + u / 1e6 + ${lag} / 1000 + 0.5 }')`,
+    "nl='\n'",
+    'clk=$(adjtimex)',
+    's=${clk#*time.tv_sec:}; s=${s%%"$nl"*}; u=${clk#*time.tv_usec:}; u=${u%%"$nl"*}',
+    `now=$(( (s * 1000 + u / 1000 + ${lag} + 500) / 1000 ))`,
     'date -u -s "@$now" >/dev/null',
   ];
   for (const n of opts.nics) {

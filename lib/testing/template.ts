@@ -6,7 +6,6 @@
 import { NodeKvmError } from '../errors.js';
 import { Machine } from '../machine/index.js';
 import { loadSnapshot, type MachineSnapshot } from '../machine/snapshot.js';
-import type { JsonValue } from '../machine/snapshot-file.js';
 import type { NetBackend } from '../net/backend.js';
 import { NullBackend } from '../net/backend.js';
 import { userNet, type UserNetBackend } from '../net/user.js';
@@ -26,7 +25,7 @@ export interface VmTemplateOptions extends Omit<BootVmOptions, 'net' | 't'> {
    */
   net?: 'user' | number;
   /** Runs in the booted template before the snapshot: install files, start daemons, warm caches. */
-  setup?: (vm: TestVm) => Promise<void> | void;
+  setup?: (vm: TestVm) => Promise<unknown> | void;
 }
 
 /** One NIC of a fork: its backend and how its guest gets an address. */
@@ -220,7 +219,7 @@ export class VmTemplate implements AsyncDisposable {
    * loadTemplate(path) forks it in another process.
    */
   save(path: string): void {
-    this.open('save').save(path, { template: this.meta as unknown as JsonValue });
+    this.open('save').save(path, { template: this.meta });
   }
 
   /** Release the snapshot. Forks made from it run on; fork() and save() then throw ERR_TEMPLATE_CLOSED. */

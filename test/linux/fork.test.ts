@@ -130,7 +130,7 @@ test('a template saved to a file is forked by a second process; one from another
   const meta = structuredClone(snap.fileMeta) as { template: { image: { kernelSha256: string } } };
   meta.template.image.kernelSha256 = '0'.repeat(64);
   const other = join(dir, 'other-kernel.nkvm');
-  snap.save(other, { template: meta.template as never });
+  snap.save(other, { template: meta.template });
   snap.close();
   const fds = readdirSync('/proc/self/fd').length;
   await assert.rejects(loadTemplate(other), (e: NodeJS.ErrnoException) => e.code === 'ERR_TEMPLATE_MISMATCH' && /another kernel/.test(e.message));

@@ -1,4 +1,5 @@
-// NODE_KVM_DEBUG=1, scripted: a test file whose vmTest fails runs in a child process; it prints
+// NODE_KVM_DEBUG=1, scripted: a test file whose vmTest (a fork of a template, as
+// `vmTest(name, { template }, fn)` gives it) fails runs in a child process; it prints
 // a `node-kvm attach <socket>` command; `node-kvm attach` (another child, stdin a pipe) runs a
 // command in the kept guest and sees its output, then detaches with Ctrl-A x; the failed test
 // then ends (exit status 1, its failure reported); attaching again says the VM has ended.
@@ -51,9 +52,11 @@ test('a failing vmTest under NODE_KVM_DEBUG=1 keeps its VM; node-kvm attach runs
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   const file = join(dir, 'failing.test.mjs');
   writeFileSync(file, [
-    `import { vmTest } from ${JSON.stringify(testing)};`,
-    `vmTest('fails on purpose', async (scope) => {`,
-    `  const vm = await scope.bootVm({ memory: '256M' });`,
+    `import { after } from 'node:test';`,
+    `import { vmTemplate, vmTest } from ${JSON.stringify(testing)};`,
+    `const template = await vmTemplate({ memory: '256M', setup: (vm) => vm.execOk('echo from-setup > /root/setup') });`,
+    `after(() => template.close());`,
+    `vmTest('fails on purpose', { template }, async (vm) => {`,
     `  await vm.execOk('echo left-by-the-test > /root/mark');`,
     `  throw new Error('failing on purpose');`,
     `});`,
@@ -76,8 +79,8 @@ test('a failing vmTest under NODE_KVM_DEBUG=1 keeps its VM; node-kvm attach runs
   const aOut = collect(attach, 'stdout');
   const aErr = collect(attach, 'stderr');
   await aOut.until(/attached to vm \S+; Ctrl-A x detaches/, 60_000);
-  attach.stdin!.write('cat /root/mark; echo "sum=$((20+22))"\n');
-  await aOut.until(/left-by-the-test[\s\S]*sum=42/, 120_000);
+  attach.stdin!.write('cat /root/setup /root/mark; echo "sum=$((20+22))"\n');
+  await aOut.until(/from-setup[\s\S]*left-by-the-test[\s\S]*sum=42/, 120_000);
   attach.stdin!.write('\x01x');
   assert.equal(await exited(attach), 0, aErr.text());
   assert.match(aErr.text(), /\[node-kvm\] detached/);
