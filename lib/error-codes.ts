@@ -232,6 +232,18 @@ export type ErrorCode =
   | 'ERR_EXEC_NO_STATUS'
   /** readFile found a file larger than `maxBytes`. */
   | 'ERR_FILE_TOO_LARGE'
+  /** A template's setup() threw; the message carries its error and the console tail (TemplateSetupError). */
+  | 'ERR_TEMPLATE_SETUP'
+  /** fork() or save() on a template that was closed. */
+  | 'ERR_TEMPLATE_CLOSED'
+  /** A template file is not a template, or was made from another kernel, image or machine shape. */
+  | 'ERR_TEMPLATE_MISMATCH'
+  /** A fork's worst case (all its guest RAM dirty) does not fit in the host's available memory. */
+  | 'ERR_FORK_MEMORY'
+  /** A fork was restored but its guest did not take its clock, MAC or address (console tail attached). */
+  | 'ERR_FORK_FAILED'
+  /** `node-kvm attach`: no VM is listening on that socket (it ended, or the path is wrong). */
+  | 'ERR_ATTACH'
   // The nested lab (node-kvm/lab)
   /** The lab was given no command, or one it cannot run. */
   | 'ERR_LAB_COMMAND'

@@ -8,6 +8,7 @@ export const COMMANDS: Record<string, () => Promise<CliCommand>> = {
   doctor: async () => (await import('./doctor.js')).command,
   run: async () => (await import('./run.js')).command,
   exec: async () => (await import('./exec.js')).command,
+  attach: async () => (await import('./attach.js')).command,
 };
 
 async function help(io: CliIo): Promise<void> {

@@ -139,15 +139,24 @@ export class MachineSnapshot {
     if (this.closed) throw new NodeKvmError('ERR_SNAPSHOT_CLOSED', 'snapshot is closed');
   }
 
-  /** Write to `path` (atomically: a temporary file renamed into place). */
-  save(path: string): void {
+  /**
+   * Write to `path` (atomically: a temporary file renamed into place). `extra` is stored in the
+   * file's header beside the machine's config (what a caller needs to check before a restore,
+   * e.g. which kernel the guest runs); read it back with {@link MachineSnapshot.fileMeta}.
+   */
+  save(path: string, extra?: Record<string, unknown>): void {
     this.ensureOpen();
     const stateJson = new TextEncoder().encode(JSON.stringify({ config: this.config, state: this.state }));
     const sections: SectionInput[] = [{ name: 'state', kind: 'state', data: stateJson }];
     this.config.ram.forEach((r, i) => {
       sections.push({ name: `memory:${r.slot}`, kind: 'memory', data: this.regionBytes(i) });
     });
-    writeSnapshotFile(path, { kind: 'node-kvm machine', config: this.config as unknown as JsonValue }, sections);
+    writeSnapshotFile(path, { ...(extra as Record<string, JsonValue> | undefined), kind: 'node-kvm machine', config: this.config as unknown as JsonValue }, sections);
+  }
+
+  /** The header metadata (parsed JSON) of the file this snapshot was loaded from; undefined when held in memory. */
+  get fileMeta(): unknown {
+    return this.memory.kind === 'file' ? this.memory.file.meta : undefined;
   }
 
   /**

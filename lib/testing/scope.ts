@@ -9,10 +9,14 @@ import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
 import { topology, type Topology, type TopologySpec } from './topology.js';
 import { bootVm, type BootVmOptions, type TestVm } from './vm.js';
+import type { ForkOptions, VmTemplate } from './template.js';
+import { NodeKvmError } from '../errors.js';
+import { debugEnabled, holdForDebug } from './debug.js';
 import { checkOptions, keysOf } from '../options-check.js';
 
 interface Tracked {
   close(): Promise<void>;
+  vms(): TestVm[];
   saveArtifacts(dir: string): string[];
   tails(): Array<[string, string]>;
 }
@@ -51,8 +55,21 @@ export class VmScope implements AsyncDisposable {
 
   /** bootVm(), closed with the scope; name defaults to vm<N>. */
   async bootVm(opts: BootVmOptions = {}): Promise<TestVm> {
-    const vm = await bootVm({ ...opts, name: opts.name ?? `vm${this.tracked.length + 1}` });
-    this.tracked.push({ close: () => vm.close(), saveArtifacts: (d) => vm.saveArtifacts(d), tails: () => [[vm.name, vm.tail(1500)]] });
+    return this.track(await bootVm({ ...opts, name: opts.name ?? `vm${this.tracked.length + 1}` }));
+  }
+
+  /** template.fork(), closed with the scope; name defaults to the test's name and a number. */
+  async fork(template: VmTemplate, opts: ForkOptions = {}): Promise<TestVm> {
+    return this.track(await template.fork({ ...opts, name: opts.name ?? `${slug(this.name)}-${this.tracked.length + 1}` }));
+  }
+
+  /** The VMs this scope started and still holds, in order. */
+  get vms(): readonly TestVm[] {
+    return this.tracked.flatMap((t) => t.vms());
+  }
+
+  private track(vm: TestVm): TestVm {
+    this.tracked.push({ close: () => vm.close(), saveArtifacts: (d) => vm.saveArtifacts(d), tails: () => [[vm.name, vm.tail(1500)]], vms: () => [vm] });
     return vm;
   }
 
@@ -63,6 +80,7 @@ export class VmScope implements AsyncDisposable {
       close: () => topo.close(),
       saveArtifacts: (d) => topo.saveArtifacts(d),
       tails: () => Object.values(topo.vms).map((v) => [v.name, v.tail(1500)]),
+      vms: () => Object.values(topo.vms),
     });
     return topo;
   }
@@ -111,7 +129,11 @@ export class VmScope implements AsyncDisposable {
   }
 }
 
-/** Run `fn` in a scope (any test framework): artifacts on failure, everything closed after. */
+/**
+ * Run `fn` in a scope (any test framework): artifacts on failure, everything closed after. With
+ * NODE_KVM_DEBUG=1 a failure first keeps the scope's VMs for `node-kvm attach` (printed on
+ * stderr) until the last session detaches or NODE_KVM_DEBUG_TIMEOUT seconds pass.
+ */
 export async function withVms<T>(name: string, fn: (scope: VmScope) => Promise<T>): Promise<T> {
   const scope = new VmScope(name);
   let failed = false;
@@ -119,10 +141,17 @@ export async function withVms<T>(name: string, fn: (scope: VmScope) => Promise<T
     return await fn(scope);
   } catch (e) {
     failed = true;
-    throw scope.fail(e);
+    const err = scope.fail(e);
+    if (debugEnabled()) await holdForDebug(name, scope.vms, (text) => process.stderr.write(text));
+    throw err;
   } finally {
     await scope.close(failed);
   }
+}
+
+/** A test's timeout: none while NODE_KVM_DEBUG=1 (a person is debugging it), else `ms` or 600 s. */
+function testTimeout(ms: number | undefined): number {
+  return debugEnabled() ? Infinity : ms ?? 600_000;
 }
 
 /** Options of vmTest(). */
@@ -133,8 +162,35 @@ export interface VmTestOptions {
   concurrency?: number;
 }
 
-/** A node:test test whose body gets a VmScope. */
-export function vmTest(name: string, fn: (scope: VmScope, t: TestContext) => Promise<void>, options: VmTestOptions = {}): Promise<void> {
-  checkOptions('vmTest', options, keysOf<VmTestOptions>({ timeout: true, concurrency: true }));
-  return test(name, { timeout: options.timeout ?? 600_000, concurrency: options.concurrency }, (t) => withVms(name, (scope) => fn(scope, t)));
+/** Options of vmTest() with a template: the test body gets a fork of it. */
+export interface VmTemplateTestOptions extends VmTestOptions {
+  /** The template the test's VM is forked from. */
+  template: VmTemplate;
+  /** Options of the fork (its NICs, a name…). */
+  fork?: Omit<ForkOptions, 't'>;
+}
+
+/**
+ * A node:test test whose body gets a VmScope: `vmTest(name, async (scope, t) => …, options?)`;
+ * or, with a template, a fork of it (closed after the test): `vmTest(name, { template }, async
+ * (vm, scope, t) => …)`. On failure the error names the artifact directory and holds the console
+ * tails.
+ */
+export function vmTest(name: string, fn: (scope: VmScope, t: TestContext) => Promise<void>, options?: VmTestOptions): Promise<void>;
+export function vmTest(name: string, options: VmTemplateTestOptions, fn: (vm: TestVm, scope: VmScope, t: TestContext) => Promise<void>): Promise<void>;
+export function vmTest(
+  name: string,
+  a: ((scope: VmScope, t: TestContext) => Promise<void>) | VmTemplateTestOptions,
+  b?: VmTestOptions | ((vm: TestVm, scope: VmScope, t: TestContext) => Promise<void>),
+): Promise<void> {
+  if (typeof a === 'function') {
+    const options = (b ?? {}) as VmTestOptions;
+    checkOptions('vmTest', options, keysOf<VmTestOptions>({ timeout: true, concurrency: true }));
+    return test(name, { timeout: testTimeout(options.timeout), concurrency: options.concurrency }, (t) => withVms(name, (scope) => a(scope, t)));
+  }
+  checkOptions('vmTest', a, keysOf<VmTemplateTestOptions>({ timeout: true, concurrency: true, template: true, fork: true }));
+  if (a?.template === undefined || typeof a.template.fork !== 'function') throw new NodeKvmError('ERR_INVALID_ARG', 'vmTest: options.template must be a VmTemplate');
+  if (typeof b !== 'function') throw new NodeKvmError('ERR_INVALID_ARG', 'vmTest: the last argument must be the test function');
+  const { template, fork } = a;
+  return test(name, { timeout: testTimeout(a.timeout), concurrency: a.concurrency }, (t) => withVms(name, async (scope) => b(await scope.fork(template, fork), scope, t)));
 }

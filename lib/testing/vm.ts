@@ -147,13 +147,15 @@ export function uniqueMac(): string {
 }
 
 const kernelCache = new Map<string, Buffer>();
-function cachedFile(path: string): Buffer {
+/** @internal a kernel or initrd, read once per process */
+export function cachedFile(path: string): Buffer {
   let b = kernelCache.get(path);
   if (b === undefined) kernelCache.set(path, (b = readUserFile(path, 'kernel')));
   return b;
 }
 
-async function resolveImage(image: Image | string | undefined): Promise<Image> {
+/** @internal the image bootVm() would use for `image` */
+export async function resolveImage(image: Image | string | undefined): Promise<Image> {
   const verify = process.env.NODE_KVM_LAB === '1' ? 'size' : 'full';
   if (image === undefined) return getDefaultImage({ build: true, verify });
   if (typeof image === 'string') return getImage(image, { verify });
@@ -204,6 +206,8 @@ export class TestVm implements AsyncDisposable {
   private reconnecting: Promise<void> | undefined;
   /** Why the agent's channel is not used (undefined while it is). */
   agentProblem: string | undefined = 'no agent channel';
+  /** @internal run once when close() has released everything (a template counts its live forks). */
+  readonly onClosed: Array<() => void> = [];
 
   /** @internal use bootVm() */
   constructor(
@@ -555,6 +559,7 @@ export class TestVm implements AsyncDisposable {
       for (const b of this.ownedBackends) b.close();
       await Promise.all(this.ownedBackends.map((b) => b.exited));
       this.console.removeAllListeners('output');
+      for (const f of this.onClosed.splice(0)) f();
     })();
     return this.closing;
   }
@@ -563,6 +568,16 @@ export class TestVm implements AsyncDisposable {
   async [Symbol.asyncDispose](): Promise<void> {
     await this.close();
   }
+}
+
+/**
+ * @internal The one place a TestVm is made around a machine, booted (bootVm) or restored from a
+ * template (VmTemplate.fork), so both get the same exec channel, console and cleanup.
+ */
+export function adoptMachine(machine: Machine, name: string, owned: UserNetBackend[]): TestVm {
+  const vm = new TestVm(machine, name);
+  vm.ownedBackends = owned;
+  return vm;
 }
 
 /** Boot a guest and wait until its shell is ready for exec(). */
@@ -596,8 +611,7 @@ export async function bootVm(opts: BootVmOptions = {}): Promise<TestVm> {
     for (const b of owned) b.close();
     throw e;
   }
-  const vm = new TestVm(machine, name);
-  vm.ownedBackends = owned;
+  const vm = adoptMachine(machine, name, owned);
   opts.t?.after(() => vm.close());
   const timeout = opts.timeout ?? DEFAULT_BOOT_TIMEOUT;
   const deadline = Date.now() + timeout;
