@@ -6,9 +6,12 @@
 // ways through test/linux/tools/udp-echo.c (busybox's nc has no -u). passt dying (link down,
 // the failure event) is in the unit tier (test/unit/net-user.test.ts).
 //
-// Sizes: 32 MiB each way where Linux runs on the host's KVM; inside the nested lab the two guests
-// share one emulated CPU and passt's retransmission timer fires long before the guest's ACKs
-// come back, so 1 MiB there (NODE_KVM_USER_MIB overrides).
+// Sizes: 32 MiB each way where Linux runs on the host's KVM; 1 MiB inside the nested lab
+// (NODE_KVM_USER_MIB overrides). There passt (Debian 12's 2023.03) moves 0.2-1.7 Mbit/s for
+// our VMM and for QEMU on the same passt alike (`npm run bench -- net --backend=user`,
+// docs/benchmarks.md 2026-12-07): a lost segment makes it resend everything after the
+// duplicate ACK, again for each duplicate ACK the resends cause, so 32 MiB would take
+// 15-20 minutes per direction per NIC.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
