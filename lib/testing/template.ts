@@ -149,6 +149,10 @@ export class VmTemplate implements AsyncDisposable {
         throw new NodeKvmError('ERR_INVALID_NET', `fork: net[${i}] is not a NetBackend`);
       }
       if (e.ip !== undefined) checkForkAddress(e.ip, `fork: net[${i}]`);
+      // The MAC goes into the guest's shell script: only the plain form is accepted.
+      if (e.mac !== undefined && (typeof e.mac !== 'string' || !/^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/i.test(e.mac))) {
+        throw new NodeKvmError('ERR_INVALID_MAC', `fork: net[${i}].mac must be six bytes written as aa:bb:cc:dd:ee:ff, got ${JSON.stringify(e.mac)}`);
+      }
     });
     const owned: UserNetBackend[] = [];
     const backends: NetBackend[] = [];
@@ -174,10 +178,22 @@ export class VmTemplate implements AsyncDisposable {
     checkOptions('fork', opts, keysOf<ForkOptions>({ name: true, net: true, timeout: true, t: true }));
     const snap = this.open('fork');
     const ram = snap.config.memory;
-    checkForkMemory({ ram, liveRam, liveForks, available: memAvailable(), template: this.name });
+    const { backends, owned, nics } = this.nets(opts);
     const name = opts.name ?? `${this.name}-fork${++this.forks}`;
     const timeout = opts.timeout ?? DEFAULT_FORK_TIMEOUT;
-    const { backends, owned, nics } = this.nets(opts);
+    try {
+      checkForkMemory({ ram, liveRam, liveForks, available: memAvailable(), template: this.name });
+    } catch (e) {
+      for (const b of owned) b.close();
+      throw e;
+    }
+    // Reserved before the first await: forks started together are admitted one by one.
+    liveRam += ram;
+    liveForks++;
+    const release = (): void => {
+      liveRam -= ram;
+      liveForks--;
+    };
     let machine: Machine;
     const t0 = performance.now();
     let restoredAt: number;
@@ -185,16 +201,12 @@ export class VmTemplate implements AsyncDisposable {
       machine = await Machine.fromSnapshot(snap, { net: backends.map((backend) => ({ backend })) });
       restoredAt = Date.now();
     } catch (e) {
+      release();
       for (const b of owned) b.close();
       throw e;
     }
     const vm = adoptMachine(machine, name, owned);
-    liveRam += ram;
-    liveForks++;
-    vm.onClosed.push(() => {
-      liveRam -= ram;
-      liveForks--;
-    });
+    vm.onClosed.push(release);
     opts.t?.after(() => vm.close());
     try {
       machine.start();

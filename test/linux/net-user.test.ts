@@ -27,7 +27,7 @@ import { udpEchoTool } from './helpers.js';
 const MIB = Number(process.env.NODE_KVM_USER_MIB ?? (process.env.NODE_KVM_LAB === '1' ? 1 : 32));
 const TRANSFER_MS = 900_000;
 const sha256 = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex');
-const passts = (): string[] => spawnSync('pgrep', ['-x', 'passt'], { encoding: 'utf8' }).stdout.trim().split('\n').filter(Boolean);
+const passts = (): string[] => spawnSync('pgrep', ['-x', 'passt(\\.avx2)?'], { encoding: 'utf8' }).stdout.trim().split('\n').filter(Boolean);
 
 function listen(server: Server): Promise<number> {
   return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve((server.address() as { port: number }).port)));

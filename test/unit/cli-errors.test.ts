@@ -72,7 +72,7 @@ test('node-kvm run --net user,fwd=tcp:PORT:80 with PORT in use → exit 1, [ERR_
   const busy = createServer();
   await new Promise<void>((r) => busy.listen(0, '127.0.0.1', () => r()));
   const port = (busy.address() as { port: number }).port;
-  const passts = (): string => execFileSync('sh', ['-c', 'pgrep -x passt || true'], { encoding: 'utf8' }).trim();
+  const passts = (): string => execFileSync('sh', ['-c', "pgrep -x 'passt(\\.avx2)?' || true"], { encoding: 'utf8' }).trim();
   const before = passts();
   try {
     const r = await runCli(['run', '--kernel', kernel, '--net', `user,fwd=tcp:${port}:80`], { killAfterMs: 30_000 });

@@ -156,7 +156,7 @@ test('user backend: DHCP lease, UDP both ways, close leaves no passt', needPasst
 });
 
 test('user backend: close() kills passt and leaves no process; link goes down', needPasst, async () => {
-  const before = spawnSync('pgrep', ['-x', 'passt'], { encoding: 'utf8' }).stdout.trim().split('\n').filter(Boolean);
+  const before = spawnSync('pgrep', ['-x', 'passt(\\.avx2)?'], { encoding: 'utf8' }).stdout.trim().split('\n').filter(Boolean);
   const b = userNet();
   await b.ready;
   const pid = (b as unknown as { child: { pid: number } }).child.pid;
@@ -165,7 +165,7 @@ test('user backend: close() kills passt and leaves no process; link goes down', 
   await b.exited;
   assert.equal(await gone(pid), true);
   assert.equal(b.linkUp, false);
-  const after = spawnSync('pgrep', ['-x', 'passt'], { encoding: 'utf8' }).stdout.trim().split('\n').filter(Boolean);
+  const after = spawnSync('pgrep', ['-x', 'passt(\\.avx2)?'], { encoding: 'utf8' }).stdout.trim().split('\n').filter(Boolean);
   assert.deepEqual(after, before);
 });
 
@@ -187,13 +187,13 @@ test('user backend: a forward to a host port in use is ERR_NET_PORT_IN_USE, noth
   const busy = createServer();
   await new Promise<void>((r) => busy.listen(0, '127.0.0.1', () => r()));
   const port = (busy.address() as { port: number }).port;
-  const before = spawnSync('pgrep', ['-x', 'passt'], { encoding: 'utf8' }).stdout.trim();
+  const before = spawnSync('pgrep', ['-x', 'passt(\\.avx2)?'], { encoding: 'utf8' }).stdout.trim();
   try {
     const b = userNet({ forward: [{ host: port, guest: 80 }] });
     await assert.rejects(b.ready, (e: NodeJS.ErrnoException) => e.code === 'ERR_NET_PORT_IN_USE' && e.message.includes(String(port)));
     b.close();
     await b.exited;
-    assert.equal(spawnSync('pgrep', ['-x', 'passt'], { encoding: 'utf8' }).stdout.trim(), before);
+    assert.equal(spawnSync('pgrep', ['-x', 'passt(\\.avx2)?'], { encoding: 'utf8' }).stdout.trim(), before);
   } finally {
     busy.close();
   }

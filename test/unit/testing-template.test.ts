@@ -25,10 +25,11 @@ const INITRD_SHA = 'b'.repeat(64);
 const image = { name: 'fake', manifest: { files: { vmlinux: { sha256: KERNEL_SHA, size: 1 }, bzImage: { sha256: 'c'.repeat(64), size: 1 }, 'initramfs.cpio.gz': { sha256: INITRD_SHA, size: 1 } } } } as unknown as Image;
 
 /** A template file as VmTemplate.save() writes it, with a 4 KiB "guest" (never run). */
-function templateFile(name: string, opts: { memory?: number; template?: JsonValue | undefined } = {}): string {
+function templateFile(name: string, opts: { memory?: number; template?: JsonValue | undefined; ports?: number } = {}): string {
   const memory = opts.memory ?? 4096;
-  const config = { memory, cpus: 1, comPorts: 1, clearXsave: false, ram: [{ slot: 0, guestPhysAddr: 0, size: 4096 }], nics: [], tscKhz: null };
-  const template = 'template' in opts ? opts.template : { version: 1, image: { name: 'fake', kernel: 'vmlinux', kernelSha256: KERNEL_SHA, initrdSha256: INITRD_SHA }, nics: [], guestClockAtCaptureMs: 1_700_000_000_000 };
+  const ports = opts.ports ?? 0;
+  const config = { memory, cpus: 1, comPorts: 1, clearXsave: false, ram: [{ slot: 0, guestPhysAddr: 0, size: 4096 }], nics: Array.from({ length: ports }, () => ({ mac: '52:54:00:12:34:56', revision: 0x20 })), tscKhz: null };
+  const template = 'template' in opts ? opts.template : { version: 1, image: { name: 'fake', kernel: 'vmlinux', kernelSha256: KERNEL_SHA, initrdSha256: INITRD_SHA }, nics: Array.from({ length: ports }, () => 'port'), guestClockAtCaptureMs: 1_700_000_000_000 };
   const path = join(dir, name);
   const meta: { [k: string]: JsonValue } = { kind: 'node-kvm machine', config };
   if (template !== undefined) meta.template = template;
@@ -104,6 +105,27 @@ test('loadTemplate: a file from this image loads; fork() is refused closed or be
   assert.equal(tpl.closed, true);
   await assert.rejects(tpl.fork(), { code: 'ERR_TEMPLATE_CLOSED' });
   assert.throws(() => tpl.save(join(dir, 'again.nkvm')), { code: 'ERR_TEMPLATE_CLOSED' });
+
+  // A port NIC needs its backend; a MAC or address that is not plain is refused (it goes into a shell script).
+  const ported = await loadTemplate(templateFile('ported.nkvm', { ports: 1 }), { image });
+  assert.deepEqual(ported.nics, ['port']);
+  const backend = { send() {}, onReceive: () => () => {}, onLinkChange: () => () => {}, close() {} };
+  await assert.rejects(ported.fork(), { code: 'ERR_INVALID_NET', message: /NIC 0 needs a backend/ });
+  await assert.rejects(ported.fork({ net: [{ backend, mac: '52:54:00:00:00:01; reboot' }] } as never), { code: 'ERR_INVALID_MAC' });
+  await assert.rejects(ported.fork({ net: [{ backend, ip: '10.0.0.1/24; reboot' }] } as never), { code: 'ERR_INVALID_ARG' });
+  await ported.close();
+
+  // Forks started together are admitted one by one: with room for one, the second is refused
+  // (the first fails later, on this fake snapshot, and gives its reservation back).
+  const room = (memAvailable() ?? 2 ** 34) - HOST_RESERVE;
+  const one = await loadTemplate(templateFile('one.nkvm', { memory: Math.floor((room * 0.7) / 4096) * 4096 }), { image });
+  const [first, second] = await Promise.allSettled([one.fork(), one.fork()]);
+  assert.equal(first.status, 'rejected');
+  assert.notEqual((first as PromiseRejectedResult).reason.code, 'ERR_FORK_MEMORY');
+  assert.equal(second.status, 'rejected');
+  assert.equal((second as PromiseRejectedResult).reason.code, 'ERR_FORK_MEMORY');
+  await assert.rejects(one.fork({ net: [] }), (e: NodeJS.ErrnoException) => e.code !== 'ERR_FORK_MEMORY'); // released again
+  await one.close();
 
   // A guest bigger than the host: refused up front, with the sizes in the message.
   const huge = await loadTemplate(templateFile('huge.nkvm', { memory: 2 ** 50 }), { image });
