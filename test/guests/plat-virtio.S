@@ -368,14 +368,16 @@ main:
 	REPORT "irqs="
 	movl isr_seen, %eax
 	REPORT "isrseen="
-	/* A fresh queue interrupt: one more buffer on port 1's transmit queue. */
+	/* A fresh queue interrupt: one more buffer on port 1's transmit queue. The count to wait
+	 * for is taken before the kick: the interrupt may arrive before the next instruction (the
+	 * kick exits and the device answers before the vCPU re-enters). */
+	movl irq_count, %ebx
+	incl %ebx
 	movl $5, %eax
 	movl $bang, %ecx
 	movl $1, %edx
 	xorl %esi, %esi
 	call post
-	movl irq_count, %ebx
-	incl %ebx
 	call wait_irqs
 	cli
 	movl irq_count, %eax
