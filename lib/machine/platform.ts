@@ -148,20 +148,8 @@ export class Platform {
       this.pci.addDevice(nic);
       this.nics.push(nic);
     });
-    const ports = cfg.ports ?? [];
-    if (ports.length > 0) {
-      this.virtioConsole = new VirtioConsole(ports);
-      const fn = new VirtioPciDevice(this.virtioConsole, {
-        mem: cfg.memory,
-        ...(hooks.msi !== undefined ? { msi: hooks.msi } : {}),
-        ...(hooks.doorbell !== undefined ? { doorbell: hooks.doorbell } : {}),
-        ...(hooks.wake !== undefined ? { wake: hooks.wake } : {}),
-      });
-      this.pci.addDevice(fn);
-      this.virtioPci.push(fn);
-    }
-    for (const server of cfg.shares ?? []) {
-      const dev = new Virtio9p(server);
+    // Every virtio device gets the same transport, wired to KVM's MSI, doorbells and wake-ups.
+    const plugVirtio = (dev: ConstructorParameters<typeof VirtioPciDevice>[0]): void => {
       const fn = new VirtioPciDevice(dev, {
         mem: cfg.memory,
         ...(hooks.msi !== undefined ? { msi: hooks.msi } : {}),
@@ -170,6 +158,15 @@ export class Platform {
       });
       this.pci.addDevice(fn);
       this.virtioPci.push(fn);
+    };
+    const ports = cfg.ports ?? [];
+    if (ports.length > 0) {
+      this.virtioConsole = new VirtioConsole(ports);
+      plugVirtio(this.virtioConsole);
+    }
+    for (const server of cfg.shares ?? []) {
+      const dev = new Virtio9p(server);
+      plugVirtio(dev);
       this.virtio9p.push(dev);
     }
     this.pci.assignResources();

@@ -217,9 +217,9 @@ export class VirtioPciDevice extends PciDevice implements VirtioDeviceContext {
     if (this.immediate !== undefined) return;
     this.immediate = setImmediate(() => {
       this.immediate = undefined;
-      const todo = [...this.scheduled];
+      const due = [...this.scheduled];
       this.scheduled.clear();
-      for (const i of todo) this.service(i);
+      for (const i of due) this.service(i);
     });
     this.opts.wake?.();
   }
