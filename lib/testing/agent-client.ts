@@ -102,13 +102,22 @@ export class AgentClient {
   private readonly onEnd = (): void => this.lost('the channel to the guest agent closed');
   private readonly onErr = (e: Error): void => this.lost(`the channel to the guest agent failed: ${e.message}`);
 
-  constructor(private readonly stream: Duplex, readonly name = 'agent') {
+  /**
+   * `resumed`: the agent on the other end already said HELLO to an earlier client and was synced
+   * (a guest restored from a snapshot taken while its agent sat idle): it will not say HELLO
+   * again, so the client starts ready. SYNC is sent anyway; the agent ignores a repeated one.
+   */
+  constructor(private readonly stream: Duplex, readonly name = 'agent', opts: { resumed?: boolean } = {}) {
     this.decoder = new FrameDecoder((f) => this.frame(f), (e) => this.violation(e));
     stream.on('data', this.onData);
     stream.on('drain', this.onDrain);
     stream.on('end', this.onEnd);
     stream.on('close', this.onEnd);
     stream.on('error', this.onErr);
+    if (opts.resumed === true) {
+      this.helloSeen = true;
+      this.send(T.SYNC, 0, SYNC_MAGIC);
+    }
   }
 
   /** The agent has said HELLO and nothing has broken the channel since. */

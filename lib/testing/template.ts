@@ -14,6 +14,7 @@ import { checkOptions, keysOf } from '../options-check.js';
 import { checkForkAddress, clockLagMs, forkScript, type ForkAddress } from './fork-guest.js';
 import { snapshotTrace } from '../snapshot-trace.js';
 import { checkForkMemory, memAvailable } from './fork-memory.js';
+import { openAgentPort } from './agent-port.js';
 import { adoptMachine, bootVm, resolveImage, uniqueMac, type BootVmOptions, type CleanupHost, type TestVm } from './vm.js';
 
 /** Options of vmTemplate(): bootVm's, with NICs described for forks, plus `setup`. */
@@ -73,6 +74,11 @@ interface TemplateMeta {
   nics: Array<'user' | 'port'>;
   /** The template guest's wall clock (ms since 1970) when its snapshot was taken. */
   guestClockAtCaptureMs: number;
+  /**
+   * The guest agent was synced and idle at the snapshot: forks use it at once over the agent's
+   * port. Absent in files saved before forks had it: those forks use the serial console.
+   */
+  agent?: boolean;
 }
 
 const TEMPLATE_META_VERSION = 1;
@@ -209,6 +215,8 @@ export class VmTemplate implements AsyncDisposable {
     vm.onClosed.push(release);
     opts.t?.after(() => vm.close());
     try {
+      // The restored agent said HELLO to the template's host long ago and waits for requests.
+      if (this.meta.agent === true) await vm.attachAgent(() => openAgentPort(machine), timeout, true);
       machine.start();
       const t1 = performance.now();
       const script = forkScript({
@@ -267,18 +275,18 @@ export async function vmTemplate(opts: VmTemplateOptions = {}): Promise<VmTempla
   // Unplugged NICs boot without an address: each fork is given its own.
   const cmdline = net === 'user' || (net ?? 0) === 0 || /(^|\s)nkvm\.ip=/.test(opts.cmdline ?? '') ? opts.cmdline : `${opts.cmdline ?? ''} nkvm.ip=none`.trim();
   const parked = net === 'user' ? [] : nics.map(() => new NullBackend());
-  // Forks talk to their guest over the serial console: a restored guest agent would have to
-  // say HELLO again on its port, which it does only when it starts (see docs/testing.md).
-  const vm = await bootVm({ ...boot, agent: false, name, image, cmdline, net: net === 'user' ? 'user' : parked.map((backend) => ({ backend })) });
+  const vm = await bootVm({ ...boot, name, image, cmdline, net: net === 'user' ? 'user' : parked.map((backend) => ({ backend })) });
   try {
     try {
       await setup?.(vm);
     } catch (e) {
       throw new TemplateSetupError(`template ${name}: setup threw: ${(e as Error)?.message?.split('\n')[0] ?? String(e)}`, vm.tail(), { cause: e });
     }
+    // Its last request (the clock reading) has ended, so the agent is idle at the snapshot.
+    const agent = vm.channel === 'agent';
     const guestClockAtCaptureMs = await readGuestClockAtCapture(vm);
     const snap = await vm.machine.snapshot();
-    return new VmTemplate(name, snap, { version: TEMPLATE_META_VERSION, image: imageMeta(image, opts.bzImage === true), nics, guestClockAtCaptureMs });
+    return new VmTemplate(name, snap, { version: TEMPLATE_META_VERSION, image: imageMeta(image, opts.bzImage === true), nics, guestClockAtCaptureMs, agent });
   } finally {
     await vm.close();
     for (const b of parked) b.close();

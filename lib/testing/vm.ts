@@ -138,13 +138,16 @@ export class TestVm implements AsyncDisposable {
     return this.agent?.usable ? 'agent' : 'console';
   }
 
-  /** @internal after boot: use the agent on the port `open` gives once it says HELLO (within `timeout` ms). */
-  async attachAgent(open: () => Duplex | undefined, timeout: number): Promise<void> {
+  /**
+   * @internal after boot: use the agent on the port `open` gives once it says HELLO (within
+   * `timeout` ms). `resumed`: the guest was restored with its agent already synced (a fork).
+   */
+  async attachAgent(open: () => Duplex | undefined, timeout: number, resumed = false): Promise<void> {
     this.agentPort = open;
-    await this.connectAgent(timeout);
+    await this.connectAgent(timeout, resumed);
   }
 
-  private async connectAgent(timeout: number): Promise<void> {
+  private async connectAgent(timeout: number, resumed = false): Promise<void> {
     let port: Duplex | undefined;
     try {
       port = this.agentPort?.();
@@ -156,7 +159,7 @@ export class TestVm implements AsyncDisposable {
       this.agentProblem = 'the machine has no agent port';
       return;
     }
-    const client = new AgentClient(port, `vm ${this.name} agent`);
+    const client = new AgentClient(port, `vm ${this.name} agent`, { resumed });
     const stream = port;
     client.onGone = (e) => {
       stream.destroy();

@@ -14,7 +14,7 @@ try {
   const sec = Number(/time\.tv_sec:\s+(\d+)/.exec(r.stdout)?.[1]);
   const usec = Number(/time\.tv_usec:\s+(\d+)/.exec(r.stdout)?.[1]);
   const mac = (await vm.execOk('cat /sys/class/net/eth0/address')).stdout.trim();
-  process.stdout.write(`${JSON.stringify({ text, skewMs: sec * 1000 + usec / 1000 - (t0 + t1) / 2, mac })}\n`);
+  process.stdout.write(`${JSON.stringify({ text, skewMs: sec * 1000 + usec / 1000 - (t0 + t1) / 2, mac, channel: vm.channel })}\n`);
 } finally {
   await tpl.close();
   sw.close();

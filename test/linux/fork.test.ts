@@ -77,6 +77,8 @@ test('4 forks at once: the setup file, isolation, own MACs, ping on one switch, 
   t.diagnostic(`${FORKS} forks at once: ${forkMs.toFixed(0)} ms; extra anonymous RSS per idle fork ${(perFork / 2 ** 20).toFixed(1)} MiB `
     + `(${((100 * perFork) / MEMORY).toFixed(1)}% of ${MEMORY / 2 ** 20} MiB guest RAM)`);
   assert.ok(perFork <= 0.1 * MEMORY, `an idle fork costs ${(perFork / 2 ** 20).toFixed(1)} MiB, more than 10% of its guest RAM`);
+  // The template's agent was idle at the snapshot: every fork talks to its restored agent.
+  for (const f of forks) assert.equal(f.channel, 'agent', `${f.name}: ${f.agentProblem}`);
 
   // Each sees the template's file, then writes its own; none sees another's.
   await Promise.all(forks.map(async (vm, i) => {
@@ -120,9 +122,10 @@ test('a template saved to a file is forked by a second process; one from another
   tpl.save(file);
   const child = fileURLToPath(new URL('./fork-child.js', import.meta.url));
   const { stdout } = await exec(process.execPath, [child, file], { timeout: 300_000 });
-  const got = JSON.parse(stdout.trim().split('\n').pop()!) as { text: string; skewMs: number; mac: string };
+  const got = JSON.parse(stdout.trim().split('\n').pop()!) as { text: string; skewMs: number; mac: string; channel: string };
   assert.equal(got.text, SETUP_TEXT);
   assert.ok(Math.abs(got.skewMs) <= 1000, `the second process's fork is off by ${got.skewMs} ms`);
+  assert.equal(got.channel, 'agent', 'a fork from a template file uses the restored agent');
   t.diagnostic(`second process: fork from ${file}, clock skew ${got.skewMs.toFixed(0)} ms, MAC ${got.mac}`);
 
   // The same file claiming another kernel: refused before any VM exists.
