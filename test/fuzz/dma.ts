@@ -18,11 +18,6 @@ export interface DmaViolation {
 export class CheckedMemory implements DmaMemory {
   readonly inner: GuestMemory;
   readonly violations: DmaViolation[] = [];
-  /**
-   * Optional: what a device's 32-bit read returns instead of the stored value (a generator
-   * constraining one input exactly where the device reads it; see the RTL8139 fuzzer).
-   */
-  filterU32: ((gpa: number, value: number) => number) | undefined;
   /** Bytes the device read and wrote in RAM. */
   bytesRead = 0;
   bytesWritten = 0;
@@ -62,8 +57,7 @@ export class CheckedMemory implements DmaMemory {
   readU32(gpa: number): number {
     this.check('readU32', gpa, 4);
     this.bytesRead += 4;
-    const v = this.inner.readU32(gpa);
-    return this.filterU32 === undefined ? v : this.filterU32(gpa, v);
+    return this.inner.readU32(gpa);
   }
   readU64(gpa: number): bigint { this.check('readU64', gpa, 8); this.bytesRead += 8; return this.inner.readU64(gpa); }
   writeU8(gpa: number, v: number): void { this.check('writeU8', gpa, 1); this.bytesWritten += 1; this.inner.writeU8(gpa, v); }

@@ -28,8 +28,6 @@ const TX_RINGS = [0x300000, 0x304000];
 const RX_RINGS = [0x308000, 0x30c000];
 const RX_BUFFERS = 0x280000;
 const TEMPLATES = 0x310000;
-/** LargeSend MSS floor: issue 17 item 1 (hard-net) bounds the work of a tiny MSS; see test/fuzz/devices/rtl8139.ts. */
-const MIN_MSS = 256;
 
 const fdCount = (): number => readdirSync('/proc/self/fd').length;
 const threadCount = (): number => readdirSync('/proc/self/task').length;
@@ -48,7 +46,7 @@ function prepareDma(mem: GuestMemory, rng: Rng): void {
   TX_RINGS.forEach((ring, r) => {
     for (let i = 0; i < 64; i++) {
       let opts1 = (i === 63 ? R.RingEnd : 0) | (rng.chance(0.8) ? R.FirstFrag : 0) | (rng.chance(0.8) ? R.LastFrag : 0);
-      if (rng.chance(0.2)) opts1 |= R.LargeSend | (rng.range(MIN_MSS, R.MSSMask) << R.MSSShift) | rng.int(0x10000);
+      if (rng.chance(0.2)) opts1 |= R.LargeSend | (rng.range(1, R.MSSMask) << R.MSSShift) | rng.int(0x10000);
       else opts1 |= (rng.chance(0.3) ? R.IPCS | R.TCPCS : 0) | rng.int(0x800);
       mem.writeU32(TEMPLATES + 0x100 * r + 4 * i, opts1 >>> 0);
       mem.writeU32(ring + 16 * i, (opts1 | (rng.chance(0.5) ? R.DescOwn : 0)) >>> 0);

@@ -28,10 +28,6 @@ const RX_RING = 0x14000;
 const BUFS = [0x15000, 0x18000, 0x1c000, 0x30000, 0x38000];
 const BIG_BUF = 0x30000;
 
-/** See limitTinyMss(). */
-const MIN_FUZZ_MSS = 256;
-const LIFT_MSS_LIMIT = process.env.NODE_KVM_FUZZ_TINY_MSS === '1';
-
 /** Weighted operations (weights differ per revision: each chip mostly runs its own driver's mode). */
 type OpName =
   | 'writeAny' | 'readAny' | 'writeReg' | 'normalTx' | 'consumeRx' | 'inject' | 'cpTx' | 'cpRx' | 'txPoll' | 'dmaNoise'
@@ -79,7 +75,6 @@ class Rtl8139Fuzz implements FuzzInstance {
       rxQueueLimit: rng.pick([1, 4, 64]), ...boundedWorkOptions(this.deferred),
     });
     this.nic.attach({ map: () => {}, unmap: () => {} }, this.irq);
-    if (!LIFT_MSS_LIMIT) this.mem.filterU32 = Rtl8139Fuzz.limitTinyMss;
     this.backend = new FuzzBackend(rng);
     this.nic.attachBackend(this.backend);
     const w = WEIGHTS[mode];
@@ -187,8 +182,8 @@ class Rtl8139Fuzz implements FuzzInstance {
     if (extreme) {
       flags |= R.LargeSend | (r.range(1, 8) << R.MSSShift);
     } else if (r.chance(0.4)) {
-      // LargeSend: the MSS field is 11 bits. Tiny MSS values cut one frame into tens of
-      // thousands of segments; see limitTinyMss() for why they are kept small here.
+      // LargeSend: the MSS field is 11 bits. Tiny MSS values cut one frame into thousands of
+      // segments: the NIC refuses MSS < CP_MIN_MSS and spreads the rest over turns.
       const mss = r.chance(0.7) ? r.range(536, 1460) : r.chance(0.5) ? r.int(0x800) : r.int(64);
       flags |= R.LargeSend | (mss << R.MSSShift);
     } else if (r.chance(0.5)) {
@@ -216,21 +211,6 @@ class Rtl8139Fuzz implements FuzzInstance {
       first = (first + 1) % 64;
     }
     this.txHead.set(ringBase, first);
-  }
-
-  /**
-   * LargeSend with a tiny MSS: one 60 KB descriptor at MSS 1 makes 60,000 segments, cut in
-   * JavaScript within one TxPoll (~270 ms here). That is issue 17 item 1 (bounded work per
-   * exit), being reworked on branch hard-net. Until it lands, every descriptor word the NIC
-   * reads that says "owned, LargeSend" gets an MSS of at least MIN_FUZZ_MSS, exactly where the
-   * NIC reads it (descriptors can also appear mid-poll, e.g. looped-back frames landing in a
-   * ring), so the per-operation time bound tests everything else. NODE_KVM_FUZZ_TINY_MSS=1
-   * lifts the limit; remove it once hard-net is merged.
-   */
-  private static limitTinyMss(_gpa: number, v: number): number {
-    if ((v & R.DescOwn) === 0 || (v & R.LargeSend) === 0) return v;
-    if (((v >>> R.MSSShift) & R.MSSMask) >= MIN_FUZZ_MSS) return v;
-    return ((v & ~(R.MSSMask << R.MSSShift)) | (MIN_FUZZ_MSS << R.MSSShift)) >>> 0;
   }
 
   /** A register write a driver (or a confused one) would make, with values that mean something. */
