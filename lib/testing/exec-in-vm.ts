@@ -97,6 +97,16 @@ export function execScript(i: ExecScriptInput): string {
   return `${lines.join('\n')}\n`;
 }
 
+/**
+ * @internal The kernel command line of an exec guest: /init mounts the exec share (tag
+ * nkvm-exec) at /x and runs the run.sh that execScript() wrote there. The 9p bench boots
+ * QEMU with the same line.
+ */
+export function execCmdline(): string {
+  const boot = `mkdir -p /x && mount -t 9p -o ${P9},cache=none nkvm-exec /x && sh /x/run.sh`;
+  return `${DEFAULT_CMDLINE} quiet nkvm.run64=${Buffer.from(boot).toString('base64')}`;
+}
+
 /** Reads a file as it grows, handing each new chunk on. */
 class Tail {
   private pos = 0;
@@ -139,7 +149,6 @@ export async function execInVm(argv: string[], opts: ExecInVmOptions = {}): Prom
   }));
   writeFileSync(join(x, 'out'), '');
   writeFileSync(join(x, 'err'), '');
-  const boot = `mkdir -p /x && mount -t 9p -o ${P9},cache=none nkvm-exec /x && sh /x/run.sh`;
   const shares = [
     { path: '/', tag: 'nkvm-root', readonly: true },
     ...[cwd, ...rw].map((path, n) => ({ path, tag: `nkvm-rw${n}` })),
@@ -152,7 +161,7 @@ export async function execInVm(argv: string[], opts: ExecInVmOptions = {}): Prom
   try {
     m = await Machine.create({
       kernel, initrd, memory: opts.memory ?? '1G', cpus: opts.cpus ?? 1, shares,
-      cmdline: `${DEFAULT_CMDLINE} quiet nkvm.run64=${Buffer.from(boot).toString('base64')}`,
+      cmdline: execCmdline(),
     });
     const machine = m;
     m.start();
