@@ -21,7 +21,7 @@ import { runInLab } from '../lib/lab/index.js';
 import { DEFAULT_CMDLINE } from '../lib/machine/cmdline.js';
 import { AgentClient } from '../lib/testing/agent-client.js';
 import { AGENT_PORT_NAME } from '../lib/testing/agent-protocol.js';
-import { bootVm } from '../lib/testing/index.js';
+import { bootVm, type TestVm } from '../lib/testing/index.js';
 import { median } from './exit-roundtrip.js';
 
 export interface ExecBenchOptions {
@@ -82,15 +82,44 @@ async function measure(label: string, t: Target, iterations: number, runs: numbe
   return f;
 }
 
-async function ours(image: Image, agent: boolean, iterations: number, runs: number): Promise<Figures> {
+/** What one file transfer cost our VMM: VM exits, doorbells, interrupts and chains, per MiB. */
+function costCounter(vm: TestVm): () => string {
+  const read = (): number[] => {
+    const m = vm.machine;
+    const v = m.platform.virtioPci;
+    const exits = m.counters.io + m.counters.mmio + m.counters.other;
+    const doorbells = v.reduce((a, d) => a + d.counters.doorbellRings + d.counters.mmioNotifies, 0);
+    const qs = v.flatMap((d) => d.queues);
+    return [exits, doorbells, qs.reduce((a, q) => a + q.counters.interrupts, 0), qs.reduce((a, q) => a + q.counters.popped, 0)];
+  };
+  let last = read();
+  return () => {
+    const now = read();
+    const per = now.map((x, i) => (x - last[i]!) / (FILE_BYTES / 1048576));
+    last = now;
+    return `per MiB: ${per[0]!.toFixed(0)} exits, ${per[1]!.toFixed(0)} doorbells, ${per[2]!.toFixed(0)} interrupts, ${per[3]!.toFixed(0)} chains`;
+  };
+}
+
+async function ours(image: Image, agent: boolean, iterations: number, runs: number, log: (l: string) => void): Promise<Figures> {
   const label = agent ? 'node-kvm agent (virtio-console)' : 'node-kvm serial console';
   const vm = await bootVm({ name: agent ? 'bench-agent' : 'bench-console', image, memory: MEMORY, agent, timeout: BOOT_TIMEOUT });
   try {
     if (agent && vm.channel !== 'agent') throw new Error(`${label}: the agent channel is not up (${vm.agentProblem ?? '?'})`);
+    const cost = costCounter(vm);
     const t: Target = {
       exec: (cmd) => vm.exec(cmd, { timeout: OP_TIMEOUT }),
-      writeFile: (p, d) => vm.writeFile(p, d, { timeout: OP_TIMEOUT }),
-      readFile: (p) => vm.readFile(p, { timeout: OP_TIMEOUT }),
+      writeFile: async (p, d) => {
+        cost();
+        await vm.writeFile(p, d, { timeout: OP_TIMEOUT });
+        if (agent) log(`  ${label} writeFile ${cost()}`);
+      },
+      readFile: async (p) => {
+        cost();
+        const b = await vm.readFile(p, { timeout: OP_TIMEOUT });
+        if (agent) log(`  ${label} readFile ${cost()}`);
+        return b;
+      },
     };
     return await measure(label, t, agent ? iterations : Math.min(iterations, 10), agent ? runs : 1, agent ? FILE_BYTES : CONSOLE_FILE_BYTES);
   } finally {
@@ -187,9 +216,9 @@ export async function runExecBench(opts: ExecBenchOptions = {}): Promise<void> {
       `${inLab ? 'inside the nested lab (L2 guests on kvm_amd, emulated SVM under TCG)' : 'on this host'}`);
     const results: Figures[] = [];
     for (const [name, run] of [
-      ['agent', () => ours(local, true, iterations, runs)],
+      ['agent', () => ours(local, true, iterations, runs, log)],
       ['qemu', () => qemu(local, dir, iterations, runs)],
-      ['console', () => ours(local, false, iterations, runs)],
+      ['console', () => ours(local, false, iterations, runs, log)],
     ] as const) {
       try {
         results.push(await run());
