@@ -153,8 +153,8 @@ export type ErrorCode =
   | 'ERR_SNAPSHOT_STATE'
   /** The snapshot was used after close(). */
   | 'ERR_SNAPSHOT_CLOSED'
-  /** The machine has a device whose state a snapshot cannot carry (a 9p share's open files). */
-  | 'ERR_SNAPSHOT_UNSUPPORTED'
+  /** Requests of a share (virtio-9p) were still under way on the host when the snapshot's wait for them ran out. */
+  | 'ERR_SNAPSHOT_BUSY'
   // Network backends
   /** /dev/net/tun is missing. */
   | 'ERR_TAP_UNAVAILABLE'

@@ -19,6 +19,7 @@ import { registerDump } from './diagnostics.js';
 import { resolveOptions, type MachineOptions, type NetOptions, type ResolvedOptions } from './options.js';
 import type { EndReason, Platform } from './platform.js';
 import { captureSnapshot, restoreSnapshot, type MachineSnapshot, type RestoreOptions, type SnapshotConfig, type SnapshotTarget } from './snapshot.js';
+import { restoredShares, withSharesQuiesced, type ShareOverride } from './snapshot-shares.js';
 
 /** How a machine ended: what `wait()` resolves to and the `'exit'` event carries. */
 export interface MachineResult {
@@ -50,6 +51,19 @@ export interface ExitCounters {
 
 /** Backends for a machine built from a snapshot, one per NIC in order (MAC and revision come from the snapshot). */
 export type NetBackendsFor = Array<Pick<NetOptions, 'backend'>>;
+
+/** Options of `Machine.fromSnapshot()`. */
+export interface FromSnapshotOptions {
+  /** One backend per NIC of the snapshot, in order. */
+  net?: NetBackendsFor;
+  /** Default /dev/kvm. */
+  kvmPath?: string;
+  /**
+   * Shares whose host directory differs from the snapshot's, by tag (each tag one the
+   * snapshot has: ERR_SNAPSHOT_MISMATCH otherwise). Shares not named keep the snapshot's path.
+   */
+  shares?: ShareOverride[];
+}
 
 /** Where a machine is in its lifecycle: create() → start() → (pause()/resume()) → ended → close(). */
 export type MachineState = 'created' | 'running' | 'paused' | 'ended' | 'closed';
@@ -304,6 +318,7 @@ export class Machine extends EventEmitter implements AsyncDisposable {
       ram: this.vm.memory.regions.map((r) => ({ slot: r.slot, guestPhysAddr: r.guestPhysAddr, size: r.size })),
       nics: this.platform.nics.map((nic) => ({ mac: [...nic.mac].map((b) => b.toString(16).padStart(2, '0')).join(':'), revision: nic.revision })),
       ports: this.options.ports.map((p) => p.name),
+      ...(this.options.shares.length > 0 ? { shares: this.options.shares.map((s) => ({ tag: s.tag, path: s.path, readonly: s.readonly })) } : {}),
       tscKhz,
     };
     return { kvm: this.kvm, vm: this.vm, vcpus: this.vcpus, platform: this.platform, console: this.console, config };
@@ -318,13 +333,10 @@ export class Machine extends EventEmitter implements AsyncDisposable {
     if (was !== 'running' && was !== 'paused' && was !== 'created') {
       throw new NodeKvmError('ERR_MACHINE_STATE', `cannot snapshot a machine that is ${was}`);
     }
-    if (this.options.shares.length > 0) {
-      // The 9P server's open host files (the guest's fids) cannot be saved with the machine.
-      throw new NodeKvmError('ERR_SNAPSHOT_UNSUPPORTED', 'a machine with shares (virtio-9p) cannot be snapshotted');
-    }
     await this.pause();
     try {
-      return captureSnapshot(this.snapshotTarget());
+      // Shares' requests under way finish first (ERR_SNAPSHOT_BUSY after 30 s).
+      return await withSharesQuiesced(this.platform, () => captureSnapshot(this.snapshotTarget()));
     } finally {
       if (was === 'running') this.resume();
     }
@@ -342,7 +354,13 @@ export class Machine extends EventEmitter implements AsyncDisposable {
     }
     await this.pause();
     try {
-      restoreSnapshot(this.snapshotTarget(), snap, opts);
+      await withSharesQuiesced(this.platform, async () => {
+        try {
+          restoreSnapshot(this.snapshotTarget(), snap, opts);
+        } finally {
+          await this.platform.finishShareLoads();
+        }
+      });
     } finally {
       if (was === 'running') this.resume();
     }
@@ -351,9 +369,11 @@ export class Machine extends EventEmitter implements AsyncDisposable {
   /**
    * A new machine in the state of `snap` (same RAM size, vCPUs, COM ports and NICs), not yet
    * started. RAM is mapped copy-on-write from the snapshot's memfd or file. NICs keep the snapshot's MAC and revision; `net` gives their backends.
+   * Shares export the snapshot's host directories (or `shares`' by tag); the guest's open 9P
+   * fids are reopened there by path, or answer ESTALE when their file is gone.
    */
-  static async fromSnapshot(snap: MachineSnapshot, opts: { net?: NetBackendsFor; kvmPath?: string } = {}): Promise<Machine> {
-    checkOptions('Machine.fromSnapshot', opts, keysOf<{ net?: NetBackendsFor; kvmPath?: string }>({ net: true, kvmPath: true }));
+  static async fromSnapshot(snap: MachineSnapshot, opts: FromSnapshotOptions = {}): Promise<Machine> {
+    checkOptions('Machine.fromSnapshot', opts, keysOf<FromSnapshotOptions>({ net: true, kvmPath: true, shares: true }));
     const c = snap.config;
     const backends = opts.net ?? [];
     if (backends.length !== c.nics.length) {
@@ -367,11 +387,14 @@ export class Machine extends EventEmitter implements AsyncDisposable {
       devices: Array.from({ length: c.comPorts - 1 }, (_, i) => `com${i + 2}`),
       net: backends.map((b, i) => ({ ...b, mac: c.nics[i]!.mac, revision: c.nics[i]!.revision as 0x10 | 0x20 })),
       ports: (c.ports ?? []).map((name) => ({ name })),
+      shares: restoredShares(c, opts.shares),
     }, true);
     ph.mark('create');
     try {
       restoreSnapshot(m.snapshotTarget(), snap);
       ph.mark('restore');
+      await m.platform.finishShareLoads();
+      ph.mark('shares');
       ph.done();
     } catch (e) {
       await m.close();

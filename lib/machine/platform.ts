@@ -187,6 +187,27 @@ export class Platform {
     return this.uarts[0]!.enqueueInput(bytes);
   }
 
+  /**
+   * Quiesces the shares for a snapshot: no chain is popped from now on, and the requests
+   * under way finish (they write into guest RAM and complete their chains). ERR_SNAPSHOT_BUSY
+   * after `timeoutMs`; then call releaseShares().
+   */
+  async quiesceShares(timeoutMs: number): Promise<void> {
+    for (const d of this.virtio9p) d.hold();
+    await Promise.all(this.virtio9p.map((d) => d.drain(timeoutMs)));
+  }
+
+  /** Lets the shares pop chains again (after quiesceShares()). */
+  releaseShares(): void {
+    for (const d of this.virtio9p) d.release();
+  }
+
+  /** After a restore: reopens every share's fids (or marks them stale); resolves with the stale count. */
+  async finishShareLoads(): Promise<number> {
+    const n = await Promise.all(this.virtio9p.map((d) => d.finishLoad()));
+    return n.reduce((a, b) => a + b, 0);
+  }
+
   /** Waits for the shares' requests under way (they write into guest RAM), then closes them. */
   async closeShares(): Promise<void> {
     await Promise.all(this.virtio9p.map((d) => d.close()));

@@ -23,6 +23,7 @@ import { MemfdRam } from '../kvm/memfd-ram.js';
 import { phaseTimer } from '../snapshot-trace.js';
 import { SnapshotFile, writeSnapshotFile, type JsonValue, type SectionInput, type VerifyLevel } from './snapshot-file.js';
 import { checkOptions, keysOf } from '../options-check.js';
+import { sameShareTags } from './snapshot-shares.js';
 
 export { SnapshotFileError, SNAPSHOT_FORMAT_VERSION } from './snapshot-file.js';
 
@@ -47,6 +48,12 @@ export interface SnapshotConfig {
   nics: Array<{
     /** Station address. */ mac: string;
     /** PCI revision (0x10 or 0x20). */ revision: number;
+  }>;
+  /** The shares (virtio-9p) in PCI order; absent in snapshots of machines without them. */
+  shares?: Array<{
+    /** Mount tag. */ tag: string;
+    /** Host directory exported. */ path: string;
+    /** Whether changes were refused. */ readonly: boolean;
   }>;
   /** virtio-console port names (absent in snapshots from before ports existed). */
   ports?: string[];
@@ -335,11 +342,11 @@ function checkCompatible(t: SnapshotTarget, snap: MachineSnapshot): void {
   const b = snap.config;
   const same = a.cpus === b.cpus && a.memory === b.memory && a.comPorts === b.comPorts && a.nics.length === b.nics.length
     && a.ram.length === b.ram.length && a.ram.every((r, i) => r.guestPhysAddr === b.ram[i]!.guestPhysAddr && r.size === b.ram[i]!.size)
-    && (a.ports ?? []).join('\0') === (b.ports ?? []).join('\0');
+    && (a.ports ?? []).join('\0') === (b.ports ?? []).join('\0') && sameShareTags(a, b);
   if (!same) {
     throw new NodeKvmError('ERR_SNAPSHOT_MISMATCH',
-      `snapshot is of a machine with ${b.cpus} vCPU(s), ${b.memory} bytes RAM, ${b.comPorts} COM port(s), ${b.nics.length} NIC(s), ports [${b.ports ?? []}]; `
-      + `this one has ${a.cpus}, ${a.memory}, ${a.comPorts}, ${a.nics.length}, [${a.ports ?? []}]`);
+      `snapshot is of a machine with ${b.cpus} vCPU(s), ${b.memory} bytes RAM, ${b.comPorts} COM port(s), ${b.nics.length} NIC(s), ports [${b.ports ?? []}], shares [${(b.shares ?? []).map((x) => x.tag)}]; `
+      + `this one has ${a.cpus}, ${a.memory}, ${a.comPorts}, ${a.nics.length}, [${a.ports ?? []}], [${(a.shares ?? []).map((x) => x.tag)}]`);
   }
 }
 
@@ -354,7 +361,10 @@ export interface RestoreOptions {
   memory?: 'auto' | 'copy';
 }
 
-/** Put `snap` back into `t` (not running). Devices first, then the irqchip, then the vCPUs. */
+/**
+ * Put `snap` back into `t` (not running). Devices first, then the irqchip, then the vCPUs.
+ * Shares reopen their fids afterwards, asynchronously (Platform.finishShareLoads()).
+ */
 export function restoreSnapshot(t: SnapshotTarget, snap: MachineSnapshot, opts: RestoreOptions = {}): void {
   snap.ensureOpen(); // before anything in the machine changes
   checkCompatible(t, snap);

@@ -4,7 +4,7 @@
 // costs only the pages its guest writes. After the restore the fork's guest takes its own clock,
 // MAC and address (fork-guest.ts) before fork() resolves.
 import { NodeKvmError } from '../errors.js';
-import { Machine } from '../machine/index.js';
+import { Machine, type ShareOverride } from '../machine/index.js';
 import { loadSnapshot, type MachineSnapshot } from '../machine/snapshot.js';
 import type { NetBackend } from '../net/backend.js';
 import { NullBackend } from '../net/backend.js';
@@ -18,7 +18,7 @@ import { openAgentPort } from './agent-port.js';
 import { adoptMachine, bootVm, resolveImage, uniqueMac, type BootVmOptions, type CleanupHost, type TestVm } from './vm.js';
 
 /** Options of vmTemplate(): bootVm's, with NICs described for forks, plus `setup`. */
-export interface VmTemplateOptions extends Omit<BootVmOptions, 'net' | 't' | 'shares' | 'agent'> {
+export interface VmTemplateOptions extends Omit<BootVmOptions, 'net' | 't' | 'agent'> {
   /**
    * NICs every fork gets. 'user': one NIC on a user network; each fork gets its own user
    * network (a fresh passt) and takes its address by DHCP. A number: that many NICs, unplugged
@@ -48,6 +48,12 @@ export interface ForkOptions {
    * count; for 'user' NICs the default is a fresh user network with DHCP.
    */
   net?: Array<ForkNet | NetBackend>;
+  /**
+   * Host directories for the template's shares in this fork, by tag (default: each share
+   * exports the template's directory). The guest's mounts and open files of that share find
+   * their files again by path in the fork's directory; a file missing there answers ESTALE.
+   */
+  shares?: ShareOverride[];
   /** Milliseconds for the restore and the guest's clock/network set-up (default 60 s). */
   timeout?: number;
   /** Register close() with this test context's after() hook. */
@@ -181,7 +187,7 @@ export class VmTemplate implements AsyncDisposable {
    * ERR_FORK_MEMORY when its worst case does not fit in host memory.
    */
   async fork(opts: ForkOptions = {}): Promise<TestVm> {
-    checkOptions('fork', opts, keysOf<ForkOptions>({ name: true, net: true, timeout: true, t: true }));
+    checkOptions('fork', opts, keysOf<ForkOptions>({ name: true, net: true, shares: true, timeout: true, t: true }));
     const snap = this.open('fork');
     const ram = snap.config.memory;
     const { backends, owned, nics } = this.nets(opts);
@@ -204,7 +210,7 @@ export class VmTemplate implements AsyncDisposable {
     const t0 = performance.now();
     let restoredAt: number;
     try {
-      machine = await Machine.fromSnapshot(snap, { net: backends.map((backend) => ({ backend })) });
+      machine = await Machine.fromSnapshot(snap, { net: backends.map((backend) => ({ backend })), ...(opts.shares !== undefined ? { shares: opts.shares } : {}) });
       restoredAt = Date.now();
     } catch (e) {
       release();
@@ -262,7 +268,7 @@ let templateCount = 0;
  */
 export async function vmTemplate(opts: VmTemplateOptions = {}): Promise<VmTemplate> {
   checkOptions('vmTemplate', opts, keysOf<VmTemplateOptions>({
-    name: true, image: true, bzImage: true, memory: true, cpus: true, net: true, files: true, cmdline: true, verbose: true, timeout: true, setup: true,
+    name: true, image: true, bzImage: true, memory: true, cpus: true, net: true, files: true, cmdline: true, verbose: true, timeout: true, setup: true, shares: true,
   }));
   const { setup, net, ...boot } = opts;
   if (setup !== undefined && typeof setup !== 'function') throw new NodeKvmError('ERR_INVALID_ARG', 'vmTemplate: setup must be a function');

@@ -4,7 +4,7 @@
 // a file must start a clone (Machine.fromSnapshot) that prints the same lines too.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { requireKvm } from '../helpers/kvm.js';
@@ -121,4 +121,40 @@ test('a snapshot only restores into a machine built alike', async (t) => {
   await a.stop();
   await assert.rejects(a.snapshot(), (e: unknown) => e instanceof NodeKvmError && e.code === 'ERR_MACHINE_STATE');
   snap.close();
+});
+
+test('a machine with shares snapshots: the clone exports the snapshot\'s directory or, by tag, another', async (t) => {
+  if (!requireKvm(t)) return;
+  const dir = mkdtempSync(join(tmpdir(), 'nkvm-snap-share-'));
+  try {
+    const [a, b, other] = ['a', 'b', 'other'].map((d) => join(dir, d));
+    for (const d of [a!, b!, other!]) mkdirSync(d);
+    const shares = [{ path: a!, tag: 'a' }, { path: b!, tag: 'b', readonly: true }];
+    await using m = await Machine.create({ kernel: kernel(), memory: '32M', flat: { mode: 'long' }, shares });
+    m.start();
+    await m.console.waitFor(expected(1), { timeout: 60_000 });
+    const snap = await m.snapshot();
+    const at = lastStep(m.console.output.slice(0, snap.state.consoleBytes));
+    assert.deepEqual(snap.config.shares, [{ tag: 'a', path: a, readonly: false }, { tag: 'b', path: b, readonly: true }]);
+    {
+      await using same = await Machine.fromSnapshot(snap);
+      assert.deepEqual(same.platform.virtio9p.map((d) => [d.tag, d.server.share.path, d.server.share.readonly]), [['a', a, false], ['b', b, true]]);
+    }
+    {
+      await using moved = await Machine.fromSnapshot(snap, { shares: [{ tag: 'b', path: other! }] });
+      assert.deepEqual(moved.platform.virtio9p.map((d) => [d.tag, d.server.share.path, d.server.share.readonly]), [['a', a, false], ['b', other, true]]);
+      moved.start();
+      await moved.console.waitFor(expected(at + 2), { timeout: 60_000 });
+    }
+    await assert.rejects(Machine.fromSnapshot(snap, { shares: [{ tag: 'c', path: other! }] }),
+      (e: unknown) => e instanceof NodeKvmError && e.code === 'ERR_SNAPSHOT_MISMATCH' && /no share tagged "c"/.test(e.message));
+    await assert.rejects(Machine.fromSnapshot(snap, { shares: [{ tag: 'a', path: join(dir, 'missing') }] }),
+      (e: unknown) => e instanceof NodeKvmError && e.code === 'ERR_SHARE_PATH');
+    // A machine with other shares (or none) does not take the snapshot.
+    await using plain = await Machine.create({ kernel: kernel(), memory: '32M', flat: { mode: 'long' } });
+    await assert.rejects(plain.restore(snap), (e: unknown) => e instanceof NodeKvmError && e.code === 'ERR_SNAPSHOT_MISMATCH' && /shares \[a,b\]/.test(e.message));
+    snap.close();
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });

@@ -38,6 +38,11 @@ export interface OpenState {
   fd: FdRef;
   readable: boolean;
   writable: boolean;
+  /**
+   * The Tlopen/Tlcreate flags (9P2000.L DOTL_*) it was opened with: a restored snapshot
+   * reopens the file with them, less the one-time O_TRUNC, O_CREAT and O_EXCL.
+   */
+  dotl: number;
   /** Readdir calls on one fd seek it: they run one after the other. */
   dirQueue?: Promise<unknown>;
   /** getdents64's buffer, kept between readdir calls. */
@@ -57,20 +62,54 @@ export interface Fid {
   open?: OpenState;
 }
 
+/**
+ * A fid restored from a snapshot whose file could not be opened again (gone, another kind, a
+ * symlink in its path): every request on it answers ESTALE; it holds no fd. Its last known
+ * path and kind are kept so a later snapshot saves it as it was.
+ */
+export interface StaleFid {
+  readonly id: number;
+  path: Uint8Array[];
+  kind: FileKind;
+  qidPath?: bigint;
+  /** Why it is stale (for logs and tests). */
+  reason: string;
+}
+
 export class FidTable {
   private readonly fids = new Map<number, Fid>();
+  private readonly staleFids = new Map<number, StaleFid>();
   /** fids named by a walk/attach under way: taken, though not yet in the table. */
   private readonly pending = new Set<number>();
 
-  get size(): number { return this.fids.size; }
+  get size(): number { return this.fids.size + this.staleFids.size; }
 
   get(id: number): Fid {
     const f = this.fids.get(id);
-    if (f === undefined) throw new P9Error('EBADF', `fid ${id} is not in use`);
+    if (f === undefined) {
+      const st = this.staleFids.get(id);
+      if (st !== undefined) throw new P9Error('ESTALE', `fid ${id} is stale since the restore (${st.reason})`);
+      throw new P9Error('EBADF', `fid ${id} is not in use`);
+    }
     return f;
   }
 
-  has(id: number): boolean { return this.fids.has(id) || this.pending.has(id); }
+  has(id: number): boolean { return this.fids.has(id) || this.pending.has(id) || this.staleFids.has(id); }
+
+  isStale(id: number): boolean { return this.staleFids.has(id); }
+
+  /** Adds a fid that a restore could not reopen (replacing any fid of the same id). */
+  setStale(fid: StaleFid): void {
+    const old = this.fids.get(fid.id);
+    if (old !== undefined) {
+      this.fids.delete(fid.id);
+      release(old);
+    }
+    this.staleFids.set(fid.id, fid);
+  }
+
+  /** The stale fids (saved by a snapshot as they were restored). */
+  stale(): IterableIterator<StaleFid> { return this.staleFids.values(); }
 
   /** Claims `id` for a fid an operation is about to make; EBADF when it is live or claimed. */
   reserve(id: number): void {
@@ -90,8 +129,9 @@ export class FidTable {
     if (old !== undefined && old !== fid) release(old);
   }
 
-  /** Removes a fid and lets go of its fds. */
-  clunk(id: number): Fid {
+  /** Removes a fid and lets go of its fds (a stale fid is just forgotten). */
+  clunk(id: number): Fid | undefined {
+    if (this.staleFids.delete(id)) return undefined;
     const f = this.get(id);
     this.fids.delete(id);
     release(f);
@@ -105,6 +145,7 @@ export class FidTable {
   clear(): void {
     for (const f of this.fids.values()) release(f);
     this.fids.clear();
+    this.staleFids.clear();
     this.pending.clear();
   }
 }

@@ -16,7 +16,7 @@ const pFdatasync = promisify(fdatasync);
 const pFchmod = promisify(fchmod);
 
 /** Host open flags for a Tlopen/Tlcreate's; what a server must not pass on is dropped. */
-function hostFlags(ctx: OpsContext, dotl: number, kind: FileKind): { flags: number; readable: boolean; writable: boolean } {
+export function hostFlags(ctx: OpsContext, dotl: number, kind: FileKind): { flags: number; readable: boolean; writable: boolean } {
   const c = fsc();
   const acc = dotl & DOTL.ACCMODE;
   const writable = acc === DOTL.WRONLY || acc === DOTL.RDWR;
@@ -54,7 +54,7 @@ export async function lopen(ctx: OpsContext, m: Request<'Tlopen'>): Promise<Repl
       ref.release();
       throw new P9Error('EBADF', `fid ${m.fid} changed while it was opened`);
     }
-    fid.open = { fd: ref, readable, writable };
+    fid.open = { fd: ref, readable, writable, dotl: m.flags };
     const qid = qidOf(ctx, st);
     fid.qidPath = qid.path;
     return { qid, iounit: 0 };
@@ -82,7 +82,7 @@ export async function lcreate(ctx: OpsContext, m: Request<'Tlcreate'>): Promise<
     fid.handle = ref.acquire();
     fid.path = [...fid.path, m.name];
     fid.kind = 'file';
-    fid.open = { fd: ref, readable, writable };
+    fid.open = { fd: ref, readable, writable, dotl: m.flags };
     oldHandle.release();
     const qid = qidOf(ctx, st);
     fid.qidPath = qid.path;

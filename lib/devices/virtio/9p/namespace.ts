@@ -125,6 +125,10 @@ export async function unlinkat(ctx: OpsContext, m: Request<'Tunlinkat'>): Promis
 
 /** Tremove: unlink the fid's file; the fid is clunked whatever the outcome. */
 export async function remove(ctx: OpsContext, m: Request<'Tremove'>): Promise<Reply<'Rremove'>> {
+  if (ctx.fids.isStale(m.fid)) {
+    ctx.fids.clunk(m.fid);
+    throw new P9Error('ESTALE', `fid ${m.fid} is stale since the restore`);
+  }
   const fid = ctx.fids.get(m.fid);
   try {
     rofs(ctx);

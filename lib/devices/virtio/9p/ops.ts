@@ -13,6 +13,7 @@ import * as io from './file-io.js';
 import type { HostStat } from './jail.js';
 import * as meta from './metadata.js';
 import * as names from './namespace.js';
+import { restoreSession, saveSession, type ParsedFid, type P9SessionState } from './persist.js';
 import type { Qid } from './protocol.js';
 import * as session from './session.js';
 import type { ExportRoot, OpsContext, Reply, Request } from './session.js';
@@ -29,6 +30,12 @@ export class P9Ops {
   }
 
   qidOf(st: HostStat): Qid { return session.qidOf(this.ctx, st); }
+
+  // ---- snapshots (persist.ts) ----
+  saveSession(msize: number): P9SessionState { return saveSession(this.ctx, msize); }
+  restoreSession(fids: readonly ParsedFid[], devIndex: Array<[string, number]>): Promise<number> {
+    return restoreSession(this.ctx, fids, devIndex);
+  }
 
   // ---- session ----
   attach(m: Request<'Tattach'>): Promise<Reply<'Rattach'>> { return session.attach(this.ctx, m); }

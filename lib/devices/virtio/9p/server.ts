@@ -11,6 +11,7 @@ import { decode, encodeInto, encodedSize, isDecodeError, readHeader } from './co
 import { LINUX_ERRNO, toLinuxErrno } from './errno.js';
 import { fsc } from './jail.js';
 import { P9Ops } from './ops.js';
+import { parseSession, type P9SessionState } from './persist.js';
 import {
   HEADER_SIZE, MESSAGES, NOTAG, RREAD_HEADER, TWRITE_HEADER, VERSION_9P2000_L, type Message, type MessageName,
 } from './protocol.js';
@@ -210,6 +211,33 @@ export class P9Server {
     this.ops.fids.clear();
     this.msize = msize;
     return { op: 'Rversion', msize, version: new TextEncoder().encode(VERSION_9P2000_L) };
+  }
+
+  /** Resolves once no request is under way (new ones may start meanwhile: hold the queue first). */
+  async idle(): Promise<void> {
+    while (this.inflight.size > 0) await Promise.allSettled([...this.inflight.values()]);
+  }
+
+  /**
+   * The session for a snapshot: msize and every fid by path (persist.ts). Only meaningful with
+   * no request under way (a request may be changing a fid).
+   */
+  saveSession(): P9SessionState {
+    return this.ops.saveSession(this.msize);
+  }
+
+  /**
+   * Checks a saved session (ERR_SNAPSHOT_CORRUPT when malformed) and returns the step that
+   * puts it back: every fid reopened beneath the export's root, or stale. Resolves with the
+   * number of stale fids.
+   */
+  prepareSession(state: unknown): () => Promise<number> {
+    const s = parseSession(state, MIN_MSIZE, Math.max(this.maxMsize, DEFAULT_MAX_MSIZE));
+    return async () => {
+      const stale = await this.ops.restoreSession(s.fids, s.devIndex);
+      this.msize = Math.min(s.msize, this.maxMsize);
+      return stale;
+    };
   }
 
   /** Waits for requests under way, then closes every fid and the export's root fd. */
