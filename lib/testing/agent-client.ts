@@ -368,6 +368,38 @@ export class AgentClient {
   }
 
   /**
+   * Add `microseconds` to the guest's wall clock in one step (a guest restored from a snapshot
+   * resumes with the clock it had then). Rejects with the agent's errno as AgentRequestError.
+   */
+  advanceClock(microseconds: number, opts: { timeout?: number } = {}): Promise<void> {
+    this.assertUsable();
+    if (!Number.isSafeInteger(microseconds)) throw new NodeKvmError('ERR_INVALID_ARG', `advanceClock: microseconds must be a safe integer, got ${microseconds}`);
+    const id = this.allocId();
+    let timer: NodeJS.Timeout | undefined;
+    const result = new Promise<void>((resolve, reject) => {
+      const end = (): void => { clearTimeout(timer); this.ops.delete(id); };
+      this.ops.set(id, {
+        fail: (e) => { end(); reject(e); },
+        onFrame: (f) => {
+          end();
+          if (f.type === T.OK) resolve();
+          else if (f.type === T.ERROR) reject(new AgentRequestError(`${this.name}: advanceClock`, parseError(f.payload)));
+          else this.violation(new AgentProtocolError(`${typeName(f.type)} frame for clock request ${id}`));
+        },
+      });
+    });
+    if (opts.timeout !== undefined) {
+      timer = setTimeout(() => {
+        this.ops.get(id)?.fail(new AgentError('ERR_AGENT_TIMEOUT', `${this.name}: advanceClock did not finish within ${opts.timeout} ms`));
+      }, opts.timeout);
+    }
+    const payload = Buffer.alloc(8);
+    payload.writeBigInt64LE(BigInt(microseconds));
+    this.send(T.CLOCK_ADVANCE, id, payload);
+    return result;
+  }
+
+  /**
    * Read the guest file `path`. A regular file lands in one buffer of its announced size (the
    * data is not held twice); `onChunk` instead streams it without keeping it.
    */

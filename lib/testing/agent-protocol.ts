@@ -15,6 +15,9 @@
 //   WRITE_END                                  READ_EOF
 //   READ_OPEN  path\0                          STDIN_ACK  u32 stdin bytes the command took
 //   SYNC       "NKVM-HOST-SYNC!!"
+//   CLOCK_ADVANCE  i64 microseconds to add     OK or ERROR
+//              to the wall clock (a restored
+//              guest's clock is behind)
 //
 // Start of a conversation: the agent sends HELLO and discards its input until it finds a SYNC
 // frame; the host sends SYNC when it sees a HELLO. So bytes a dead agent left half-read in the
@@ -40,7 +43,7 @@ export const AGENT_PORT_NAME = 'org.nodekvm.agent.0';
 
 export const T = {
   EXEC: 0x01, STDIN: 0x02, STDIN_EOF: 0x03, KILL: 0x04,
-  WRITE_OPEN: 0x05, WRITE_DATA: 0x06, WRITE_END: 0x07, READ_OPEN: 0x08, SYNC: 0x09,
+  WRITE_OPEN: 0x05, WRITE_DATA: 0x06, WRITE_END: 0x07, READ_OPEN: 0x08, SYNC: 0x09, CLOCK_ADVANCE: 0x0a,
   HELLO: 0x81, STDOUT: 0x82, STDERR: 0x83, EXIT: 0x84, ERROR: 0x85,
   OK: 0x86, READ_DATA: 0x87, READ_EOF: 0x88, STDIN_ACK: 0x89,
 } as const;

@@ -47,25 +47,28 @@ export function clockLagMs(guestAtCaptureMs: number, restoredAtMs: number): numb
 }
 
 /**
- * The script a fork runs after the restore: the clock first, then each NIC's MAC and address.
+ * The script a fork runs after the restore: the clock first (unless `lagMs` is left out: the
+ * agent stepped it, see TestVm.advanceClockByAgent), then each NIC's MAC and address.
  * The guest adds the lag to its own clock (read to the microsecond with adjtimex), so however
  * long the line takes to arrive and run, the result does not move; busybox `date -s` takes
  * whole seconds, so the guest ends within half a second of the host. Runs under `sh`; any
  * failing step fails the script (set -e), and the fork is refused with its output.
  */
-export function forkScript(opts: { lagMs: number; nics: readonly ForkNic[] }): string {
-  if (!Number.isFinite(opts.lagMs)) throw new NodeKvmError('ERR_INVALID_ARG', `forkScript: lagMs must be a finite number, got ${opts.lagMs}`);
-  const lag = Math.round(opts.lagMs);
-  // Shell builtins only, besides adjtimex and date: in a fresh fork every process started
-  // faults in pages from the template, which is the slow part of a fork's first command.
-  const lines = [
-    'set -e',
-    "nl='\n'",
-    'clk=$(adjtimex)',
-    's=${clk#*time.tv_sec:}; s=${s%%"$nl"*}; u=${clk#*time.tv_usec:}; u=${u%%"$nl"*}',
-    `now=$(( (s * 1000 + u / 1000 + ${lag} + 500) / 1000 ))`,
-    'date -u -s "@$now" >/dev/null',
-  ];
+export function forkScript(opts: { lagMs?: number; nics: readonly ForkNic[] }): string {
+  const lines = ['set -e'];
+  if (opts.lagMs !== undefined) {
+    if (!Number.isFinite(opts.lagMs)) throw new NodeKvmError('ERR_INVALID_ARG', `forkScript: lagMs must be a finite number, got ${opts.lagMs}`);
+    const lag = Math.round(opts.lagMs);
+    // Shell builtins only, besides adjtimex and date: in a fresh fork every process started
+    // faults in pages from the template, which is the slow part of a fork's first command.
+    lines.push(
+      "nl='\n'",
+      'clk=$(adjtimex)',
+      's=${clk#*time.tv_sec:}; s=${s%%"$nl"*}; u=${clk#*time.tv_usec:}; u=${u%%"$nl"*}',
+      `now=$(( (s * 1000 + u / 1000 + ${lag} + 500) / 1000 ))`,
+      'date -u -s "@$now" >/dev/null',
+    );
+  }
   for (const n of opts.nics) {
     const i = shellQuote(n.iface);
     // The driver writes the new address into the NIC (IDR0-5); the L2 switch then learns it.

@@ -225,12 +225,14 @@ export class VmTemplate implements AsyncDisposable {
       if (this.meta.agent === true) await vm.attachAgent(() => openAgentPort(machine), timeout, true);
       machine.start();
       const t1 = performance.now();
-      const script = forkScript({
-        lagMs: clockLagMs(this.meta.guestClockAtCaptureMs, restoredAt),
-        nics: nics.map((n, i) => ({ iface: `eth${i}`, ...n })),
-      });
-      const r = await vm.exec(script, { timeout });
-      if (r.exitCode !== 0) throw new Error(`the guest's set-up script exited with ${r.exitCode}: ${r.stderr.trim() || r.stdout.trim()}`);
+      const lagMs = clockLagMs(this.meta.guestClockAtCaptureMs, restoredAt);
+      // The agent steps the clock itself: no process to start in a guest whose pages are all cold.
+      const clockDone = await vm.advanceClockByAgent(lagMs, timeout);
+      if (!clockDone || nics.length > 0) {
+        const script = forkScript({ ...(clockDone ? {} : { lagMs }), nics: nics.map((n, i) => ({ iface: `eth${i}`, ...n })) });
+        const r = await vm.exec(script, { timeout });
+        if (r.exitCode !== 0) throw new Error(`the guest's set-up script exited with ${r.exitCode}: ${r.stderr.trim() || r.stdout.trim()}`);
+      }
       snapshotTrace(`fork ${name}: fromSnapshot ${(t1 - t0).toFixed(1)} ms, guest clock/net set-up ${(performance.now() - t1).toFixed(1)} ms`);
     } catch (e) {
       const tail = vm.tail();

@@ -424,6 +424,17 @@ export class TestVm implements AsyncDisposable {
   }
 
   /** A file request over the agent, its errors mapped to the console path's classes. */
+  /**
+   * @internal A fork's clock step (template.ts): adds `ms` to the guest's wall clock through
+   * the agent. False when requests go over the serial console (the caller runs a command).
+   */
+  async advanceClockByAgent(ms: number, timeout: number): Promise<boolean> {
+    const agent = await this.agentFor();
+    if (agent === undefined) return false;
+    await this.agentFile('advance the clock', timeout, agent.advanceClock(Math.round(ms * 1000), { timeout }));
+    return true;
+  }
+
   private async agentFile<T>(what: string, timeout: number, p: Promise<T>): Promise<T> {
     try {
       return await raceEnd(p, this.ended, () => `vm ${this.name}: ${what}`, this.hasEnded);

@@ -166,3 +166,16 @@ test('a malformed frame from the guest fails pending requests with ERR_AGENT_PRO
   await assert.rejects(w, { code: 'ERR_AGENT_PROTOCOL' });
   client.close();
 });
+
+test('advanceClock: a zero step is OK for root and EPERM for anyone else; bad values are refused on the host', async () => {
+  // A zero offset: as root (CI) this steps the host's own clock by nothing.
+  if (process.getuid?.() === 0) {
+    await shared.advanceClock(0);
+  } else {
+    await assert.rejects(shared.advanceClock(0), (e: unknown) => (e as { errnoCode?: string }).errnoCode === 'EPERM');
+  }
+  assert.throws(() => shared.advanceClock(1.5), { code: 'ERR_INVALID_ARG' });
+  assert.throws(() => shared.advanceClock(2 ** 60), { code: 'ERR_INVALID_ARG' });
+  // The agent serves on after either answer.
+  assert.equal((await shared.exec({ command: 'echo on' })).stdout.toString(), 'on\n');
+});

@@ -58,6 +58,10 @@ test('forkScript: clock first, then each NIC its MAC and address (static, dhcp, 
   assert.ok(!lines.some((l) => l.includes("dev 'eth2'") && l.startsWith('ip addr add')));
   assert.ok(!forkScript({ lagMs: 5, nics: [] }).includes('ip '));
   assert.throws(() => forkScript({ lagMs: NaN, nics: [] }), { code: 'ERR_INVALID_ARG' });
+  // Without lagMs (the agent stepped the clock) only the NIC lines remain.
+  const noClock = forkScript({ nics: [{ iface: 'eth0', mac: '52:54:00:12:34:56', address: 'none' }] });
+  assert.ok(!noClock.includes('adjtimex') && !noClock.includes('date '));
+  assert.ok(noClock.includes("ip link set dev 'eth0' address 52:54:00:12:34:56"));
 });
 
 test('the clock lines compute the guest clock plus the lag, rounded to the second (run by sh with adjtimex faked)', () => {
