@@ -69,7 +69,12 @@ async function bootOurs(kernel: string, initrd: string, share: string): Promise<
   m.start();
   await m.console.waitFor(GUEST_PROMPT, { timeout: TIMEOUT_MS });
   const run = shellOver((s) => m.console.write(s), () => m.console.output,
-    () => new Promise((r) => { m.console.once('output', () => r()); setTimeout(r, 200); }));
+    () => new Promise<void>((r) => {
+      // Whichever comes first; the other is removed (a listener per poll would pile up).
+      const done = (): void => { m.console.off('output', done); clearTimeout(timer); r(); };
+      const timer = setTimeout(done, 200);
+      m.console.once('output', done);
+    }));
   return { run, close: () => m.close() };
 }
 
