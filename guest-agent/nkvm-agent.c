@@ -513,12 +513,14 @@ static void clock_advance(uint32_t id, const unsigned char *p, size_t len) {
   int64_t us = (int64_t)((uint64_t)get32(p) | ((uint64_t)get32(p + 4) << 32));
   struct timex tx;
   memset(&tx, 0, sizeof tx);
-  tx.modes = ADJ_SETOFFSET | ADJ_NANO;
-  /* The nanoseconds part must be in [0, 1e9): a negative offset borrows a second. */
+  /* Microseconds, not ADJ_NANO: that mode would stay set (STA_NANO) and every later adjtimex
+   * reader would get nanoseconds in time.tv_usec. */
+  tx.modes = ADJ_SETOFFSET;
+  /* The sub-second part must be in [0, 1e6): a negative offset borrows a second. */
   int64_t sec = us / 1000000, rem = us % 1000000;
   if (rem < 0) { sec -= 1; rem += 1000000; }
   tx.time.tv_sec = (time_t)sec;
-  tx.time.tv_usec = (long)(rem * 1000); /* with ADJ_NANO this field holds nanoseconds */
+  tx.time.tv_usec = (long)rem;
   if (adjtimex(&tx) < 0) {
     send_error(id, errno, "clock%s: %s", "");
     return;

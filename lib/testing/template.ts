@@ -233,7 +233,7 @@ export class VmTemplate implements AsyncDisposable {
         const r = await vm.exec(script, { timeout });
         if (r.exitCode !== 0) throw new Error(`the guest's set-up script exited with ${r.exitCode}: ${r.stderr.trim() || r.stdout.trim()}`);
       }
-      snapshotTrace(`fork ${name}: fromSnapshot ${(t1 - t0).toFixed(1)} ms, guest clock/net set-up ${(performance.now() - t1).toFixed(1)} ms`);
+      snapshotTrace(`fork ${name}: fromSnapshot ${(t1 - t0).toFixed(1)} ms, guest clock/net set-up ${(performance.now() - t1).toFixed(1)} ms (clock lag ${lagMs.toFixed(0)} ms, ${clockDone ? 'agent' : 'script'})`);
     } catch (e) {
       const tail = vm.tail();
       await vm.close();
