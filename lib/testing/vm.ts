@@ -423,7 +423,6 @@ export class TestVm implements AsyncDisposable {
     });
   }
 
-  /** A file request over the agent, its errors mapped to the console path's classes. */
   /**
    * @internal A fork's clock step (template.ts): adds `ms` to the guest's wall clock through
    * the agent. False when requests go over the serial console (the caller runs a command).
@@ -435,6 +434,7 @@ export class TestVm implements AsyncDisposable {
     return true;
   }
 
+  /** A file request over the agent, its errors mapped to the console path's classes. */
   private async agentFile<T>(what: string, timeout: number, p: Promise<T>): Promise<T> {
     try {
       return await raceEnd(p, this.ended, () => `vm ${this.name}: ${what}`, this.hasEnded);
