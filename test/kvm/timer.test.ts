@@ -9,7 +9,10 @@ import { attach, createGuestVm, Recorder, runAsync } from '../guests/run.js';
 
 test('timer guest: N PIT ticks delivered to a halted vCPU, counted in order', { timeout: 30_000 }, async (t) => {
   if (!requireKvm(t)) return;
-  const N = 10;
+  // 30 ticks (~300 ms): a host so loaded that the process is descheduled for a while gets the
+  // missed ticks re-injected at once on its return, and the HLT waits in which host timers
+  // run are only those after; with 10 ticks a 100 ms stall once left none (0 timers fired).
+  const N = 30;
   using g = createGuestVm({ guest: 'timer', irqchip: true });
   const ticks = new Recorder();
   const report = new Recorder();
