@@ -49,11 +49,6 @@ export function restoredShares(config: SnapshotConfig, overrides: readonly Share
   });
 }
 
-/** True when both configs have the same share tags in the same order. */
-export function sameShareTags(a: SnapshotConfig, b: SnapshotConfig): boolean {
-  return (a.shares ?? []).map((s) => s.tag).join('\0') === (b.shares ?? []).map((s) => s.tag).join('\0');
-}
-
 /**
  * Runs `capture` with the shares quiesced (see above), then lets them run again. The vCPUs
  * must already be paused (they would otherwise post new requests).

@@ -23,7 +23,6 @@ import { MemfdRam } from '../kvm/memfd-ram.js';
 import { phaseTimer } from '../snapshot-trace.js';
 import { SnapshotFile, writeSnapshotFile, type JsonValue, type SectionInput, type VerifyLevel } from './snapshot-file.js';
 import { checkOptions, keysOf } from '../options-check.js';
-import { sameShareTags } from './snapshot-shares.js';
 
 export { SnapshotFileError, SNAPSHOT_FORMAT_VERSION } from './snapshot-file.js';
 
@@ -342,7 +341,8 @@ function checkCompatible(t: SnapshotTarget, snap: MachineSnapshot): void {
   const b = snap.config;
   const same = a.cpus === b.cpus && a.memory === b.memory && a.comPorts === b.comPorts && a.nics.length === b.nics.length
     && a.ram.length === b.ram.length && a.ram.every((r, i) => r.guestPhysAddr === b.ram[i]!.guestPhysAddr && r.size === b.ram[i]!.size)
-    && (a.ports ?? []).join('\0') === (b.ports ?? []).join('\0') && sameShareTags(a, b);
+    && (a.ports ?? []).join('\0') === (b.ports ?? []).join('\0')
+    && (a.shares ?? []).map((x) => x.tag).join('\0') === (b.shares ?? []).map((x) => x.tag).join('\0');
   if (!same) {
     throw new NodeKvmError('ERR_SNAPSHOT_MISMATCH',
       `snapshot is of a machine with ${b.cpus} vCPU(s), ${b.memory} bytes RAM, ${b.comPorts} COM port(s), ${b.nics.length} NIC(s), ports [${b.ports ?? []}], shares [${(b.shares ?? []).map((x) => x.tag)}]; `
