@@ -19,6 +19,9 @@ import { createServer, get, type Server } from 'node:http';
 import { connect } from 'node:net';
 import { createSocket } from 'node:dgram';
 import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { bootVm, type TestVm } from '../../lib/testing/index.js';
 import { userNet, UserNetBackend } from '../../lib/net/user.js';
 import { requireKvm } from '../helpers/kvm.js';
@@ -44,6 +47,21 @@ function fetchAll(port: number, path: string): Promise<Buffer> {
   });
 }
 
+/** What the NIC, the backend, the guest's TCP and passt's capture say, for a failed transfer. */
+async function diagnose(vm: TestVm, backend: UserNetBackend, pcap: string): Promise<string> {
+  const nic = vm.machine.platform.nics[0]!;
+  const lines = [
+    `NIC: ISR 0x${nic.interruptStatus.toString(16)} IMR 0x${nic.interruptMask.toString(16)} waiting ${nic.rxWaiting} link ${nic.linkUp} ${JSON.stringify(nic.stats)}`,
+    `backend: ${JSON.stringify(backend.stats)}`,
+  ];
+  const guest = await vm.exec('netstat -tan; grep -A1 "^Tcp:" /proc/net/snmp; ip -s link show eth0; grep -i eth /proc/interrupts; ip neigh', { timeout: 60_000 })
+    .then((r) => r.stdout + r.stderr, (e: Error) => `guest: ${e.message}`);
+  lines.push(`guest:\n${guest}`);
+  const frames = spawnSync('tshark', ['-r', pcap, '-t', 'r'], { encoding: 'utf8' });
+  lines.push(`passt's capture (last 40 frames):\n${(frames.stdout || frames.stderr || String(frames.error)).trim().split('\n').slice(-40).join('\n')}`);
+  return lines.join('\n');
+}
+
 test('user networking: DHCP, host loopback via the gateway, forwards, two VMs, close', { timeout: 3_000_000 }, async (t) => {
   if (!requireKvm(t)) return;
   const before = passts();
@@ -55,7 +73,11 @@ test('user networking: DHCP, host loopback via the gateway, forwards, two VMs, c
   const httpPort = await listen(http);
   t.after(() => http.close());
 
-  const backends = [userNet({ forward: [{ guest: 8080 }] }), userNet({ forward: [{ guest: 8080 }] })];
+  // passt records what it exchanges with each guest: a failure prints the last frames.
+  const pcapDir = mkdtempSync(join(tmpdir(), 'nkvm-net-user-'));
+  t.after(() => rmSync(pcapDir, { recursive: true, force: true }));
+  const pcaps = [join(pcapDir, 'vm0.pcap'), join(pcapDir, 'vm1.pcap')];
+  const backends = pcaps.map((pcap) => userNet({ forward: [{ guest: 8080 }], pcap }));
   const vms: TestVm[] = [];
   t.after(async () => { for (const v of vms) await v.close(); for (const b of backends) { b.close(); await b.exited; } });
   const booted = await Promise.all(([0x20, 0x10] as const).map((revision, i) => bootVm({
@@ -88,7 +110,9 @@ test('user networking: DHCP, host loopback via the gateway, forwards, two VMs, c
       const port = backends[i]!.forwards[0]!.host;
       assert.equal(await vm.forward(8080), port, 'forward() reports the forward given at create');
       const t0 = performance.now();
-      const got = await fetchAll(port, '/blob');
+      const got = await fetchAll(port, '/blob').catch(async (e: Error) => {
+        throw new Error(`${vm.name}: ${e.message}\n${await diagnose(vm, backends[i]!, pcaps[i]!)}`, { cause: e });
+      });
       t.diagnostic(`${vm.name}: host←guest ${MIB} MiB in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
       assert.equal(sha256(got), gen.stdout.split(/\s+/)[0], vm.name);
     }

@@ -97,3 +97,26 @@ test('host errors map to Linux errnos by name; unknown ones to EIO', async () =>
     (e: { code: string }) => e.code === 'EXDEV' && toLinuxErrno(e) === 18);
   tmp.release();
 });
+
+test('a session holds at most maxFids fids: the next walk is EMFILE and opens no fd; a clunk makes room', async () => {
+  const { tempExport } = await import('./p9-client.js');
+  const { readdirSync } = await import('node:fs');
+  const fds = (): number => readdirSync('/proc/self/fd').length;
+  const ex = await tempExport({ maxFids: 64 });
+  try {
+    await ex.client.version();
+    await ex.client.attach(0);
+    for (let id = 1; id < 64; id++) assert.equal((await ex.client.walk(0, id, '')).op, 'Rwalk');
+    const before = fds();
+    for (let id = 64; id < 200; id++) {
+      const m = await ex.client.walk(0, id, '');
+      assert.equal(m.op === 'Rlerror' ? m.ecode : 0, LINUX_ERRNO.EMFILE, `walk to fid ${id}`);
+    }
+    assert.equal(fds(), before, 'refused walks opened nothing');
+    assert.equal(ex.server.refusedFids, 136);
+    assert.equal((await ex.client.call('Tclunk', { fid: 5 })).op, 'Rclunk');
+    assert.equal((await ex.client.walk(0, 500, '')).op, 'Rwalk', 'a clunk made room');
+  } finally {
+    await ex.done();
+  }
+});

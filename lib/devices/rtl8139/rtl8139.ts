@@ -212,6 +212,16 @@ export class Rtl8139 extends PciDevice {
     return this.isr;
   }
 
+  /** IntrMask (IMR) as the guest last wrote it. */
+  get interruptMask(): number {
+    return this.dv.getUint16(R.IntrMask, true);
+  }
+
+  /** Frames waiting in front of a full receive ring. */
+  get rxWaiting(): number {
+    return this.queue.length;
+  }
+
   /** RxMissed (MPC) as the guest would read it. */
   get missedPackets(): number {
     return this.missed & 0xffffff;

@@ -76,11 +76,24 @@ export interface StaleFid {
   reason: string;
 }
 
+/**
+ * Live fids one session may hold (each holds an O_PATH fd, an open one a second fd). Linux's
+ * client clunks what it no longer names; with cache=loose it keeps a fid per cached inode, and
+ * a guest that lists a tree of tens of thousands of files stays well below. Without a bound
+ * one guest could take the whole process's fd table (every VM, socket and file of it).
+ */
+export const DEFAULT_MAX_FIDS = 16384;
+
 export class FidTable {
   private readonly fids = new Map<number, Fid>();
   private readonly staleFids = new Map<number, StaleFid>();
   /** fids named by a walk/attach under way: taken, though not yet in the table. */
   private readonly pending = new Set<number>();
+
+  /** Fids refused because the session held maxFids (answered EMFILE). */
+  refused = 0;
+
+  constructor(readonly maxFids = DEFAULT_MAX_FIDS) {}
 
   get size(): number { return this.fids.size + this.staleFids.size; }
 
@@ -115,6 +128,11 @@ export class FidTable {
   reserve(id: number): void {
     if (id === NOFID) throw new P9Error('EINVAL', 'NOFID cannot name a file');
     if (this.has(id)) throw new P9Error('EBADF', `fid ${id} is already in use`);
+    // Stale fids hold no fd: only live and claimed ones count.
+    if (this.fids.size + this.pending.size >= this.maxFids) {
+      this.refused++;
+      throw new P9Error('EMFILE', `the session already holds ${this.maxFids} fids`);
+    }
     this.pending.add(id);
   }
 

@@ -24,8 +24,8 @@ export class P9Ops {
   private readonly ctx: OpsContext;
   readonly fids: FidTable;
 
-  constructor(root: ExportRoot) {
-    this.ctx = session.createContext(root);
+  constructor(root: ExportRoot, maxFids?: number) {
+    this.ctx = session.createContext(root, maxFids);
     this.fids = this.ctx.fids;
   }
 

@@ -25,6 +25,8 @@ export const MIN_MSIZE = 4096;
 
 export interface P9ServerOptions {
   maxMsize?: number;
+  /** Live fids a session may hold (default DEFAULT_MAX_FIDS); more are answered EMFILE. */
+  maxFids?: number;
 }
 
 export interface P9Stats {
@@ -43,6 +45,9 @@ const isRequest = (n: MessageName): boolean => n.startsWith('T') && n !== 'Tlerr
 export class P9Server {
   readonly ops: P9Ops;
   readonly stats: P9Stats = { requests: 0, errors: 0, protocolErrors: 0 };
+
+  /** Fids refused because the session held its maximum. */
+  get refusedFids(): number { return this.ops.fids.refused; }
   readonly maxMsize: number;
   /** Negotiated by Tversion. */
   msize: number;
@@ -52,7 +57,7 @@ export class P9Server {
   private constructor(private readonly rootFd: number, readonly share: ResolvedShare, opts: P9ServerOptions) {
     this.maxMsize = Math.max(MIN_MSIZE, opts.maxMsize ?? DEFAULT_MAX_MSIZE);
     this.msize = this.maxMsize;
-    this.ops = new P9Ops({ rootFd, readonly: share.readonly });
+    this.ops = new P9Ops({ rootFd, readonly: share.readonly }, opts.maxFids);
   }
 
   /** Opens the export's root directory (as an O_PATH fd held until close()). */

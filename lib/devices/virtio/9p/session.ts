@@ -40,8 +40,8 @@ function processUmask(): number {
   return 0o022;
 }
 
-export function createContext(root: ExportRoot): OpsContext {
-  return { root, fids: new FidTable(), devIndex: new Map(), umask: processUmask() };
+export function createContext(root: ExportRoot, maxFids?: number): OpsContext {
+  return { root, fids: new FidTable(maxFids), devIndex: new Map(), umask: processUmask() };
 }
 
 /** The inode bits of qid.path (the rest is the filesystem's index). */
