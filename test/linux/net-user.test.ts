@@ -12,6 +12,12 @@
 // docs/benchmarks.md 2026-12-07): a lost segment makes it resend everything after the
 // duplicate ACK, again for each duplicate ACK the resends cause, so 32 MiB would take
 // 15-20 minutes per direction per NIC.
+//
+// The forwards are tested before the downloads, not after: a download through passt 2023.03
+// can end in such a storm of resends that the backend still holds megabytes of them for the
+// NIC when the host connects, and passt resets a connection whose SYN the guest has not
+// answered within 10 s (it sends the SYN once). Seen in the lab 5 times in 37 runs, always
+// after a download (docs/benchmarks.md, 2026-12-07 evening); a known limit in the README.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
@@ -19,9 +25,6 @@ import { createServer, get, type Server } from 'node:http';
 import { connect } from 'node:net';
 import { createSocket } from 'node:dgram';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { bootVm, type TestVm } from '../../lib/testing/index.js';
 import { userNet, UserNetBackend } from '../../lib/net/user.js';
 import { requireKvm } from '../helpers/kvm.js';
@@ -47,18 +50,23 @@ function fetchAll(port: number, path: string): Promise<Buffer> {
   });
 }
 
-/** What the NIC, the backend, the guest's TCP and passt's capture say, for a failed transfer. */
-async function diagnose(vm: TestVm, backend: UserNetBackend, pcap: string): Promise<string> {
+/** What the NIC, the backend and the guest's TCP say, for a failed transfer. */
+async function diagnose(vm: TestVm, backend: UserNetBackend): Promise<string> {
   const nic = vm.machine.platform.nics[0]!;
-  const lines = [
-    `NIC: ISR 0x${nic.interruptStatus.toString(16)} IMR 0x${nic.interruptMask.toString(16)} waiting ${nic.rxWaiting} link ${nic.linkUp} ${JSON.stringify(nic.stats)}`,
-    `backend: ${JSON.stringify(backend.stats)}`,
-  ];
-  const guest = await vm.exec('netstat -tan; grep -A1 "^Tcp:" /proc/net/snmp; ip -s link show eth0; grep -i eth /proc/interrupts; ip neigh', { timeout: 60_000 })
+  const nicState = (): string => {
+    const ring = nic.revision >= 0x20 ? nic.cplusRxRing() : undefined;
+    return `ISR 0x${nic.interruptStatus.toString(16)} IMR 0x${nic.interruptMask.toString(16)} waiting ${nic.rxWaiting} link ${nic.linkUp}`
+      + (ring !== undefined ? ` C+ RX ring next ${ring.index} ${ring.owners}` : '');
+  };
+  const exits0 = { ...vm.machine.counters };
+  const lines = [`NIC: ${nicState()}`, `NIC counters: ${JSON.stringify(nic.stats)}`, `backend: ${JSON.stringify(backend.stats)}`];
+  const guest = await vm.exec('netstat -tan; grep -A1 "^Tcp:" /proc/net/snmp; cat /proc/net/softnet_stat; grep -i eth /proc/interrupts; '
+    + 'grep -E "NET_RX|NET_TX|TIMER" /proc/softirqs; head -1 /proc/stat; sleep 1; grep NET_RX /proc/softirqs; head -1 /proc/stat; top -bn1 | head -12; '
+    + 'for f in rx_packets rx_dropped rx_errors rx_fifo_errors rx_missed_errors; do echo "$f $(cat /sys/class/net/eth0/statistics/$f)"; done', { timeout: 60_000 })
     .then((r) => r.stdout + r.stderr, (e: Error) => `guest: ${e.message}`);
   lines.push(`guest:\n${guest}`);
-  const frames = spawnSync('tshark', ['-r', pcap, '-t', 'r'], { encoding: 'utf8' });
-  lines.push(`passt's capture (last 40 frames):\n${(frames.stdout || frames.stderr || String(frames.error)).trim().split('\n').slice(-40).join('\n')}`);
+  await new Promise((r) => setTimeout(r, 3000));
+  lines.push(`NIC 3 s later: ${nicState()}`, `exits then: ${JSON.stringify(exits0)}`, `exits now: ${JSON.stringify(vm.machine.counters)}`);
   return lines.join('\n');
 }
 
@@ -73,11 +81,7 @@ test('user networking: DHCP, host loopback via the gateway, forwards, two VMs, c
   const httpPort = await listen(http);
   t.after(() => http.close());
 
-  // passt records what it exchanges with each guest: a failure prints the last frames.
-  const pcapDir = mkdtempSync(join(tmpdir(), 'nkvm-net-user-'));
-  t.after(() => rmSync(pcapDir, { recursive: true, force: true }));
-  const pcaps = [join(pcapDir, 'vm0.pcap'), join(pcapDir, 'vm1.pcap')];
-  const backends = pcaps.map((pcap) => userNet({ forward: [{ guest: 8080 }], pcap }));
+  const backends = [userNet({ forward: [{ guest: 8080 }] }), userNet({ forward: [{ guest: 8080 }] })];
   const vms: TestVm[] = [];
   t.after(async () => { for (const v of vms) await v.close(); for (const b of backends) { b.close(); await b.exited; } });
   const booted = await Promise.all(([0x20, 0x10] as const).map((revision, i) => bootVm({
@@ -94,6 +98,21 @@ test('user networking: DHCP, host loopback via the gateway, forwards, two VMs, c
     }
   });
 
+  await t.test(`the host fetches ${MIB} MiB from each guest's httpd through its forward, sha256 intact`, async () => {
+    for (const [i, vm] of vms.entries()) {
+      const gen = await vm.execOk(`mkdir -p /srv && head -c ${MIB << 20} /dev/urandom > /srv/blob && sha256sum /srv/blob && httpd -p 8080 -h /srv`, { timeout: TRANSFER_MS });
+      const port = backends[i]!.forwards[0]!.host;
+      assert.equal(await vm.forward(8080), port, 'forward() reports the forward given at create');
+      const t0 = performance.now();
+      const got = await fetchAll(port, '/blob').catch(async (e: Error) => {
+        throw new Error(`${vm.name}: ${e.message}\n${await diagnose(vm, backends[i]!)}`, { cause: e });
+      });
+      t.diagnostic(`${vm.name}: host←guest ${MIB} MiB in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+      assert.equal(sha256(got), gen.stdout.split(/\s+/)[0], vm.name);
+    }
+    assert.notEqual(backends[0]!.forwards[0]!.host, backends[1]!.forwards[0]!.host, 'two machines, two host ports');
+  });
+
   await t.test(`each guest downloads ${MIB} MiB from a server on the host's loopback, sha256 intact`, async () => {
     for (const vm of vms) {
       const t0 = performance.now();
@@ -102,21 +121,6 @@ test('user networking: DHCP, host loopback via the gateway, forwards, two VMs, c
       const [status, size, sum] = r.stdout.trim().split('\n');
       assert.deepEqual([status, Number(size), sum?.split(/\s+/)[0]], ['wget=0', blob.length, sha256(blob)], `${vm.name}:\n${r.stdout}${r.stderr}`);
     }
-  });
-
-  await t.test(`the host fetches ${MIB} MiB from each guest's httpd through its forward, sha256 intact`, async () => {
-    for (const [i, vm] of vms.entries()) {
-      const gen = await vm.execOk(`mkdir -p /srv && head -c ${MIB << 20} /dev/urandom > /srv/blob && sha256sum /srv/blob && httpd -p 8080 -h /srv`, { timeout: TRANSFER_MS });
-      const port = backends[i]!.forwards[0]!.host;
-      assert.equal(await vm.forward(8080), port, 'forward() reports the forward given at create');
-      const t0 = performance.now();
-      const got = await fetchAll(port, '/blob').catch(async (e: Error) => {
-        throw new Error(`${vm.name}: ${e.message}\n${await diagnose(vm, backends[i]!, pcaps[i]!)}`, { cause: e });
-      });
-      t.diagnostic(`${vm.name}: host←guest ${MIB} MiB in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
-      assert.equal(sha256(got), gen.stdout.split(/\s+/)[0], vm.name);
-    }
-    assert.notEqual(backends[0]!.forwards[0]!.host, backends[1]!.forwards[0]!.host, 'two machines, two host ports');
   });
 
   await t.test('close() leaves no passt running', async () => {

@@ -157,6 +157,17 @@ test('C+ RX: frames piling up for a full ring pause the backend; it resumes once
   assert.equal(nic.stats.rxFrames, 20);
 });
 
+test('diagnosis: cplusRxRing() shows who owns each descriptor up to EOR, rxWaiting and interruptMask what the NIC holds', () => {
+  const { mem, nic, backend, w } = makeNic();
+  for (let i = 0; i < 4; i++) rxDesc(mem, i, 0x10000 + i * 0x800, 1536, i === 3);
+  assert.deepEqual(nic.cplusRxRing(), { index: 0, owners: 'NNNN' });
+  for (let i = 0; i < 6; i++) backend.inject(ipFrame(17, 10 + i));
+  assert.deepEqual(nic.cplusRxRing(), { index: 0, owners: 'DDDD' }, 'four stored, the ring wrapped');
+  assert.equal(nic.rxWaiting, 2, 'two wait for a descriptor');
+  w(R.IntrMask, 2, 0x80ac);
+  assert.equal(nic.interruptMask, 0x80ac);
+});
+
 test('C+ RX checksum status: good TCP/UDP pass, corrupted ones flag Fail', () => {
   const { mem, nic } = makeNic();
   for (let i = 0; i < 4; i++) rxDesc(mem, i, 0x10000 + i * 0x800, 1536, i === 3);
