@@ -331,6 +331,19 @@ export class CplusRxRing {
     return 'ok';
   }
 
+  /** Who owns each descriptor up to the one with EOR: N the NIC, D the driver, ? unreachable. */
+  owners(mem: DmaMemory, ring: number): string {
+    let out = '';
+    for (let i = 0; i < CP_MAX_DESCRIPTORS; i++) {
+      const desc = ring + i * CP_DESC_SIZE;
+      if (!mem.contains(desc, CP_DESC_SIZE)) return `${out}?`;
+      const opts1 = mem.readU32(desc);
+      out += (opts1 & DescOwn) !== 0 ? 'N' : 'D';
+      if ((opts1 & RingEnd) !== 0) break;
+    }
+    return out;
+  }
+
   private advance(eor: number): void {
     this.index = eor !== 0 || this.index + 1 >= CP_MAX_DESCRIPTORS ? 0 : this.index + 1;
   }

@@ -8,7 +8,7 @@
 import type { BusDevice, Clock, DmaMemory } from '../../bus/device.js';
 import type { NetBackend, TcpSegmentation } from '../../net/backend.js';
 import { PciDevice, type PciDeviceState } from '../pci/device.js';
-import { CP_MAX_DESCRIPTORS, CplusRxRing, CplusTxRing, type CplusTxOptions, type CplusTxRingState } from './cplus.js';
+import { CplusRxRing, CplusTxRing, type CplusTxOptions, type CplusTxRingState } from './cplus.js';
 import { Eeprom93C46, rtl8139EepromImage, type EepromState } from './eeprom.js';
 import { Rtl8139Phy, type PhyState } from './mii.js';
 import * as R from './regs.js';
@@ -227,16 +227,7 @@ export class Rtl8139 extends PciDevice {
    * the one with RingEnd (N: the NIC owns it, D: the driver does), and the NIC's next index.
    */
   cplusRxRing(): { index: number; owners: string } {
-    const ring = this.reg64(R.RxRingAddr);
-    let owners = '';
-    for (let i = 0; i < CP_MAX_DESCRIPTORS; i++) {
-      const d = ring + i * R.CP_DESC_SIZE;
-      if (!this.mem.contains(d, R.CP_DESC_SIZE)) { owners += '?'; break; }
-      const opts1 = this.mem.readU32(d);
-      owners += (opts1 & R.DescOwn) !== 0 ? 'N' : 'D';
-      if ((opts1 & R.RingEnd) !== 0) break;
-    }
-    return { index: this.cpRx.index, owners };
+    return { index: this.cpRx.index, owners: this.cpRx.owners(this.mem, this.reg64(R.RxRingAddr)) };
   }
 
   /** RxMissed (MPC) as the guest would read it. */
