@@ -374,13 +374,21 @@ export class Machine extends EventEmitter implements AsyncDisposable {
    */
   static async fromSnapshot(snap: MachineSnapshot, opts: FromSnapshotOptions = {}): Promise<Machine> {
     checkOptions('Machine.fromSnapshot', opts, keysOf<FromSnapshotOptions>({ net: true, kvmPath: true, shares: true }));
+    return Machine.restoreShell(await Machine.snapshotShell(snap, opts), snap);
+  }
+
+  /**
+   * @internal The first half of fromSnapshot(): the machine `snap` is restored into (its RAM
+   * size, vCPUs, devices, backends and shares), built but holding no guest state yet. Built
+   * ahead of need, it takes the KVM set-up out of the restore's time (a template's next fork).
+   */
+  static async snapshotShell(snap: MachineSnapshot, opts: FromSnapshotOptions = {}): Promise<Machine> {
     const c = snap.config;
     const backends = opts.net ?? [];
     if (backends.length !== c.nics.length) {
       throw new NodeKvmError('ERR_SNAPSHOT_MISMATCH', `snapshot has ${c.nics.length} NIC(s): pass as many net backends (got ${backends.length})`);
     }
-    const ph = phaseTimer('fromSnapshot');
-    const m = await Machine.build({
+    return Machine.build({
       // A one-byte HLT stands in for the kernel: RAM and every register come from the snapshot.
       kernel: Uint8Array.of(0xf4), flat: { mode: 'real' },
       memory: c.memory, cpus: c.cpus, clearXsave: c.clearXsave, kvmPath: opts.kvmPath,
@@ -389,18 +397,26 @@ export class Machine extends EventEmitter implements AsyncDisposable {
       ports: (c.ports ?? []).map((name) => ({ name })),
       shares: restoredShares(c, opts.shares),
     }, true);
-    ph.mark('create');
+  }
+
+  /**
+   * @internal The second half of fromSnapshot(): `snap`'s state into `shell`, a machine
+   * snapshotShell() built from the same snapshot and never started. Closes it on failure.
+   */
+  static async restoreShell(shell: Machine, snap: MachineSnapshot): Promise<Machine> {
+    if (shell.stateValue !== 'created') throw new NodeKvmError('ERR_MACHINE_STATE', `cannot restore into a machine that is ${shell.stateValue}`);
+    const ph = phaseTimer('fromSnapshot');
     try {
-      restoreSnapshot(m.snapshotTarget(), snap);
+      restoreSnapshot(shell.snapshotTarget(), snap);
       ph.mark('restore');
-      await m.platform.finishShareLoads();
+      await shell.platform.finishShareLoads();
       ph.mark('shares');
       ph.done();
     } catch (e) {
-      await m.close();
+      await shell.close();
       throw e;
     }
-    return m;
+    return shell;
   }
 
   /** Same as close(), for `await using`. */

@@ -55,6 +55,8 @@ after(async () => {
 test('a fork on the template\'s directory sees the host\'s writes made after the fork', async (t) => {
   if (!requireKvm(t)) return;
   await using vm = await tpl.fork({ name: 'same', t });
+  // vmTemplate() built this fork's machine ahead: the fork only restored into it.
+  assert.deepEqual(tpl.counters, { forks: 1, intoSpare: 1 });
   assert.equal((await vm.execOk('cat /root/seen')).stdout, 'from the template directory\n');
   writeFileSync(join(tplDir, 'after'), 'written by the host after the fork\n');
   assert.equal((await vm.execOk('cat /mnt/work/after')).stdout, 'written by the host after the fork\n');

@@ -204,6 +204,20 @@ test('host → guest: writes wait for guest buffers and complete when the bytes 
   assert.deepEqual(g.control(), [{ id: 1, event: VIRTIO_CONSOLE_PORT_OPEN, value: 0, extra: '' }]);
 });
 
+test('host → guest: several host writes share one guest buffer (a frame header does not take a buffer of its own)', async () => {
+  const g = await boot();
+  await openPort(g, 1);
+  const s = g.con.port('org.nodekvm.agent.0')!.open();
+  const parts = [Buffer.from('header:12by'), Buffer.alloc(PAGE + 100, 0x5a), Buffer.from('tail')];
+  for (const p of parts) s.write(p);
+  await settle();
+  g.rxBuffers(1, 4);
+  await settle();
+  const used = g.q[rxq(1)]!.takeUsed();
+  assert.deepEqual(used.map((u) => u.len), [PAGE, 11 + 100 + 4], 'two full-as-possible buffers, not one per write');
+  assert.equal(g.con.port('org.nodekvm.agent.0')!.pendingToGuest, 0);
+});
+
 test('guest → host: data in order; a host that does not read holds the guest back (bounded); EOF on guest close', async () => {
   const g = await boot();
   await openPort(g, 2);

@@ -277,9 +277,18 @@ export class VirtioConsole implements VirtioDevice, PortHost {
         this.wrongDirection(q, c);
         continue;
       }
-      const n = c.write(data);
+      // One buffer takes as many host writes as fit: a frame header written on its own must
+      // not cost the guest a buffer and a read() of its own.
+      let n = 0;
+      let piece: Buffer | undefined = data;
+      while (piece !== undefined && piece.length > 0) {
+        const k = c.write(piece, n);
+        if (k === 0) break;
+        port.consumedToGuest(k);
+        n += k;
+        piece = port.peekToGuest(BUDGET_BYTES - bytes - n);
+      }
       q.push(c, n);
-      port.consumedToGuest(n);
       bytes += n;
     }
     if (used) q.notify();
