@@ -4,25 +4,28 @@
 // checksum/TSO/VLAN offload). Both modes live in the same chip, as in the hardware.
 //
 // Everything the guest hands us (ring and buffer addresses, sizes, descriptor chains) is
-// checked where it is read; errors become ISR bits and counters, never exceptions.
+// checked where it is read; errors become ISR bits and counters, never exceptions. This file
+// holds the register file, resets, snapshots and the backend; frames move in transmitter.ts and
+// receiver.ts, which read their configuration from the same registers (chip.ts).
 import type { BusDevice, Clock, DmaMemory } from '../../bus/device.js';
-import type { NetBackend, TcpSegmentation } from '../../net/backend.js';
+import type { NetBackend } from '../../net/backend.js';
 import { PciDevice, type PciDeviceState } from '../pci/device.js';
-import { CplusRxRing, CplusTxRing, type CplusTxOptions, type CplusTxRingState } from './cplus.js';
+import { cplusMode, reg64, type Chip } from './chip.js';
+import type { CplusTxRingState } from './cplus.js';
 import { Eeprom93C46, rtl8139EepromImage, type EepromState } from './eeprom.js';
 import { Rtl8139Phy, type PhyState } from './mii.js';
 import * as R from './regs.js';
-import { filterFrame, padFrame, RX_MAX_FRAME, RxRing } from './rx.js';
-import { TxDescriptors, type TxDescriptorsState } from './tx.js';
-import { RxQueue } from './rx-queue.js';
-import { RX_CHECKSUMS_VALID } from '../../net/receive-offload.js';
+import type { TxDescriptorsState } from './tx.js';
 import { parseMac } from './mac.js';
 import { tallyCounters, zeroStats, type Rtl8139Stats } from './stats.js';
+import { Receiver, type RxOutcome } from './receiver.js';
+import { Transmitter } from './transmitter.js';
 
 export { parseMac } from './mac.js';
 export type { Rtl8139Stats } from './stats.js';
+export type { RxOutcome } from './receiver.js';
 import { REGISTER_SPAN, REGISTER_WIDTH } from './register-span.js';
-import { deferImmediate, TurnBudget, type DeferWork, type WorkLimits } from '../work-budget.js';
+import { deferImmediate, type DeferWork, type WorkLimits } from '../work-budget.js';
 import { Rtl8139Timer, type DeviceTimers, type TimerState } from './timer.js';
 
 export type { DeviceTimers } from './timer.js';
@@ -47,8 +50,6 @@ export interface Rtl8139Options {
   /** Work per turn (default DEFAULT_WORK_LIMITS); tests use small ones. */
   workLimits?: WorkLimits;
 }
-
-export type RxOutcome = 'ok' | 'full' | 'filtered' | 'disabled' | 'dropped';
 
 const CONFIG_LOCKED = new Set([R.Config1, R.Config3, R.Config4]);
 const CSCR_WRITABLE = 0xf3ff;
@@ -95,63 +96,28 @@ export class Rtl8139 extends PciDevice {
   private readonly regs = new Uint8Array(R.REGS_SIZE);
   private readonly dv = new DataView(this.regs.buffer);
   private readonly mem: DmaMemory;
-  private readonly rx = new RxRing();
-  private readonly tx = new TxDescriptors();
-  private readonly cpTx = new CplusTxRing();
-  private readonly cpHiTx = new CplusTxRing();
-  private readonly cpRx = new CplusRxRing();
+  /** The receive side: normal-mode ring, C+ RX ring, the queue in front of them, MPC. */
+  private readonly rx: Receiver;
+  /** The transmit side: normal-mode descriptors and the C+ TX rings with their engine. */
+  private readonly tx: Transmitter;
   private readonly timer: Rtl8139Timer;
   private readonly hwVersion: number;
   private isr = 0;
-  private missed = 0;
   private cscrLinkChange = false;
   private backend: NetBackend | undefined;
   private unsubscribe: Array<() => void> = [];
-  private readonly queue: RxQueue;
-  private readonly sink = { transmit: (f: Uint8Array): boolean => this.transmit(f) };
-  /**
-   * C+ transmit as the chip does it: a TxPoll write starts the engine, which works through the
-   * queues it was told about while the CPU runs. Here one turn of the event loop does what its
-   * WorkBudget allows and defers the rest; `txPolling` holds the HPQ/NPQ bits still being served
-   * (TxPoll reads them back until their queue is empty, as the RTL8169 family documents), and
-   * `cancelTx` the deferred turn.
-   */
-  private txPolling = 0;
-  private cancelTx: (() => void) | undefined;
-  private readonly txBudget: TurnBudget;
-  /**
-   * Receive is bounded per turn the same way: frames beyond the budget wait in the RX queue
-   * (which pauses the backend) for a deferred flush, however many a TAP batch or a held-back
-   * backlog would deliver at once.
-   */
-  private readonly rxBudget: TurnBudget;
-  private cancelRx: (() => void) | undefined;
-  private readonly defer: DeferWork;
-  private closed = false;
-  private readonly cplusSink: CplusTxOptions = {
-    send: (f) => { this.transmit(f); },
-    sendSegmented: (f, tso) => this.transmitSegmented(f, tso),
-  };
 
   constructor(opts: Rtl8139Options) {
     const revision = opts.revision ?? 0x20;
     super({ vendorId: 0x10ec, deviceId: 0x8139, classCode: 0x020000, revision,
       subsystemVendorId: 0x10ec, subsystemId: 0x8139, interruptPin: 1 });
     this.mem = opts.mem;
-    this.defer = opts.defer ?? deferImmediate;
-    this.txBudget = new TurnBudget(opts.workLimits);
-    this.rxBudget = new TurnBudget(opts.workLimits);
     this.hwVersion = revision >= 0x20 ? R.HWVER_RTL8139CP : R.HWVER_RTL8139C;
-    this.queue = new RxQueue({ tryReceive: (f, flags) => this.tryReceive(f, flags), countMissed: () => this.countMissed(),
-      countQueued: () => { this.stats.rxQueued++; },
-      backpressure: (pause) => {
-        if (!pause) {
-          this.backend?.resumeReceive?.();
-          return;
-        }
-        this.stats.rxPauses++;
-        this.backend?.pauseReceive?.();
-      } }, opts.rxQueueLimit ?? 64);
+    const chip: Chip = { regs: this.regs, dv: this.dv, mem: this.mem, phy: this.phy, stats: this.stats,
+      raise: (bits) => this.raise(bits), backend: () => this.backend };
+    const defer = opts.defer ?? deferImmediate;
+    this.rx = new Receiver(chip, defer, opts.workLimits, opts.rxQueueLimit ?? 64);
+    this.tx = new Transmitter(chip, defer, opts.workLimits, (f) => { this.rx.receive(f); });
     const mac = parseMac(opts.mac ?? '52:54:00:12:34:56');
     this.eeprom = new Eeprom93C46(rtl8139EepromImage(mac, { vendorId: 0x10ec, deviceId: 0x8139, subsystemVendorId: 0x10ec, subsystemId: 0x8139 }));
     this.timer = new Rtl8139Timer(opts.clock, opts.timers, () => this.raise(R.PCSTimeout));
@@ -167,7 +133,7 @@ export class Rtl8139 extends PciDevice {
     this.regs.fill(0);
     this.loadMacFromEeprom();
     this.phy.reset();
-    this.missed = 0;
+    this.rx.missed = 0;
     this.timer.reset();
     this.softReset();
   }
@@ -184,10 +150,6 @@ export class Rtl8139 extends PciDevice {
     this.cscrLinkChange = false;
     this.rx.reset();
     this.tx.reset();
-    this.stopCplusTx();
-    this.cpTx.reset();
-    this.cpHiTx.reset();
-    this.cpRx.reset();
     this.updateIrq();
   }
 
@@ -219,7 +181,7 @@ export class Rtl8139 extends PciDevice {
 
   /** Frames waiting in front of a full receive ring. */
   get rxWaiting(): number {
-    return this.queue.length;
+    return this.rx.queue.length;
   }
 
   /**
@@ -227,32 +189,16 @@ export class Rtl8139 extends PciDevice {
    * the one with RingEnd (N: the NIC owns it, D: the driver does), and the NIC's next index.
    */
   cplusRxRing(): { index: number; owners: string } {
-    return { index: this.cpRx.index, owners: this.cpRx.owners(this.mem, this.reg64(R.RxRingAddr)) };
+    return { index: this.rx.cplusRing.index, owners: this.rx.cplusRing.owners(this.mem, reg64(this.dv, R.RxRingAddr)) };
   }
 
   /** RxMissed (MPC) as the guest would read it. */
   get missedPackets(): number {
-    return this.missed & 0xffffff;
-  }
-
-  private get cpCmd(): number {
-    return this.dv.getUint16(R.CpCmd, true);
-  }
-
-  private get rxConfig(): number {
-    return this.dv.getUint32(R.RxConfig, true);
-  }
-
-  private get chipCmd(): number {
-    return this.regs[R.ChipCmd]!;
+    return this.rx.missed & 0xffffff;
   }
 
   private get unlocked(): boolean {
     return (this.regs[R.Cfg9346]! & R.Cfg9346_EEM_MASK) === R.Cfg9346_Unlock;
-  }
-
-  private reg64(o: number): number {
-    return this.dv.getUint32(o, true) + this.dv.getUint32(o + 4, true) * 0x1_0000_0000;
   }
 
   // ---------------------------------------------------------------- interrupts
@@ -286,17 +232,17 @@ export class Rtl8139 extends PciDevice {
     let reg: number;
     switch (start) {
       case R.TxStatus0: case R.TxStatus0 + 4: case R.TxStatus0 + 8: case R.TxStatus0 + 12:
-        if (this.cplusMode) return this.regs[o]!;
-        reg = this.tx.status[(start - R.TxStatus0) >>> 2]!;
+        if (cplusMode(this.dv)) return this.regs[o]!;
+        reg = this.tx.descriptors.status[(start - R.TxStatus0) >>> 2]!;
         break;
       case R.ChipCmd:
-        return (this.chipCmd & (R.CmdRxEnb | R.CmdTxEnb)) | (this.rx.empty ? R.RxBufEmpty : 0);
-      case R.RxBufPtr: reg = this.rx.capr; break;
-      case R.RxBufAddr: reg = this.rx.writeOffset; break;
+        return (this.regs[R.ChipCmd]! & (R.CmdRxEnb | R.CmdTxEnb)) | (this.rx.ring.empty ? R.RxBufEmpty : 0);
+      case R.RxBufPtr: reg = this.rx.ring.capr; break;
+      case R.RxBufAddr: reg = this.rx.ring.writeOffset; break;
       case R.IntrStatus: reg = this.isr; break;
       case R.TxConfig: reg = ((this.dv.getUint32(R.TxConfig, true) & ~R.TxHwVerMask) | this.hwVersion) >>> 0; break;
       case R.Timer: reg = this.timer.tctr; break;
-      case R.RxMissed: reg = this.missed & 0xffffff; break;
+      case R.RxMissed: reg = this.rx.missed & 0xffffff; break;
       case R.Cfg9346: {
         const c = this.regs[R.Cfg9346]!;
         if ((c & R.Cfg9346_EEM_MASK) !== R.Cfg9346_EEM_PROGRAM) return c & R.Cfg9346_EEM_MASK;
@@ -305,7 +251,7 @@ export class Rtl8139 extends PciDevice {
       case R.MediaStatus:
         return (this.phy.linkUp ? 0 : R.MSRLinkFail) | (this.phy.speed100 ? 0 : R.MSRSpeed10);
       case R.PCIRevisionID: return o === start ? this.revision : 0;
-      case R.TxSummary: reg = this.tx.summary(); break;
+      case R.TxSummary: reg = this.tx.descriptors.summary(); break;
       case R.BasicModeCtrl: reg = this.phy.bmcr; break;
       case R.BasicModeStatus: reg = live && o === start ? this.phy.readBmsr() : this.phy.peekBmsr(); break;
       case R.NWayAdvert: reg = this.phy.anar; break;
@@ -315,7 +261,7 @@ export class Rtl8139 extends PciDevice {
         reg = (this.dv.getUint16(R.CSCR, true) & CSCR_WRITABLE) | (this.phy.linkUp ? R.CSCR_LinkOKBit : 0) |
           (this.cscrLinkChange ? R.CSCR_LinkChangeBit : 0);
         break;
-      case R.TxPoll: return this.txPolling;
+      case R.TxPoll: return this.tx.polling;
       default:
         return this.regs[o]!;
     }
@@ -351,10 +297,6 @@ export class Rtl8139 extends PciDevice {
     }
   }
 
-  private get cplusMode(): boolean {
-    return (this.cpCmd & (R.CpRxOn | R.CpTxOn)) !== 0;
-  }
-
   private storeBytes(start: number, merged: number, mask: number): void {
     for (let i = 0; i < 4 && start + i < R.REGS_SIZE; i++) {
       if (((mask >>> (8 * i)) & 0xff) === 0) continue;
@@ -366,12 +308,12 @@ export class Rtl8139 extends PciDevice {
   private writeReg(start: number, merged: number, written: number, mask: number): void {
     switch (start) {
       case R.TxStatus0: case R.TxStatus0 + 4: case R.TxStatus0 + 8: case R.TxStatus0 + 12:
-        if (this.cplusMode) {
+        if (cplusMode(this.dv)) {
           this.storeBytes(start, merged, mask);
           if (start === R.StatsAddr && (merged & R.DumpStats) !== 0) this.dumpStats();
           return;
         }
-        if (this.tx.write((start - R.TxStatus0) >>> 2, merged)) this.runNormalTx();
+        if (this.tx.descriptors.write((start - R.TxStatus0) >>> 2, merged)) this.tx.runNormal();
         return;
       case R.ChipCmd: {
         if ((written & R.CmdReset) !== 0) {
@@ -379,14 +321,14 @@ export class Rtl8139 extends PciDevice {
           return;
         }
         this.regs[R.ChipCmd] = written & (R.CmdRxEnb | R.CmdTxEnb);
-        if ((written & R.CmdTxEnb) !== 0) this.runNormalTx();
-        else this.stopCplusTx();
-        if ((written & R.CmdRxEnb) !== 0) this.queue.flush();
+        if ((written & R.CmdTxEnb) !== 0) this.tx.runNormal();
+        else this.tx.stop();
+        if ((written & R.CmdRxEnb) !== 0) this.rx.queue.flush();
         return;
       }
       case R.RxBufPtr:
-        this.rx.setCapr(merged, this.rxConfig);
-        this.queue.flush();
+        this.rx.ring.setCapr(merged, this.dv.getUint32(R.RxConfig, true));
+        this.rx.queue.flush();
         return;
       case R.RxBufAddr: case R.TxSummary: case R.BasicModeStatus: case R.NWayLPAR:
       case R.NWayExpansion: case R.PCIRevisionID: case R.Config0: case R.MediaStatus:
@@ -394,14 +336,14 @@ export class Rtl8139 extends PciDevice {
       case R.IntrMask:
         this.dv.setUint16(R.IntrMask, merged & R.IntrStatusBits, true);
         this.updateIrq();
-        this.queue.flush();
+        this.rx.queue.flush();
         return;
       case R.IntrStatus:
         // Write-1-to-clear: only bytes actually written count.
         if ((written & mask & R.RxUnderrun) !== 0) this.cscrLinkChange = false;
         this.isr &= ~(written & mask);
         this.updateIrq();
-        this.queue.flush();
+        this.rx.queue.flush();
         return;
       case R.TxConfig:
         // CLRABT would retransmit an aborted descriptor; ours were aborted for a bad address
@@ -415,7 +357,7 @@ export class Rtl8139 extends PciDevice {
         this.timer.setInterval(merged);
         return;
       case R.RxMissed:
-        this.missed = 0;
+        this.rx.missed = 0;
         return;
       case R.Cfg9346:
         this.writeCfg9346(written & 0xff);
@@ -431,25 +373,25 @@ export class Rtl8139 extends PciDevice {
         return;
       case R.TxPoll:
         if ((written & R.ForceSWInt) !== 0) this.raise(R.SWInt);
-        this.pollCplusTx(written & (R.HighTxPoll | R.NormalTxPoll));
-        this.queue.flush();
+        this.tx.poll(written & (R.HighTxPoll | R.NormalTxPoll));
+        this.rx.queue.flush();
         return;
       case R.CpCmd: {
-        const old = this.cpCmd;
+        const old = this.dv.getUint16(R.CpCmd, true);
         const next = merged & CPCMD_WRITABLE;
         this.dv.setUint16(R.CpCmd, next, true);
-        if ((next & R.CpTxOn) === 0) this.stopCplusTx();
-        if ((next & R.CpTxOn) !== 0 && (old & R.CpTxOn) === 0) { this.cpTx.reset(); this.cpHiTx.reset(); }
-        if ((next & R.CpRxOn) !== 0 && (old & R.CpRxOn) === 0) this.cpRx.reset();
+        if ((next & R.CpTxOn) === 0) this.tx.stop();
+        if ((next & R.CpTxOn) !== 0 && (old & R.CpTxOn) === 0) { this.tx.ring.reset(); this.tx.hiRing.reset(); }
+        if ((next & R.CpRxOn) !== 0 && (old & R.CpRxOn) === 0) this.rx.cplusRing.reset();
         return;
       }
       default:
         if (CONFIG_LOCKED.has(start) && !this.unlocked) return;
         this.storeBytes(start, merged, mask);
         // A new ring base restarts the ring at its first descriptor (and forgets the old one's poll).
-        if (start === R.TxRingAddr && (mask & 0xff) !== 0 && this.cplusMode) { this.forgetPoll(R.NormalTxPoll); this.cpTx.reset(); }
-        if (start === R.HiTxRingAddr && (mask & 0xff) !== 0 && this.cplusMode) { this.forgetPoll(R.HighTxPoll); this.cpHiTx.reset(); }
-        if (start === R.RxRingAddr && (mask & 0xff) !== 0) this.cpRx.reset();
+        if (start === R.TxRingAddr && (mask & 0xff) !== 0 && cplusMode(this.dv)) this.tx.ringMoved(R.NormalTxPoll);
+        if (start === R.HiTxRingAddr && (mask & 0xff) !== 0 && cplusMode(this.dv)) this.tx.ringMoved(R.HighTxPoll);
+        if (start === R.RxRingAddr && (mask & 0xff) !== 0) this.rx.cplusRing.reset();
         return;
     }
   }
@@ -468,131 +410,9 @@ export class Rtl8139 extends PciDevice {
     else this.eeprom.setPins(false, false, false);
   }
 
-  // ---------------------------------------------------------------- transmit
-
-  private transmit(frame: Uint8Array): boolean {
-    const loop = (this.dv.getUint32(R.TxConfig, true) & R.TxLoopBack) === R.TxLoopBack;
-    if (loop) {
-      this.receive(frame);
-      return true;
-    }
-    if (!this.phy.linkUp || this.backend === undefined) {
-      this.stats.txNoCarrier++;
-      return false;
-    }
-    this.stats.txFrames++;
-    this.stats.txBytes += frame.length;
-    this.backend.send(frame);
-    return true;
-  }
-
-  /**
-   * A LargeSend frame handed to the backend whole (NetBackend.sendSegmented), counted as the
-   * segments it makes on the wire. False (the ring then cuts it) when the backend cannot, or
-   * the frame loops back or meets no carrier: transmit() handles and counts those per segment.
-   */
-  private transmitSegmented(frame: Uint8Array, tso: TcpSegmentation): boolean {
-    const b = this.backend;
-    if (b?.sendSegmented === undefined || !this.phy.linkUp) return false;
-    if ((this.dv.getUint32(R.TxConfig, true) & R.TxLoopBack) === R.TxLoopBack) return false;
-    if (!b.sendSegmented(frame, tso)) return false;
-    this.stats.txFrames += tso.segments;
-    this.stats.txBytes += frame.length + (tso.segments - 1) * tso.headerLength;
-    return true;
-  }
-
-  /**
-   * After a burst of transmits, take in what the backend already holds: a host stack answers
-   * inside the send (ACKs, and the data they release), and seeing it now spares the guest an
-   * entry, a kick and another exit before it does. Measured in the lab: see bench/net.ts.
-   */
-  private pollBackend(): void {
-    this.backend?.pollReceive?.();
-  }
-
-  private runNormalTx(): void {
-    if ((this.chipCmd & R.CmdTxEnb) === 0 || this.cplusMode) return;
-    let sent = 0;
-    for (const n of this.tx.takePending()) {
-      sent++;
-      const outcome = this.tx.send(n, this.dv.getUint32(R.TxAddr0 + 4 * n, true), this.mem, this.sink, undefined);
-      if (outcome === 'sent' || outcome === 'no-carrier') this.raise(R.TxOK);
-      else {
-        this.stats.txErrors++;
-        if (outcome === 'bad-size') this.stats.txBadSize++;
-        else this.stats.txDmaErrors++;
-        this.raise(R.TxErr);
-      }
-    }
-    if (sent > 0) this.pollBackend();
-  }
-
-  /**
-   * TxPoll: serve the queues in `bits` (HPQ before NPQ). With a turn already deferred the
-   * engine is busy and picks the new descriptors up there: a burst of TxPoll writes (a rep
-   * outsb, say) starts one turn's work, not one per write.
-   */
-  private pollCplusTx(bits: number): void {
-    if (bits === 0 || (this.cpCmd & R.CpTxOn) === 0 || (this.chipCmd & R.CmdTxEnb) === 0) return;
-    this.txPolling |= bits;
-    if (this.cancelTx === undefined) this.cplusTxTurn();
-  }
-
-  /** One turn of the transmit engine: what the budget allows, the rest deferred. */
-  private cplusTxTurn(fresh = false): void {
-    this.txBudget.begin(fresh);
-    let frames = 0;
-    for (const [bit, ring, reg] of [[R.HighTxPoll, this.cpHiTx, R.HiTxRingAddr], [R.NormalTxPoll, this.cpTx, R.TxRingAddr]] as const) {
-      if ((this.txPolling & bit) === 0) continue;
-      if (this.txBudget.exhausted) break;
-      const more = this.runCplusTx(ring, reg);
-      frames += more.frames;
-      if (!more.more) this.txPolling &= ~bit;
-    }
-    if (this.txPolling !== 0 && !this.closed) {
-      this.stats.txDeferred++;
-      this.cancelTx = this.defer(() => {
-        this.cancelTx = undefined;
-        if ((this.cpCmd & R.CpTxOn) === 0 || (this.chipCmd & R.CmdTxEnb) === 0) this.txPolling = 0;
-        else this.cplusTxTurn(true);
-      });
-    }
-    this.txBudget.leave();
-    if (frames > 0) this.pollBackend();
-  }
-
-  /** One queue's ring moved: forget its poll (and the deferred turn if nothing else is polled). */
-  private forgetPoll(bit: number): void {
-    this.txPolling &= ~bit;
-    if (this.txPolling === 0) this.stopCplusTx();
-  }
-
-  /** Transmitter off, reset or closed: forget the polls and any deferred turn. */
-  private stopCplusTx(): void {
-    this.txPolling = 0;
-    this.cancelTx?.();
-    this.cancelTx = undefined;
-  }
-
-  private runCplusTx(ring: CplusTxRing, reg: number): { frames: number; more: boolean } {
-    const base = this.reg64(reg);
-    if (base === 0) return { frames: 0, more: false };
-    const r = ring.poll(this.mem, base, this.cplusSink, this.txBudget);
-    let bits = 0;
-    if (r.frames > 0) bits |= R.TxOK;
-    if (r.errors > 0 || r.ringError) {
-      this.stats.txErrors += r.errors + (r.ringError ? 1 : 0);
-      this.stats.txBadMss += r.badMss;
-      if (r.ringError) this.stats.txDmaErrors++;
-      bits |= R.TxErr;
-    }
-    if (bits !== 0) this.raise(bits);
-    return { frames: r.frames, more: r.more && !r.ringError };
-  }
-
   /** C+ StatsAddr.DumpStats: write the 64-byte tally block, then clear the bit. */
   private dumpStats(): void {
-    const addr = this.reg64(R.StatsAddr) - R.DumpStats;
+    const addr = reg64(this.dv, R.StatsAddr) - R.DumpStats;
     if (this.mem.contains(addr, 64)) this.mem.write(addr, tallyCounters(this.stats));
     this.regs[R.StatsAddr] = this.regs[R.StatsAddr]! & ~R.DumpStats;
   }
@@ -605,117 +425,12 @@ export class Rtl8139 extends PciDevice {
    * are the backend's (RX_CHECKSUMS_VALID spares the C+ checksum report a sum over the frame).
    */
   tryReceive(frame: Uint8Array, flags = 0): RxOutcome {
-    if ((this.chipCmd & R.CmdRxEnb) === 0 || !this.phy.linkUp) {
-      this.stats.rxDisabled++;
-      return 'disabled';
-    }
-    const rxConfig = this.rxConfig;
-    const bits = frame.length < 14 ? -1 : filterFrame(frame, this.regs, rxConfig);
-    if (bits < 0) {
-      this.stats.rxFiltered++;
-      return 'filtered';
-    }
-    const cplusRx = (this.cpCmd & R.CpRxOn) !== 0;
-    if (!cplusRx && frame.length > RX_MAX_FRAME) {
-      this.stats.rxTooLong++;
-      return 'dropped';
-    }
-    this.rxBudget.begin();
-    try {
-      if (this.rxBudget.exhausted) {
-        // This turn's share is used: the frame waits (the caller holds it back), a later turn
-        // takes it. Not a full ring: no RxOverflow, nothing missed yet.
-        this.deferRx();
-        return 'full';
-      }
-      this.rxBudget.spend(1, frame.length);
-      return this.store(frame, flags, bits, rxConfig, cplusRx);
-    } finally {
-      this.rxBudget.leave();
-    }
-  }
-
-  /** tryReceive's second half: the frame passed the filter and this turn has room for it. */
-  private store(frame: Uint8Array, flags: number, bits: number, rxConfig: number, cplusRx: boolean): RxOutcome {
-    // Written to guest RAM straight from the backend's buffer, the FCS after it: no copy here.
-    // The rings compute the FCS only once they have room: a frame held back for a full ring is
-    // offered again at every register write until the driver refills it.
-    const data = padFrame(frame);
-    if (cplusRx) {
-      const cmd = this.cpCmd;
-      const r = this.cpRx.receive(this.mem, this.reg64(R.RxRingAddr), data, bits, (cmd & R.RxVlanOn) !== 0, (cmd & R.RxChkSum) !== 0,
-        (flags & RX_CHECKSUMS_VALID) !== 0);
-      if (r === 'no-descriptor') {
-        // RxEmpty (RxOverflow's bit in C+ mode): no free descriptor, the driver's cue to refill.
-        // The frame is not lost yet (the caller may hold it back); countMissed() says when it is.
-        this.raise(R.RxOverflow);
-        return 'full';
-      }
-      if (r === 'too-long') {
-        this.stats.rxTooLong++;
-        return 'dropped';
-      }
-      if (r === 'dma-error') {
-        this.stats.rxDmaErrors++;
-        this.raise(R.RxErr);
-        return 'dropped';
-      }
-    } else {
-      let r: string;
-      try {
-        r = this.rx.store(this.mem, this.dv.getUint32(R.RxBuf, true), rxConfig, data, R.RxStatusOK | bits);
-      } catch {
-        r = 'dma-error';
-      }
-      // A full ring with a frame held back: the chip would drop it and raise RxOverflow, which
-      // 8139too counts in rx_errors; ours is not lost yet (countMissed() raises RxOverflow when
-      // one is). RxOK instead: 8139too's poll reads the ring only while ISR has an Rx bit, so
-      // without one it would leave the unread frames there and wait for an interrupt.
-      if (r === 'full') {
-        this.raise(R.RxOK);
-        return 'full';
-      }
-      if (r === 'dma-error') {
-        this.stats.rxDmaErrors++;
-        this.raise(R.RxErr);
-        return 'dropped';
-      }
-    }
-    this.stats.rxFrames++;
-    this.stats.rxBytes += frame.length;
-    if (bits & R.RxBroadcast) this.stats.rxBroadcast++;
-    else if (bits & R.RxMulticast) this.stats.rxMulticast++;
-    else this.stats.rxPhysical++;
-    this.raise(R.RxOK);
-    return 'ok';
-  }
-
-  private deferRx(): void {
-    if (this.cancelRx !== undefined || this.closed) return;
-    this.stats.rxDeferred++;
-    this.cancelRx = this.defer(() => {
-      this.cancelRx = undefined;
-      this.rxBudget.begin(true);
-      this.queue.flush();
-      this.rxBudget.leave();
-    });
+    return this.rx.tryReceive(frame, flags);
   }
 
   /** Deliver a frame; true if it reached guest RAM. A full ring drops it and counts MPC. */
   receive(frame: Uint8Array): boolean {
-    const r = this.tryReceive(frame);
-    if (r === 'full') this.countMissed();
-    return r === 'ok';
-  }
-
-  /**
-   * A frame the ring could not take is dropped: MPC counts it and ISR says so (RxOverflow and
-   * RxFIFOOver; in C+ mode the same bits are RxEmpty and RxFIFOOvr).
-   */
-  private countMissed(): void {
-    this.missed = (this.missed + 1) & 0xffffff;
-    this.stats.rxMissed++;
-    this.raise(R.RxOverflow | R.RxFIFOOver);
+    return this.rx.receive(frame);
   }
 
   // ---------------------------------------------------------------- link and backend
@@ -731,7 +446,7 @@ export class Rtl8139 extends PciDevice {
   attachBackend(backend: NetBackend): void {
     this.detachBackend();
     this.backend = backend;
-    this.unsubscribe.push(backend.onReceive((frame, flags) => this.queue.push(frame, flags)));
+    this.unsubscribe.push(backend.onReceive((frame, flags) => this.rx.queue.push(frame, flags)));
     this.unsubscribe.push(backend.onLinkChange((up) => this.setLink(up)));
     this.setLink(backend.linkUp);
   }
@@ -740,9 +455,9 @@ export class Rtl8139 extends PciDevice {
     for (const u of this.unsubscribe) u();
     this.unsubscribe = [];
     // A backend we paused reads again for whoever else listens (and is not left stuck).
-    if (this.queue.backendPaused) this.backend?.resumeReceive?.();
+    if (this.rx.queue.backendPaused) this.backend?.resumeReceive?.();
     this.backend = undefined;
-    this.queue.clear();
+    this.rx.queue.clear();
   }
 
   /**
@@ -752,41 +467,32 @@ export class Rtl8139 extends PciDevice {
   override saveState(): Rtl8139State {
     return {
       ...super.saveState(),
-      regs: Array.from(this.regs), isr: this.isr, missed: this.missed, cscrLinkChange: this.cscrLinkChange,
-      rx: { writeOffset: this.rx.writeOffset, readOffset: this.rx.readOffset }, tx: this.tx.saveState(),
-      cpTx: this.cpTx.saveState(), cpHiTx: this.cpHiTx.saveState(), cpRxIndex: this.cpRx.index,
-      ...(this.txPolling !== 0 ? { txPolling: this.txPolling } : {}),
+      regs: Array.from(this.regs), isr: this.isr, missed: this.rx.missed, cscrLinkChange: this.cscrLinkChange,
+      rx: { writeOffset: this.rx.ring.writeOffset, readOffset: this.rx.ring.readOffset }, tx: this.tx.descriptors.saveState(),
+      cpTx: this.tx.ring.saveState(), cpHiTx: this.tx.hiRing.saveState(), cpRxIndex: this.rx.cplusRing.index,
+      ...(this.tx.polling !== 0 ? { txPolling: this.tx.polling } : {}),
       eeprom: this.eeprom.saveState(), phy: this.phy.saveState(), timer: this.timer.saveState(), stats: { ...this.stats },
     };
   }
 
   override loadState(s: Rtl8139State): void {
     this.regs.set(s.regs.slice(0, this.regs.length));
-    this.isr = s.isr; this.missed = s.missed; this.cscrLinkChange = s.cscrLinkChange;
-    this.rx.writeOffset = s.rx.writeOffset; this.rx.readOffset = s.rx.readOffset;
-    this.tx.loadState(s.tx); this.cpTx.loadState(s.cpTx); this.cpHiTx.loadState(s.cpHiTx); this.cpRx.index = s.cpRxIndex;
+    this.isr = s.isr; this.rx.missed = s.missed; this.cscrLinkChange = s.cscrLinkChange;
+    this.rx.ring.writeOffset = s.rx.writeOffset; this.rx.ring.readOffset = s.rx.readOffset;
+    this.tx.descriptors.loadState(s.tx); this.tx.ring.loadState(s.cpTx); this.tx.hiRing.loadState(s.cpHiTx);
+    this.rx.cplusRing.index = s.cpRxIndex;
     this.eeprom.loadState(s.eeprom); this.phy.loadState(s.phy); this.timer.loadState(s.timer);
     Object.assign(this.stats, s.stats);
     super.loadState(s);
     this.updateIrq();
     // A transmit part-way through when the state was saved goes on, on a later turn.
-    this.stopCplusTx();
-    const polling = (s.txPolling ?? 0) & (R.HighTxPoll | R.NormalTxPoll);
-    if (polling !== 0 && !this.closed) {
-      this.txPolling = polling;
-      this.cancelTx = this.defer(() => {
-        this.cancelTx = undefined;
-        this.cplusTxTurn(true);
-      });
-    }
+    this.tx.resume(s.txPolling ?? 0);
   }
 
   /** Stop the timer and any deferred transmit, and detach the backend. */
   close(): void {
-    this.closed = true;
-    this.stopCplusTx();
-    this.cancelRx?.();
-    this.cancelRx = undefined;
+    this.tx.close();
+    this.rx.close();
     this.timer.close();
     this.detachBackend();
   }
