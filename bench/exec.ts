@@ -10,7 +10,7 @@
 // (CONSOLE_FILE_BYTES) and are compared as throughput.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { copyFileSync, mkdtempSync, rmSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -82,6 +82,37 @@ async function measure(label: string, t: Target, iterations: number, runs: numbe
   return f;
 }
 
+/**
+ * CPU time per MiB of one transfer: the VMM process's own (utime + stime - guest_time from
+ * /proc/PID/stat), its guest's (the vCPU inside KVM_RUN, guest_time), the test client's when it
+ * runs in another process than the VMM (QEMU's case; ours runs in the VMM's), and the machine's
+ * idle share. On a one-CPU lab every VMM or client millisecond is one the guest did not get.
+ */
+function cpuMeter(pid: number, clientPid?: number): () => string {
+  const tick = 1000 / 100; // USER_HZ
+  const proc = (p: number): number[] => {
+    const f = readFileSync(`/proc/${p}/stat`, 'latin1');
+    const v = f.slice(f.lastIndexOf(')') + 2).split(' ').map(Number);
+    // proc(5) numbers fields from 1; this array starts at field 3 (state).
+    const [utime, stime, guest] = [v[14 - 3]!, v[15 - 3]!, v[43 - 3]!];
+    return [(utime + stime - guest) * tick, guest * tick];
+  };
+  const read = (): number[] => {
+    const cpu = readFileSync('/proc/stat', 'latin1').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
+    return [...proc(pid), clientPid === undefined ? 0 : proc(clientPid)[0]!, cpu[3]! * tick, cpu.reduce((a, b) => a + b, 0) * tick];
+  };
+  let last = read();
+  return () => {
+    const now = read();
+    const d = now.map((x, i) => x - last[i]!);
+    last = now;
+    const mib = FILE_BYTES / 1048576;
+    const [vmm, guest, client, idle, all] = d as [number, number, number, number, number];
+    return `CPU per MiB: VMM ${(vmm / mib).toFixed(0)} ms${clientPid === undefined ? ' (client included)' : `, client ${(client / mib).toFixed(0)} ms`}, `
+      + `guest ${(guest / mib).toFixed(0)} ms, machine idle ${((100 * idle) / Math.max(1, all)).toFixed(0)}%`;
+  };
+}
+
 /** What one file transfer cost our VMM: VM exits, doorbells, interrupts and chains, per MiB. */
 function costCounter(vm: TestVm): () => string {
   const read = (): number[] => {
@@ -107,17 +138,20 @@ async function ours(image: Image, agent: boolean, iterations: number, runs: numb
   try {
     if (agent && vm.channel !== 'agent') throw new Error(`${label}: the agent channel is not up (${vm.agentProblem ?? '?'})`);
     const cost = costCounter(vm);
+    const cpu = cpuMeter(process.pid);
     const t: Target = {
       exec: (cmd) => vm.exec(cmd, { timeout: OP_TIMEOUT }),
       writeFile: async (p, d) => {
         cost();
+        cpu();
         await vm.writeFile(p, d, { timeout: OP_TIMEOUT });
-        if (agent) log(`  ${label} writeFile ${cost()}`);
+        if (agent) log(`  ${label} writeFile ${cost()}; ${cpu()}`);
       },
       readFile: async (p) => {
         cost();
+        cpu();
         const b = await vm.readFile(p, { timeout: OP_TIMEOUT });
-        if (agent) log(`  ${label} readFile ${cost()}`);
+        if (agent) log(`  ${label} readFile ${cost()}; ${cpu()}`);
         return b;
       },
     };
@@ -170,15 +204,26 @@ export async function qemuWithAgent(image: Image, dir: string): Promise<{ client
   }
 }
 
-async function qemu(image: Image, dir: string, iterations: number, runs: number): Promise<Figures> {
+async function qemu(image: Image, dir: string, iterations: number, runs: number, log: (l: string) => void): Promise<Figures> {
   const { client, child, socket } = await qemuWithAgent(image, dir);
   try {
+    const cpu = cpuMeter(child.pid!, process.pid);
+    const label = 'QEMU agent (virtio-serial-pci)';
     const t: Target = {
       exec: (cmd) => client.exec({ command: cmd }, { timeout: OP_TIMEOUT }),
-      writeFile: (p, d) => client.writeFile(p, d, { timeout: OP_TIMEOUT }),
-      readFile: (p) => client.readFile(p, { timeout: OP_TIMEOUT }),
+      writeFile: async (p, d) => {
+        cpu();
+        await client.writeFile(p, d, { timeout: OP_TIMEOUT });
+        log(`  ${label} writeFile ${cpu()}`);
+      },
+      readFile: async (p) => {
+        cpu();
+        const b = await client.readFile(p, { timeout: OP_TIMEOUT });
+        log(`  ${label} readFile ${cpu()}`);
+        return b;
+      },
     };
-    return await measure('QEMU agent (virtio-serial-pci)', t, iterations, runs, FILE_BYTES);
+    return await measure(label, t, iterations, runs, FILE_BYTES);
   } finally {
     client.close();
     socket.destroy();
@@ -217,7 +262,7 @@ export async function runExecBench(opts: ExecBenchOptions = {}): Promise<void> {
     const results: Figures[] = [];
     for (const [name, run] of [
       ['agent', () => ours(local, true, iterations, runs, log)],
-      ['qemu', () => qemu(local, dir, iterations, runs)],
+      ['qemu', () => qemu(local, dir, iterations, runs, log)],
       ['console', () => ours(local, false, iterations, runs, log)],
     ] as const) {
       try {

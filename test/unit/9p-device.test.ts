@@ -36,7 +36,7 @@ async function setup(): Promise<{
   drv.install(q);
   const dev = new Virtio9p(server);
   const ctx: VirtioDeviceContext = {
-    queue: () => q, negotiatedFeatures: 1n, driverOk: true, configChanged() {}, needsReset() {}, schedule() {},
+    queue: () => q, negotiatedFeatures: 1n, driverOk: true, configChanged() {}, needsReset() {}, schedule() {}, scheduleAfter() {},
   };
   dev.attach(ctx);
   dev.activate();

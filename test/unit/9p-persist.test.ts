@@ -196,7 +196,7 @@ test('the device: hold() keeps chains in the ring, drain() waits for requests un
     pop: () => (popped++ < 1 ? { readableViews: () => [chainBytes], writableViews: () => [new Uint8Array(64)] } : undefined),
     push() {}, notify() {}, drop() {},
   };
-  dev.attach({ queue: () => q as never, negotiatedFeatures: 1n, driverOk: true, configChanged() {}, needsReset() {}, schedule() { scheduled++; } });
+  dev.attach({ queue: () => q as never, negotiatedFeatures: 1n, driverOk: true, configChanged() {}, needsReset() {}, schedule() { scheduled++; }, scheduleAfter() {} });
   dev.activate();
   try {
     dev.hold();

@@ -42,6 +42,10 @@ export const MAX_PORTS = 31;
 /** Work one call does before yielding to the event loop. */
 const BUDGET_BYTES = 1024 * 1024;
 const BUDGET_CHAINS = 256;
+/** Receive buffers the driver may post before it notifies, at most, while host data waits. */
+const RECEIVE_NOTIFY_BATCH = 64;
+/** A receive queue starved with host data waiting is looked at again after this long (ms). */
+const RECEIVE_FALLBACK_MS = 100;
 /** Control messages waiting for a guest buffer, at most (a guest that never reads them). */
 const MAX_CONTROL_BACKLOG = 1024;
 
@@ -266,11 +270,15 @@ export class VirtioConsole implements VirtioDevice, PortHost {
     let bytes = 0;
     let chains = 0;
     let used = false;
+    let starved = false;
     while (bytes < BUDGET_BYTES && chains < BUDGET_CHAINS) {
       const data = port.peekToGuest(BUDGET_BYTES - bytes);
       if (data === undefined) break;
       const c = q.pop();
-      if (c === undefined) break;
+      if (c === undefined) {
+        starved = true;
+        break;
+      }
       chains++;
       used = true;
       if (c.writableLength === 0) {
@@ -292,7 +300,29 @@ export class VirtioConsole implements VirtioDevice, PortHost {
       bytes += n;
     }
     if (used) q.notify();
-    return (bytes >= BUDGET_BYTES || chains >= BUDGET_CHAINS) && port.peekToGuest(1) !== undefined;
+    const waiting = port.peekToGuest(1) !== undefined;
+    if (waiting && !starved) return true; // the budget ran out first
+    return this.moderateReceive(port, q, waiting);
+  }
+
+  /**
+   * How often the driver should notify the port's receive queue (each notification is a guest
+   * exit and an event-loop turn for us; Linux re-posts one page per read(), so one each would
+   * cost a turn per 4 KiB). With no host data waiting, new buffers need no word: a host write
+   * looks at the queue itself (wantReceive). With data waiting and no buffer left, every
+   * buffer the guest holds was filled by us, and Linux's driver posts each again once read:
+   * a quarter of them is a notification it will send, while it still holds data to read. The
+   * fallback poll covers a driver that holds fewer. Returns whether to look again at once.
+   */
+  private moderateReceive(port: ConsolePort, q: ReturnType<VirtioDeviceContext['queue']>, waiting: boolean): boolean {
+    if (!waiting) {
+      q.notifyAfter(q.size);
+      return false;
+    }
+    const held = q.size - q.pending();
+    if (q.notifyAfter(Math.min(RECEIVE_NOTIFY_BATCH, held >> 2))) return true;
+    this.ctx.scheduleAfter(receiveQueueOf(port.id), RECEIVE_FALLBACK_MS);
+    return false;
   }
 
   /** Guest → host: take the port's transmit buffers while the host stream wants data. */

@@ -21,6 +21,11 @@ export interface VirtioDeviceContext {
    * queue the device had nothing to do on, or when it stopped early to bound its work.
    */
   schedule(index: number): void;
+  /**
+   * schedule(index) after `ms` unless the queue is notified or scheduled first: a fallback for
+   * a device that asked the driver for fewer notifications (Virtqueue.notifyAfter).
+   */
+  scheduleAfter(index: number, ms: number): void;
 }
 
 export interface VirtioDevice {

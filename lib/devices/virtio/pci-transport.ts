@@ -111,6 +111,8 @@ export class VirtioPciDevice extends PciDevice implements VirtioDeviceContext {
   private readonly doorbell: Doorbell | undefined;
   private readonly scheduled = new Set<number>();
   private immediate: NodeJS.Immediate | undefined;
+  /** scheduleAfter() timers, by queue. */
+  private readonly fallbacks = new Map<number, NodeJS.Timeout>();
   private closed = false;
 
   constructor(device: VirtioDevice, private readonly opts: VirtioPciOptions) {
@@ -222,6 +224,21 @@ export class VirtioPciDevice extends PciDevice implements VirtioDeviceContext {
       for (const i of due) this.service(i);
     });
     this.opts.wake?.();
+  }
+
+  scheduleAfter(index: number, ms: number): void {
+    if (this.closed || this.fallbacks.has(index)) return;
+    const t = setTimeout(() => {
+      this.fallbacks.delete(index);
+      this.schedule(index);
+    }, ms);
+    t.unref();
+    this.fallbacks.set(index, t);
+  }
+
+  private clearFallbacks(): void {
+    for (const t of this.fallbacks.values()) clearTimeout(t);
+    this.fallbacks.clear();
   }
 
   // --- interrupts ---
@@ -368,6 +385,7 @@ export class VirtioPciDevice extends PciDevice implements VirtioDeviceContext {
     this.scheduled.clear();
     if (this.immediate !== undefined) clearImmediate(this.immediate);
     this.immediate = undefined;
+    this.clearFallbacks();
   }
 
   // --- config space: MSI-X control and the PCI configuration access window ---
@@ -439,6 +457,7 @@ export class VirtioPciDevice extends PciDevice implements VirtioDeviceContext {
     this.closed = true;
     if (this.immediate !== undefined) clearImmediate(this.immediate);
     this.immediate = undefined;
+    this.clearFallbacks();
     this.doorbell?.close();
   }
 }

@@ -74,6 +74,8 @@ export class Virtqueue {
   private usedIdx = 0;
   /** used idx at the last interrupt decision, for EVENT_IDX (undefined: signal the next one). */
   private signalledUsed: number | undefined;
+  /** With EVENT_IDX: the driver notifies once it has made this many more chains available. */
+  private notifyEvery = 1;
 
   /**
    * @param interrupt raises this queue's interrupt (MSI-X vector or INTx + ISR), set by the transport
@@ -100,6 +102,7 @@ export class Virtqueue {
     this.broken = undefined;
     this.lastAvailIdx = this.usedIdx = 0;
     this.signalledUsed = undefined;
+    this.notifyEvery = 1;
   }
 
   /**
@@ -190,9 +193,23 @@ export class Virtqueue {
     this.counters.popped -= count;
   }
 
-  /** With EVENT_IDX, ask the driver to notify when it adds past what we have consumed. */
+  /** With EVENT_IDX, ask the driver to notify once it adds `notifyEvery` chains past what we have consumed. */
   private publishAvailEvent(): void {
-    if (this.eventIdx) this.mem.writeU16(this.deviceAddr + 4 + 8 * this.size, this.lastAvailIdx);
+    if (this.eventIdx) this.mem.writeU16(this.deviceAddr + 4 + 8 * this.size, (this.lastAvailIdx + this.notifyEvery - 1) & 0xffff);
+  }
+
+  /**
+   * With EVENT_IDX (§2.7.10, avail_event): have the driver notify only once it has made `count`
+   * more chains available (1, the default: each one). Each notification costs the guest an exit
+   * and us an event-loop turn; a device that needs no word of each new buffer asks for fewer.
+   * It must be sure the driver will add that many, or look at the queue itself later. Returns
+   * whether chains are available already: the driver may have added them before it could see
+   * the new threshold, so look again rather than wait.
+   */
+  notifyAfter(count: number): boolean {
+    this.notifyEvery = Math.max(1, Math.min(this.size, Math.floor(count)));
+    if (this.ready) this.publishAvailEvent();
+    return this.pending() > 0;
   }
 
   /** Return a chain to the driver, `written` bytes of its writable part filled. */
