@@ -88,7 +88,7 @@ async function measure(label: string, t: Target, iterations: number, runs: numbe
  * runs in another process than the VMM (QEMU's case; ours runs in the VMM's), and the machine's
  * idle share. On a one-CPU lab every VMM or client millisecond is one the guest did not get.
  */
-function cpuMeter(pid: number, clientPid?: number): () => string {
+function cpuMeter(pid: number, clientPid?: number): (units?: number, unit?: string) => string {
   const tick = 1000 / 100; // USER_HZ
   const proc = (p: number): number[] => {
     const f = readFileSync(`/proc/${p}/stat`, 'latin1');
@@ -102,19 +102,18 @@ function cpuMeter(pid: number, clientPid?: number): () => string {
     return [...proc(pid), clientPid === undefined ? 0 : proc(clientPid)[0]!, cpu[3]! * tick, cpu.reduce((a, b) => a + b, 0) * tick];
   };
   let last = read();
-  return () => {
+  return (units = FILE_BYTES / 1048576, unit = 'MiB') => {
     const now = read();
     const d = now.map((x, i) => x - last[i]!);
     last = now;
-    const mib = FILE_BYTES / 1048576;
     const [vmm, guest, client, idle, all] = d as [number, number, number, number, number];
-    return `CPU per MiB: VMM ${(vmm / mib).toFixed(0)} ms${clientPid === undefined ? ' (client included)' : `, client ${(client / mib).toFixed(0)} ms`}, `
-      + `guest ${(guest / mib).toFixed(0)} ms, machine idle ${((100 * idle) / Math.max(1, all)).toFixed(0)}%`;
+    return `CPU per ${unit}: VMM ${(vmm / units).toFixed(1)} ms${clientPid === undefined ? ' (client included)' : `, client ${(client / units).toFixed(1)} ms`}, `
+      + `guest ${(guest / units).toFixed(1)} ms, machine idle ${((100 * idle) / Math.max(1, all)).toFixed(0)}%`;
   };
 }
 
 /** What one file transfer cost our VMM: VM exits, doorbells, interrupts and chains, per MiB. */
-function costCounter(vm: TestVm): () => string {
+function costCounter(vm: TestVm): (units?: number, unit?: string) => string {
   const read = (): number[] => {
     const m = vm.machine;
     const v = m.platform.virtioPci;
@@ -124,11 +123,11 @@ function costCounter(vm: TestVm): () => string {
     return [exits, doorbells, qs.reduce((a, q) => a + q.counters.interrupts, 0), qs.reduce((a, q) => a + q.counters.popped, 0)];
   };
   let last = read();
-  return () => {
+  return (units = FILE_BYTES / 1048576, unit = 'MiB') => {
     const now = read();
-    const per = now.map((x, i) => (x - last[i]!) / (FILE_BYTES / 1048576));
+    const per = now.map((x, i) => (x - last[i]!) / units);
     last = now;
-    return `per MiB: ${per[0]!.toFixed(0)} exits, ${per[1]!.toFixed(0)} doorbells, ${per[2]!.toFixed(0)} interrupts, ${per[3]!.toFixed(0)} chains`;
+    return `per ${unit}: ${per[0]!.toFixed(0)} exits, ${per[1]!.toFixed(0)} doorbells, ${per[2]!.toFixed(0)} interrupts, ${per[3]!.toFixed(0)} chains`;
   };
 }
 
@@ -139,8 +138,18 @@ async function ours(image: Image, agent: boolean, iterations: number, runs: numb
     if (agent && vm.channel !== 'agent') throw new Error(`${label}: the agent channel is not up (${vm.agentProblem ?? '?'})`);
     const cost = costCounter(vm);
     const cpu = cpuMeter(process.pid);
+    let execs = 0;
     const t: Target = {
-      exec: (cmd) => vm.exec(cmd, { timeout: OP_TIMEOUT }),
+      exec: async (cmd) => {
+        if (execs === 0) {
+          cost();
+          cpu();
+        }
+        const r = await vm.exec(cmd, { timeout: OP_TIMEOUT });
+        // The warm-up and timed execs, before the first file transfer.
+        if (++execs === iterations + 3 && agent) log(`  ${label} exec ${cost(execs, 'exec')}; ${cpu(execs, 'exec')}`);
+        return r;
+      },
       writeFile: async (p, d) => {
         cost();
         cpu();
@@ -209,8 +218,14 @@ async function qemu(image: Image, dir: string, iterations: number, runs: number,
   try {
     const cpu = cpuMeter(child.pid!, process.pid);
     const label = 'QEMU agent (virtio-serial-pci)';
+    let execs = 0;
     const t: Target = {
-      exec: (cmd) => client.exec({ command: cmd }, { timeout: OP_TIMEOUT }),
+      exec: async (cmd) => {
+        if (execs === 0) cpu();
+        const r = await client.exec({ command: cmd }, { timeout: OP_TIMEOUT });
+        if (++execs === iterations + 3) log(`  ${label} exec ${cpu(execs, 'exec')}`);
+        return r;
+      },
       writeFile: async (p, d) => {
         cpu();
         await client.writeFile(p, d, { timeout: OP_TIMEOUT });

@@ -37,8 +37,10 @@
 #define DEFAULT_PORT "org.nodekvm.agent.0"
 /* Largest request accepted (an exec with a long script); larger ones are skipped with EMSGSIZE. */
 #define MAX_IN_FRAME (16u << 20)
-/* Data frames we send carry at most this much. */
-#define CHUNK 65536
+/* Data frames we send carry at most this much: with its header a frame is 64 KiB, two whole
+ * buffers of the port (Linux's virtio_console takes at most 32 KiB per write), not two and a
+ * 9-byte third that costs the host a doorbell of its own. */
+#define CHUNK (65536 - HDR)
 /* Stop reading children and files while this much waits for the host. */
 #define OUT_HIGH (256u * 1024)
 /* Stdin bytes a command may have pending; the host's window is smaller (agent-protocol.ts). */
