@@ -315,6 +315,7 @@ export class VirtioConsole implements VirtioDevice, PortHost {
    * fallback poll covers a driver that holds fewer. Returns whether to look again at once.
    */
   private moderateReceive(port: ConsolePort, q: ReturnType<VirtioDeviceContext['queue']>, waiting: boolean): boolean {
+    if (!q.ready) return false; // DRIVER_OK, or the driver's first notification, brings us back
     if (!waiting) {
       q.notifyAfter(q.size);
       return false;

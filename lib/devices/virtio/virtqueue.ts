@@ -119,6 +119,7 @@ export class Virtqueue {
     this.lastAvailIdx = 0;
     this.usedIdx = 0;
     this.signalledUsed = undefined;
+    this.notifyEvery = 1;
     return undefined;
   }
 
