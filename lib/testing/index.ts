@@ -9,5 +9,5 @@ export { AgentError, AgentRequestError } from './agent-client.js';
 export { AGENT_PORT_NAME, AgentProtocolError } from './agent-protocol.js';
 export type { Impairments } from '../net/link.js';
 export { execInVm, type ExecInVmOptions, type ExecInVmResult } from './exec-in-vm.js';
-export { vmTemplate, loadTemplate, VmTemplate, TemplateSetupError, type VmTemplateOptions, type ForkOptions, type ForkNet, type LoadTemplateOptions } from './template.js';
+export { vmTemplate, loadTemplate, VmTemplate, TemplateSetupError, type VmTemplateOptions, type ForkOptions, type ForkNet, type LoadTemplateOptions, type TemplateCounters } from './template.js';
 export type { ForkAddress } from './fork-guest.js';

@@ -60,6 +60,14 @@ export interface ForkOptions {
   t?: CleanupHost;
 }
 
+/** What VmTemplate.counters counts. */
+export interface TemplateCounters {
+  /** Forks restored from the template. */
+  forks: number;
+  /** Of those, forks restored into the machine the template had built ahead (no KVM set-up in their time). */
+  intoSpare: number;
+}
+
 /** A template's setup() threw. Code: `ERR_TEMPLATE_SETUP`; the template VM was stopped. */
 export class TemplateSetupError extends NodeKvmError {
   constructor(
@@ -120,7 +128,7 @@ export class VmTemplate implements AsyncDisposable {
    */
   private spare: Promise<Machine | undefined> | undefined;
   /** Forks made, and how many of them were restored into a machine built ahead. */
-  readonly counters = { forks: 0, intoSpare: 0 };
+  readonly counters: TemplateCounters = { forks: 0, intoSpare: 0 };
 
   /** @internal use vmTemplate() or loadTemplate() */
   constructor(
