@@ -40,6 +40,7 @@ const FILE_BYTES = 16 * 1024 * 1024;
 const CONSOLE_FILE_BYTES = 32 * 1024;
 const BOOT_TIMEOUT = 300_000;
 const OP_TIMEOUT = 600_000;
+const WARM_EXECS = 3;
 
 interface Figures {
   label: string;
@@ -61,7 +62,7 @@ const sha = (b: Uint8Array): string => createHash('sha256').update(b).digest('he
 
 async function measure(label: string, t: Target, iterations: number, runs: number, fileBytes: number): Promise<Figures> {
   const f: Figures = { label, execMs: [], writeMBps: [], readMBps: [], fileBytes };
-  for (let i = 0; i < 3; i++) await t.exec('true'); // warm: page cache, JIT
+  for (let i = 0; i < WARM_EXECS; i++) await t.exec('true'); // warm: page cache, JIT
   for (let i = 0; i < iterations; i++) {
     const t0 = performance.now();
     const r = await t.exec('true');
@@ -88,7 +89,7 @@ async function measure(label: string, t: Target, iterations: number, runs: numbe
  * runs in another process than the VMM (QEMU's case; ours runs in the VMM's), and the machine's
  * idle share. On a one-CPU lab every VMM or client millisecond is one the guest did not get.
  */
-function cpuMeter(pid: number, clientPid?: number): (units?: number, unit?: string) => string {
+function cpuMeter(pid: number, clientPid?: number): Meter {
   const tick = 1000 / 100; // USER_HZ
   const proc = (p: number): number[] => {
     const f = readFileSync(`/proc/${p}/stat`, 'latin1');
@@ -112,8 +113,40 @@ function cpuMeter(pid: number, clientPid?: number): (units?: number, unit?: stri
   };
 }
 
+/** A meter: what it counted since its last call, per `units` of `unit` (default: per MiB of the file). */
+type Meter = (units?: number, unit?: string) => string;
+
+/**
+ * `t` with `meters` read around each file transfer and over the execs before the first one
+ * (the warm-up and the timed ones), their figures logged under `label`.
+ */
+function metered(t: Target, label: string, meters: Meter[], iterations: number, log: (l: string) => void): Target {
+  const reset = (): void => { for (const m of meters) m(); };
+  const report = (what: string, units?: number, unit?: string): void => log(`  ${label} ${what} ${meters.map((m) => m(units, unit)).join('; ')}`);
+  let execs = 0;
+  return {
+    exec: async (cmd) => {
+      if (execs === 0) reset();
+      const r = await t.exec(cmd);
+      if (++execs === iterations + WARM_EXECS) report('exec', execs, 'exec');
+      return r;
+    },
+    writeFile: async (p, d) => {
+      reset();
+      await t.writeFile(p, d);
+      report('writeFile');
+    },
+    readFile: async (p) => {
+      reset();
+      const b = await t.readFile(p);
+      report('readFile');
+      return b;
+    },
+  };
+}
+
 /** What one file transfer cost our VMM: VM exits, doorbells, interrupts and chains, per MiB. */
-function costCounter(vm: TestVm): (units?: number, unit?: string) => string {
+function costCounter(vm: TestVm): Meter {
   const read = (): number[] => {
     const m = vm.machine;
     const v = m.platform.virtioPci;
@@ -136,34 +169,13 @@ async function ours(image: Image, agent: boolean, iterations: number, runs: numb
   const vm = await bootVm({ name: agent ? 'bench-agent' : 'bench-console', image, memory: MEMORY, agent, timeout: BOOT_TIMEOUT });
   try {
     if (agent && vm.channel !== 'agent') throw new Error(`${label}: the agent channel is not up (${vm.agentProblem ?? '?'})`);
-    const cost = costCounter(vm);
-    const cpu = cpuMeter(process.pid);
-    let execs = 0;
-    const t: Target = {
-      exec: async (cmd) => {
-        if (execs === 0) {
-          cost();
-          cpu();
-        }
-        const r = await vm.exec(cmd, { timeout: OP_TIMEOUT });
-        // The warm-up and timed execs, before the first file transfer.
-        if (++execs === iterations + 3 && agent) log(`  ${label} exec ${cost(execs, 'exec')}; ${cpu(execs, 'exec')}`);
-        return r;
-      },
-      writeFile: async (p, d) => {
-        cost();
-        cpu();
-        await vm.writeFile(p, d, { timeout: OP_TIMEOUT });
-        if (agent) log(`  ${label} writeFile ${cost()}; ${cpu()}`);
-      },
-      readFile: async (p) => {
-        cost();
-        cpu();
-        const b = await vm.readFile(p, { timeout: OP_TIMEOUT });
-        if (agent) log(`  ${label} readFile ${cost()}; ${cpu()}`);
-        return b;
-      },
+    const plain: Target = {
+      exec: (cmd) => vm.exec(cmd, { timeout: OP_TIMEOUT }),
+      writeFile: (p, d) => vm.writeFile(p, d, { timeout: OP_TIMEOUT }),
+      readFile: (p) => vm.readFile(p, { timeout: OP_TIMEOUT }),
     };
+    // The console path's transfers are small and slow: its per-MiB figures would mean nothing.
+    const t = agent ? metered(plain, label, [costCounter(vm), cpuMeter(process.pid)], iterations, log) : plain;
     return await measure(label, t, agent ? iterations : Math.min(iterations, 10), agent ? runs : 1, agent ? FILE_BYTES : CONSOLE_FILE_BYTES);
   } finally {
     await vm.close();
@@ -216,28 +228,12 @@ export async function qemuWithAgent(image: Image, dir: string): Promise<{ client
 async function qemu(image: Image, dir: string, iterations: number, runs: number, log: (l: string) => void): Promise<Figures> {
   const { client, child, socket } = await qemuWithAgent(image, dir);
   try {
-    const cpu = cpuMeter(child.pid!, process.pid);
     const label = 'QEMU agent (virtio-serial-pci)';
-    let execs = 0;
-    const t: Target = {
-      exec: async (cmd) => {
-        if (execs === 0) cpu();
-        const r = await client.exec({ command: cmd }, { timeout: OP_TIMEOUT });
-        if (++execs === iterations + 3) log(`  ${label} exec ${cpu(execs, 'exec')}`);
-        return r;
-      },
-      writeFile: async (p, d) => {
-        cpu();
-        await client.writeFile(p, d, { timeout: OP_TIMEOUT });
-        log(`  ${label} writeFile ${cpu()}`);
-      },
-      readFile: async (p) => {
-        cpu();
-        const b = await client.readFile(p, { timeout: OP_TIMEOUT });
-        log(`  ${label} readFile ${cpu()}`);
-        return b;
-      },
-    };
+    const t = metered({
+      exec: (cmd) => client.exec({ command: cmd }, { timeout: OP_TIMEOUT }),
+      writeFile: (p, d) => client.writeFile(p, d, { timeout: OP_TIMEOUT }),
+      readFile: (p) => client.readFile(p, { timeout: OP_TIMEOUT }),
+    }, label, [cpuMeter(child.pid!, process.pid)], iterations, log);
     return await measure(label, t, iterations, runs, FILE_BYTES);
   } finally {
     client.close();
