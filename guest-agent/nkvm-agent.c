@@ -41,8 +41,14 @@
  * buffers of the port (Linux's virtio_console takes at most 32 KiB per write), not two and a
  * 9-byte third that costs the host a doorbell of its own. */
 #define CHUNK (65536 - HDR)
-/* Stop reading children and files while this much waits for the host. */
-#define OUT_HIGH (256u * 1024)
+/* Stop reading children and files while this much waits for the host (as much as one splice
+ * takes, so a file or a fast command's output goes in buffers of that size). */
+#define OUT_HIGH (1u << 20)
+/* A virtio port takes at most 32 KiB per write() and costs the host a doorbell (a guest exit
+ * and an event-loop turn) for each. Spliced from a pipe, everything the pipe holds goes as one
+ * buffer: frames are written into this pipe and spliced to the port, up to 1 MiB (256 pages,
+ * the port queue's size) per doorbell. */
+#define VIA_SIZE (1u << 20)
 /* Stdin bytes a command may have pending; the host's window is smaller (agent-protocol.ts). */
 #define STDIN_MAX (4u << 20)
 /* A shell command longer than this does not fit one exec argument (MAX_ARG_STRLEN is 128 KiB):
@@ -86,6 +92,10 @@ static int port_is_stdio;
 static struct job *jobs;
 static unsigned char *outq;
 static size_t outlen, outoff, outcap;
+/* The pipe frames pass through on their way to a virtio port (-1: plain write()), and how many
+ * of their bytes it holds. */
+static int via[2] = {-1, -1};
+static size_t in_via, via_size;
 static unsigned char *inbuf;
 static size_t inlen, incap;
 static size_t skip_left; /* bytes of an oversized frame still to discard */
@@ -116,7 +126,7 @@ static uint32_t get32(const unsigned char *p) {
   return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
 }
 
-static size_t pending_out(void) { return outlen - outoff; }
+static size_t pending_out(void) { return outlen - outoff + in_via; }
 
 /* Queue one frame for the host (always accepted: callers that produce data check OUT_HIGH). */
 static void send_frame(int type, uint32_t id, const void *data, size_t len) {
@@ -150,18 +160,89 @@ static void send_error(uint32_t id, int err, const char *fmt, const char *arg) {
   send_frame(T_ERROR, id, buf, 4 + n);
 }
 
-static void flush_out(void) {
-  while (pending_out() > 0) {
-    ssize_t n = write(port_out, outq + outoff, pending_out());
+/* Frames from the out queue into the pipe, as many bytes as it has room for. */
+static void fill_via(void) {
+  while (outlen > outoff && in_via < via_size) {
+    size_t want = outlen - outoff;
+    if (want > via_size - in_via) want = via_size - in_via;
+    ssize_t n = write(via[1], outq + outoff, want);
     if (n > 0) {
       outoff += (size_t)n;
+      in_via += (size_t)n;
       continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    return; /* full (EAGAIN): the pipe's pages hold less than we counted on */
+  }
+}
+
+/* The port cannot splice (EINVAL): take back what the pipe holds, ahead of the out queue, and
+ * write from now on. */
+static void stop_splicing(void) {
+  size_t queued = outlen - outoff;
+  unsigned char *q = xrealloc(NULL, in_via + queued + 1);
+  size_t got = 0;
+  while (got < in_via) {
+    ssize_t n = read(via[0], q + got, in_via - got);
+    if (n > 0) got += (size_t)n;
+    else if (n < 0 && errno == EINTR) continue;
+    else break;
+  }
+  memcpy(q + got, outq + outoff, queued);
+  free(outq);
+  outq = q;
+  outoff = 0;
+  outlen = got + queued;
+  outcap = in_via + queued + 1;
+  close(via[0]);
+  close(via[1]);
+  via[0] = via[1] = -1;
+  in_via = 0;
+}
+
+static void flush_out(void) {
+  while (pending_out() > 0) {
+    ssize_t n;
+    if (via[0] >= 0) {
+      fill_via();
+      n = splice(via[0], NULL, port_out, NULL, in_via, SPLICE_F_NONBLOCK);
+      if (n > 0) {
+        in_via -= (size_t)n;
+        continue;
+      }
+      if (n < 0 && errno == EINVAL) {
+        stop_splicing();
+        continue;
+      }
+      if (n == 0) return; /* the port took nothing: retry on the next POLLOUT */
+    } else {
+      n = write(port_out, outq + outoff, outlen - outoff);
+      if (n > 0) {
+        outoff += (size_t)n;
+        continue;
+      }
     }
     if (n < 0 && errno == EINTR) continue;
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
     if (port_is_stdio) exit(0); /* the host went away */
     return; /* a port whose host side is closed: retry on the next POLLOUT */
   }
+}
+
+/* Send through a pipe of VIA_SIZE when the kernel gives us one that big (else write()). */
+static void start_splicing(void) {
+  if (pipe2(via, O_NONBLOCK | O_CLOEXEC) < 0) {
+    via[0] = via[1] = -1;
+    return;
+  }
+  int got = fcntl(via[1], F_SETPIPE_SZ, VIA_SIZE);
+  if (got < (int)VIA_SIZE) {
+    close(via[0]);
+    close(via[1]);
+    via[0] = via[1] = -1;
+    return;
+  }
+  via_size = (size_t)got;
 }
 
 static struct job *find_job(uint32_t id) {
@@ -255,6 +336,8 @@ static void start_exec(uint32_t id, const unsigned char *p, size_t len) {
     send_error(id, e, "exec: pipe%s: %s", "");
     return;
   }
+  /* A command that writes fast fills as much as one splice to the host takes before it waits. */
+  (void)fcntl(po[1], F_SETPIPE_SZ, VIA_SIZE);
   pid_t pid = fork();
   if (pid < 0) {
     int e = errno;
@@ -359,7 +442,8 @@ static void pump_stdin(struct job *j) {
   }
 }
 
-/* Read one chunk of a command's stdout or stderr; returns 0 when that pipe is finished. */
+/* Read one chunk of a command's stdout or stderr; returns 0 when that pipe is finished, 2
+ * when it read something and the pipe stays open. */
 static int read_output(struct job *j, int which) {
   int *fd = which == 0 ? &j->out : &j->err;
   unsigned char buf[CHUNK];
@@ -370,7 +454,7 @@ static int read_output(struct job *j, int which) {
       j->drained[which] += (size_t)n;
       if (j->drained[which] >= DRAIN_MAX) close_fd(fd);
     }
-    return *fd >= 0;
+    return *fd >= 0 ? 2 : 0;
   }
   if (n < 0 && errno == EINTR) return 1;
   if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) && !j->exited) return 1;
@@ -485,17 +569,26 @@ static void read_open(uint32_t id, const unsigned char *p, size_t len) {
   new_job(id, JOB_READ)->fd = fd;
 }
 
+/* Read the file while the host's queue has room (a regular file never says EAGAIN). */
 static void read_chunk(struct job *j) {
   unsigned char buf[CHUNK];
-  ssize_t n = read(j->fd, buf, sizeof buf);
-  if (n > 0) {
-    send_frame(T_READ_DATA, j->id, buf, (size_t)n);
-  } else if (n == 0) {
-    send_frame(T_READ_EOF, j->id, NULL, 0);
-    free_job(j);
-  } else if (errno != EAGAIN && errno != EINTR) {
-    send_error(j->id, errno, "read%s: %s", "");
-    free_job(j);
+  while (pending_out() < OUT_HIGH) {
+    ssize_t n = read(j->fd, buf, sizeof buf);
+    if (n > 0) {
+      send_frame(T_READ_DATA, j->id, buf, (size_t)n);
+    } else if (n == 0) {
+      send_frame(T_READ_EOF, j->id, NULL, 0);
+      free_job(j);
+      return;
+    } else if (errno == EINTR) {
+      continue;
+    } else {
+      if (errno != EAGAIN) {
+        send_error(j->id, errno, "read%s: %s", "");
+        free_job(j);
+      }
+      return;
+    }
   }
 }
 
@@ -710,6 +803,7 @@ int main(int argc, char **argv) {
       }
     }
     port_in = port_out = fd;
+    start_splicing();
   }
   signal(SIGPIPE, SIG_IGN);
   sigset_t chld;
@@ -768,9 +862,11 @@ int main(int argc, char **argv) {
         if (j->kind == JOB_READ) {
           if (pf[i].fd == j->fd) read_chunk(j);
         } else if (pf[i].fd == j->out && j->out >= 0) {
-          read_output(j, 0);
+          while (read_output(j, 0) == 2 && pending_out() < OUT_HIGH) {
+          }
         } else if (pf[i].fd == j->err && j->err >= 0) {
-          read_output(j, 1);
+          while (read_output(j, 1) == 2 && pending_out() < OUT_HIGH) {
+          }
         } else if (pf[i].fd == j->in && j->in >= 0) {
           pump_stdin(j);
         }
