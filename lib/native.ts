@@ -138,6 +138,13 @@ export interface INative {
   /** [mask, mode, nlink, uid, gid, rdevMajor, rdevMinor, ino, size, blocks, blksize, atimeSec,
    *  atimeNsec, mtimeSec, mtimeNsec, ctimeSec, ctimeNsec, btimeSec, btimeNsec, devMajor, devMinor] */
   statx(dirfd: number, path: FsPath, flags: number, mask: number): Promise<BigInt64Array>;
+  // Synchronous twins for calls told not to block (RESOLVE_CACHED, RWF_NOWAIT): the result
+  // or -errno, never a throw.
+  openat2Now(dirfd: number, path: FsPath, flags: number, mode: number, resolve: number): number;
+  /** Fills `out` (21 fields, as statx()); 0 or -errno. */
+  statxNow(dirfd: number, path: FsPath, flags: number, mask: number, out: BigInt64Array): number;
+  preadv2Now(fd: number, buffers: Uint8Array[], offset: number, flags: number): number;
+  pwritev2Now(fd: number, buffers: Uint8Array[], offset: number, flags: number): number;
   mkdirat(dirfd: number, path: FsPath, mode: number): Promise<number>;
   mknodat(dirfd: number, path: FsPath, mode: number, major: number, minor: number): Promise<number>;
   unlinkat(dirfd: number, path: FsPath, flags: number): Promise<number>;
@@ -160,6 +167,7 @@ export type FsPath = string | Uint8Array;
 export interface FsConstants {
   AT_FDCWD: number; AT_EMPTY_PATH: number; AT_SYMLINK_NOFOLLOW: number; AT_SYMLINK_FOLLOW: number; AT_REMOVEDIR: number;
   RESOLVE_BENEATH: number; RESOLVE_NO_SYMLINKS: number; RESOLVE_NO_MAGICLINKS: number; RESOLVE_NO_XDEV: number; RESOLVE_IN_ROOT: number;
+  RESOLVE_CACHED: number; RWF_NOWAIT: number; AT_STATX_DONT_SYNC: number;
   O_RDONLY: number; O_WRONLY: number; O_RDWR: number; O_CREAT: number; O_EXCL: number; O_NOCTTY: number; O_TRUNC: number;
   O_APPEND: number; O_NONBLOCK: number; O_DSYNC: number; O_SYNC: number; O_DIRECTORY: number; O_NOFOLLOW: number;
   O_NOATIME: number; O_CLOEXEC: number; O_PATH: number; O_LARGEFILE: number;

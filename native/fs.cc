@@ -6,10 +6,12 @@
 // KvmError (code = errno name, syscall = the syscall's name).
 #include <dirent.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <linux/openat2.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
 #include <sys/syscall.h>
+#include <sys/uio.h>
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
@@ -132,6 +134,82 @@ Napi::Value Statx(const Napi::CallbackInfo& info) {
         memcpy(f, v, sizeof v);
         return Napi::BigInt64Array::New(env, kStatxFields, ab, 0);
       }));
+}
+
+// --- Synchronous variants, for calls the kernel promises not to block (the caller passes
+// RESOLVE_CACHED or RWF_NOWAIT and falls back to the threadpool on EAGAIN). They return the
+// result, or -errno instead of throwing: a refusal is an answer here, not an exception.
+
+// openat2Now(dirfd, path, flags, mode, resolve) -> fd or -errno
+Napi::Value Openat2Now(const Napi::CallbackInfo& info) {
+  std::string path = PathArg(info, 1);
+  struct open_how how = {};
+  how.flags = U32Arg(info, 2);
+  how.mode = U32Arg(info, 3);
+  how.resolve = U32Arg(info, 4);
+  long r;
+  do {
+    r = syscall(SYS_openat2, IntArg(info, 0), path.c_str(), &how, sizeof how);
+  } while (r < 0 && errno == EINTR);
+  return Napi::Number::New(info.Env(), r < 0 ? -errno : static_cast<double>(r));
+}
+
+// statxNow(dirfd, path, flags, mask, out: BigInt64Array(21)) -> 0 or -errno (fields as statx)
+Napi::Value StatxNow(const Napi::CallbackInfo& info) {
+  std::string path = PathArg(info, 1);
+  Napi::BigInt64Array out = info[4].As<Napi::BigInt64Array>();
+  if (out.ElementLength() < kStatxFields) return Napi::Number::New(info.Env(), -EINVAL);
+  struct statx s;
+  int r;
+  do {
+    r = statx(IntArg(info, 0), path.c_str(), IntArg(info, 2), U32Arg(info, 3), &s);
+  } while (r < 0 && errno == EINTR);
+  if (r < 0) return Napi::Number::New(info.Env(), -errno);
+  int64_t v[kStatxFields] = {s.stx_mask, s.stx_mode, s.stx_nlink, s.stx_uid, s.stx_gid,
+                             s.stx_rdev_major, s.stx_rdev_minor, static_cast<int64_t>(s.stx_ino),
+                             static_cast<int64_t>(s.stx_size), static_cast<int64_t>(s.stx_blocks),
+                             s.stx_blksize, s.stx_atime.tv_sec, s.stx_atime.tv_nsec, s.stx_mtime.tv_sec,
+                             s.stx_mtime.tv_nsec, s.stx_ctime.tv_sec, s.stx_ctime.tv_nsec,
+                             s.stx_btime.tv_sec, s.stx_btime.tv_nsec, s.stx_dev_major, s.stx_dev_minor};
+  memcpy(out.Data(), v, sizeof v);
+  return Napi::Number::New(info.Env(), 0);
+}
+
+// The iovecs of an array of Uint8Arrays (at most IOV_MAX).
+bool IovecsArg(const Napi::CallbackInfo& info, size_t i, std::vector<struct iovec>& iov) {
+  Napi::Array a = info[i].As<Napi::Array>();
+  uint32_t n = a.Length();
+  if (n > IOV_MAX) return false;
+  iov.resize(n);
+  for (uint32_t k = 0; k < n; k++) {
+    Napi::Value v = a.Get(k);
+    if (!v.IsTypedArray()) return false;
+    Napi::Uint8Array b = v.As<Napi::Uint8Array>();
+    iov[k].iov_base = b.Data();
+    iov[k].iov_len = b.ByteLength();
+  }
+  return true;
+}
+
+// preadv2Now(fd, buffers, offset, flags) / pwritev2Now(...) -> bytes or -errno
+Napi::Value Preadv2Now(const Napi::CallbackInfo& info) {
+  std::vector<struct iovec> iov;
+  if (!IovecsArg(info, 1, iov)) return Napi::Number::New(info.Env(), -EINVAL);
+  ssize_t r;
+  do {
+    r = preadv2(IntArg(info, 0), iov.data(), static_cast<int>(iov.size()), static_cast<off_t>(I64Arg(info, 2)), IntArg(info, 3));
+  } while (r < 0 && errno == EINTR);
+  return Napi::Number::New(info.Env(), r < 0 ? -errno : static_cast<double>(r));
+}
+
+Napi::Value Pwritev2Now(const Napi::CallbackInfo& info) {
+  std::vector<struct iovec> iov;
+  if (!IovecsArg(info, 1, iov)) return Napi::Number::New(info.Env(), -EINVAL);
+  ssize_t r;
+  do {
+    r = pwritev2(IntArg(info, 0), iov.data(), static_cast<int>(iov.size()), static_cast<off_t>(I64Arg(info, 2)), IntArg(info, 3));
+  } while (r < 0 && errno == EINTR);
+  return Napi::Number::New(info.Env(), r < 0 ? -errno : static_cast<double>(r));
 }
 
 // mkdirat(dirfd, path, mode)
@@ -284,6 +362,9 @@ Napi::Object FsConstants(Napi::Env env) {
   set("RESOLVE_NO_MAGICLINKS", RESOLVE_NO_MAGICLINKS);
   set("RESOLVE_NO_XDEV", RESOLVE_NO_XDEV);
   set("RESOLVE_IN_ROOT", RESOLVE_IN_ROOT);
+  set("RESOLVE_CACHED", RESOLVE_CACHED);
+  set("RWF_NOWAIT", RWF_NOWAIT);
+  set("AT_STATX_DONT_SYNC", AT_STATX_DONT_SYNC);
   set("O_RDONLY", O_RDONLY);
   set("O_WRONLY", O_WRONLY);
   set("O_RDWR", O_RDWR);
@@ -314,6 +395,10 @@ Napi::Object FsConstants(Napi::Env env) {
 void InitFs(Napi::Env env, Napi::Object exports) {
   exports.Set("openat2", Napi::Function::New(env, Openat2));
   exports.Set("statx", Napi::Function::New(env, Statx));
+  exports.Set("openat2Now", Napi::Function::New(env, Openat2Now));
+  exports.Set("statxNow", Napi::Function::New(env, StatxNow));
+  exports.Set("preadv2Now", Napi::Function::New(env, Preadv2Now));
+  exports.Set("pwritev2Now", Napi::Function::New(env, Pwritev2Now));
   exports.Set("mkdirat", Napi::Function::New(env, Mkdirat));
   exports.Set("mknodat", Napi::Function::New(env, Mknodat));
   exports.Set("unlinkat", Napi::Function::New(env, Unlinkat));

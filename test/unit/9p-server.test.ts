@@ -46,8 +46,8 @@ test('version: msize is clamped to the server\'s, unknown dialects get "unknown"
   } finally { await t.done(); }
 });
 
-test('attach, walk, getattr, lopen, read, write, clunk', async () => {
-  const t = await tempExport();
+for (const inline of [true, false]) test(`attach, walk, getattr, lopen, read, write, clunk (host calls ${inline ? 'inline where they cannot wait' : 'all on the threadpool'})`, async () => {
+  const t = await tempExport({ inline });
   const c = t.client;
   try {
     writeFileSync(join(t.dir, 'hello.txt'), 'hello, world\n');
@@ -87,6 +87,38 @@ test('attach, walk, getattr, lopen, read, write, clunk', async () => {
     await c.ok('Twalk', { fid: 3, newfid: 3, wnames: [str('sub')] });
     const g3 = await c.ok('Tgetattr', { fid: 3, requestMask: GETATTR.BASIC }) as M<'Rgetattr'>;
     assert.equal(g3.qid.type, QTDIR);
+    const calls = t.server.io.calls;
+    if (!inline) assert.equal(calls.inline, 0);
+    else if (t.server.io.local) assert.ok(calls.inline > calls.pooled, `inline ${calls.inline}, pooled ${calls.pooled}`);
+  } finally { await t.done(); }
+});
+
+test('host calls: an export on a local filesystem runs stat, cached opens and cached reads inline', async () => {
+  const t = await tempExport();
+  const c = t.client;
+  try {
+    if (!t.server.io.local) {
+      // Not an error: the temp dir is on a network filesystem here, so every call is pooled.
+      assert.equal(t.server.io.calls.inline, 0);
+      return;
+    }
+    writeFileSync(join(t.dir, 'f'), Buffer.alloc(8192, 7));
+    readFileSync(join(t.dir, 'f')); // in the page cache
+    await c.version();
+    await c.attach(0);
+    const before = { ...t.server.io.calls };
+    await c.walk(0, 1, 'f');
+    await c.ok('Tgetattr', { fid: 1, requestMask: GETATTR.BASIC });
+    await c.ok('Tlopen', { fid: 1, flags: DOTL.RDONLY });
+    const rd = await c.ok('Tread', { fid: 1, offset: 0n, count: 8192 }) as M<'Rread'>;
+    assert.ok(rd.data.byteLength > 0 && rd.data.every((b) => b === 7));
+    await c.ok('Tclunk', { fid: 1 });
+    const after = t.server.io.calls;
+    // walk: open + statx; getattr: statx; lopen: reopen + statx; read; clunk: two closes
+    assert.ok(after.inline - before.inline >= 8, `inline ${after.inline - before.inline}`);
+    assert.equal(after.pooled, before.pooled, 'nothing went to the threadpool');
+    // a name the dcache does not hold goes to the threadpool and gets its real answer
+    assert.equal(await c.errno('Twalk', { fid: 0, newfid: 2, wnames: [str(`never-${process.pid}-${Date.now()}`)] }), E.ENOENT);
   } finally { await t.done(); }
 });
 

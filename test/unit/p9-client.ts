@@ -75,11 +75,11 @@ export class P9TestClient {
 }
 
 /** A fresh temp directory and a server exporting it; `done()` closes both. */
-export async function tempExport(opts: { readonly?: boolean; maxMsize?: number; maxFids?: number } = {}): Promise<{
+export async function tempExport(opts: { readonly?: boolean; maxMsize?: number; maxFids?: number; inline?: boolean } = {}): Promise<{
   dir: string; server: P9Server; client: P9TestClient; done(): Promise<void>;
 }> {
   const dir = mkdtempSync(join(tmpdir(), 'nkvm-9p-'));
-  const server = await P9Server.open({ path: dir, tag: 't', readonly: opts.readonly ?? false }, { maxMsize: opts.maxMsize, maxFids: opts.maxFids });
+  const server = await P9Server.open({ path: dir, tag: 't', readonly: opts.readonly ?? false }, { maxMsize: opts.maxMsize, maxFids: opts.maxFids, inline: opts.inline });
   const client = new P9TestClient(server);
   return {
     dir, server, client,

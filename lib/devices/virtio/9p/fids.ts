@@ -5,14 +5,14 @@
 // (a walk of zero names clones) and by operations in flight: it is closed when the last one
 // lets go, so a clunk racing a read never closes an fd the read still uses, and the fd number
 // is never reused under it.
-import { close } from 'node:fs';
 import { NOFID } from './protocol.js';
 import { P9Error } from './errno.js';
+import { closeHeld, pooledIo, type FileKind, type HostIo } from './jail.js';
 
-/** An fd with users; closed (asynchronously) when the count drops to zero. */
+/** An fd with users; closed (see closeHeld) when the count drops to zero. */
 export class FdRef {
   private refs = 1;
-  constructor(readonly fd: number, private readonly onClose?: (fd: number) => void) {}
+  constructor(readonly fd: number, private readonly io: HostIo = pooledIo(), private readonly onClose?: (fd: number) => void) {}
 
   acquire(): this {
     if (this.refs <= 0) throw new Error(`fd ${this.fd} used after close`);
@@ -24,14 +24,14 @@ export class FdRef {
     if (this.refs <= 0) return;
     if (--this.refs === 0) {
       this.onClose?.(this.fd);
-      close(this.fd, () => { /* a close error leaves nothing to undo */ });
+      closeHeld(this.fd, this.io);
     }
   }
 
   get alive(): boolean { return this.refs > 0; }
 }
 
-export type FileKind = 'dir' | 'file' | 'symlink' | 'other';
+export type { FileKind } from './jail.js';
 
 export interface OpenState {
   /** The fd read, written, fsynced or listed (opened from the handle, never by path). */

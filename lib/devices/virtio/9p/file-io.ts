@@ -2,7 +2,9 @@
 // into the host's), Tread and Twrite straight between guest RAM and the open fd, Tfsync.
 // openFor is also how readdir (namespace.ts) gets a directory's open fd.
 import { fdatasync, fchmod, fsync as fsyncFd, readv, writev } from 'node:fs';
+import { constants as osConstants } from 'node:os';
 import { promisify } from 'node:util';
+import { native } from '../../../native.js';
 import { P9Error } from './errno.js';
 import { FdRef, type Fid, type FileKind } from './fids.js';
 import { checkName, fsc, openBeneath, reopen, statFd, type HostStat } from './jail.js';
@@ -10,6 +12,8 @@ import { DOTL } from './protocol.js';
 import { qidOf, rofs, withHandle, type OpsContext, type Reply, type Request } from './session.js';
 
 const pReadv = promisify(readv);
+/** A filesystem that cannot do RWF_NOWAIT buffered writes says so with one of these. */
+const NOWAIT_REFUSED = [osConstants.errno.EOPNOTSUPP, osConstants.errno.EINVAL];
 const pWritev = promisify(writev);
 const pFsync = promisify(fsyncFd);
 const pFdatasync = promisify(fdatasync);
@@ -41,11 +45,11 @@ export async function lopen(ctx: OpsContext, m: Request<'Tlopen'>): Promise<Repl
   if (fid.open !== undefined) throw new P9Error('EBADF', `fid ${m.fid} is already open`);
   const { flags, readable, writable } = hostFlags(ctx, m.flags, fid.kind);
   return withHandle(fid, async (fd) => {
-    const ofd = await reopen(fd, fid.kind, flags);
-    const ref = new FdRef(ofd);
+    const ofd = await reopen(fd, fid.kind, flags, ctx.root.io);
+    const ref = new FdRef(ofd, ctx.root.io);
     let st: HostStat;
     try {
-      st = await statFd(ofd);
+      st = await statFd(ofd, ctx.root.io);
     } catch (e) {
       ref.release();
       throw e;
@@ -71,11 +75,11 @@ export async function lcreate(ctx: OpsContext, m: Request<'Tlcreate'>): Promise<
   const c = fsc();
   const mode = m.mode & 0o7777;
   const excl = (m.flags & DOTL.EXCL) ? c.O_EXCL : 0;
-  const fd = await withHandle(fid, (dfd) => openBeneath(dfd, m.name, flags | c.O_CREAT | excl, mode));
-  const ref = new FdRef(fd);
+  const fd = await withHandle(fid, (dfd) => openBeneath(dfd, m.name, flags | c.O_CREAT | excl, mode, ctx.root.io));
+  const ref = new FdRef(fd, ctx.root.io);
   try {
     if (mode & ctx.umask) await pFchmod(fd, mode);
-    const st = await statFd(fd);
+    const st = await statFd(fd, ctx.root.io);
     if (fid.open !== undefined || !ctx.fids.has(m.fid)) throw new P9Error('EBADF', `fid ${m.fid} changed during create`);
     // The fid now names the new file, opened: its fd serves as both handle and open fd.
     const oldHandle = fid.handle;
@@ -105,12 +109,28 @@ export function openFor(ctx: OpsContext, fidId: number, what: 'read' | 'write' |
   return { fid, fd: o.fd.acquire() };
 }
 
-/** Reads into `views` (guest RAM) at `offset`; returns the bytes read (fewer at EOF). */
+/** iovecs one preadv2/pwritev2 takes (IOV_MAX). */
+const IOV_MAX = 1024;
+
+/**
+ * Reads into `views` (guest RAM) at `offset`; returns the bytes read (fewer at EOF, or when
+ * only part of the range is in the page cache: the client asks again for the rest).
+ */
 export async function read(ctx: OpsContext, fidId: number, offset: bigint, views: Uint8Array[]): Promise<number> {
   const { fd } = openFor(ctx, fidId, 'read');
   try {
     if (offset > BigInt(Number.MAX_SAFE_INTEGER)) return 0;
     if (views.length === 0) return 0;
+    if (views.length <= IOV_MAX && ctx.root.io.inline) {
+      // From the page cache on this thread when it holds the start of the range (RWF_NOWAIT:
+      // EAGAIN instead of waiting for the device); any refusal goes to the threadpool.
+      const n = native().preadv2Now(fd.fd, views, Number(offset), fsc().RWF_NOWAIT);
+      if (n >= 0) {
+        ctx.root.io.calls.inline++;
+        return n;
+      }
+    }
+    ctx.root.io.calls.pooled++;
     return (await pReadv(fd.fd, views, Number(offset))).bytesRead;
   } finally {
     fd.release();
@@ -124,6 +144,18 @@ export async function write(ctx: OpsContext, fidId: number, offset: bigint, view
   try {
     if (offset > BigInt(Number.MAX_SAFE_INTEGER)) throw new P9Error('EFBIG');
     if (views.length === 0) return 0;
+    if (views.length <= IOV_MAX && ctx.root.io.inline && !ctx.root.io.noWaitWrites.refused) {
+      // Into the page cache on this thread when the filesystem can promise not to wait
+      // (RWF_NOWAIT on a buffered write; a filesystem without it refuses, once for all). A
+      // short write is an answer too: the client sends the rest.
+      const n = native().pwritev2Now(fd.fd, views, Number(offset), fsc().RWF_NOWAIT);
+      if (n >= 0) {
+        ctx.root.io.calls.inline++;
+        return n;
+      }
+      if (NOWAIT_REFUSED.includes(-n)) ctx.root.io.noWaitWrites.refused = true;
+    }
+    ctx.root.io.calls.pooled++;
     return (await pWritev(fd.fd, views, Number(offset))).bytesWritten;
   } finally {
     fd.release();

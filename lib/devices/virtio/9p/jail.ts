@@ -10,10 +10,12 @@
 // An O_PATH fd cannot be read or written; a file is opened for I/O by reopening the O_PATH fd
 // through /proc/self/fd/N, which names exactly the inode the fd holds (no path is resolved
 // again), and only for regular files and directories (never a symlink or a FIFO/socket/device).
+import { close, closeSync } from 'node:fs';
+import { constants as osConstants } from 'node:os';
+import { KvmError } from '../../../errors.js';
 import { native, type FsConstants } from '../../../native.js';
 import { P9Error } from './errno.js';
 import { S_IFDIR, S_IFLNK, S_IFMT, S_IFREG } from './protocol.js';
-import type { FileKind } from './fids.js';
 
 let C: FsConstants | undefined;
 export function fsc(): FsConstants {
@@ -60,16 +62,99 @@ export function joinPath(names: readonly Uint8Array[]): Uint8Array {
   return out;
 }
 
-/** O_PATH fd of `path` (names joined by `/`) beneath `dirfd`, never following a symlink. */
-export function openPathBeneath(dirfd: number, path: Uint8Array | string, extraFlags = 0): Promise<number> {
+/**
+ * How an export's host calls run. Every call may go to the libuv threadpool, but each trip
+ * costs the guest a second event-loop turn (the vCPU leaves KVM_RUN again for the answer), so
+ * calls that cannot wait for a disk or a network run on the main thread instead:
+ *   - an open whose path the dcache already holds (RESOLVE_CACHED; else EAGAIN, then the pool);
+ *   - a read the page cache can answer whole or in part (RWF_NOWAIT; likewise);
+ *   - on a local filesystem (`local`), a statx, a reopen or a close of an fd the server holds:
+ *     its inode is in memory, so none of them reads a device (a network filesystem may ask
+ *     its server for any of them, so there they go to the pool).
+ */
+export interface HostIo {
+  /** Whether any call runs inline (false: all on the threadpool). */
+  readonly inline: boolean;
+  /** The export is on a local filesystem (LOCAL_FS_TYPES). */
+  readonly local: boolean;
+  /** Calls answered on the main thread, and those sent to the threadpool. */
+  readonly calls: { inline: number; pooled: number };
+  /** The filesystem refused an RWF_NOWAIT write once: writes go to the threadpool. */
+  readonly noWaitWrites: { refused: boolean };
+}
+
+/** A HostIo that sends every call to the threadpool. */
+export function pooledIo(): HostIo {
+  return { inline: false, local: false, calls: { inline: 0, pooled: 0 }, noWaitWrites: { refused: false } };
+}
+
+/** f_type of filesystems whose inodes live in this machine's memory or disks (linux/magic.h). */
+const LOCAL_FS_TYPES = new Set([
+  0xef53, // ext2/3/4
+  0x58465342, // xfs
+  0x9123683e, // btrfs
+  0xf2f52010, // f2fs
+  0x01021994, // tmpfs
+  0x858458f6, // ramfs
+  0x794c7630, // overlayfs (its upper and lower layers are local in the usual container setups)
+]);
+
+/** The HostIo for an export whose root fd is `rootFd`. */
+export async function hostIoFor(rootFd: number): Promise<HostIo> {
+  const st = await native().fstatfs(rootFd);
+  return { inline: true, local: LOCAL_FS_TYPES.has(Number(st[0])), calls: { inline: 0, pooled: 0 }, noWaitWrites: { refused: false } };
+}
+
+const ERRNO_NAMES = new Map<number, string>(Object.entries(osConstants.errno).map(([k, v]) => [v, k]));
+const EAGAIN = osConstants.errno.EAGAIN;
+const EINVAL = osConstants.errno.EINVAL;
+
+/** The rejection the threadpool call would have given for `-errno`. */
+function failed(negErrno: number, syscall: string): Promise<never> {
+  const e = -negErrno;
+  return Promise.reject(new KvmError(ERRNO_NAMES.get(e) ?? 'EIO', e, syscall));
+}
+
+/**
+ * openat2 beneath a directory: from the dcache on the main thread when it can answer
+ * (EINVAL: a kernel older than RESOLVE_CACHED, 5.12), else on the threadpool.
+ */
+function openat2Beneath(io: HostIo, dirfd: number, path: Uint8Array | string, flags: number, mode: number): Promise<number> {
   const c = fsc();
-  return native().openat2(dirfd, path, c.O_PATH | c.O_NOFOLLOW | c.O_CLOEXEC | extraFlags, 0, resolveFlags());
+  if (io.inline && (flags & (c.O_CREAT | c.O_TRUNC)) === 0) {
+    const r = native().openat2Now(dirfd, path, flags, mode, resolveFlags() | c.RESOLVE_CACHED);
+    if (r >= 0 || (r !== -EAGAIN && r !== -EINVAL)) {
+      io.calls.inline++;
+      return r >= 0 ? Promise.resolve(r) : failed(r, 'openat2');
+    }
+  }
+  io.calls.pooled++;
+  return native().openat2(dirfd, path, flags, mode, resolveFlags());
+}
+
+/** O_PATH fd of `path` (names joined by `/`) beneath `dirfd`, never following a symlink. */
+export function openPathBeneath(dirfd: number, path: Uint8Array | string, extraFlags = 0, io: HostIo = pooledIo()): Promise<number> {
+  const c = fsc();
+  return openat2Beneath(io, dirfd, path, c.O_PATH | c.O_NOFOLLOW | c.O_CLOEXEC | extraFlags, 0);
 }
 
 /** Opens (or creates) `name` beneath `dirfd` for I/O, never following a symlink. */
-export function openBeneath(dirfd: number, name: Uint8Array | string, flags: number, mode: number): Promise<number> {
+export function openBeneath(dirfd: number, name: Uint8Array | string, flags: number, mode: number, io: HostIo = pooledIo()): Promise<number> {
   const c = fsc();
-  return native().openat2(dirfd, name, flags | c.O_NOFOLLOW | c.O_CLOEXEC, mode, resolveFlags());
+  return openat2Beneath(io, dirfd, name, flags | c.O_NOFOLLOW | c.O_CLOEXEC, mode);
+}
+
+/** Closes an fd the server held: at once on a local filesystem, else on the threadpool. */
+export function closeHeld(fd: number, io: HostIo): void {
+  if (io.local) {
+    io.calls.inline++;
+    try {
+      closeSync(fd);
+    } catch { /* a close error leaves nothing to undo */ }
+    return;
+  }
+  io.calls.pooled++;
+  close(fd, () => { /* likewise */ });
 }
 
 /** The magic link that names exactly the file an fd holds. */
@@ -79,12 +164,26 @@ export function procPath(fd: number): string { return `/proc/self/fd/${fd}`; }
  * Opens the file an O_PATH fd holds for I/O. `kind` must be 'file' or 'dir' (checked here:
  * a symlink, FIFO, socket or device is never opened on the host).
  */
-export function reopen(fd: number, kind: FileKind, flags: number): Promise<number> {
+export function reopen(fd: number, kind: FileKind, flags: number, io: HostIo = pooledIo()): Promise<number> {
   const c = fsc();
   if (kind === 'dir') {
+    if (io.local) {
+      io.calls.inline++;
+      const r = native().openat2Now(fd, '.', flags | c.O_DIRECTORY | c.O_CLOEXEC, 0, resolveFlags());
+      return r >= 0 ? Promise.resolve(r) : failed(r, 'openat2');
+    }
+    io.calls.pooled++;
     return native().openat2(fd, '.', flags | c.O_DIRECTORY | c.O_CLOEXEC, 0, resolveFlags());
   }
   if (kind !== 'file') return Promise.reject(new P9Error(kind === 'symlink' ? 'ELOOP' : 'EOPNOTSUPP', `cannot open a ${kind}`));
+  // The magic link is never in the dcache for RESOLVE_CACHED (procfs revalidates it), so on a
+  // local filesystem this open runs here without it.
+  if (io.local && (flags & c.O_TRUNC) === 0) {
+    io.calls.inline++;
+    const r = native().openat2Now(c.AT_FDCWD, procPath(fd), flags | c.O_CLOEXEC, 0, 0);
+    return r >= 0 ? Promise.resolve(r) : failed(r, 'openat2');
+  }
+  io.calls.pooled++;
   return native().openat2(c.AT_FDCWD, procPath(fd), flags | c.O_CLOEXEC, 0, 0);
 }
 
@@ -110,9 +209,20 @@ export interface HostStat {
 }
 
 /** statx of the file an fd holds (itself, never a symlink's target). */
-export async function statFd(fd: number): Promise<HostStat> {
+export async function statFd(fd: number, io: HostIo = pooledIo()): Promise<HostStat> {
   const c = fsc();
-  const s = await native().statx(fd, '', c.AT_EMPTY_PATH | c.AT_SYMLINK_NOFOLLOW, c.STATX_BASIC_STATS | c.STATX_BTIME);
+  const flags = c.AT_EMPTY_PATH | c.AT_SYMLINK_NOFOLLOW;
+  const mask = c.STATX_BASIC_STATS | c.STATX_BTIME;
+  let s: BigInt64Array;
+  if (io.local) {
+    io.calls.inline++;
+    s = new BigInt64Array(21);
+    const r = native().statxNow(fd, '', flags, mask, s);
+    if (r < 0) return failed(r, 'statx');
+  } else {
+    io.calls.pooled++;
+    s = await native().statx(fd, '', flags, mask);
+  }
   return {
     mode: Number(s[1]), nlink: s[2], uid: Number(s[3]), gid: Number(s[4]), rdevMajor: Number(s[5]), rdevMinor: Number(s[6]),
     ino: BigInt.asUintN(64, s[7]), size: s[8], blocks: s[9], blksize: s[10],
@@ -121,6 +231,9 @@ export async function statFd(fd: number): Promise<HostStat> {
     devMajor: Number(s[19]), devMinor: Number(s[20]),
   };
 }
+
+/** What a fid names, as far as the server treats them differently. */
+export type FileKind = 'dir' | 'file' | 'symlink' | 'other';
 
 export function kindOf(mode: number): FileKind {
   switch (mode & S_IFMT) {

@@ -18,7 +18,7 @@ function encodeDev(major: number, minor: number): bigint {
 
 export async function getattr(ctx: OpsContext, m: Request<'Tgetattr'>): Promise<Reply<'Rgetattr'>> {
   const fid = ctx.fids.get(m.fid);
-  const st = await withHandle(fid, statFd);
+  const st = await withHandle(fid, (fd) => statFd(fd, ctx.root.io));
   const valid = GETATTR.BASIC | (st.hasBtime ? GETATTR.BTIME : 0n);
   return {
     valid, qid: qidOf(ctx, st), mode: st.mode, uid: st.uid, gid: st.gid, nlink: st.nlink,
@@ -68,7 +68,7 @@ export async function setattr(ctx: OpsContext, m: Request<'Tsetattr'>): Promise<
         const h = open.fd.acquire();
         try { await pFtruncate(h.fd, Number(m.size)); } finally { h.release(); }
       } else {
-        const wfd = await reopen(fd, 'file', c.O_WRONLY);
+        const wfd = await reopen(fd, 'file', c.O_WRONLY, ctx.root.io);
         try { await pFtruncate(wfd, Number(m.size)); } finally { await closeFd(wfd); }
       }
     }

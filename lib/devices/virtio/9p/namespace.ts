@@ -18,10 +18,10 @@ import {
 async function made(ctx: OpsContext, dfid: Fid, name: Uint8Array, make: (dfd: number) => Promise<unknown>, chmod?: number): Promise<Qid> {
   return withHandle(dfid, async (dfd) => {
     await make(dfd);
-    const fd = await openPathBeneath(dfd, name);
+    const fd = await openPathBeneath(dfd, name, 0, ctx.root.io);
     try {
       if (chmod !== undefined && (chmod & ctx.umask)) await native().fchmodat(fsc().AT_FDCWD, procPath(fd), chmod, 0);
-      return qidOf(ctx, await statFd(fd));
+      return qidOf(ctx, await statFd(fd, ctx.root.io));
     } finally {
       await closeFd(fd);
     }

@@ -5,11 +5,11 @@
 // Nothing a guest sends makes `handle` throw: a malformed message gets Rlerror (EINVAL, or
 // EOPNOTSUPP for a type not served), and a chain too short even for that gets a reply of 0
 // bytes and a count in `stats.protocolErrors` (the device may then ask for a reset).
-import { close } from 'node:fs';
+import { close, closeSync } from 'node:fs';
 import { native } from '../../../native.js';
 import { decode, encodeInto, encodedSize, isDecodeError, readHeader } from './codec.js';
 import { LINUX_ERRNO, toLinuxErrno } from './errno.js';
-import { fsc } from './jail.js';
+import { fsc, hostIoFor, pooledIo, type HostIo } from './jail.js';
 import { P9Ops } from './ops.js';
 import { parseSession, type P9SessionState } from './persist.js';
 import {
@@ -27,6 +27,11 @@ export interface P9ServerOptions {
   maxMsize?: number;
   /** Live fids a session may hold (default DEFAULT_MAX_FIDS); more are answered EMFILE. */
   maxFids?: number;
+  /**
+   * Answer host calls that cannot wait (jail.ts HostIo) on the main thread (default true);
+   * false sends every call to the threadpool.
+   */
+  inline?: boolean;
 }
 
 export interface P9Stats {
@@ -54,17 +59,24 @@ export class P9Server {
   private readonly inflight = new Map<number, Promise<void>>();
   private closed = false;
 
-  private constructor(private readonly rootFd: number, readonly share: ResolvedShare, opts: P9ServerOptions) {
+  private constructor(private readonly rootFd: number, readonly share: ResolvedShare, readonly io: HostIo, opts: P9ServerOptions) {
     this.maxMsize = Math.max(MIN_MSIZE, opts.maxMsize ?? DEFAULT_MAX_MSIZE);
     this.msize = this.maxMsize;
-    this.ops = new P9Ops({ rootFd, readonly: share.readonly }, opts.maxFids);
+    this.ops = new P9Ops({ rootFd, readonly: share.readonly, io }, opts.maxFids);
   }
 
   /** Opens the export's root directory (as an O_PATH fd held until close()). */
   static async open(share: ResolvedShare, opts: P9ServerOptions = {}): Promise<P9Server> {
     const c = fsc();
     const fd = await native().openat2(c.AT_FDCWD, share.path, c.O_PATH | c.O_DIRECTORY | c.O_CLOEXEC, 0, 0);
-    return new P9Server(fd, share, opts);
+    let io: HostIo;
+    try {
+      io = opts.inline === false ? pooledIo() : await hostIoFor(fd);
+    } catch (e) {
+      closeSync(fd);
+      throw e;
+    }
+    return new P9Server(fd, share, io, opts);
   }
 
   /** Requests not answered yet. */

@@ -6,7 +6,7 @@
 import { close, readFileSync } from 'node:fs';
 import { P9Error } from './errno.js';
 import { FdRef, FidTable, type Fid, type FileKind } from './fids.js';
-import { checkName, fsc, isDot, isDotDot, joinPath, kindOf, openPathBeneath, statFd, type HostStat } from './jail.js';
+import { checkName, fsc, isDot, isDotDot, joinPath, kindOf, openPathBeneath, pooledIo, statFd, type HostIo, type HostStat } from './jail.js';
 import { MAXWELEM, NOFID, QTDIR, QTFILE, QTSYMLINK, type Message, type Qid } from './protocol.js';
 
 /** The decoded T-message named `N`. */
@@ -19,11 +19,13 @@ export interface ExportRoot {
   /** O_PATH fd of the exported directory, held for the server's life. */
   rootFd: number;
   readonly: boolean;
+  /** How its host calls run (jail.ts); every call on the threadpool when not given. */
+  io?: HostIo;
 }
 
 /** What every operation works on. */
 export interface OpsContext {
-  readonly root: ExportRoot;
+  readonly root: ExportRoot & { io: HostIo };
   readonly fids: FidTable;
   /** Host filesystem (`major:minor`) to its index in the top 16 bits of qid.path. */
   readonly devIndex: Map<string, number>;
@@ -41,7 +43,7 @@ function processUmask(): number {
 }
 
 export function createContext(root: ExportRoot, maxFids?: number): OpsContext {
-  return { root, fids: new FidTable(maxFids), devIndex: new Map(), umask: processUmask() };
+  return { root: { ...root, io: root.io ?? pooledIo() }, fids: new FidTable(maxFids), devIndex: new Map(), umask: processUmask() };
 }
 
 /** The inode bits of qid.path (the rest is the filesystem's index). */
@@ -79,7 +81,7 @@ export async function withHandle<T>(fid: Fid, f: (fd: number) => Promise<T>): Pr
 
 /** O_PATH fd of the fid's parent directory (the root for the root itself). */
 export function parentOf(ctx: OpsContext, fid: Fid): Promise<number> {
-  return openPathBeneath(ctx.root.rootFd, joinPath(fid.path.slice(0, -1)), fsc().O_DIRECTORY);
+  return openPathBeneath(ctx.root.rootFd, joinPath(fid.path.slice(0, -1)), fsc().O_DIRECTORY, ctx.root.io);
 }
 
 /** Closes an fd this operation opened and no fid holds. */
@@ -91,16 +93,16 @@ export async function attach(ctx: OpsContext, m: Request<'Tattach'>): Promise<Re
   if (m.afid !== NOFID) throw new P9Error('EINVAL', 'authentication is not used');
   ctx.fids.reserve(m.fid);
   try {
-    const fd = await openPathBeneath(ctx.root.rootFd, '.', fsc().O_DIRECTORY);
+    const fd = await openPathBeneath(ctx.root.rootFd, '.', fsc().O_DIRECTORY, ctx.root.io);
     let st: HostStat;
     try {
-      st = await statFd(fd);
+      st = await statFd(fd, ctx.root.io);
     } catch (e) {
       await closeFd(fd);
       throw e;
     }
     const qid = qidOf(ctx, st);
-    ctx.fids.set({ id: m.fid, path: [], handle: new FdRef(fd), kind: 'dir', qidPath: qid.path });
+    ctx.fids.set({ id: m.fid, path: [], handle: new FdRef(fd, ctx.root.io), kind: 'dir', qidPath: qid.path });
     return { qid };
   } finally {
     ctx.fids.unreserve(m.fid);
@@ -122,23 +124,23 @@ export async function walk(ctx: OpsContext, m: Request<'Twalk'>): Promise<Reply<
     for (const name of names) {
       let next: number;
       if (isDot(name)) {
-        next = await openPathBeneath(cur.fd, '.');
+        next = await openPathBeneath(cur.fd, '.', 0, ctx.root.io);
       } else if (isDotDot(name)) {
         // Never above the export's root; resolved from the root by the names walked so far.
         const up = path.slice(0, -1);
-        next = await openPathBeneath(ctx.root.rootFd, joinPath(up));
+        next = await openPathBeneath(ctx.root.rootFd, joinPath(up), 0, ctx.root.io);
         path = up;
       } else {
         if (kind !== 'dir') throw new P9Error('ENOTDIR');
-        next = await openPathBeneath(cur.fd, name);
+        next = await openPathBeneath(cur.fd, name, 0, ctx.root.io);
         path.push(name);
       }
-      const ref = new FdRef(next);
+      const ref = new FdRef(next, ctx.root.io);
       cur.release();
       cur = ref;
       let st: HostStat;
       try {
-        st = await statFd(next);
+        st = await statFd(next, ctx.root.io);
       } catch (e) {
         if (qids.length === 0) throw e;
         break;
