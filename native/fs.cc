@@ -192,22 +192,13 @@ bool IovecsArg(const Napi::CallbackInfo& info, size_t i, std::vector<struct iove
 }
 
 // preadv2Now(fd, buffers, offset, flags) / pwritev2Now(...) -> bytes or -errno
-Napi::Value Preadv2Now(const Napi::CallbackInfo& info) {
+template <ssize_t (*Call)(int, const struct iovec*, int, off_t, int)>
+Napi::Value VectoredNow(const Napi::CallbackInfo& info) {
   std::vector<struct iovec> iov;
   if (!IovecsArg(info, 1, iov)) return Napi::Number::New(info.Env(), -EINVAL);
   ssize_t r;
   do {
-    r = preadv2(IntArg(info, 0), iov.data(), static_cast<int>(iov.size()), static_cast<off_t>(I64Arg(info, 2)), IntArg(info, 3));
-  } while (r < 0 && errno == EINTR);
-  return Napi::Number::New(info.Env(), r < 0 ? -errno : static_cast<double>(r));
-}
-
-Napi::Value Pwritev2Now(const Napi::CallbackInfo& info) {
-  std::vector<struct iovec> iov;
-  if (!IovecsArg(info, 1, iov)) return Napi::Number::New(info.Env(), -EINVAL);
-  ssize_t r;
-  do {
-    r = pwritev2(IntArg(info, 0), iov.data(), static_cast<int>(iov.size()), static_cast<off_t>(I64Arg(info, 2)), IntArg(info, 3));
+    r = Call(IntArg(info, 0), iov.data(), static_cast<int>(iov.size()), static_cast<off_t>(I64Arg(info, 2)), IntArg(info, 3));
   } while (r < 0 && errno == EINTR);
   return Napi::Number::New(info.Env(), r < 0 ? -errno : static_cast<double>(r));
 }
@@ -397,8 +388,8 @@ void InitFs(Napi::Env env, Napi::Object exports) {
   exports.Set("statx", Napi::Function::New(env, Statx));
   exports.Set("openat2Now", Napi::Function::New(env, Openat2Now));
   exports.Set("statxNow", Napi::Function::New(env, StatxNow));
-  exports.Set("preadv2Now", Napi::Function::New(env, Preadv2Now));
-  exports.Set("pwritev2Now", Napi::Function::New(env, Pwritev2Now));
+  exports.Set("preadv2Now", Napi::Function::New(env, VectoredNow<preadv2>));
+  exports.Set("pwritev2Now", Napi::Function::New(env, VectoredNow<pwritev2>));
   exports.Set("mkdirat", Napi::Function::New(env, Mkdirat));
   exports.Set("mknodat", Napi::Function::New(env, Mknodat));
   exports.Set("unlinkat", Napi::Function::New(env, Unlinkat));
