@@ -12,12 +12,12 @@ import { DOTL } from './protocol.js';
 import { qidOf, rofs, withHandle, type OpsContext, type Reply, type Request } from './session.js';
 
 const pReadv = promisify(readv);
-/** A filesystem that cannot do RWF_NOWAIT buffered writes says so with one of these. */
-const NOWAIT_REFUSED = [osConstants.errno.EOPNOTSUPP, osConstants.errno.EINVAL];
 const pWritev = promisify(writev);
 const pFsync = promisify(fsyncFd);
 const pFdatasync = promisify(fdatasync);
 const pFchmod = promisify(fchmod);
+/** A filesystem that cannot do RWF_NOWAIT buffered writes says so with one of these. */
+const NOWAIT_REFUSED = [osConstants.errno.EOPNOTSUPP, osConstants.errno.EINVAL];
 
 /** Host open flags for a Tlopen/Tlcreate's; what a server must not pass on is dropped. */
 export function hostFlags(ctx: OpsContext, dotl: number, kind: FileKind): { flags: number; readable: boolean; writable: boolean } {

@@ -166,25 +166,24 @@ export function procPath(fd: number): string { return `/proc/self/fd/${fd}`; }
  */
 export function reopen(fd: number, kind: FileKind, flags: number, io: HostIo = pooledIo()): Promise<number> {
   const c = fsc();
-  if (kind === 'dir') {
-    if (io.local) {
-      io.calls.inline++;
-      const r = native().openat2Now(fd, '.', flags | c.O_DIRECTORY | c.O_CLOEXEC, 0, resolveFlags());
-      return r >= 0 ? Promise.resolve(r) : failed(r, 'openat2');
-    }
-    io.calls.pooled++;
-    return native().openat2(fd, '.', flags | c.O_DIRECTORY | c.O_CLOEXEC, 0, resolveFlags());
-  }
+  if (kind === 'dir') return openHeld(io, fd, '.', flags | c.O_DIRECTORY | c.O_CLOEXEC, resolveFlags());
   if (kind !== 'file') return Promise.reject(new P9Error(kind === 'symlink' ? 'ELOOP' : 'EOPNOTSUPP', `cannot open a ${kind}`));
-  // The magic link is never in the dcache for RESOLVE_CACHED (procfs revalidates it), so on a
-  // local filesystem this open runs here without it.
-  if (io.local && (flags & c.O_TRUNC) === 0) {
+  return openHeld(io, c.AT_FDCWD, procPath(fd), flags | c.O_CLOEXEC, 0);
+}
+
+/**
+ * An open of an inode the server holds already: on the main thread on a local filesystem
+ * (RESOLVE_CACHED is no help here: procfs revalidates the magic link, so it never is cached),
+ * except with O_TRUNC, which may have blocks to free; else on the threadpool.
+ */
+function openHeld(io: HostIo, dirfd: number, path: string, flags: number, resolve: number): Promise<number> {
+  if (io.local && (flags & fsc().O_TRUNC) === 0) {
     io.calls.inline++;
-    const r = native().openat2Now(c.AT_FDCWD, procPath(fd), flags | c.O_CLOEXEC, 0, 0);
+    const r = native().openat2Now(dirfd, path, flags, 0, resolve);
     return r >= 0 ? Promise.resolve(r) : failed(r, 'openat2');
   }
   io.calls.pooled++;
-  return native().openat2(c.AT_FDCWD, procPath(fd), flags | c.O_CLOEXEC, 0, 0);
+  return native().openat2(dirfd, path, flags, 0, resolve);
 }
 
 /** What the server needs of a statx. */
