@@ -32,6 +32,7 @@ const benches: Bench[] = [
   { name: 'boot', needsKvm: true, run: (o) => runBootBench(o) },
   { name: 'exec', needsKvm: true, run: async (o) => (await import('./exec.js')).runExecBench(o) },
   { name: '9p', needsKvm: true, run: async (o) => (await import('./ninep.js')).runNinepBench(o) },
+  { name: 'host-calls', needsKvm: true, run: async (o) => (await import('./host-calls.js')).runHostCallsBench(o) },
   { name: 'fork', needsKvm: true, run: async (o) => (await import('./fork.js')).runForkBench(o) },
   { name: 'rtl8139-model', needsKvm: false, run: async (o) => (await import('./rtl8139-model.js')).runRtl8139ModelBench(o) },
 ];

@@ -65,8 +65,14 @@ export class P9Server {
     this.ops = new P9Ops({ rootFd, readonly: share.readonly, io }, opts.maxFids);
   }
 
+  /**
+   * Options for servers opened without any (the machines' shares). @internal: a bench's A/B
+   * switch (bench/host-calls.ts), not an API.
+   */
+  static defaults: P9ServerOptions = {};
+
   /** Opens the export's root directory (as an O_PATH fd held until close()). */
-  static async open(share: ResolvedShare, opts: P9ServerOptions = {}): Promise<P9Server> {
+  static async open(share: ResolvedShare, opts: P9ServerOptions = P9Server.defaults): Promise<P9Server> {
     const c = fsc();
     const fd = await native().openat2(c.AT_FDCWD, share.path, c.O_PATH | c.O_DIRECTORY | c.O_CLOEXEC, 0, 0);
     let io: HostIo;
