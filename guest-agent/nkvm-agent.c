@@ -37,9 +37,8 @@
 #define DEFAULT_PORT "org.nodekvm.agent.0"
 /* Largest request accepted (an exec with a long script); larger ones are skipped with EMSGSIZE. */
 #define MAX_IN_FRAME (16u << 20)
-/* Data frames we send carry at most this much: with its header a frame is 64 KiB, two whole
- * buffers of the port (Linux's virtio_console takes at most 32 KiB per write), not two and a
- * 9-byte third that costs the host a doorbell of its own. */
+/* Data frames we send carry at most this much (64 KiB with the header: one read into a stack
+ * buffer; the host takes up to 1 MiB per frame). Many go to the host in one spliced buffer. */
 #define CHUNK (65536 - HDR)
 /* Stop reading children and files while this much waits for the host (as much as one splice
  * takes, so a file or a fast command's output goes in buffers of that size). */
