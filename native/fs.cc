@@ -112,6 +112,15 @@ Napi::Value Openat2(const Napi::CallbackInfo& info) {
 // rdevMinor, ino, size, blocks, blksize, atimeSec, atimeNsec, mtimeSec, mtimeNsec, ctimeSec,
 // ctimeNsec, btimeSec, btimeNsec, devMajor, devMinor]
 constexpr size_t kStatxFields = 21;
+void StatxFields(const struct statx& s, int64_t* out) {
+  int64_t v[kStatxFields] = {s.stx_mask, s.stx_mode, s.stx_nlink, s.stx_uid, s.stx_gid,
+                             s.stx_rdev_major, s.stx_rdev_minor, static_cast<int64_t>(s.stx_ino),
+                             static_cast<int64_t>(s.stx_size), static_cast<int64_t>(s.stx_blocks),
+                             s.stx_blksize, s.stx_atime.tv_sec, s.stx_atime.tv_nsec, s.stx_mtime.tv_sec,
+                             s.stx_mtime.tv_nsec, s.stx_ctime.tv_sec, s.stx_ctime.tv_nsec,
+                             s.stx_btime.tv_sec, s.stx_btime.tv_nsec, s.stx_dev_major, s.stx_dev_minor};
+  memcpy(out, v, sizeof v);
+}
 Napi::Value Statx(const Napi::CallbackInfo& info) {
   int dirfd = IntArg(info, 0);
   std::string path = PathArg(info, 1);
@@ -123,15 +132,7 @@ Napi::Value Statx(const Napi::CallbackInfo& info) {
       [=]() { return static_cast<long>(statx(dirfd, path.c_str(), flags, mask, st.get())); },
       [st](Napi::Env env, long) -> Napi::Value {
         Napi::ArrayBuffer ab = Napi::ArrayBuffer::New(env, kStatxFields * 8);
-        int64_t* f = static_cast<int64_t*>(ab.Data());
-        const struct statx& s = *st;
-        int64_t v[kStatxFields] = {s.stx_mask, s.stx_mode, s.stx_nlink, s.stx_uid, s.stx_gid,
-                                   s.stx_rdev_major, s.stx_rdev_minor, static_cast<int64_t>(s.stx_ino),
-                                   static_cast<int64_t>(s.stx_size), static_cast<int64_t>(s.stx_blocks),
-                                   s.stx_blksize, s.stx_atime.tv_sec, s.stx_atime.tv_nsec, s.stx_mtime.tv_sec,
-                                   s.stx_mtime.tv_nsec, s.stx_ctime.tv_sec, s.stx_ctime.tv_nsec,
-                                   s.stx_btime.tv_sec, s.stx_btime.tv_nsec, s.stx_dev_major, s.stx_dev_minor};
-        memcpy(f, v, sizeof v);
+        StatxFields(*st, static_cast<int64_t*>(ab.Data()));
         return Napi::BigInt64Array::New(env, kStatxFields, ab, 0);
       }));
 }
@@ -165,13 +166,7 @@ Napi::Value StatxNow(const Napi::CallbackInfo& info) {
     r = statx(IntArg(info, 0), path.c_str(), IntArg(info, 2), U32Arg(info, 3), &s);
   } while (r < 0 && errno == EINTR);
   if (r < 0) return Napi::Number::New(info.Env(), -errno);
-  int64_t v[kStatxFields] = {s.stx_mask, s.stx_mode, s.stx_nlink, s.stx_uid, s.stx_gid,
-                             s.stx_rdev_major, s.stx_rdev_minor, static_cast<int64_t>(s.stx_ino),
-                             static_cast<int64_t>(s.stx_size), static_cast<int64_t>(s.stx_blocks),
-                             s.stx_blksize, s.stx_atime.tv_sec, s.stx_atime.tv_nsec, s.stx_mtime.tv_sec,
-                             s.stx_mtime.tv_nsec, s.stx_ctime.tv_sec, s.stx_ctime.tv_nsec,
-                             s.stx_btime.tv_sec, s.stx_btime.tv_nsec, s.stx_dev_major, s.stx_dev_minor};
-  memcpy(out.Data(), v, sizeof v);
+  StatxFields(s, out.Data());
   return Napi::Number::New(info.Env(), 0);
 }
 
