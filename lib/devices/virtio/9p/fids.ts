@@ -12,7 +12,7 @@ import { closeHeld, pooledIo, type FileKind, type HostIo } from './jail.js';
 /** An fd with users; closed (see closeHeld) when the count drops to zero. */
 export class FdRef {
   private refs = 1;
-  constructor(readonly fd: number, private readonly io: HostIo = pooledIo(), private readonly onClose?: (fd: number) => void) {}
+  constructor(readonly fd: number, private readonly io: HostIo = pooledIo()) {}
 
   acquire(): this {
     if (this.refs <= 0) throw new Error(`fd ${this.fd} used after close`);
@@ -23,7 +23,6 @@ export class FdRef {
   release(): void {
     if (this.refs <= 0) return;
     if (--this.refs === 0) {
-      this.onClose?.(this.fd);
       closeHeld(this.fd, this.io);
     }
   }
